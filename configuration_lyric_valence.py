@@ -1,0 +1,91 @@
+"""Configuration of the lyric-valence model: a pretrained encoder plus a small regression head.
+
+This file travels to the Hub next to the weights, so it imports torch and transformers only.
+"""
+
+from typing import Literal
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+class LyricValenceConfig(PretrainedConfig):
+    r"""
+    Configuration of [`LyricValenceModel`]: an encoder (any model `AutoModel.from_config` builds: BERT, RoBERTa,
+    DeBERTa, ModernBERT, ...) whose pooled chunk representation feeds Linear(hidden, head_hidden_size) -> ReLU ->
+    Linear(head_hidden_size, 1). Whole songs are split into overlapping token chunks; a song's valence is the
+    aggregate of its chunk scores.
+
+    Args:
+        encoder (`PretrainedConfig` or `dict`, *optional*):
+            Configuration of the encoder. A dict needs a `model_type`; defaults to a BERT config.
+        head_hidden_size (`int`, *optional*, defaults to 128):
+            Width of the head's hidden layer.
+        head_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout applied to the pooled representation and to the head's hidden layer.
+        pooling (`str`, *optional*, defaults to `"cls"`):
+            How a chunk becomes one vector: `"cls"` (first token, the reference recipe) or `"mean"` (attention-masked
+            mean over tokens, how sentence-transformers encoders such as all-MiniLM-L6-v2 were trained).
+        max_length (`int`, *optional*, defaults to 512):
+            Tokens per chunk, special tokens included.
+        stride (`int`, *optional*, defaults to 128):
+            Tokens shared by consecutive chunks of a song.
+        aggregation (`str`, *optional*, defaults to `"mean"`):
+            How chunk scores become a song score: `"mean"` or `"median"`.
+
+    Example:
+
+    ```python
+    >>> from transformers import BertConfig
+    >>> from configuration_lyric_valence import LyricValenceConfig
+
+    >>> config = LyricValenceConfig(encoder=BertConfig(hidden_size=768, num_hidden_layers=12))
+    >>> config.id2label
+    {0: 'valence'}
+    ```"""
+
+    model_type = "lyric-valence"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    encoder: PretrainedConfig | dict | None = None
+    head_hidden_size: int = 128
+    head_dropout: float = 0.1
+    pooling: Literal["cls", "mean"] = "cls"
+    max_length: int = 512
+    stride: int = 128
+    aggregation: Literal["mean", "median"] = "mean"
+    id2label: dict[int, str] | dict[str, str] | None = None
+    problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = (
+        "regression"
+    )
+    custom_pipelines: dict | None = None
+    auto_map: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None:
+            self.id2label = {0: "valence"}
+            self.label2id = {"valence": 0}
+        if self.auto_map is None:
+            # `register_for_auto_class` records one auto class per model class; the model answers to both.
+            self.auto_map = {
+                "AutoConfig": "configuration_lyric_valence.LyricValenceConfig",
+                "AutoModel": "modeling_lyric_valence.LyricValenceModel",
+                "AutoModelForSequenceClassification": "modeling_lyric_valence.LyricValenceModel",
+            }
+        if self.custom_pipelines is None:
+            # `pipeline(model=..., trust_remote_code=True)` picks this task and the whole-song pipeline class.
+            self.custom_pipelines = {
+                "lyric-valence": {
+                    "impl": "pipeline_lyric_valence.LyricValencePipeline",
+                    "pt": ["AutoModel"],
+                    "type": "text",
+                }
+            }
+        super().__post_init__(**kwargs)
+        if self.stride >= self.max_length - 2:
+            raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the encoder's output, the head's input."""
+        return self.encoder.hidden_size

@@ -1,0 +1,198 @@
+"""The lyric-valence model: a pretrained encoder with a regression head, scoring whole songs chunk by chunk.
+
+This file travels to the Hub next to the weights, so it imports torch, transformers and its sibling files only.
+"""
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.pipelines import PIPELINE_REGISTRY
+
+try:
+    from .configuration_lyric_valence import LyricValenceConfig
+    from .pipeline_lyric_valence import LyricValencePipeline
+except ImportError:  # imported as a top-level module from a source checkout rather than as a Hub package
+    from configuration_lyric_valence import LyricValenceConfig
+    from pipeline_lyric_valence import LyricValencePipeline
+
+
+def check_lyrics(lyrics: list[str]) -> None:
+    """Raise a `ValueError` naming the position of the first song that is not a non-blank string."""
+    for position, text in enumerate(lyrics):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"song {position} has no lyrics (empty or whitespace-only text)")
+
+
+def chunk_lyrics(tokenizer: PreTrainedTokenizerBase, lyrics: list[str], max_length: int, stride: int):
+    """
+    Tokenize whole songs into overlapping chunks of at most `max_length` tokens, consecutive chunks sharing `stride`
+    tokens. Returns the tokenizer's `BatchEncoding` (no padding) whose `overflow_to_sample_mapping` gives each chunk's
+    song position in `lyrics`.
+    """
+    return tokenizer(
+        lyrics,
+        truncation=True,
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        padding=False,
+    )
+
+
+def aggregate_chunk_scores(
+    chunk_scores: torch.Tensor, song_index: torch.Tensor, num_songs: int, aggregation: str = "mean"
+) -> torch.Tensor:
+    """Combine chunk scores into one score per song; `song_index[i]` is the song (0..num_songs-1) of chunk i."""
+    if aggregation == "mean":
+        totals = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, chunk_scores.double())
+        counts = torch.zeros(num_songs, dtype=torch.float64).index_add_(
+            0, song_index, torch.ones_like(chunk_scores, dtype=torch.float64)
+        )
+        return (totals / counts).to(chunk_scores.dtype)
+    if aggregation == "median":
+        return torch.stack([chunk_scores[song_index == song].median() for song in range(num_songs)])
+    raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean' or 'median'")
+
+
+class LyricValenceHead(nn.Module):
+    """Linear(hidden, head_hidden_size) -> ReLU -> Linear(head_hidden_size, 1), with dropout before each Linear."""
+
+    def __init__(self, config: LyricValenceConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.dense = nn.Linear(config.hidden_size, config.head_hidden_size)
+        self.activation = nn.ReLU()
+        self.out_proj = nn.Linear(config.head_hidden_size, 1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.dense(self.dropout(pooled)))
+        return self.out_proj(self.dropout(hidden))
+
+
+class LyricValencePreTrainedModel(PreTrainedModel):
+    config_class = LyricValenceConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+
+class LyricValenceModel(LyricValencePreTrainedModel):
+    """
+    Predicts the valence (0 sad/negative .. 1 happy/positive) of a lyrics chunk: the encoder's pooled chunk
+    representation goes through [`LyricValenceHead`]. [`~LyricValenceModel.score_songs`] scores whole songs by
+    averaging their overlapping chunks.
+    """
+
+    def __init__(self, config: LyricValenceConfig):
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config.encoder)
+        # The head reads the last hidden state; an unused pooler would waste compute and break DDP's
+        # unused-parameter check.
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None
+        self.head = LyricValenceHead(config)
+        self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "LyricValenceModel":
+        """
+        Build a model around a pretrained encoder (a local folder or a Hub id): encoder weights loaded, head freshly
+        initialised. `config_kwargs` set [`LyricValenceConfig`] fields such as `pooling` or `max_length`.
+        """
+        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        config = LyricValenceConfig(encoder=encoder.config, **config_kwargs)
+        model = cls(config)
+        # strict=False only for the encoder's pooler weights, which this model drops
+        missing = model.encoder.load_state_dict(encoder.state_dict(), strict=False).missing_keys
+        if missing:
+            raise ValueError(f"{encoder_name_or_path}: encoder weights missing for {missing}")
+        model.config.encoder._name_or_path = str(encoder_name_or_path)
+        return model
+
+    def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per chunk, as `config.pooling` says."""
+        if self.config.pooling == "cls":
+            return last_hidden_state[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
+        return (last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+            Valence targets; when given, the output carries the mean squared error.
+
+        Returns a [`SequenceClassifierOutput`] whose `logits` of shape `(batch_size, 1)` are the chunk valences.
+        """
+        if attention_mask is None:
+            shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+            attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+        if token_type_ids is not None:
+            encoder_inputs["token_type_ids"] = token_type_ids
+        outputs = self.encoder(**encoder_inputs, **kwargs)
+        logits = self.head(self.pool(outputs.last_hidden_state, attention_mask))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    @torch.inference_mode()
+    def score_songs(
+        self,
+        lyrics: list[str],
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 32,
+        songs_per_block: int = 1024,
+        show_progress: bool = False,
+    ) -> list[float]:
+        """
+        Valence of each whole song in `lyrics`, one float per song in input order.
+
+        Songs are tokenized into overlapping chunks (`config.max_length`, `config.stride`); the chunks of up to
+        `songs_per_block` songs are sorted by length and batched `batch_size` at a time with padding to the longest
+        chunk of the batch; chunk scores are combined per song with `config.aggregation`.
+
+        Raises:
+            ValueError: a song is empty or whitespace-only (the message names its position).
+        """
+        check_lyrics(lyrics)
+        was_training = self.training
+        self.eval()
+        scores = []
+        with tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress:
+            for start in range(0, len(lyrics), songs_per_block):
+                block = lyrics[start : start + songs_per_block]
+                scores.append(self._score_block(block, tokenizer, batch_size))
+                progress.update(len(block))
+        self.train(was_training)
+        return torch.cat(scores).tolist() if scores else []
+
+    def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_size: int) -> torch.Tensor:
+        encoded = chunk_lyrics(tokenizer, lyrics, self.config.max_length, self.config.stride)
+        song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
+        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
+        chunk_scores = torch.empty(len(features))
+        for batch_start in range(0, len(order), batch_size):
+            batch_order = order[batch_start : batch_start + batch_size]
+            batch = tokenizer.pad([features[i] for i in batch_order], return_tensors="pt").to(self.device)
+            chunk_scores[batch_order] = self(**batch).logits.squeeze(-1).float().cpu()
+        return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation)
+
+
+LyricValenceConfig.register_for_auto_class()
+LyricValenceModel.register_for_auto_class("AutoModel")
+PIPELINE_REGISTRY.register_pipeline("lyric-valence", pipeline_class=LyricValencePipeline, pt_model=AutoModel)
