@@ -102,7 +102,8 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         Build a model around a pretrained encoder (a local folder or a Hub id): encoder weights loaded, head freshly
         initialised. `config_kwargs` set [`LyricValenceConfig`] fields such as `pooling` or `max_length`.
         """
-        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        # float32 master weights whatever the checkpoint's dtype; mixed precision is the Trainer's job (--bf16).
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, dtype=torch.float32)
         config = LyricValenceConfig(encoder=encoder.config, **config_kwargs)
         model = cls(config)
         # strict=False only for the encoder's pooler weights, which this model drops

@@ -68,7 +68,7 @@ class ModelArguments:
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before each Linear of the head."})
     head_learning_rate: float | None = field(
         default=1e-3,
-        metadata={"help": "Learning rate of the head; None uses --learning_rate for every parameter."},
+        metadata={"help": "Learning rate of the head (its own optimizer parameter group)."},
     )
     init_head_bias_to_label_mean: bool = field(
         default=True,
@@ -293,6 +293,9 @@ def main():
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
+    eval_metrics = trainer.evaluate()
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
 
     test_output = trainer.predict(chunks["test"], metric_key_prefix="test")
     trainer.log_metrics("test", test_output.metrics)

