@@ -138,7 +138,7 @@ class DataArguments:
 @dataclass
 class LyricValenceTrainingArguments(TrainingArguments):
     output_dir: str = field(default="outputs/lyric-valence", metadata={"help": "Where the model and results go."})
-    learning_rate: float = field(default=5e-4, metadata={"help": "Learning rate of the encoder (LoRA) weights."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the encoder weights (the LoRA adapters in lora mode)."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Chunks per training batch and device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Chunks per evaluation batch and device."})
