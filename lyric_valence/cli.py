@@ -1,0 +1,142 @@
+"""
+The `lyric-valence` command.
+
+    lyric-valence predict --model outputs/lyric-valence songs.csv --text_column lyrics --output scores.csv
+    lyric-valence predict --model outputs/lyric-valence song1.txt song2.txt
+    cat song.txt | lyric-valence predict --model outputs/lyric-valence
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from data.loading import DataError, read_table
+
+TEXT_SUFFIXES = (".txt", ".lyrics")
+logger = logging.getLogger("lyric_valence")
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lyric-valence predict",
+        description="Score whole songs: one valence (0 sad/negative .. 1 happy/positive) per song.",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        help="Songs to score: .txt files (each file one song), CSV/TSV/JSON/JSONL/Parquet tables (one song per row, "
+        "see --text_column), or '-' / nothing for one song read from standard input.",
+    )
+    parser.add_argument(
+        "--model",
+        default="outputs/lyric-valence",
+        help="Trained model: a folder written by train.py or a Hub repo id (loaded with trust_remote_code). "
+        "Default: %(default)s.",
+    )
+    parser.add_argument("--text_column", default="seq", help="Column of a table holding the lyrics (default: seq).")
+    parser.add_argument(
+        "--id_column", default=None, help="Column of a table copied to the output as the song id (default: row number)."
+    )
+    parser.add_argument(
+        "--output", default=None, help="Where to write the scores: .csv or .jsonl (default: CSV on standard output)."
+    )
+    parser.add_argument("--batch_size", type=int, default=32, help="Chunks scored per forward pass (default: 32).")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
+    return parser
+
+
+def read_songs(args: argparse.Namespace) -> pd.DataFrame:
+    """All input songs as a frame of `source`, `id` and `text`, in input order."""
+    if not args.inputs or args.inputs == ["-"]:
+        return pd.DataFrame({"source": ["<stdin>"], "id": ["0"], "text": [sys.stdin.read()]})
+    frames = []
+    for name in args.inputs:
+        path = Path(name)
+        if path.suffix.lower() in TEXT_SUFFIXES:
+            if not path.is_file():
+                raise DataError(f"{path}: no such file")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}: not valid UTF-8 (byte {error.start})") from None
+            frames.append(pd.DataFrame({"source": [name], "id": [path.stem], "text": [text]}))
+            continue
+        table = read_table(path)
+        for column in filter(None, (args.text_column, args.id_column)):
+            if column not in table.columns:
+                raise DataError(f"{path}: no column {column!r}; the columns are {list(table.columns)} (see --text_column)")
+        ids = table[args.id_column] if args.id_column else pd.Series(range(len(table)))
+        frames.append(pd.DataFrame({"source": name, "id": ids.astype(str).to_numpy(), "text": table[args.text_column]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def blank_rows(texts: pd.Series) -> pd.Series:
+    return texts.isna() | (texts.astype(str).str.strip() == "")
+
+
+def write_scores(scores: pd.DataFrame, output: str | None) -> None:
+    if output is None:
+        scores.to_csv(sys.stdout, index=False)
+    elif output.endswith(".jsonl"):
+        with open(output, "w", encoding="utf-8") as handle:
+            for record in scores.to_dict(orient="records"):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        scores.to_csv(output, index=False)
+
+
+def load_model(name: str, device: str | None):
+    """The model and tokenizer of a trained folder or Hub repo, on `device`."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    if Path(name).exists() and not (Path(name) / "config.json").is_file():
+        raise DataError(f"{name}: not a trained model folder (no config.json)")
+    if not Path(name).exists() and (name.startswith((".", "/")) or name.count("/") != 1):
+        raise DataError(f"{name}: no such model folder")
+    model = AutoModel.from_pretrained(name, trust_remote_code=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device), AutoTokenizer.from_pretrained(name, trust_remote_code=True)
+
+
+def predict(argv: list[str]) -> int:
+    args = predict_parser().parse_args(argv)
+    if args.output is not None and not args.output.endswith((".csv", ".jsonl")):
+        raise DataError(f"{args.output}: the output must end in .csv or .jsonl")
+    songs = read_songs(args)
+    blank = blank_rows(songs["text"])
+    for source, song_id in songs.loc[blank, ["source", "id"]].itertuples(index=False):
+        logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
+    scored = songs[~blank]
+    model, tokenizer = load_model(args.model, args.device)
+    valence = model.score_songs(
+        scored["text"].astype(str).tolist(), tokenizer, batch_size=args.batch_size, show_progress=len(scored) > 1
+    )
+    write_scores(pd.DataFrame({"source": scored["source"], "id": scored["id"], "valence": valence}), args.output)
+    logger.warning("scored %d songs, skipped %d empty", len(scored), int(blank.sum()))
+    return 0
+
+
+COMMANDS = {"predict": predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lyric-valence` console command."""
+    logging.basicConfig(format="lyric-valence: %(message)s", level=logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: lyric-valence {{{','.join(COMMANDS)}}} [--help] ...", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except DataError as error:
+        print(f"lyric-valence {argv[0]}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
