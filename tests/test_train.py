@@ -1,0 +1,177 @@
+"""train.py end to end on tiny random encoders and original lyrics-like text."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from conftest import REPO
+from lyric_valence.training import make_compute_metrics, song_predictions
+from transformers import EvalPrediction
+
+TINY_RUN = [
+    "--max_length", "64", "--stride", "16", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
+    "--per_device_eval_batch_size", "8", "--logging_steps", "5", "--seed", "7", "--disable_tqdm", "True",
+]
+
+
+def run_train(monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["train.py", *map(str, args)])
+    train.main()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_encoder_dir):
+    """One short LoRA run (last 2 of 4 layers) on a Kaggle-layout file whose long songs make several chunks."""
+    from conftest import write_kaggle_csv
+
+    folder = tmp_path_factory.mktemp("run")
+    data = write_kaggle_csv(folder / "lyrics.csv", songs=40)
+    output = folder / "out"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_train(
+            monkeypatch, "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--output_dir", output,
+            "--lora_num_layers", "2", *TINY_RUN,
+        )
+    return output
+
+
+def test_output_folder_holds_everything_a_user_needs(trained):
+    names = {path.name for path in trained.iterdir()}
+    assert {
+        "model.safetensors", "config.json", "modeling_lyric_valence.py", "tokenizer.json", "adapter", "README.md",
+        "test_results.json", "test_predictions.csv", "test_scatter.png", "loss_curve.png", "split_song_ids.json",
+    } <= names
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {path.name for path in (trained / "adapter").iterdir()}
+    split_ids = json.loads((trained / "split_song_ids.json").read_text())
+    assert not set(split_ids["train"]) & set(split_ids["test"])
+    assert len(split_ids["train"]) + len(split_ids["validation"]) + len(split_ids["test"]) == 40
+
+
+def test_song_level_test_metrics_equal_a_hand_computation_from_the_predictions(trained):
+    metrics = json.loads((trained / "test_results.json").read_text())
+    predictions = pd.read_csv(trained / "test_predictions.csv")
+    error = predictions["predicted_valence"] - predictions["true_valence"]
+    assert metrics["test_songs"] == len(predictions) == len(json.loads((trained / "split_song_ids.json").read_text())["test"])
+    assert metrics["test_mse"] == pytest.approx(float((error**2).mean()), rel=1e-5)
+    assert metrics["test_mae"] == pytest.approx(float(error.abs().mean()), rel=1e-5)
+    assert metrics["test_pearson"] == pytest.approx(
+        float(np.corrcoef(predictions["predicted_valence"], predictions["true_valence"])[0, 1]), abs=1e-5
+    )
+    card = (trained / "README.md").read_text()
+    assert f"value: {metrics['test_mse']}" in card
+
+
+def test_lora_sits_on_query_and_value_of_the_last_layers_only_and_other_weights_are_unchanged(trained, tiny_encoder_dir):
+    adapter = load_file(str(trained / "adapter" / "adapter_model.safetensors"))
+    lora_modules = {name.split(".lora_")[0] for name in adapter if ".lora_" in name}
+    assert lora_modules == {
+        f"base_model.model.encoder.encoder.layer.{layer}.attention.self.{projection}"
+        for layer in (2, 3) for projection in ("query", "value")
+    }
+    pretrained = load_file(str(tiny_encoder_dir / "model.safetensors"))
+    merged = load_file(str(trained / "model.safetensors"))
+    changed = set()
+    for name, tensor in merged.items():
+        if name.startswith("encoder."):
+            source = name.removeprefix("encoder.")
+            if not torch.equal(tensor, pretrained[source]):
+                changed.add(source)
+    assert changed == {
+        f"encoder.layer.{layer}.attention.self.{projection}.weight" for layer in (2, 3) for projection in ("query", "value")
+    }
+    head = {name.removeprefix("base_model.model."): tensor for name, tensor in adapter.items() if ".head." in name}
+    assert set(head) == {"head.dense.weight", "head.dense.bias", "head.out_proj.weight", "head.out_proj.bias"}
+    for name, tensor in head.items():  # the trained head travels with the adapter and is the merged model's head
+        assert torch.equal(merged[name], tensor), name
+
+
+def test_the_head_trained(trained):
+    """The output bias starts at the mean training label; training moves it."""
+    merged = load_file(str(trained / "model.safetensors"))
+    data = pd.read_csv(trained.parent / "lyrics.csv", index_col=0)
+    train_ids = json.loads((trained / "split_song_ids.json").read_text())["train"]
+    start_bias = data.loc[[int(song_id) for song_id in train_ids], "label"].mean()
+    assert abs(merged["head.out_proj.bias"].item() - start_bias) > 1e-4
+
+
+def test_song_metrics_ignore_order_and_duplicated_chunks():
+    # 3 songs; song 1 has 3 chunks; the last two rows repeat chunks 0 and 3 as a distributed sampler would.
+    chunk_scores = np.array([0.2, 0.5, 0.7, 0.9, 0.4, 0.2, 0.9])
+    labels = np.array([0.1, 0.6, 0.6, 0.6, 0.3, 0.1, 0.6])
+    song_index = np.array([0, 1, 1, 1, 2, 0, 1])
+    chunk_id = np.array([0, 1, 2, 3, 4, 0, 3])
+    order = np.array([4, 2, 6, 0, 3, 5, 1])
+    prediction = EvalPrediction(chunk_scores[order, None], (labels[order], song_index[order], chunk_id[order]))
+    metrics = make_compute_metrics()(prediction)
+    song_scores = np.array([0.2, (0.5 + 0.7 + 0.9) / 3, 0.4])
+    song_labels = np.array([0.1, 0.6, 0.3])
+    assert metrics["songs"] == 3
+    assert metrics["mse"] == pytest.approx(float(((song_scores - song_labels) ** 2).mean()))
+    assert metrics["chunk_mse"] == pytest.approx(float(((chunk_scores[:5] - labels[:5]) ** 2).mean()))
+    songs, predicted, *_ = song_predictions(prediction.predictions, prediction.label_ids)
+    assert songs.tolist() == [0, 1, 2] and predicted == pytest.approx(song_scores)
+
+
+def test_two_processes_score_every_test_song_once_with_the_same_metrics(tmp_path, tiny_encoder_dir):
+    from conftest import write_kaggle_csv
+
+    data = write_kaggle_csv(tmp_path / "lyrics.csv", songs=23, seed=3)
+    # Learning rate 0: the two runs end with the same weights, so any difference comes from distributed evaluation.
+    common = [
+        "train.py", "--model_name_or_path", str(tiny_encoder_dir), "--data_file", str(data), *TINY_RUN,
+        "--num_train_epochs", "1", "--learning_rate", "0", "--head_learning_rate", "0", "--per_device_eval_batch_size", "3",
+    ]
+    results = {}
+    for processes in (1, 2):
+        output = tmp_path / f"out{processes}"
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--cpu",
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        completed = subprocess.run(
+            [*launcher, *common, "--output_dir", str(output)], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results[processes] = json.loads((output / "test_results.json").read_text())
+    assert results[1]["test_songs"] == results[2]["test_songs"] == len(
+        json.loads((tmp_path / "out1" / "split_song_ids.json").read_text())["test"]
+    )
+    for metric in ("test_mse", "test_mae", "test_pearson", "test_chunk_mse"):
+        assert results[2][metric] == pytest.approx(results[1][metric], abs=1e-5), metric
+
+
+def bad_inputs(tmp_path):
+    from conftest import write_kaggle_csv
+
+    good = write_kaggle_csv(tmp_path / "good.csv", songs=12)
+    frame = pd.read_csv(good, index_col=0)
+    empty = tmp_path / "empty_text.csv"
+    frame.assign(seq="   ").to_csv(empty)
+    out_of_range = tmp_path / "out_of_range.csv"
+    frame.assign(label=frame["label"] * 100 + 2).to_csv(out_of_range)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(good.read_bytes().replace(b"artist 1", "artíst".encode("latin-1")))
+    return {
+        "missing file": (["--data_file", str(tmp_path / "nope.csv")], "nope.csv"),
+        "unknown column": (["--data_file", str(good), "--text_column", "lyrics", "--label_column", "label"], "lyrics"),
+        "all-empty text": (["--data_file", str(empty)], "empty"),
+        "labels out of range": (["--data_file", str(out_of_range)], "label"),
+        "non-UTF-8 file": (["--data_file", str(latin1)], "UTF-8"),
+    }
+
+
+def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path):
+    for case, (args, expected) in bad_inputs(tmp_path).items():
+        completed = subprocess.run(
+            [sys.executable, "train.py", *args, "--output_dir", str(tmp_path / "out")],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )
+        assert completed.returncode == 2, (case, completed.stderr[-2000:])
+        assert "Traceback" not in completed.stderr, case
+        error_lines = [line for line in completed.stderr.splitlines() if "error" in line]
+        assert len(error_lines) == 1 and expected in error_lines[0], (case, completed.stderr[-2000:])
