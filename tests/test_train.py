@@ -175,3 +175,13 @@ def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path):
         assert "Traceback" not in completed.stderr, case
         error_lines = [line for line in completed.stderr.splitlines() if "error" in line]
         assert len(error_lines) == 1 and expected in error_lines[0], (case, completed.stderr[-2000:])
+
+
+def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypatch):
+    config = tmp_path / "run.yaml"
+    config.write_text("finetuning_mode: head_only\nlora_num_layers: 2\nlabel_range: [1, 5]\nlearning_rate: 0.01\n")
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config)])
+    model_args, lora_args, data_args, training_args = train.parse_arguments()
+    assert model_args.finetuning_mode == "head_only" and lora_args.lora_num_layers == 2
+    assert data_args.label_range == [1, 5] and training_args.learning_rate == 0.01
+    assert training_args.label_names == ["labels", "song_index", "chunk_id"]
