@@ -124,7 +124,7 @@ def components(num_nodes: int, edges: np.ndarray) -> np.ndarray:
 
 
 def find_near_duplicates(
-    texts: Iterable[str], threshold: float = 0.5, total: int | None = None, show_progress: bool = True
+    texts: Iterable[str], threshold: float = 0.4, total: int | None = None, show_progress: bool = True
 ) -> NearDuplicates:
     """Group texts whose word 3-gram sets have an estimated Jaccard similarity of at least `threshold`."""
     text_key, signatures = signatures_of_distinct_texts(texts, total, show_progress)

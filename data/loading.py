@@ -10,6 +10,8 @@ and `language` where the file has or asks for them.
 """
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +79,11 @@ class PreparationOptions:
         default=True, metadata={"help": "Keep each group of near-duplicate lyrics in one split."}
     )
     duplicate_threshold: float = field(
-        default=0.5,
-        metadata={"help": "Estimated Jaccard similarity of word 3-gram sets from which two songs are near-duplicates."},
+        default=0.4,
+        metadata={
+            "help": "Estimated Jaccard similarity of word 3-gram sets from which two songs are near-duplicates. Low on "
+            "purpose: a missed duplicate leaks into the test split, a false match only keeps two songs together."
+        },
     )
     strip_section_markers: bool = field(
         default=False, metadata={"help": 'Remove section markers such as "[Chorus]", "[Repeat: x6]" or "Verse 2:".'}
@@ -113,6 +118,7 @@ class PreparedData:
         rows: every kept row, with its `split`, in file order.
         duplicates: the near-duplicate structure of `rows`.
         languages: songs per identified language before filtering (empty when languages were not identified).
+        seconds: wall-clock seconds per step.
     """
 
     splits: datasets.DatasetDict
@@ -120,6 +126,7 @@ class PreparedData:
     rows: pd.DataFrame
     duplicates: NearDuplicates
     languages: dict[str, int]
+    seconds: dict[str, float]
 
 
 def check_utf8(path: Path) -> None:
@@ -208,6 +215,21 @@ def read_labels(path: Path, frame: pd.DataFrame, column: str, label_range: tuple
     return label.astype("float64")
 
 
+def read_song_ids(path: Path, frame: pd.DataFrame, column: str | None, keep: pd.Series) -> pd.Series:
+    """The song ids as strings (the row number without an id column); a `DataError` naming the first kept row whose
+    id is missing or repeated."""
+    song_id = (frame[column] if column else pd.Series(frame.index)).astype("str")
+    missing = song_id.isna() & keep
+    if missing.any():
+        row = first_row_where(missing)
+        raise DataError(f"{path}: row {row + 1}, column {column!r}: no song id")
+    repeated = song_id.duplicated(keep=False) & keep
+    if repeated.any():
+        row = first_row_where(repeated)
+        raise DataError(f"{path}: row {row + 1}, column {column!r}: song id {song_id.iloc[row]!r} is not unique")
+    return song_id
+
+
 def normalise_texts(texts: pd.Series, strip_section_markers: bool) -> pd.Series:
     """`normalise_lyrics` of each text; missing texts become empty."""
     return pd.Series(
@@ -228,9 +250,10 @@ def clean_rows(
     strip_section_markers: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """
-    Standard columns (`song_id`, `text` normalised, `label` rescaled, `group`, and `artist`, `title`, `split` where
-    the file has them), without the rows whose text is empty after normalisation or whose label is missing (counted).
-    Raises a `DataError` naming the row for a label outside [0, 1] after rescaling or a repeated song id.
+    Standard columns (`song_id`, `text` normalised, `label` rescaled, and `artist` (from the group column), `title`,
+    `split` where the file has them; missing artists and titles become ""), without the rows whose text is empty after
+    normalisation or whose label is missing (counted). Raises a `DataError` naming the row for a label outside [0, 1]
+    after rescaling, or a song id that is missing or repeated.
     Returns the clean frame and a dict of counts.
     """
     text = normalise_texts(frame[columns.text], strip_section_markers)
@@ -247,18 +270,14 @@ def clean_rows(
             f"{path}: row {row + 1}, column {columns.label!r}: label {value} is outside [0, 1]{hint} "
             f"({int(bad.sum())} such rows)"
         )
-    song_id = (frame[columns.song_id] if columns.song_id else pd.Series(frame.index)).astype(str)
-    repeated = song_id.duplicated(keep=False) & keep
-    if repeated.any():
-        row = first_row_where(repeated)
-        raise DataError(f"{path}: row {row + 1}, column {columns.song_id!r}: song id {song_id.iloc[row]!r} is not unique")
+    song_id = read_song_ids(path, frame, columns.song_id, keep)
     clean = pd.DataFrame({"song_id": song_id, "text": text, "label": label})
     if columns.group:
-        clean["artist"] = frame[columns.group].astype(str)
+        clean["artist"] = frame[columns.group].astype("str").fillna("")
     if columns.title:
-        clean["title"] = frame[columns.title].astype(str)
+        clean["title"] = frame[columns.title].astype("str").fillna("")
     if columns.split:
-        clean["split"] = frame[columns.split].astype(str).str.strip().str.lower()
+        clean["split"] = frame[columns.split].astype("str").fillna("").str.strip().str.lower()
     counts = {
         "rows_read": len(frame),
         "dropped_empty_text": int(empty_text.sum()),
@@ -288,17 +307,21 @@ def group_rows(rows: pd.DataFrame, duplicates: NearDuplicates, options: Preparat
     """
     The split group of each row: the connected components of "same artist" (if grouping by artist) and "near
     duplicates" (if grouping by duplicates), so that no artist and no duplicate group spans two splits. A group is
-    named after its first row: that row's artist when grouping by artist, else its song id.
+    named after its first row: that row's artist when grouping by artist, else its song id. Songs without an artist
+    ("") are not grouped by artist.
     """
     edges = [np.empty((0, 2), dtype=np.int64)]
     by_artist = options.group_by_artist and "artist" in rows
     if by_artist:
-        edges.append(star_edges(rows["artist"].to_numpy()))
+        with_artist = np.flatnonzero(rows["artist"].to_numpy() != "")
+        edges.append(with_artist[star_edges(rows["artist"].to_numpy()[with_artist])])
     if options.group_by_duplicates:
         edges.append(star_edges(duplicates.group))
     group = components(len(rows), np.vstack(edges))
     _, first_row = np.unique(group, return_index=True)
-    names = rows["artist" if by_artist else "song_id"].to_numpy()[first_row]
+    names = rows["song_id"].to_numpy()[first_row]
+    if by_artist:
+        names = np.where(rows["artist"].to_numpy()[first_row] != "", rows["artist"].to_numpy()[first_row], names)
     return pd.Series(names[group], index=rows.index, dtype="str")
 
 
@@ -351,27 +374,23 @@ def to_dataset_dict(rows: pd.DataFrame) -> datasets.DatasetDict:
     )
 
 
-def prepare_table(
-    path: Path,
-    frame: pd.DataFrame,
-    columns: Columns | None = None,
-    label_range: tuple[float, float] | None = None,
-    options: PreparationOptions | None = None,
-) -> PreparedData:
-    """Clean, filter, group and split a raw table read from `path` (named in errors); see `PreparedData`."""
-    options = options or PreparationOptions()
-    columns, layout_label_range = resolve_columns(path, list(frame.columns), columns)
-    rows, counts = clean_rows(path, frame, columns, label_range or layout_label_range, options.strip_section_markers)
-    languages = {}
-    if options.language is not None:
-        rows, language_counts, languages = filter_languages(rows, options.language)
-        counts.update(language_counts)
-    if rows.empty:
-        raise DataError(f"{path}: no usable rows ({counts})")
-    duplicates = find_near_duplicates(rows["text"], options.duplicate_threshold, total=len(rows))
+@contextmanager
+def timed(seconds: dict[str, float], step: str):
+    """Record the wall-clock seconds of the block as `seconds[step]`."""
+    start = time.perf_counter()
+    yield
+    seconds[step] = round(time.perf_counter() - start, 2)
+
+
+def group_and_split(
+    path: Path, rows: pd.DataFrame, duplicates: NearDuplicates, columns: Columns, options: PreparationOptions
+) -> dict:
+    """
+    Add the `duplicate_group`, `duplicate_group_label`, `group` and `split` columns to `rows` (the file's own split
+    if it has one, else a seeded grouped split); return the counts of duplicates and per split, and the leak rates.
+    """
     rows["duplicate_group"] = rows["song_id"].to_numpy()[np.unique(duplicates.group, return_index=True)[1]][duplicates.group]
     rows["duplicate_group_label"] = rows.groupby("duplicate_group")["label"].transform("mean")
-    counts.update(duplicate_counts(duplicates))
     rows["group"] = group_rows(rows, duplicates, options)
     if columns.split:
         rows["split"] = split_by_column(path, rows["split"])
@@ -379,6 +398,7 @@ def prepare_table(
         rows["split"] = split_by_group(
             rows["group"].to_numpy(), options.validation_fraction, options.test_fraction, options.seed
         )
+    counts = duplicate_counts(duplicates)
     for name in SPLITS:
         counts[f"{name}_songs"] = int((rows["split"] == name).sum())
         if counts[f"{name}_songs"] == 0:
@@ -386,8 +406,7 @@ def prepare_table(
     split = rows["split"].to_numpy()
     counts["test_leak_rate"] = round(leak_rate(duplicates, split, "test"), 4)
     counts["validation_leak_rate"] = round(leak_rate(duplicates, split, "validation"), 4)
-    logger.info("%s: %s", path, ", ".join(f"{key} {value}" for key, value in counts.items()))
-    return PreparedData(to_dataset_dict(rows), counts, rows, duplicates, languages)
+    return counts
 
 
 def prepare(
@@ -396,9 +415,28 @@ def prepare(
     label_range: tuple[float, float] | None = None,
     options: PreparationOptions | None = None,
 ) -> PreparedData:
-    """Read a raw file (CSV/TSV, JSON/JSONL, Parquet) and prepare it; see `PreparedData`."""
-    path = Path(path)
-    return prepare_table(path, read_table(path), columns, label_range, options)
+    """Read a raw file (CSV/TSV, JSON/JSONL, Parquet), then clean, filter, group and split it; see `PreparedData`."""
+    path, options, seconds, languages = Path(path), options or PreparationOptions(), {}, {}
+    with timed(seconds, "read"):
+        frame = read_table(path)
+    with timed(seconds, "normalise"):
+        columns, layout_label_range = resolve_columns(path, list(frame.columns), columns)
+        rows, counts = clean_rows(path, frame, columns, label_range or layout_label_range, options.strip_section_markers)
+        del frame
+    if options.language is not None:
+        with timed(seconds, "language"):
+            rows, language_counts, languages = filter_languages(rows, options.language)
+        counts.update(language_counts)
+    if rows.empty:
+        raise DataError(f"{path}: no usable rows ({counts})")
+    with timed(seconds, "duplicates"):
+        duplicates = find_near_duplicates(rows["text"], options.duplicate_threshold, total=len(rows))
+    with timed(seconds, "split"):
+        counts.update(group_and_split(path, rows, duplicates, columns, options))
+        splits = to_dataset_dict(rows)
+    logger.info("%s: %s", path, ", ".join(f"{key} {value}" for key, value in counts.items()))
+    logger.info("%s: seconds per step: %s", path, seconds)
+    return PreparedData(splits, counts, rows, duplicates, languages, seconds)
 
 
 def load_splits(

@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,6 +130,7 @@ def summarise(
         "source": source,
         "options": vars(options),
         "counts": prepared.counts,
+        "seconds_per_step": dict(prepared.seconds),
         "languages_before_filtering": prepared.languages,
         "duplicate_label_spread": duplicate_label_spread(rows),
         "test_leak_rate_by_grouping": leak_rates_by_grouping(prepared, options),
@@ -138,7 +140,9 @@ def summarise(
     tokens = chunks = None
     if tokenizer_name is not None:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+        start = time.perf_counter()
         tokens = tokens_per_song(rows["text"].tolist(), tokenizer)
+        summary["seconds_per_step"]["tokens"] = round(time.perf_counter() - start, 2)
         chunks = chunks_per_song(tokens, max_length, stride, tokenizer.num_special_tokens_to_add())
         summary["tokenizer"] = {"name": tokenizer_name, "max_length": max_length, "stride": stride}
         summary["tokens_per_song"] = distribution(tokens)

@@ -223,6 +223,25 @@ def test_repeated_song_id_and_bad_encoding_raise_data_error(tmp_path):
         prepare(tmp_path / "latin1.csv")
 
 
+def test_songs_without_artist_are_not_grouped_together_and_missing_ids_are_errors(tmp_path):
+    rng = random.Random(5)
+    frame = pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(12)],
+            "artist": ["Solo"] * 4 + [None] * 8,
+            "text": ["\n".join(song_lines(rng)[0]) for _ in range(12)],
+            "label": [0.5] * 12,
+        }
+    )
+    frame.to_csv(tmp_path / "no_artist.csv", index=False)
+    rows = prepare(tmp_path / "no_artist.csv").rows
+    assert rows["group"].tolist() == ["Solo"] * 4 + [f"s{i}" for i in range(4, 12)]
+    frame.loc[6, "id"] = None
+    frame.to_csv(tmp_path / "no_id.csv", index=False)
+    with pytest.raises(DataError, match=r"no_id.csv: row 7, column 'id': no song id"):
+        prepare(tmp_path / "no_id.csv")
+
+
 def test_emobank_format_keeps_its_own_split(tmp_path):
     rng = random.Random(3)
     rows = [
