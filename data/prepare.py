@@ -7,6 +7,7 @@ Writes a `datasets` `DatasetDict` (`save_to_disk`, read back by `load_splits` an
 `data_card.json` and histograms (PNG) into `--out`.
 """
 
+import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ class PrepareArguments:
         )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default and the module docstring as written."""
+
+
 class ArgumentParser(HfArgumentParser):
     """`HfArgumentParser` whose usage errors are one line on stderr (exit code 2)."""
 
@@ -92,7 +97,12 @@ class ArgumentParser(HfArgumentParser):
 
 def parse_arguments(argv: list[str] | None) -> tuple[Path, CommandPreparationOptions, PrepareArguments]:
     """The input file, the preparation options and the other arguments of the command line."""
-    parser = ArgumentParser((CommandPreparationOptions, PrepareArguments), prog="python -m data.prepare", description=__doc__)
+    parser = ArgumentParser(
+        (CommandPreparationOptions, PrepareArguments),
+        prog="python -m data.prepare",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("input", help="Raw file: CSV/TSV (quoted multi-line fields allowed), JSON/JSONL or Parquet.")
     try:
         options, arguments, rest = parser.parse_args_into_dataclasses(args=argv)
