@@ -25,7 +25,8 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParse
 
 from data.loading import Columns, DataError, load_splits
 from lyric_valence import REPO_ROOT, default_encoder_path
-from lyric_valence.card import render_model_card
+from lyric_valence.card import write_model_card
+from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.training import (
     FINETUNING_MODES,
@@ -214,7 +215,8 @@ def save_results(trainer, model, tokenizer, splits, test_output, model_args, lor
             "seed": trainer.args.seed,
         }
     )
-    card = render_model_card(
+    write_model_card(  # README.md, and model_card.json to render it again for a Hub repo (lyric_valence.hub)
+        output_dir,
         repo_id=output_dir.name,
         base_model=base_model,
         config=model.config,
@@ -222,8 +224,8 @@ def save_results(trainer, model, tokenizer, splits, test_output, model_args, lor
         dataset_name=Path(data_args.data_file).stem,
         dataset_description=f"`{Path(data_args.data_file).name}`: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
         recipe=recipe,
+        has_adapter=model_args.finetuning_mode == "lora",
     )
-    card.save(output_dir / "README.md")
     (output_dir / "training_args.json").write_text(
         json.dumps(
             {"model": asdict(model_args), "lora": asdict(lora_args), "data": asdict(data_args)}, indent=2, default=str
@@ -234,6 +236,8 @@ def save_results(trainer, model, tokenizer, splits, test_output, model_args, lor
 def main():
     model_args, lora_args, data_args, training_args = parse_arguments()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # --push_to_hub: one complete push after save_results; the Trainer's own checkpoint pushes are switched off.
+    hub_push = take_over_hub_push(training_args, base_model=model_args.model_name_or_path)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
 
@@ -302,6 +306,8 @@ def main():
     trainer.save_metrics("test", test_output.metrics)
     if trainer.is_world_process_zero():
         save_results(trainer, trainer.model, tokenizer, splits, test_output, model_args, lora_args, data_args, counts)
+        if hub_push is not None:
+            hub_push.publish(training_args.output_dir)
 
 
 if __name__ == "__main__":

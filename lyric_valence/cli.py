@@ -4,6 +4,7 @@ The `lyric-valence` command.
     lyric-valence predict --model outputs/lyric-valence songs.csv --text_column lyrics --output scores.csv
     lyric-valence predict --model outputs/lyric-valence song1.txt song2.txt
     cat song.txt | lyric-valence predict --model outputs/lyric-valence
+    lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
 """
 
 import argparse
@@ -121,7 +122,75 @@ def predict(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"predict": predict}
+def publish_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lyric-valence publish",
+        description="Push a folder written by train.py to the Hugging Face Hub: the merged model with its custom code, "
+        "the LoRA adapter (adapter/), the model card, figures and handler.py for Inference Endpoints. The token comes "
+        "from HF_TOKEN or `hf auth login`; it is never printed.",
+    )
+    parser.add_argument(
+        "--model", default="outputs/lyric-valence", help="Folder written by train.py (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--repo_id",
+        required=True,
+        help="Hub repository, e.g. me/lyric-valence-minilm (a bare name goes to the token owner's namespace); "
+        "created if it does not exist.",
+    )
+    parser.add_argument(
+        "--adapter_only",
+        action="store_true",
+        help="Push the LoRA adapter and head without the merged model weights (loads with peft only).",
+    )
+    parser.add_argument(
+        "--private", action="store_true", help="Create the repository private (no effect on an existing repository)."
+    )
+    parser.add_argument(
+        "--revision", default=None, help="Branch to push to, created from main if needed (default: main)."
+    )
+    parser.add_argument(
+        "--base_model",
+        default=None,
+        help="Hub id of the pretrained encoder, for the card and the adapter config, when training used a local "
+        "copy (default: the encoder train.py recorded).",
+    )
+    parser.add_argument("--commit_message", default=None, help="Commit message (default: names the test metrics).")
+    parser.add_argument(
+        "--dry_run",
+        action="store_true",
+        help="Build the repository and list its files without contacting the Hub (keep it with --stage_dir).",
+    )
+    parser.add_argument(
+        "--stage_dir", default=None, help="Empty folder to build the repository in and keep (default: a temporary one)."
+    )
+    return parser
+
+
+def publish(argv: list[str]) -> int:
+    from lyric_valence.hub import publish as publish_folder
+
+    args = publish_parser().parse_args(argv)
+    result = publish_folder(
+        args.model,
+        args.repo_id,
+        adapter_only=args.adapter_only,
+        private=True if args.private else None,
+        revision=args.revision,
+        base_model=args.base_model,
+        commit_message=args.commit_message,
+        dry_run=args.dry_run,
+        stage_dir=args.stage_dir,
+    )
+    if args.dry_run:
+        print("\n".join(result.files))
+        logger.warning("dry run: %d files would go to %s; nothing was uploaded", len(result.files), result.repo_id)
+    else:
+        print(result.commit_url)
+    return 0
+
+
+COMMANDS = {"predict": predict, "publish": publish}
 
 
 def main(argv: list[str] | None = None) -> int:
