@@ -167,8 +167,11 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         chunk of the batch; chunk scores are combined per song with `config.aggregation`.
 
         Raises:
-            ValueError: a song is empty or whitespace-only (the message names its position).
+            ValueError: a song is empty or whitespace-only (the message names its position), or `batch_size` or
+                `songs_per_block` is not positive.
         """
+        if batch_size < 1 or songs_per_block < 1:
+            raise ValueError(f"batch_size ({batch_size}) and songs_per_block ({songs_per_block}) must be positive")
         check_lyrics(lyrics)
         was_training = self.training
         self.eval()

@@ -31,6 +31,7 @@ from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.training import (
     FINETUNING_MODES,
     LABEL_NAMES,
+    CheckpointError,
     ChunkedSongTrainer,
     make_compute_metrics,
     chunk_split,
@@ -159,6 +160,10 @@ class LyricValenceTrainingArguments(TrainingArguments):
         metadata={"help": "Label ids carried through evaluation; the song index and chunk id must be among them."},
     )
 
+    def __getstate__(self):
+        # The Trainer pickles its arguments into every checkpoint (training_args.bin): never with the Hub token.
+        return {**self.__dict__, "hub_token": None}
+
 
 def parse_arguments():
     parser = HfArgumentParser((ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments))
@@ -171,6 +176,20 @@ def parse_arguments():
 
 def select_first(split, limit: int | None):
     return split if limit is None else split.select(range(min(limit, split.num_rows)))
+
+
+def data_summary(data_file: str, counts: dict) -> str:
+    """One line: songs per split, rows skipped and why, and the share of holdout songs duplicated in train."""
+    line = f"{data_file}: " + ", ".join(f"{counts[f'{name}_songs']} {name}" for name in ("train", "validation", "test"))
+    line += " songs"
+    skipped = {key.removeprefix("dropped_").replace("_", " "): n for key, n in counts.items() if key.startswith("dropped_")}
+    if "rows_read" in counts:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+        line += f"; skipped {sum(skipped.values())} of {counts['rows_read']} rows" + (f" ({reasons})" if reasons else "")
+    leaks = [f"{counts[key]:.1%} of {key.split('_')[0]}" for key in ("test_leak_rate", "validation_leak_rate") if counts.get(key)]
+    if leaks:
+        line += f"; near-duplicates of training songs: {' and '.join(leaks)} songs (the file's own split)"
+    return line
 
 
 def save_results(trainer, model, tokenizer, splits, test_output, model_args, lora_args, data_args, counts) -> None:
@@ -308,11 +327,12 @@ def main():
         save_results(trainer, trainer.model, tokenizer, splits, test_output, model_args, lora_args, data_args, counts)
         if hub_push is not None:
             hub_push.publish(training_args.output_dir)
+        logger.info("data: %s", data_summary(data_args.data_file, counts))
 
 
 if __name__ == "__main__":
     try:
         main()
-    except DataError as error:
+    except (DataError, CheckpointError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -21,6 +21,13 @@ TEXT_SUFFIXES = (".txt", ".lyrics")
 logger = logging.getLogger("lyric_valence")
 
 
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
 def predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lyric-valence predict",
@@ -45,7 +52,9 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", default=None, help="Where to write the scores: .csv or .jsonl (default: CSV on standard output)."
     )
-    parser.add_argument("--batch_size", type=int, default=32, help="Chunks scored per forward pass (default: 32).")
+    parser.add_argument(
+        "--batch_size", type=positive_int, default=32, help="Chunks scored per forward pass (default: 32)."
+    )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
     return parser
 
@@ -53,7 +62,12 @@ def predict_parser() -> argparse.ArgumentParser:
 def read_songs(args: argparse.Namespace) -> pd.DataFrame:
     """All input songs as a frame of `source`, `id` and `text`, in input order."""
     if not args.inputs or args.inputs == ["-"]:
-        return pd.DataFrame({"source": ["<stdin>"], "id": ["0"], "text": [sys.stdin.read()]})
+        data = sys.stdin.buffer.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"<stdin>: not valid UTF-8 (byte {error.start})") from None
+        return pd.DataFrame({"source": ["<stdin>"], "id": ["0"], "text": [text]})
     frames = []
     for name in args.inputs:
         path = Path(name)
@@ -64,9 +78,14 @@ def read_songs(args: argparse.Namespace) -> pd.DataFrame:
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError as error:
                 raise DataError(f"{path}: not valid UTF-8 (byte {error.start})") from None
+            except OSError as error:
+                raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
             frames.append(pd.DataFrame({"source": [name], "id": [path.stem], "text": [text]}))
             continue
-        table = read_table(path)
+        try:
+            table = read_table(path)
+        except OSError as error:  # unreadable (permissions, I/O error): one line, like any bad input
+            raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
         for column in filter(None, (args.text_column, args.id_column)):
             if column not in table.columns:
                 raise DataError(f"{path}: no column {column!r}; the columns are {list(table.columns)} (see --text_column)")
@@ -99,7 +118,9 @@ def load_model(name: str, device: str | None):
         raise DataError(f"{name}: not a trained model folder (no config.json)")
     if not Path(name).exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise DataError(f"{name}: no such model folder")
-    model = AutoModel.from_pretrained(name, trust_remote_code=True)
+    if Path(name).exists() and not any(Path(name).glob("*.safetensors")):
+        raise DataError(f"{name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
+    model = AutoModel.from_pretrained(name, trust_remote_code=True, use_safetensors=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), AutoTokenizer.from_pretrained(name, trust_remote_code=True)
 
@@ -108,6 +129,8 @@ def predict(argv: list[str]) -> int:
     args = predict_parser().parse_args(argv)
     if args.output is not None and not args.output.endswith((".csv", ".jsonl")):
         raise DataError(f"{args.output}: the output must end in .csv or .jsonl")
+    if args.output is not None and not Path(args.output).absolute().parent.is_dir():
+        raise DataError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
     songs = read_songs(args)
     blank = blank_rows(songs["text"])
     for source, song_id in songs.loc[blank, ["source", "id"]].itertuples(index=False):

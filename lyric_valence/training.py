@@ -1,6 +1,9 @@
 """Training pieces for chunked songs: chunked datasets, a Trainer that keeps the song index, song-level metrics."""
 
+import json
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -9,6 +12,7 @@ from peft import LoraConfig, get_peft_model
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from modeling_lyric_valence import aggregate_chunk_scores, chunk_lyrics
 
@@ -90,20 +94,102 @@ def make_compute_metrics(aggregation: str = "mean"):
     return compute_metrics
 
 
+class CheckpointError(ValueError):
+    """The checkpoint to resume from is missing or incomplete."""
+
+
+def checkpoint_is_complete(folder: str | Path) -> bool:
+    """
+    Whether a `checkpoint-N` folder was written to the end. The Trainer writes a checkpoint in place (no temporary
+    folder) and `trainer_state.json` last, after the weights, optimizer, scheduler and RNG states: a folder whose state
+    file is missing or cut short is what a run killed while saving leaves behind.
+    """
+    try:
+        json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The complete `checkpoint-N` folder of `output_dir` with the highest N, or None."""
+    folder = Path(output_dir)
+    steps = {}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            steps[int(match.group(1))] = path
+    return next((str(steps[step]) for step in sorted(steps, reverse=True) if checkpoint_is_complete(steps[step])), None)
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str | Path) -> str | None:
+    """
+    The checkpoint folder `--resume_from_checkpoint` means: None for None, False or "false"; the last complete
+    checkpoint of `output_dir` for True or "true" (skipping folders half-written by a killed run); else the path,
+    which must be a complete checkpoint. Raises `CheckpointError` otherwise.
+    """
+    if resume_from_checkpoint is None or str(resume_from_checkpoint).lower() == "false":
+        return None
+    if str(resume_from_checkpoint).lower() == "true":
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            raise CheckpointError(f"{output_dir}: no complete checkpoint-* folder to resume from")
+        return checkpoint
+    if not checkpoint_is_complete(resume_from_checkpoint):
+        raise CheckpointError(
+            f"{resume_from_checkpoint}: not a complete checkpoint (no readable trainer_state.json); "
+            "pass --resume_from_checkpoint True to resume from the last complete one"
+        )
+    return str(resume_from_checkpoint)
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """
+    A `LengthGroupedSampler` whose order depends on `seed` and the epoch (`set_epoch`) only. The stock one draws from
+    the global torch RNG when an epoch starts, which breaks two things: a run resumed in the middle of an epoch after
+    the first draws another order than the interrupted run did (the RNG is restored only after the skipped batches),
+    and the processes of a distributed run, whose RNGs drift apart with their dropout draws, shard different orders.
+    """
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 class ChunkedSongTrainer(Trainer):
     """
     A `Trainer` for datasets of song chunks: `song_index` and `chunk_id` travel with each chunk as label ids (set
     `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the regression
-    head its own learning rate.
+    head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in a seeded
+    order per epoch, so a resumed run ends exactly where an uninterrupted one does.
     """
 
     def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """`Trainer.train`, resuming only from complete checkpoints (see `resolve_checkpoint`); "true" means True."""
+        return super().train(resolve_checkpoint(resume_from_checkpoint, self.args.output_dir), *args, **kwargs)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         model_inputs = {key: value for key, value in inputs.items() if key not in (SONG_INDEX, CHUNK_ID)}
         return super().compute_loss(model, model_inputs, return_outputs, num_items_in_batch)
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
+            return SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+        return sampler
 
     def create_optimizer(self, model=None):
         if self.optimizer is None and self.head_learning_rate is not None:

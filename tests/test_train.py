@@ -143,6 +143,9 @@ def test_two_processes_score_every_test_song_once_with_the_same_metrics(tmp_path
     )
     for metric in ("test_mse", "test_mae", "test_pearson", "test_chunk_mse"):
         assert results[2][metric] == pytest.approx(results[1][metric], abs=1e-5), metric
+    song_ids = {n: pd.read_csv(tmp_path / f"out{n}" / "test_predictions.csv", dtype=str)["song_id"] for n in (1, 2)}
+    assert song_ids[2].is_unique and sorted(song_ids[2]) == sorted(song_ids[1])
+    assert set(song_ids[1]) == set(json.loads((tmp_path / "out1" / "split_song_ids.json").read_text())["test"])
 
 
 def bad_inputs(tmp_path):
