@@ -125,6 +125,13 @@ class DataArguments:
     group_split: bool = field(
         default=True, metadata={"help": "Keep every group (artist) in a single split when splitting at random."}
     )
+    language: list[str] | None = field(
+        default=None,
+        metadata={"help": "Keep only songs identified as these ISO 639-1 languages (e.g. en); not given: no filter."},
+    )
+    strip_section_markers: bool = field(
+        default=False, metadata={"help": 'Remove section markers such as "[Chorus]" or "[Repeat: x6]" from lyrics.'}
+    )
     max_train_songs: int | None = field(default=None, metadata={"help": "Use only the first N training songs."})
     max_eval_songs: int | None = field(default=None, metadata={"help": "Use only the first N validation songs."})
     max_test_songs: int | None = field(default=None, metadata={"help": "Use only the first N test songs."})
@@ -269,6 +276,8 @@ def main():
         test_fraction=data_args.test_fraction,
         group_split=data_args.group_split,
         seed=training_args.seed,
+        language=data_args.language,
+        strip_section_markers=data_args.strip_section_markers,
     )
     splits["train"] = select_first(splits["train"], data_args.max_train_songs)
     splits["validation"] = select_first(splits["validation"], data_args.max_eval_songs)

@@ -150,6 +150,10 @@ def read_table(path: Path) -> pd.DataFrame:
     file_format = FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise DataError(f"{path}: unknown format {path.suffix!r}; expected one of {', '.join(sorted(FORMATS))}")
+    try:
+        open(path, "rb").close()
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror})") from None
     if file_format != "parquet":
         check_utf8(path)
     kwargs = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
@@ -157,7 +161,7 @@ def read_table(path: Path) -> pd.DataFrame:
         table = datasets.load_dataset(file_format, data_files=str(path), split="train", **kwargs)
     except Exception as error:  # datasets wraps parser errors in its own types; name the file, keep the cause
         cause = error.__cause__ or error
-        raise DataError(f"{path}: cannot be read as {file_format}: {type(cause).__name__}: {cause}") from None
+        raise DataError(f"{path}: cannot be read as {file_format}: {type(cause).__name__}: {str(cause).strip()}") from None
     return table.to_pandas()
 
 

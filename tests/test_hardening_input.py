@@ -137,10 +137,6 @@ def test_bad_training_files_give_one_line_naming_file_row_and_column(tmp_path, m
             raise AssertionError(f"{case}: {failure}") from None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="data.loading.read_table lets PermissionError through (a traceback); reported to its owner",
-)
 def test_an_unreadable_training_file_gives_one_line(tmp_path, monkeypatch, capsys):
     path = write_kaggle_csv(tmp_path / "locked.csv", songs=12)
     unreadable(monkeypatch, path)
