@@ -31,6 +31,15 @@ def tiny_bert_config(vocab_size: int, layers: int = 4) -> BertConfig:
     )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices: on a shared 2-core machine a second torch thread only spins (up to 100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return AutoTokenizer.from_pretrained(default_encoder_path())

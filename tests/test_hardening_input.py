@@ -43,12 +43,7 @@ class StopAfterSplits(Exception):
     """Raised where train.py loads the tokenizer: the data stage is over and split_song_ids.json is written."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_train_script(monkeypatch, capsys, *args) -> tuple[int, str]:

@@ -27,13 +27,7 @@ windows = st.integers(min_value=6, max_value=24).flatmap(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny matrices: on a shared 2-core machine a second thread only spins (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def expected_chunks(token_count: int, max_length: int, stride: int) -> int:

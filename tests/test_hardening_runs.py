@@ -96,13 +96,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> int:
         raise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Like the subprocesses (OMP_NUM_THREADS=1): on a shared 2-core machine a second thread only spins."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
