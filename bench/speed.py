@@ -1,0 +1,483 @@
+"""
+Speed measurements: our training step against the reference notebook's, whole-song scoring against a per-chunk
+`pipeline("text-classification")` loop, and a profile of where our steps spend their time.
+"""
+
+import multiprocessing
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import DataCollatorWithPadding, PrinterCallback, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from bench.flops import (
+    convention_training_flops,
+    flop_model,
+    forward_flops,
+    gemm_flops_per_second,
+    synchronize,
+    training_flops,
+)
+from modeling_lyric_valence import chunk_lyrics
+
+BATCH_SIZE = 32
+MAX_LENGTH = 512
+STRIDE = 128
+# LengthGroupedSampler sorts random megabatches of 50 batches on any dataset of 6,400+ chunks.
+MEGABATCH_BATCHES = 50
+# train.py's defaults (tests/test_bench_speed.py checks them against LyricValenceTrainingArguments)
+OUR_TRAINING_ARGUMENTS = {
+    "per_device_train_batch_size": BATCH_SIZE,
+    "learning_rate": 2e-3,
+    "warmup_steps": 0.06,
+    "train_sampling_strategy": "group_by_length",
+    "max_grad_norm": 1.0,
+    "seed": 42,
+}
+OUR_HEAD_LEARNING_RATE = 1e-3
+REFERENCE_LEARNING_RATE = 2e-5
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+# Profiler event names of GEMM-like work: aten ops on CPU, kernel names on CUDA.
+MATRIX_PRODUCT_KEYS = ("addmm", "aten::mm", "bmm", "gemm", "xmma", "cutlass", "scaled_dot_product", "attention", "fmha")
+
+
+def chunk_features(tokenizer, texts: list[str], labels: list[float]) -> list[dict]:
+    """One feature dict per chunk (max 512, stride 128), with the columns `chunk_split` gives train.py's Trainer."""
+    encoded = chunk_lyrics(tokenizer, texts, MAX_LENGTH, STRIDE)
+    song_of_chunk = encoded.pop("overflow_to_sample_mapping")
+    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+    for chunk_id, (feature, song) in enumerate(zip(features, song_of_chunk)):
+        feature.update(labels=labels[song], song_index=song, chunk_id=chunk_id)
+    return features
+
+
+def epoch_sample(features: list[dict], batches: int, seed: int = 42) -> list[dict]:
+    """
+    `batches` batches of 32 chunks from train.py's epoch order, flattened in batch order. transformers'
+    `get_length_grouped_indices` (what `LengthGroupedSampler` runs) orders the epoch; on a dataset of 6,400+ chunks
+    it sorts random megabatches of 50 batches by length, so its first megabatch is taken from `features` (1,600+
+    chunks) and `batches` of its 50 batches are picked evenly spaced, from the longest to the shortest.
+    """
+    megabatch = MEGABATCH_BATCHES * BATCH_SIZE
+    if len(features) < megabatch or not 1 <= batches <= MEGABATCH_BATCHES:
+        raise ValueError(f"need {megabatch}+ chunks (got {len(features)}) and 1..{MEGABATCH_BATCHES} batches")
+    lengths = [len(feature["input_ids"]) for feature in features]
+    order = get_length_grouped_indices(
+        lengths, BATCH_SIZE, mega_batch_mult=MEGABATCH_BATCHES, generator=torch.Generator().manual_seed(seed)
+    )[:megabatch]
+    picks = [int((index + 0.5) * MEGABATCH_BATCHES / batches) for index in range(batches)]
+    return [features[i] for pick in picks for i in order[pick * BATCH_SIZE : (pick + 1) * BATCH_SIZE]]
+
+
+@dataclass
+class ShapeRecorder:
+    """Wraps a collator and records each batch's (chunks, padded length)."""
+
+    collator: object
+    shapes: list[tuple[int, int]] = field(default_factory=list)
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        self.shapes.append(tuple(batch["input_ids"].shape))
+        return batch
+
+
+class Reference:
+    """
+    The reference notebook's training step: every chunk padded to 512 tokens, shuffled batches of 32, a plain fp32
+    PyTorch loop (zero_grad, forward with the MSE loss, backward, AdamW at 2e-5 on the trainable weights; no
+    schedule, no clipping), on its own copy of the model.
+    """
+
+    def __init__(self, model, features: list[dict], tokenizer, device: torch.device, seed: int = 42):
+        self.model, self.device = model.to(device), device
+        self.optimizer = torch.optim.AdamW(
+            [parameter for parameter in model.parameters() if parameter.requires_grad], lr=REFERENCE_LEARNING_RATE
+        )
+        self.loader = reference_loader(features, tokenizer, seed)
+        self.batches = iter(())
+
+    def start_epoch(self) -> None:
+        self.batches = iter(self.loader)
+
+    def timed_step(self) -> float:
+        """Train on the epoch's next batch; the step's seconds, data loading included."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        input_ids, token_type_ids, attention_mask, labels = next(self.batches)
+        self.model.train()
+        self.optimizer.zero_grad()
+        output = self.model(
+            input_ids=input_ids.to(self.device),
+            token_type_ids=token_type_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            labels=labels.to(self.device),
+        )
+        output.loss.backward()
+        self.optimizer.step()
+        synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoader:
+    """The reference notebook's data: every chunk padded to 512 tokens, shuffled batches of 32."""
+    padded = tokenizer.pad(
+        [{name: feature[name] for name in MODEL_INPUTS} for feature in features],
+        padding="max_length",
+        max_length=MAX_LENGTH,
+        return_tensors="pt",
+    )
+    labels = torch.tensor([feature["labels"] for feature in features], dtype=torch.float32)
+    dataset = TensorDataset(*(padded[name] for name in MODEL_INPUTS), labels)
+    return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+class InterleavedTimer(TrainerCallback):
+    """
+    Times each epoch of our training steps (data loading included) and, after each of our steps, runs one reference
+    step with our clock paused, so the two step kinds alternate step by step and see the same load on a shared
+    machine. Both go over the same chunks with batch 32, so an epoch of each has the same number of steps.
+    """
+
+    def __init__(self, reference: Reference):
+        self.reference = reference
+        self.ours_s = self.reference_s = self.started = 0.0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.ours_s = self.reference_s = 0.0
+        self.reference.start_epoch()
+        self.resume()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.pause()
+        self.reference_s += self.reference.timed_step()
+        self.resume()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.pause()
+
+    def resume(self) -> None:
+        synchronize(self.reference.device)
+        self.started = time.perf_counter()
+
+    def pause(self) -> None:
+        synchronize(self.reference.device)
+        self.ours_s += time.perf_counter() - self.started
+
+
+def our_trainer(model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=()):
+    """
+    What train.py builds for `model` (LoRA-wrapped): `ChunkedSongTrainer`, dynamic padding, batches of 32, its
+    learning rates, clipping and schedule; one epoch per `train()`, no evaluation, logging or checkpoints. `features`
+    come already in train.py's length-grouped batch order (`epoch_sample`), so they are read sequentially.
+    """
+    from bench.models import import_training_module
+
+    training = import_training_module()
+    args = TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=1,
+        label_names=list(training.LABEL_NAMES),
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device.type == "cpu",
+        **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"},
+    )
+    trainer = training.ChunkedSongTrainer(
+        model=model,
+        args=args,
+        train_dataset=features,
+        processing_class=tokenizer,
+        data_collator=ShapeRecorder(DataCollatorWithPadding(tokenizer)),
+        head_learning_rate=OUR_HEAD_LEARNING_RATE,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # its end-of-training metrics print, not the training
+    return trainer
+
+
+def interleaved_epoch(trainer, timer: InterleavedTimer) -> dict:
+    """One epoch of our steps interleaved with the reference's: seconds of each and our batches' shapes."""
+    trainer.data_collator.shapes.clear()
+    trainer.train()
+    return {"ours_s": timer.ours_s, "reference_s": timer.reference_s, "shapes": list(trainer.data_collator.shapes)}
+
+
+def peak_rss_mib() -> float:
+    """
+    This process's peak resident set size in MiB: VmHWM from /proc (reset by exec, unlike `ru_maxrss`, which a
+    spawned child inherits from the parent it was forked from), else `ru_maxrss`.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class OurScorer:
+    """`lyric-valence predict`'s code path: the saved model loaded with trust_remote_code, `score_songs` batch 32."""
+
+    def __init__(self, model_dir: str, device: str):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).to(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        return self.model.score_songs(songs, self.tokenizer, batch_size=BATCH_SIZE)
+
+
+class NaivePipelineScorer:
+    """
+    What a user does today without `score_songs`: split each song into the same 512-token chunks (stride 128) as
+    text, call a stock `pipeline("text-classification")` once per chunk, average each song's chunk scores.
+    """
+
+    def __init__(self, model_dir: str, device: str):
+        from transformers import pipeline
+
+        self.pipe = pipeline("text-classification", model=model_dir, trust_remote_code=True, device=device)
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        tokenizer = self.pipe.tokenizer
+        scores = []
+        for song in songs:
+            chunks = chunk_lyrics(tokenizer, [song], MAX_LENGTH, STRIDE)["input_ids"]
+            texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in chunks]
+            chunk_scores = [self.pipe(text, truncation=True)[0]["score"] for text in texts]
+            scores.append(sum(chunk_scores) / len(chunk_scores))
+        return scores
+
+
+SCORERS = {"ours": OurScorer, "naive": NaivePipelineScorer}
+
+
+def scoring_worker(connection, method: str, model_dir: str, device: str, songs: list[str]) -> None:
+    """
+    Child process of one scoring method: load it, then score `songs` each time the parent sends True, answering
+    (seconds, scores); on False answer the process's peak RSS (and peak GPU memory) in MiB and exit.
+    """
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    torch_device = torch.device(device)
+    scorer = SCORERS[method](model_dir, device)
+    connection.send("ready")
+    while connection.recv():
+        synchronize(torch_device)
+        start = time.perf_counter()
+        scores = scorer(songs)
+        synchronize(torch_device)
+        connection.send((time.perf_counter() - start, scores))
+    gpu = torch.cuda.max_memory_allocated(torch_device) / 2**20 if torch_device.type == "cuda" else None
+    connection.send({"peak_rss_mib": peak_rss_mib(), "peak_gpu_mib": gpu})
+
+
+class ScoringProcess:
+    """A `scoring_worker` in a fresh (spawned) process, so each method's peak RSS is its own."""
+
+    def __init__(self, method: str, model_dir: str, device: str, songs: list[str]):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=scoring_worker, args=(child, method, model_dir, device, songs))
+        self.process.start()
+        if self.connection.recv() != "ready":
+            raise RuntimeError(f"the {method} scorer did not start")
+
+    def score(self) -> tuple[float, list[float]]:
+        """Score the catalogue once: (seconds, scores)."""
+        self.connection.send(True)
+        return self.connection.recv()
+
+    def close(self) -> dict:
+        """Stop the process; its peak memory."""
+        self.connection.send(False)
+        memory = self.connection.recv()
+        self.process.join()
+        return memory
+
+
+def save_scoring_model(model, tokenizer) -> str:
+    """Save `model` and `tokenizer` like train.py's output folder (custom code included); the folder's path."""
+    folder = tempfile.mkdtemp(prefix="bench-model-")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
+    """
+    Profile `run()` with torch.profiler: the `top` operators by self CPU time on CPU, or the `top` GPU kernels by
+    kernel time on CUDA (kernels only: an aten operator's self device time repeats its kernels'), each with its share
+    of the total, and the share of all matrix products (linear layers and attention).
+    """
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        run()
+    if device.type == "cuda":
+        counting = "GPU kernel time (kernels only)"
+        events = [(event.key, event.self_device_time_total) for event in profiler.key_averages()
+                  if event.device_type == torch.autograd.DeviceType.CUDA]
+    else:
+        counting = "self CPU time of operators"
+        events = [(event.key, event.self_cpu_time_total) for event in profiler.key_averages()]
+    total = sum(time_us for _, time_us in events) or 1
+    events.sort(key=lambda event: event[1], reverse=True)
+    matrix = sum(time_us for name, time_us in events if is_matrix_product(name))
+    return {
+        "counting": counting,
+        "total_s": total / 1e6,
+        "matrix_product_share": matrix / total,
+        "top": [{"op": name, "s": time_us / 1e6, "share": time_us / total} for name, time_us in events[:top]],
+    }
+
+
+def is_matrix_product(name: str) -> bool:
+    """Whether a profiler event is a GEMM-like kernel: linear layers, batched products, fused attention."""
+    lowered = name.lower()
+    return any(key in lowered for key in MATRIX_PRODUCT_KEYS)
+
+
+def summary(values: list[float]) -> dict:
+    """min/median/max of repeated measurements, with the runs themselves."""
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1], "runs": list(values)}
+
+
+def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: list[int], model_flops: int,
+               executed_flops: list[int], peaks: list[float]) -> dict:
+    """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
+    return {
+        "seconds": summary(seconds),
+        "chunks_per_s": summary([chunks / s for s in seconds]),
+        "tokens_per_s": summary([tokens / s for s in seconds]),
+        "padded_tokens_per_s": summary([padded / s for padded, s in zip(padded_tokens, seconds)]),
+        "model_flops_per_s": summary([model_flops / s for s in seconds]),
+        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
+        "hfu": summary([executed / s / peak for executed, s, peak in zip(executed_flops, seconds, peaks)]),
+        "model_flops": model_flops,
+        "executed_flops": summary(executed_flops),
+    }
+
+
+def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, rounds: int,
+                     gemm_size: int, gemm_seconds: float, log=print) -> dict:
+    """
+    After a warm-up step of each, rounds of: the GEMM peak, then one pass of our training step over `features` (in
+    batch order) interleaved step by step with one pass of the reference step over the same chunks, each on its own
+    copy of the same LoRA model.
+    """
+    lengths = [len(feature["input_ids"]) for feature in features]
+    ours_model, reference_model = model_factory(), model_factory()
+    output_dir = tempfile.mkdtemp(prefix="bench-train-")
+    log("training: warm-up (one step each)")
+    middle = middle_batch(features)
+    warm = InterleavedTimer(Reference(reference_model, middle, tokenizer, device))
+    interleaved_epoch(our_trainer(ours_model, middle, tokenizer, device, output_dir, [warm]), warm)
+    timer = InterleavedTimer(Reference(reference_model, features, tokenizer, device))
+    trainer = our_trainer(ours_model, features, tokenizer, device, output_dir, [timer])
+    peaks, epochs = [], []
+    for round_index in range(rounds):
+        peaks.append(gemm_flops_per_second(gemm_size, gemm_seconds, device))
+        epochs.append(interleaved_epoch(trainer, timer))
+        log(f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s, ours "
+            f"{epochs[-1]['ours_s']:.1f} s, reference {epochs[-1]['reference_s']:.1f} s")
+    flops = flop_model(ours_model)
+    model_flops = sum(training_flops(flops, length) for length in lengths)
+    ours_seconds = [epoch["ours_s"] for epoch in epochs]
+    reference_seconds = [epoch["reference_s"] for epoch in epochs]
+    results = {
+        "chunks": len(lengths),
+        "steps_per_epoch": len(epochs[0]["shapes"]),
+        "real_tokens": sum(lengths),
+        "mean_chunk_tokens": sum(lengths) / len(lengths),
+        "gemm_peak_flops_per_s": summary(peaks),
+        "ours": throughput(
+            ours_seconds, len(lengths), sum(lengths),
+            [sum(count * length for count, length in epoch["shapes"]) for epoch in epochs], model_flops,
+            [sum(count * training_flops(flops, length) for count, length in epoch["shapes"]) for epoch in epochs],
+            peaks,
+        ),
+        "reference": throughput(
+            reference_seconds, len(lengths), sum(lengths), [len(lengths) * MAX_LENGTH] * rounds, model_flops,
+            [len(lengths) * training_flops(flops, MAX_LENGTH)] * rounds, peaks,
+        ),
+        "ratio": summary([reference / ours for ours, reference in zip(ours_seconds, reference_seconds)]),
+    }
+    convention = sum(convention_training_flops(flops, length) for length in lengths)
+    results["ours"]["mfu_convention"] = summary([convention / s / p for s, p in zip(ours_seconds, peaks)])
+    return results
+
+
+def scoring_batches(lengths: list[int]) -> list[tuple[int, int]]:
+    """
+    (chunks, padded length) of the batches `score_songs` runs on a catalogue of up to 1,024 songs (one block): its
+    chunks sorted longest first, 32 per batch, each padded to its first.
+    """
+    ordered = sorted(lengths, reverse=True)
+    return [(len(ordered[i : i + BATCH_SIZE]), ordered[i]) for i in range(0, len(ordered), BATCH_SIZE)]
+
+
+def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds: int, peak: float, log=print) -> dict:
+    """
+    Rounds of scoring the catalogue with our whole-song path and with the naive per-chunk pipeline loop, each in its
+    own process (alternating which goes first); songs/s, MFU against `peak`, peak memory, and their agreement.
+    """
+    folder = save_scoring_model(model, tokenizer)
+    lengths = [len(ids) for ids in chunk_lyrics(tokenizer, catalogue.texts, MAX_LENGTH, STRIDE)["input_ids"]]
+    shapes = scoring_batches(lengths)
+    flops = sum(forward_flops(flop_model(model), length) for length in lengths)
+    executed_flops = sum(count * forward_flops(flop_model(model), length) for count, length in shapes)
+    processes = {method: ScoringProcess(method, folder, str(device), catalogue.texts) for method in SCORERS}
+    seconds, scores = {method: [] for method in SCORERS}, {}
+    for round_index in range(rounds):
+        order = list(SCORERS) if round_index % 2 == 0 else list(reversed(SCORERS))
+        for method in order:
+            elapsed, scores[method] = processes[method].score()
+            seconds[method].append(elapsed)
+        log(f"inference round {round_index + 1}/{rounds}: ours {seconds['ours'][-1]:.1f} s, "
+            f"naive {seconds['naive'][-1]:.1f} s")
+    results = {"songs": len(catalogue.texts), "chunks": len(lengths), "real_tokens": sum(lengths),
+               "ours_padded_tokens": sum(count * length for count, length in shapes)}
+    for method, process in processes.items():
+        results[method] = {
+            "seconds": summary(seconds[method]),
+            "songs_per_s": summary([len(catalogue.texts) / s for s in seconds[method]]),
+            "tokens_per_s": summary([sum(lengths) / s for s in seconds[method]]),
+            "mfu": summary([flops / s / peak for s in seconds[method]]),
+            "hfu": summary([(executed_flops if method == "ours" else flops) / s / peak for s in seconds[method]]),
+            **process.close(),
+        }
+    results["ratio"] = summary([n / o for o, n in zip(seconds["ours"], seconds["naive"])])
+    results["max_score_difference"] = max(abs(a - b) for a, b in zip(scores["ours"], scores["naive"]))
+    return results
+
+
+def middle_batch(features: list[dict]) -> list[dict]:
+    """The middle batch of 32 of `features` in batch order (of `epoch_sample`: a batch of median-length chunks)."""
+    batches = len(features) // BATCH_SIZE
+    return features[batches // 2 * BATCH_SIZE : (batches // 2 + 1) * BATCH_SIZE]
+
+
+def measure_profile(model_factory, tokenizer, features: list[dict], songs: list[str], device: torch.device) -> dict:
+    """Profiles of our training step on the middle batch of `features` and of whole-song scoring of `songs`."""
+    batch = middle_batch(features)
+    trainer = our_trainer(model_factory(), batch, tokenizer, device, tempfile.mkdtemp(prefix="bench-profile-"))
+    training = profile_top_operations(trainer.train, device)
+    scoring_model = model_factory(lora=False).to(device)
+    scoring = profile_top_operations(lambda: scoring_model.score_songs(songs, tokenizer), device)
+    return {"training_step": training, "scoring": scoring, "scoring_songs": len(songs),
+            "training_batch": {"chunks": len(batch), "max_tokens": max(len(f["input_ids"]) for f in batch)}}

@@ -1,0 +1,95 @@
+"""The benchmark's training and scoring set-ups (bench/speed.py) match train.py and the reference recipe."""
+
+import subprocess
+import sys
+
+import datasets
+
+import pytest
+
+from bench.speed import (
+    BATCH_SIZE,
+    MAX_LENGTH,
+    MEGABATCH_BATCHES,
+    OUR_HEAD_LEARNING_RATE,
+    OUR_TRAINING_ARGUMENTS,
+    chunk_features,
+    epoch_sample,
+    is_matrix_product,
+    middle_batch,
+    peak_rss_mib,
+    reference_loader,
+    scoring_batches,
+)
+from lyric_valence.training import chunk_split
+from tests.conftest import REPO
+from train import LyricValenceTrainingArguments, ModelArguments
+
+SONGS = ["light morning river " * 300, "paper window silver engine", "garden thunder candle " * 200]
+LABELS = [0.2, 0.5, 0.8]
+
+
+def test_our_training_arguments_are_train_py_defaults(tmp_path):
+    defaults = LyricValenceTrainingArguments(output_dir=str(tmp_path))
+    for name, value in OUR_TRAINING_ARGUMENTS.items():
+        assert getattr(defaults, name) == value, name
+    assert ModelArguments().head_learning_rate == OUR_HEAD_LEARNING_RATE
+    assert ModelArguments().max_length == MAX_LENGTH
+
+
+def test_chunk_features_are_the_rows_of_chunk_split(tokenizer):
+    features = chunk_features(tokenizer, SONGS, LABELS)
+    split = datasets.Dataset.from_dict({"text": SONGS, "label": LABELS})
+    rows = chunk_split(split, tokenizer, MAX_LENGTH, 128).remove_columns("length").to_list()
+    assert len(features) == len(rows) > len(SONGS)
+    for feature, row in zip(features, rows):
+        assert feature.keys() == row.keys()
+        assert all(feature[key] == row[key] for key in ("input_ids", "attention_mask", "song_index", "chunk_id"))
+        assert abs(feature["labels"] - row["labels"]) < 1e-6
+
+
+def test_reference_loader_pads_every_chunk_to_512(tokenizer):
+    features = chunk_features(tokenizer, SONGS, LABELS)
+    batches = list(reference_loader(features, tokenizer))
+    assert sum(len(batch[0]) for batch in batches) == len(features)
+    assert all(tensor.shape[1] == MAX_LENGTH for batch in batches for tensor in batch[:3])
+
+
+def test_training_module_imports_without_datasets():
+    code = ("import sys; sys.modules['datasets'] = None\n"
+            "from bench.models import import_training_module\n"
+            "training = import_training_module()\n"
+            "assert training.prepare_for_finetuning and 'datasets' not in sys.modules\n")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_matrix_product_events_and_peak_memory():
+    assert is_matrix_product("aten::addmm") and is_matrix_product("aten::_scaled_dot_product_flash_attention_for_cpu")
+    assert is_matrix_product("sm90_xmma_gemm_f32f32_tf32f32_f32_nn_n_tilesize128x128x32")
+    assert not is_matrix_product("aten::native_layer_norm") and not is_matrix_product("aten::mul")
+    assert peak_rss_mib() > 10
+
+
+def fake_features(count: int) -> list[dict]:
+    return [{"input_ids": [1] * (10 + (index * 37) % 500), "chunk_id": index} for index in range(count)]
+
+
+def test_epoch_sample_takes_length_grouped_batches_from_longest_to_shortest():
+    features = fake_features(MEGABATCH_BATCHES * BATCH_SIZE + 40)
+    sample = epoch_sample(features, 5)
+    assert len(sample) == 5 * BATCH_SIZE and len({f["chunk_id"] for f in sample}) == len(sample)
+    batches = [sample[i : i + BATCH_SIZE] for i in range(0, len(sample), BATCH_SIZE)]
+    longest = [max(len(f["input_ids"]) for f in batch) for batch in batches]
+    shortest = [min(len(f["input_ids"]) for f in batch) for batch in batches]
+    assert longest == sorted(longest, reverse=True)
+    assert all(low >= high_next for low, high_next in zip(shortest, longest[1:]))  # grouped: batches do not overlap
+    assert middle_batch(sample) == batches[2]
+    assert epoch_sample(features, 5) == sample
+    with pytest.raises(ValueError):
+        epoch_sample(features[:100], 5)
+
+
+def test_scoring_batches_pad_sorted_chunks_to_the_longest_of_each_batch():
+    lengths = [100] * 40 + [512, 300]
+    assert scoring_batches(lengths) == [(32, 512), (10, 100)]
