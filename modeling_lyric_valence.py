@@ -97,13 +97,18 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "LyricValenceModel":
+    def from_encoder_pretrained(
+        cls, encoder_name_or_path: str, encoder_config_overrides: dict | None = None, **config_kwargs
+    ) -> "LyricValenceModel":
         """
         Build a model around a pretrained encoder (a local folder or a Hub id): encoder weights loaded, head freshly
-        initialised. `config_kwargs` set [`LyricValenceConfig`] fields such as `pooling` or `max_length`.
+        initialised. `encoder_config_overrides` change the encoder's config (e.g. `{"attention_probs_dropout_prob":
+        0.0}`); `config_kwargs` set [`LyricValenceConfig`] fields such as `pooling` or `max_length`.
         """
         # float32 master weights whatever the checkpoint's dtype; mixed precision is the Trainer's job (--bf16).
-        encoder = AutoModel.from_pretrained(encoder_name_or_path, dtype=torch.float32)
+        encoder = AutoModel.from_pretrained(
+            encoder_name_or_path, dtype=torch.float32, **(encoder_config_overrides or {})
+        )
         config = LyricValenceConfig(encoder=encoder.config, **config_kwargs)
         model = cls(config)
         # strict=False only for the encoder's pooler weights, which this model drops

@@ -66,6 +66,13 @@ class ModelArguments:
         default="cls",
         metadata={"help": "Chunk representation: 'cls' (first token) or 'mean' (masked mean).", "choices": ["cls", "mean"]},
     )
+    attention_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Dropout on the encoder's attention probabilities (BERT-family `attention_probs_dropout_prob`). "
+            "0 lets training use fused attention (SDPA): a 1.9x faster step on CPU at equal quality (bench/RECIPE.md)."
+        },
+    )
     head_hidden_size: int = field(default=128, metadata={"help": "Width of the head's hidden layer."})
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout before each Linear of the head."})
     head_learning_rate: float | None = field(
@@ -292,6 +299,7 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     model = LyricValenceModel.from_encoder_pretrained(
         encoder_path,
+        encoder_config_overrides={"attention_probs_dropout_prob": model_args.attention_dropout},
         pooling=model_args.pooling,
         head_hidden_size=model_args.head_hidden_size,
         head_dropout=model_args.head_dropout,
