@@ -12,6 +12,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertTokenizer, PreTrainedTokenizerBase
 
 from configuration_lyric_valence import LyricValenceConfig
+from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from modeling_lyric_valence import LyricValenceModel
 
 ENCODERS = ("minilm", "bert-base")
@@ -36,9 +37,11 @@ def load_tokenizer(encoder: str, vocab_file: str | None) -> PreTrainedTokenizerB
 def build_model(encoder: str, vocab_size: int, seed: int = 0) -> LyricValenceModel:
     """A fresh lyric-valence model: MiniLM weights loaded, or a random bert-base-shaped (768 wide, 12 layers) encoder."""
     torch.manual_seed(seed)
+    # train.py's default: no dropout on attention probabilities
+    attention_dropout = {"attention_probs_dropout_prob": FINETUNING_ATTENTION_DROPOUT}
     if encoder == "minilm":
-        return LyricValenceModel.from_encoder_pretrained(minilm_path())
-    return LyricValenceModel(LyricValenceConfig(encoder=BertConfig(vocab_size=vocab_size)))
+        return LyricValenceModel.from_encoder_pretrained(minilm_path(), encoder_config_overrides=attention_dropout)
+    return LyricValenceModel(LyricValenceConfig(encoder=BertConfig(vocab_size=vocab_size, **attention_dropout)))
 
 
 def import_training_module() -> types.ModuleType:
