@@ -25,7 +25,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParse
 
 from data.loading import Columns, DataError, load_splits
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT, REPO_ROOT, default_encoder_path
-from lyric_valence.card import write_model_card
+from lyric_valence.card import DEFAULT_BASE_MODEL, write_model_card
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.training import (
@@ -232,7 +232,7 @@ def save_results(trainer, model, tokenizer, splits, test_output, model_args, lor
     )
     plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
 
-    base_model = model_args.model_name_or_path or "sentence-transformers/all-MiniLM-L6-v2"
+    base_model = model_args.model_name_or_path or DEFAULT_BASE_MODEL
     recipe = {"finetuning mode": model_args.finetuning_mode, "pooling": model_args.pooling}
     if model_args.finetuning_mode == "lora":
         recipe["LoRA"] = (
