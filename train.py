@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
 
-from data.loading import Columns, DataError, load_splits
-from lyric_valence import FINETUNING_ATTENTION_DROPOUT, REPO_ROOT, default_encoder_path
+from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
+from lyric_valence.arguments import ArgumentParser
 from lyric_valence.card import DEFAULT_BASE_MODEL, write_model_card
+from lyric_valence.data import Columns, DataError, load_splits
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.training import (
@@ -42,7 +43,8 @@ from modeling_lyric_valence import LyricValenceModel
 
 logger = logging.getLogger(__name__)
 
-EMOBANK = REPO_ROOT.parent / "shared" / "data" / "emobank" / "emobank.csv"
+# Bundled with the repository (CC-BY-SA 4.0, see data/README.md), so the quickstart runs offline.
+EMOBANK = Path(__file__).resolve().parent / "data" / "emobank.csv"
 
 
 @dataclass
@@ -108,9 +110,9 @@ class DataArguments:
     data_file: str = field(
         default=str(EMOBANK),
         metadata={
-            "help": "Labelled lyrics: CSV/TSV, JSON/JSONL, Parquet, or a folder written by `python -m data.prepare`. "
+            "help": "Labelled lyrics: CSV/TSV, JSON/JSONL, Parquet, or a folder written by `lyric-valence prepare`. "
             "The Kaggle '150K Lyrics Labeled with Spotify Valence' layout (seq, label, artist, song) and EmoBank "
-            "(text, V on 1-5, split) are recognised without column flags. Defaults to the bundled EmoBank."
+            "(text, V on 1-5, split) are recognised without column flags. Defaults to EmoBank, bundled in data/."
         },
     )
     text_column: str | None = field(default=None, metadata={"help": "Column holding the lyrics."})
@@ -180,7 +182,9 @@ class LyricValenceTrainingArguments(TrainingArguments):
 
 
 def parse_arguments():
-    parser = HfArgumentParser((ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments))
+    parser = ArgumentParser(
+        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments), prog="train.py"
+    )
     if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(Path(sys.argv[1]).resolve())
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):

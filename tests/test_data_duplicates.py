@@ -1,11 +1,11 @@
-"""Unit tests of `data.duplicates` and the chunk count of `data.report`."""
+"""Unit tests of `lyric_valence.data.duplicates` and the chunk count of `lyric_valence.data.report`."""
 
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from data.duplicates import components, find_near_duplicates, leak_rate, number_by_first_occurrence
-from data.report import chunks_per_song, duplicate_label_spread
+from lyric_valence.data.duplicates import components, find_near_duplicates, leak_rate, number_by_first_occurrence
+from lyric_valence.data.report import chunks_per_song, duplicate_label_spread
 
 BASE = (
     "the paper lanterns float across the harbour while the tired engines sleep\n"

@@ -1,4 +1,4 @@
-"""End-to-end tests of `data.loading` and `python -m data.prepare` on a small Kaggle-format file of original text."""
+"""End-to-end tests of `lyric_valence.data` and `lyric-valence prepare` on a small Kaggle-format file of original text."""
 
 import csv
 import json
@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.loading import DataError, PreparationOptions, load_splits, prepare
-from data.prepare import main
+from lyric_valence.data import DataError, PreparationOptions, load_splits, prepare
+from lyric_valence.data.prepare import main
 
-EMOBANK = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "emobank" / "emobank.csv"
+EMOBANK = Path(__file__).resolve().parents[1] / "data" / "emobank.csv"
 
 # Word lists for original, English-looking lyric lines; any two generated songs share almost no word 3-grams.
 VERBS = "painted carried followed wandered borrowed whispered chased counted folded dreamed buried lifted".split()
@@ -255,7 +255,6 @@ def test_emobank_format_keeps_its_own_split(tmp_path):
     assert splits["train"]["label"][0] == pytest.approx((rows[0]["V"] - 1) / 4)
 
 
-@pytest.mark.skipif(not EMOBANK.exists(), reason="the shared EmoBank file is not here")
 def test_real_emobank_prepares_with_its_own_split():
     splits, counts = load_splits(EMOBANK)
     assert counts["rows_read"] == 10062 and counts["dropped_empty_text"] == 1
@@ -318,7 +317,7 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, ca
 
 
 def test_group_split_keeps_holdout_sizes_near_the_fractions():
-    from data.loading import split_by_group
+    from lyric_valence.data.split import split_by_group
 
     group = np.repeat([f"g{i}" for i in range(200)], np.random.default_rng(0).integers(1, 10, size=200))
     group = np.append(group, ["giant"] * 300)  # bigger than a holdout split: must go to train

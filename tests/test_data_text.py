@@ -1,11 +1,11 @@
-"""Unit tests of `data.text` and `data.language`."""
+"""Unit tests of `lyric_valence.data.text` and `lyric_valence.data.language`."""
 
 import unicodedata
 
 import pytest
 
-from data.language import identify_languages
-from data.text import comparable_words, normalise_lyrics
+from lyric_valence.data.language import identify_languages
+from lyric_valence.data.text import comparable_words, normalise_lyrics
 
 
 def test_line_endings_trailing_whitespace_and_blank_runs_are_normalised():

@@ -22,7 +22,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import data.loading
+import lyric_valence.data
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, tiny_bert_config, write_kaggle_csv
 from lyric_valence import cli
@@ -142,7 +142,7 @@ def test_an_unreadable_training_file_gives_one_line(tmp_path, monkeypatch, capsy
 def data_stage(monkeypatch, capsys, tmp_path, data_file, *args):
     """Run train.py up to its tokenizer: (exit code, splits and counts as load_splits returned them, split ids)."""
     seen = {}
-    load_splits = data.loading.load_splits
+    load_splits = lyric_valence.data.load_splits
 
     def spy(*a, **k):
         seen["splits"], seen["counts"] = load_splits(*a, **k)
@@ -151,7 +151,7 @@ def data_stage(monkeypatch, capsys, tmp_path, data_file, *args):
     def stop(*a, **k):
         raise StopAfterSplits
 
-    monkeypatch.setattr(data.loading, "load_splits", spy)
+    monkeypatch.setattr(lyric_valence.data, "load_splits", spy)
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", stop)
     with pytest.raises(StopAfterSplits):
         run_train_script(monkeypatch, capsys, "--data_file", data_file, "--output_dir", tmp_path / "out", *args)

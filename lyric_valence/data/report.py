@@ -16,7 +16,9 @@ from tqdm.auto import tqdm  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from .duplicates import leak_rate  # noqa: E402
-from .loading import SPLITS, PreparationOptions, PreparedData, group_rows, split_by_group  # noqa: E402
+from .load import PreparedData  # noqa: E402
+from .options import PreparationOptions  # noqa: E402
+from .split import SPLITS, group_rows, split_by_group  # noqa: E402
 
 LABEL_BINS = np.linspace(0.0, 1.0, 11)
 TOKENIZER_BATCH = 256

@@ -1,0 +1,66 @@
+"""The command-line parser of `train.py` and of every `lyric-valence` subcommand."""
+
+import difflib
+from collections.abc import Iterable
+
+from transformers import HfArgumentParser
+
+
+class ArgumentParser(HfArgumentParser):
+    """
+    `HfArgumentParser` (dataclass arguments, as in transformers' examples) whose usage errors are all one line on
+    stderr with exit code 2, as argparse's are.
+
+    On top of `HfArgumentParser`:
+    - an unknown flag, on the command line or as a key of a YAML/JSON arguments file, names itself and the closest
+      valid flag (`HfArgumentParser` raises a `ValueError` with a traceback);
+    - a value that a dataclass's `__post_init__` rejects (a `ValueError`) is a usage error too;
+    - flags added with `add_argument` get both spellings, `--text_column` and `--text-column`, as dataclass fields do;
+    - no abbreviated flags: `--privat` is a typo named as such, not `--private`, and stays so when flags are added.
+    """
+
+    def __init__(self, dataclass_types=None, **kwargs):
+        super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def add_argument(self, *names, **kwargs):
+        hyphenated = [name.replace("_", "-") for name in names if name.startswith("--") and "_" in name]
+        return super().add_argument(*names, *[name for name in hyphenated if name not in names], **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            self.error(self.unknown_argument_message(unknown, self.flags()))
+        return namespace
+
+    def parse_args_into_dataclasses(self, args=None, **kwargs):
+        try:
+            *parsed, unknown = super().parse_args_into_dataclasses(args, return_remaining_strings=True, **kwargs)
+        except ValueError as error:  # a dataclass's __post_init__ rejected a value
+            self.error(str(error))
+        if unknown:
+            self.error(self.unknown_argument_message(unknown, self.flags()))
+        return tuple(parsed)
+
+    def parse_dict(self, args: dict, allow_extra_keys: bool = False):
+        field_names = {name for flag in self.flags() for name in [flag.removeprefix("--")]}
+        unknown = [key for key in args if key not in field_names]
+        if unknown and not allow_extra_keys:
+            self.error(self.unknown_argument_message(unknown, sorted(field_names), kind="key"))
+        try:
+            return super().parse_dict(args, allow_extra_keys=allow_extra_keys)
+        except ValueError as error:
+            self.error(str(error))
+
+    def flags(self) -> list[str]:
+        """Every long option string of the parser, e.g. `--data_file` and `--data-file`."""
+        return [option for action in self._actions for option in action.option_strings if option.startswith("--")]
+
+    @staticmethod
+    def unknown_argument_message(unknown: list[str], known: Iterable[str], kind: str = "argument") -> str:
+        """'unrecognized argument --train_file (did you mean --data_file?)' for the first unknown flag or key."""
+        name = next((item for item in unknown if item.startswith("-")), unknown[0]).split("=", 1)[0]
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        return f"unrecognized {kind} {name}" + (f" (did you mean {close[0]}?)" if close else "")

@@ -1,0 +1,9 @@
+"""Labelled lyrics in, clean and leak-free train/validation/test splits out; one module per step (see `load`)."""
+
+from .columns import Columns
+from .load import PreparedData, load_splits, prepare
+from .options import PreparationOptions
+from .read import DataError, read_table
+from .split import SPLITS
+
+__all__ = ["SPLITS", "Columns", "DataError", "PreparationOptions", "PreparedData", "load_splits", "prepare", "read_table"]

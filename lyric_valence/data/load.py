@@ -1,0 +1,135 @@
+"""
+Read a labelled lyrics table (CSV, JSON/JSONL, Parquet or a `save_to_disk` folder) into clean, leak-free splits.
+
+Every raw file goes through the same steps, whether `train.py` reads it or `lyric-valence prepare` does: read
+(`read`), standard columns (`columns`), normalise the text and drop rows without text or label (`clean`), optionally
+keep only some languages (`language`), group near-duplicate lyrics (`duplicates`), and split so that no group (artist
+and/or near-duplicate group) spans two splits (`split`); the counts of every step are returned.
+The output is a `DatasetDict` with `train`, `validation` and `test` splits whose rows hold `song_id` (str), `text`
+(str), `label` (float in [0, 1]), `group` (str: rows sharing it stay in one split), `duplicate_group` (str: the song id
+of the group's first song) and `duplicate_group_label` (mean label of the duplicate group), plus `artist`, `title`
+and `language` where the file has or asks for them.
+"""
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pandas as pd
+
+from .clean import clean_rows
+from .columns import Columns, resolve_columns
+from .duplicates import NearDuplicates, find_near_duplicates
+from .language import filter_languages
+from .options import PreparationOptions
+from .read import DataError, read_table
+from .split import SPLITS, group_and_split, to_dataset_dict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """
+    The result of preparing a raw table.
+
+    Attributes:
+        splits: train/validation/test datasets.
+        counts: rows read, dropped at each step, in duplicate groups and per split, and the leak rates (share of
+            test / validation songs with a near-duplicate in train).
+        rows: every kept row, with its `split`, in file order.
+        duplicates: the near-duplicate structure of `rows`.
+        languages: songs per identified language before filtering (empty when languages were not identified).
+        seconds: wall-clock seconds per step.
+    """
+
+    splits: datasets.DatasetDict
+    counts: dict[str, int | float]
+    rows: pd.DataFrame
+    duplicates: NearDuplicates
+    languages: dict[str, int]
+    seconds: dict[str, float]
+
+
+def read_saved_splits(path: Path) -> tuple[datasets.DatasetDict, dict]:
+    """A `save_to_disk` folder holding train/validation/test, as it was saved, and its split sizes."""
+    try:
+        table = datasets.load_from_disk(str(path))
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: not a folder written by `save_to_disk` ({error})") from None
+    missing = set(SPLITS) - set(table) if isinstance(table, datasets.DatasetDict) else set(SPLITS)
+    if missing:
+        raise DataError(f"{path}: the saved data lacks the splits {sorted(missing)}")
+    return table, {f"{name}_songs": table[name].num_rows for name in SPLITS}
+
+
+@contextmanager
+def timed(seconds: dict[str, float], step: str):
+    """Record the wall-clock seconds of the block as `seconds[step]`."""
+    start = time.perf_counter()
+    yield
+    seconds[step] = round(time.perf_counter() - start, 2)
+
+
+def prepare(
+    path: str | Path,
+    columns: Columns | None = None,
+    label_range: tuple[float, float] | None = None,
+    options: PreparationOptions | None = None,
+) -> PreparedData:
+    """Read a raw file (CSV/TSV, JSON/JSONL, Parquet), then clean, filter, group and split it; see `PreparedData`."""
+    path, options, seconds, languages = Path(path), options or PreparationOptions(), {}, {}
+    with timed(seconds, "read"):
+        frame = read_table(path)
+    with timed(seconds, "normalise"):
+        columns, layout_label_range = resolve_columns(path, list(frame.columns), columns)
+        rows, counts = clean_rows(path, frame, columns, label_range or layout_label_range, options.strip_section_markers)
+        del frame
+    if options.language is not None:
+        with timed(seconds, "language"):
+            rows, language_counts, languages = filter_languages(rows, options.language)
+        counts.update(language_counts)
+    if rows.empty:
+        raise DataError(f"{path}: no usable rows ({counts})")
+    with timed(seconds, "duplicates"):
+        duplicates = find_near_duplicates(rows["text"], options.duplicate_threshold, total=len(rows))
+    with timed(seconds, "split"):
+        counts.update(group_and_split(path, rows, duplicates, columns, options))
+        splits = to_dataset_dict(rows)
+    logger.info("%s: %s", path, ", ".join(f"{key} {value}" for key, value in counts.items()))
+    logger.info("%s: seconds per step: %s", path, seconds)
+    return PreparedData(splits, counts, rows, duplicates, languages, seconds)
+
+
+def load_splits(
+    path: str | Path,
+    columns: Columns | None = None,
+    label_range: tuple[float, float] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    group_split: bool = True,
+    seed: int = 42,
+    **options,
+) -> tuple[datasets.DatasetDict, dict]:
+    """
+    Read `path` and return (splits, counts): a `DatasetDict` with train/validation/test of `song_id`, `text`, `label`,
+    `group` (and more columns, see the module docstring), and the counts of rows read, dropped, grouped and per split
+    with the leak rates. A raw file is prepared by `prepare` (`group_split` is `PreparationOptions.group_by_artist`;
+    `options` are further `PreparationOptions` fields, e.g. `language=["en"]`); a `save_to_disk` folder holding a
+    `DatasetDict` (as `lyric-valence prepare` writes) is used as it is.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_saved_splits(path)
+    preparation = PreparationOptions(
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        group_by_artist=group_split,
+        seed=seed,
+        **options,
+    )
+    prepared = prepare(path, columns, label_range, preparation)
+    return prepared.splits, prepared.counts
