@@ -5,6 +5,7 @@ clash with it; mistyped flags are one-line errors."""
 import io
 import json
 import os
+import site
 import subprocess
 import sys
 import tarfile
@@ -29,6 +30,16 @@ def committed_tree(destination: Path) -> Path:
     return destination
 
 
+def virtual_environment_seeing_this_one(folder: Path) -> Path:
+    """A new virtual environment whose path ends with this interpreter's site-packages (the installed dependencies);
+    returns its python."""
+    run([sys.executable, "-m", "venv", folder], cwd=folder.parent)
+    python = folder / "bin" / "python"
+    purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=folder).stdout.strip()
+    (Path(purelib) / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return python
+
+
 def run(command: list, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     process = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert process.returncode == 0, f"{command}\n{process.stdout[-2000:]}\n{process.stderr[-3000:]}"
@@ -40,8 +51,7 @@ def test_readme_quickstart_runs_in_a_clone_with_nothing_beside_it(tmp_path):
     assert not any((folder / "shared").exists() for folder in clone.parents)
     # The README's `pip install -e .`, into a fresh virtual environment that sees the dependencies already installed
     # (no network in tests: --no-build-isolation uses the installed setuptools).
-    run([sys.executable, "-m", "venv", "--system-site-packages", tmp_path / "venv"], cwd=tmp_path)
-    python = tmp_path / "venv" / "bin" / "python"
+    python = virtual_environment_seeing_this_one(tmp_path / "venv")
     run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", "."], cwd=clone)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     run(
