@@ -16,6 +16,10 @@ The adapter sits in a subfolder because transformers' `AutoModel.from_pretrained
 root instead of the merged model. Checkpoints, optimizer and scheduler state, logs and per-song predictions stay
 local. The token comes from huggingface_hub's own lookup (`HF_TOKEN`, `hf auth login`); it is never printed, logged
 or written.
+
+A push that fails (token, permissions, network) raises `PublishError`: one line naming the repository, the reason,
+and the `lyric-valence publish` command that pushes the output folder, which a push never modifies. Re-running sends
+only what the Hub lacks: `upload_folder` skips files whose blob id the Hub already holds at that revision.
 """
 
 import importlib
@@ -118,10 +122,10 @@ def _publish_command(output_dir, repo_id, adapter_only, private, revision, base_
     return shlex.join(argv)
 
 
-def check_token() -> None:
+def check_token(repo_id: str) -> None:
     """Fail early, before any training or upload, when huggingface_hub finds no token; never reveal the token."""
     if get_token() is None:
-        raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
+        raise PublishError(f"{repo_id}: no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
 
 
 def check_output_folder(output_dir: Path, adapter_only: bool) -> None:
@@ -248,7 +252,7 @@ def publish(
     revision = revision or None
     check_output_folder(output_dir, adapter_only)
     if not dry_run:
-        check_token()
+        check_token(repo_id)
     api = api or HfApi()
     try:
         if not dry_run:
@@ -312,8 +316,8 @@ def take_over_hub_push(training_args, base_model: str | None = None) -> HubPush 
         return None
     if getattr(training_args, "hub_token", None):
         raise PublishError("--hub_token is not accepted: set HF_TOKEN or run `hf auth login` instead")
-    check_token()
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+    check_token(repo_id)
     training_args.push_to_hub = False
     return HubPush(
         repo_id=repo_id,

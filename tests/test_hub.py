@@ -16,7 +16,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,12 +53,6 @@ EXPECTED_FILES = {
 RETRY_NOTICES = ("thrown while requesting", "Retrying in", "HTTP Error")
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def fresh_env(tmp_path: Path, endpoint: str, token: str | None = TOKEN) -> dict:
     """The environment of a new process: this Hub, a cold HF_HOME, the token or none, one torch thread."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING"))}
@@ -82,8 +75,7 @@ def run_fresh(tmp_path, argv, *, endpoint, token=TOKEN, timeout=300) -> subproce
     )
 
 
-def run_cli(tmp_path, *args, token: str | None = TOKEN, endpoint: str | None = None):
-    endpoint = endpoint or f"http://127.0.0.1:{closed_port()}"
+def run_cli(tmp_path, *args, endpoint: str, token: str | None = TOKEN):
     return run_fresh(tmp_path, ["-m", "lyric_valence.cli", "publish", *args], endpoint=endpoint, token=token)
 
 
@@ -94,7 +86,7 @@ def assert_one_line_error(completed, *expected: str) -> str:
     assert "Traceback" not in completed.stderr
     assert TOKEN not in completed.stdout + completed.stderr
     *before, last = completed.stderr.strip().splitlines()
-    assert "lyric-valence publish: error:" in last or "train.py: error:" in last, completed.stderr
+    assert last.startswith("lyric-valence publish: error:"), completed.stderr
     for text in expected:
         assert text in last, last
     for line in before:
@@ -280,11 +272,13 @@ def test_the_adapter_only_push_is_private_on_its_branch_without_merged_weights(h
 def test_wrong_tokens_and_other_users_repositories_are_one_line_errors(hub, pushed, tmp_path):
     HfApi(endpoint=hub.endpoint, token=OTHER_TOKEN).create_repo("other-user/their-model")
     before = {repo_id: dict(repo.branches) for repo_id, repo in hub.repos.items()}
+    output_before = file_digests(pushed)
     wrong = run_cli(tmp_path, "--model", str(pushed), "--repo_id", PUBLIC_REPO, token="hf_wrong", endpoint=hub.endpoint)
     assert_one_line_error(wrong, PUBLIC_REPO, "HTTP 401", "Invalid credentials", "HF_TOKEN")
     theirs = run_cli(tmp_path, "--model", str(pushed), "--repo_id", "other-user/their-model", endpoint=hub.endpoint)
     assert_one_line_error(theirs, "other-user/their-model", "HTTP 403", "may not write")
     assert {repo_id: dict(repo.branches) for repo_id, repo in hub.repos.items()} == before, "nothing was committed"
+    assert file_digests(pushed) == output_before
 
 
 LOADER = r"""
@@ -398,15 +392,27 @@ def test_dry_run_with_a_hub_encoder_names_it_in_the_card_and_the_adapter(pushed,
     assert "revision=" not in card.text and "lyric-valence predict --model me/tiny" in card.text
 
 
-def test_user_errors_are_one_line_errors(pushed, tmp_path):
-    output = pushed
-    assert_one_line_error(run_cli(tmp_path, "--model", str(output), "--repo_id", "me/tiny", token=None), "HF_TOKEN")
-    assert_one_line_error(run_cli(tmp_path, "--model", str(tmp_path / "nope"), "--repo_id", "me/tiny"), "no such folder")
+def without_a_token(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+
+
+def test_user_errors_are_one_line_errors_before_contacting_the_hub(pushed, tmp_path, monkeypatch, capsys):
+    without_a_token(monkeypatch, tmp_path)
     no_adapter = tmp_path / "head-only"
-    shutil.copytree(output, no_adapter, ignore=shutil.ignore_patterns("adapter", "checkpoint-*"))
-    assert_one_line_error(
-        run_cli(tmp_path, "--model", str(no_adapter), "--repo_id", "me/tiny", "--adapter_only", "--dry_run"), "adapter"
-    )
+    shutil.copytree(pushed, no_adapter, ignore=shutil.ignore_patterns("adapter", "checkpoint-*"))
+    cases = {
+        "HF_TOKEN": ["--model", str(pushed), "--repo_id", "me/tiny"],
+        "no such folder": ["--model", str(tmp_path / "nope"), "--repo_id", "me/tiny"],
+        "adapter": ["--model", str(no_adapter), "--repo_id", "me/tiny", "--adapter_only", "--dry_run"],
+    }
+    for expected, argv in cases.items():
+        assert cli_main(["publish", *argv]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lyric-valence publish: error:"), lines
+        assert expected in lines[0] and ("me/tiny" in lines[0] or "nope" in lines[0] or "head-only" in lines[0]), lines
 
 
 def test_train_refuses_a_token_flag_and_needs_a_token_before_training(tmp_path, monkeypatch):
@@ -415,10 +421,7 @@ def test_train_refuses_a_token_flag_and_needs_a_token_before_training(tmp_path, 
     args = TrainingArguments(output_dir=str(tmp_path / "run"), push_to_hub=True, hub_token="hf_flag")
     with pytest.raises(PublishError, match="HF_TOKEN"):
         take_over_hub_push(args)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    without_a_token(monkeypatch, tmp_path)
     args = TrainingArguments(output_dir=str(tmp_path / "run"), push_to_hub=True)
     with pytest.raises(PublishError, match="hf auth login"):
         take_over_hub_push(args)
