@@ -155,7 +155,7 @@ def public_pushes(hub, pushed, tmp_path_factory):
     """
     `lyric-valence publish` of the run to PUBLIC_REPO (main), then of a second model to the same repo, during whose
     commit the server dies; after a restart the same command finishes the push. Returns the second model's folder,
-    both commit shas and the failed run.
+    the first commit's sha, the failed run, what it left behind (output folder unchanged? main's sha) and the re-run.
     """
     tmp_path = tmp_path_factory.mktemp("publish")
     first = run_cli(tmp_path, "--model", str(pushed), "--repo_id", PUBLIC_REPO, endpoint=hub.endpoint)
