@@ -195,7 +195,11 @@ def publish_parser() -> ArgumentParser:
 
 
 def publish(argv: list[str]) -> int:
+    from huggingface_hub.utils import logging as hub_logging
+
     from lyric_valence.hub import publish as publish_folder
+
+    hub_logging.disable_propagation()  # huggingface_hub prints its notices (retries) itself; root would repeat them
 
     args = publish_parser().parse_args(argv)
     result = publish_folder(

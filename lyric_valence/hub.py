@@ -16,6 +16,10 @@ The adapter sits in a subfolder because transformers' `AutoModel.from_pretrained
 root instead of the merged model. Checkpoints, optimizer and scheduler state, logs and per-song predictions stay
 local. The token comes from huggingface_hub's own lookup (`HF_TOKEN`, `hf auth login`); it is never printed, logged
 or written.
+
+A push that fails (token, permissions, network) raises `PublishError`: one line naming the repository, the reason,
+and the `lyric-valence publish` command that pushes the output folder, which a push never modifies. Re-running sends
+only what the Hub lacks: `upload_folder` skips files whose blob id the Hub already holds at that revision.
 """
 
 import importlib
@@ -23,10 +27,12 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
@@ -89,15 +95,37 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(error for error in errors if isinstance(error, type))
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
+def _first_line(message: BaseException | str) -> str:
+    text = str(message).strip() or type(message).__name__
     return text.splitlines()[0]
 
 
-def check_token() -> None:
+def _refusal(error: HfHubHTTPError) -> str:
+    """The Hub's answer in one line: status, its own message (`X-Error-Message`), and what to do about it."""
+    status = error.response.status_code if error.response is not None else None
+    if status is None:
+        return _first_line(error)
+    reason = error.response.headers.get("X-Error-Message") or error.server_message or _first_line(error)
+    hint = {
+        401: "check HF_TOKEN or run `hf auth login`",
+        403: "the token's user may not write to this repository",
+        404: "no such repository or branch visible to this token",
+    }.get(status)
+    return f"HTTP {status}: {_first_line(reason)}" + (f" ({hint})" if hint else "")
+
+
+def _publish_command(output_dir, repo_id, adapter_only, private, revision, base_model) -> str:
+    """The `lyric-valence publish` command line that pushes `output_dir` as this push would have."""
+    argv = ["lyric-valence", "publish", "--model", str(output_dir), "--repo_id", repo_id]
+    argv += ["--adapter_only"] * adapter_only + ["--private"] * bool(private)
+    argv += ["--revision", revision] * bool(revision) + ["--base_model", base_model] * bool(base_model)
+    return shlex.join(argv)
+
+
+def check_token(repo_id: str) -> None:
     """Fail early, before any training or upload, when huggingface_hub finds no token; never reveal the token."""
     if get_token() is None:
-        raise PublishError("no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
+        raise PublishError(f"{repo_id}: no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
 
 
 def check_output_folder(output_dir: Path, adapter_only: bool) -> None:
@@ -126,6 +154,16 @@ def _place(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _card_config(output_dir: Path) -> SimpleNamespace:
+    """
+    The config.json fields the model card shows. Read as JSON rather than through `LyricValenceConfig`, whose import
+    pulls in transformers and torch: seconds of start-up, on every push, for a command that only uploads files.
+    """
+    config = json.loads((output_dir / "config.json").read_text())
+    fields = ("head_hidden_size", "max_length", "stride", "aggregation")
+    return SimpleNamespace(hidden_size=config["encoder"]["hidden_size"], **{name: config[name] for name in fields})
+
+
 def stage_repository(
     output_dir: str | Path,
     stage_dir: str | Path,
@@ -140,8 +178,6 @@ def stage_repository(
     rendered for `repo_id` (and `revision`) and the adapter config naming `base_model` (default: the encoder recorded
     by train.py). Returns the repository paths, sorted, as `upload_folder` will select them.
     """
-    from configuration_lyric_valence import LyricValenceConfig
-
     output_dir, stage_dir = Path(output_dir), Path(stage_dir)
     check_output_folder(output_dir, adapter_only)
     if stage_dir.exists() and any(stage_dir.iterdir()):
@@ -170,7 +206,7 @@ def stage_repository(
     inputs.update(
         repo_id=repo_id, base_model=base_model, revision=revision, has_merged_model=not adapter_only, has_adapter=has_adapter
     )
-    card = render_model_card(config=LyricValenceConfig.from_pretrained(output_dir), **inputs)
+    card = render_model_card(config=_card_config(output_dir), **inputs)
     card.save(stage_dir / "README.md")
     return planned_upload(stage_dir)
 
@@ -216,7 +252,7 @@ def publish(
     revision = revision or None
     check_output_folder(output_dir, adapter_only)
     if not dry_run:
-        check_token()
+        check_token(repo_id)
     api = api or HfApi()
     try:
         if not dry_run:
@@ -242,10 +278,14 @@ def publish(
                 ignore_patterns=list(IGNORE_PATTERNS),
                 delete_patterns=ALLOW_PATTERNS,
             )
-    except HfHubHTTPError as error:
-        raise PublishError(f"{repo_id}: the Hub refused the push: {_first_line(error)}") from None
-    except _network_errors() as error:
-        raise PublishError(f"{repo_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
+    except (HfHubHTTPError, *_network_errors()) as error:
+        problem = (
+            f"the Hub refused the push: {_refusal(error)}"
+            if isinstance(error, HfHubHTTPError)
+            else f"could not reach the Hub at {api.endpoint} ({_first_line(error)})"
+        )
+        retry = _publish_command(output_dir, repo_id, adapter_only, private, revision, base_model)
+        raise PublishError(f"{repo_id}: {problem}; {output_dir} is complete and unchanged, to push it: {retry}") from None
     url = getattr(info, "commit_url", None) or str(info)
     logger.warning("pushed %s", url)
     return PublishResult(repo_id, revision, files, commit_url=url, staged_folder=Path(stage_dir) if stage_dir else None)
@@ -276,8 +316,8 @@ def take_over_hub_push(training_args, base_model: str | None = None) -> HubPush 
         return None
     if getattr(training_args, "hub_token", None):
         raise PublishError("--hub_token is not accepted: set HF_TOKEN or run `hf auth login` instead")
-    check_token()
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+    check_token(repo_id)
     training_args.push_to_hub = False
     return HubPush(
         repo_id=repo_id,
