@@ -67,8 +67,11 @@ class LyricValenceHead(nn.Module):
         self.out_proj = nn.Linear(config.head_hidden_size, 1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        hidden = self.activation(self.dense(self.dropout(pooled)))
-        return self.out_proj(self.dropout(hidden))
+        # In the head's own dtype (float32 in training) also under bf16/fp16 autocast: valences rounded to bfloat16
+        # move in steps of 0.004 near 0.5, and the MSE would compare labels rounded the same way.
+        with torch.autocast(pooled.device.type, enabled=False):
+            hidden = self.activation(self.dense(self.dropout(pooled.to(self.dense.weight.dtype))))
+            return self.out_proj(self.dropout(hidden))
 
 
 class LyricValencePreTrainedModel(PreTrainedModel):

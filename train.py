@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import transformers
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
+from transformers.utils import is_torch_bf16_gpu_available
 
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
 from lyric_valence.arguments import ArgumentParser
@@ -175,6 +176,13 @@ class LyricValenceTrainingArguments(TrainingArguments):
         default_factory=lambda: list(LABEL_NAMES),
         metadata={"help": "Label ids carried through evaluation; the song index and chunk id must be among them."},
     )
+
+    def __post_init__(self):
+        # Without a GPU, --bf16 means bfloat16 autocast on the CPU; the stock arguments refuse it unless --use_cpu is
+        # given too. (A GPU without bf16 still gets the stock error rather than a silent move to the CPU.)
+        if (self.bf16 or self.bf16_full_eval) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
+            self.use_cpu = True
+        super().__post_init__()
 
     def __getstate__(self):
         # The Trainer pickles its arguments into every checkpoint (training_args.bin): never with the Hub token.

@@ -69,6 +69,21 @@ def test_forward_returns_typed_output_and_mse_loss(tiny_model, tokenizer):
     assert torch.allclose(output.loss, nn.functional.mse_loss(output.logits.squeeze(-1), labels))
 
 
+def test_under_bf16_autocast_the_head_and_the_loss_stay_float32(tiny_model, tokenizer):
+    batch = tokenizer(["one small song", "another one", "a third"], padding=True, return_tensors="pt")
+    labels = torch.tensor([0.2001, 0.5003, 0.9007])  # not representable in bfloat16
+    query_dtypes = []
+    query = tiny_model.encoder.encoder.layer[0].attention.self.query
+    hook = query.register_forward_hook(lambda module, inputs, output: query_dtypes.append(output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = tiny_model(**batch, labels=labels)
+        hidden = tiny_model.encoder(**batch).last_hidden_state
+    hook.remove()
+    assert query_dtypes == [torch.bfloat16] * 2 and output.logits.dtype == torch.float32
+    assert torch.allclose(output.logits, tiny_model.head(hidden[:, 0].float()))
+    assert torch.allclose(output.loss, nn.functional.mse_loss(output.logits.squeeze(-1), labels))
+
+
 def slow_reference_score(model, tokenizer, text):
     """Score a song chunk by chunk, one forward pass per chunk, without the tokenizer's overflow machinery."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]

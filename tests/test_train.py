@@ -188,3 +188,32 @@ def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypa
     assert model_args.finetuning_mode == "head_only" and lora_args.lora_num_layers == 2
     assert data_args.label_range == [1, 5] and training_args.learning_rate == 0.01
     assert training_args.label_names == ["labels", "song_index", "chunk_id"]
+
+
+def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread):
+    """`--bf16` alone on a machine without a GPU: bfloat16 autocast in the encoder, a float32 head, song metrics."""
+    from conftest import write_kaggle_csv
+    from modeling_lyric_valence import LyricValenceHead
+
+    data = write_kaggle_csv(tmp_path / "lyrics.csv", songs=20, seed=5)
+    seen = set()
+    head_forward = LyricValenceHead.forward
+
+    def recording_forward(self, pooled):
+        logits = head_forward(self, pooled)
+        seen.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), logits.dtype))
+        return logits
+
+    monkeypatch.setattr(LyricValenceHead, "forward", recording_forward)
+    output = tmp_path / "out"
+    run_train(
+        monkeypatch, "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--output_dir", output,
+        "--bf16", "True", *TINY_RUN, "--num_train_epochs", "1", "--save_strategy", "no", "--load_best_model_at_end",
+        "False", "--test_fraction", "0.3",
+    )
+    assert seen == {(True, torch.bfloat16, torch.float32)}
+    metrics = json.loads((output / "test_results.json").read_text())
+    predictions = pd.read_csv(output / "test_predictions.csv")
+    assert metrics["test_songs"] == len(predictions) > 1
+    assert np.isfinite([metrics[f"test_{name}"] for name in ("mse", "mae", "pearson", "r2")]).all()
+    assert predictions["predicted_valence"].nunique() == len(predictions)  # not collapsed onto bfloat16 steps
