@@ -37,6 +37,7 @@ from lyric_valence.training import (
     ChunkedSongTrainer,
     make_compute_metrics,
     chunk_split,
+    cpu_has_native_bf16,
     prepare_for_finetuning,
     song_predictions,
 )
@@ -182,6 +183,9 @@ class LyricValenceTrainingArguments(TrainingArguments):
         # given too. (A GPU without bf16 still gets the stock error rather than a silent move to the CPU.)
         if (self.bf16 or self.bf16_full_eval) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
             self.use_cpu = True
+        if self.use_cpu and self.bf16 and not cpu_has_native_bf16():
+            logger.warning("--bf16: this CPU has no native bfloat16 matrix products (AVX512-BF16 or AMX), so training "
+                           "runs many times slower than in float32; leave --bf16 out here")
         super().__post_init__()
 
     def __getstate__(self):

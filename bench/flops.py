@@ -95,13 +95,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gemm_flops_per_second(size: int, seconds: float, device: torch.device) -> float:
+def gemm_flops_per_second(size: int, seconds: float, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
     """
-    Sustained fp32 `torch.matmul` throughput on `size` x `size` matrices: back-to-back products (at least two) for
-    at least `seconds`, after a warm-up product.
+    Sustained `torch.matmul` throughput in `dtype` on `size` x `size` matrices: back-to-back products (at least two)
+    for at least `seconds`, after a warm-up product.
     """
-    left = torch.randn(size, size, device=device)
-    right = torch.randn(size, size, device=device)
+    left = torch.randn(size, size, device=device, dtype=dtype)
+    right = torch.randn(size, size, device=device, dtype=dtype)
     torch.matmul(left, right)  # warm-up: kernel selection, first touch of the output
     synchronize(device)
     start, products = time.perf_counter(), 0
@@ -110,3 +110,16 @@ def gemm_flops_per_second(size: int, seconds: float, device: torch.device) -> fl
         products += 1
         synchronize(device)
     return products * 2 * size**3 / (time.perf_counter() - start)
+
+
+# Dense (no sparsity) bf16 tensor-core peaks of NVIDIA's data sheets, in FLOP/s, by a part of the device name.
+BF16_DENSE_PEAKS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12,
+                    "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
+
+
+def bf16_dense_peak(device: torch.device) -> float | None:
+    """The data-sheet dense bf16 peak of a CUDA device (None on CPU or an unlisted GPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for part, peak in BF16_DENSE_PEAKS.items() if part in name), None)

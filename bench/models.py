@@ -34,14 +34,17 @@ def load_tokenizer(encoder: str, vocab_file: str | None) -> PreTrainedTokenizerB
     return BertTokenizer(vocab=vocabulary, do_lower_case=True, model_max_length=512)
 
 
-def build_model(encoder: str, vocab_size: int, seed: int = 0) -> LyricValenceModel:
-    """A fresh lyric-valence model: MiniLM weights loaded, or a random bert-base-shaped (768 wide, 12 layers) encoder."""
+def build_model(encoder: str, vocab_size: int, reference: bool = False, seed: int = 0) -> LyricValenceModel:
+    """
+    A fresh lyric-valence model: MiniLM weights loaded, or a random bert-base-shaped (768 wide, 12 layers) encoder.
+    Ours has train.py's default of no dropout on attention probabilities; the `reference` keeps the encoder's own
+    dropouts (0.1 everywhere in both encoders), as the reference notebook trained bert-base.
+    """
     torch.manual_seed(seed)
-    # train.py's default: no dropout on attention probabilities
-    attention_dropout = {"attention_probs_dropout_prob": FINETUNING_ATTENTION_DROPOUT}
+    overrides = {} if reference else {"attention_probs_dropout_prob": FINETUNING_ATTENTION_DROPOUT}
     if encoder == "minilm":
-        return LyricValenceModel.from_encoder_pretrained(minilm_path(), encoder_config_overrides=attention_dropout)
-    return LyricValenceModel(LyricValenceConfig(encoder=BertConfig(vocab_size=vocab_size, **attention_dropout)))
+        return LyricValenceModel.from_encoder_pretrained(minilm_path(), encoder_config_overrides=overrides)
+    return LyricValenceModel(LyricValenceConfig(encoder=BertConfig(vocab_size=vocab_size, **overrides)))
 
 
 def import_training_module() -> types.ModuleType:

@@ -1,7 +1,7 @@
 """
-Quality: EmoBank test metrics of `head_only`, `lora` and `full` fine-tuning of the packaged all-MiniLM-L6-v2, each
-trained by train.py under the same budget (epochs over the same training sentences, batch 32), with the recipe's
-settings for that mode (bench/RECIPE.md).
+Quality: EmoBank test metrics of `head_only`, `lora` and `full` fine-tuning of all-MiniLM-L6-v2, and of `lora` in
+mixed precision, each trained by train.py under the same budget (epochs over the same training sentences, batch 32,
+seed 42), with the recipe's settings for that mode (bench/RECIPE.md).
 """
 
 import json
@@ -16,40 +16,62 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Per-mode settings from bench/RECIPE.md: head_only reads mean-pooled vectors (the frozen MiniLM's [CLS] is a poor
 # feature), full fine-tuning takes lr 1e-4; lora is train.py's default.
+# Mixed precision: the Trainer's bf16 / fp16 autocast (fp16 with loss scaling; CUDA only).
 MODE_FLAGS = {
     "head_only": "--finetuning_mode head_only --learning_rate 1e-3 --pooling mean",
     "lora": "--finetuning_mode lora",
     "full": "--finetuning_mode full --learning_rate 1e-4",
+    "lora, bf16": "--finetuning_mode lora --bf16 True",
+    "lora, fp16": "--finetuning_mode lora --fp16 True",
 }
 RIDGE_REFERENCE = {"pearson": 0.630, "mse": 0.00449}  # frozen mean-pooled MiniLM + ridge (emobank README)
 METRICS = ("mse", "pearson", "spearman", "r2")
 
 
-def train_and_test(mode: str, budget_flags: list[str], output_dir: Path) -> dict:
-    """Run train.py for one mode; its validation and test metrics, train seconds and wall seconds."""
-    command = [sys.executable, "train.py", *shlex.split(MODE_FLAGS[mode]), *budget_flags,
-               "--output_dir", str(output_dir), "--disable_tqdm", "True", "--report_to", "none"]
-    start = time.perf_counter()
-    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if completed.returncode != 0:
-        raise RuntimeError(f"train.py {mode} failed:\n{completed.stderr[-3000:]}")
+def train_command(mode: str, budget_flags: list[str], output_dir: Path) -> list[str]:
+    return [sys.executable, "train.py", *shlex.split(MODE_FLAGS[mode]), *budget_flags,
+            "--output_dir", str(output_dir), "--disable_tqdm", "True", "--report_to", "none"]
+
+
+def read_results(mode: str, output_dir: Path, wall_s: float) -> dict:
+    """A finished run's validation and test metrics, train seconds and wall seconds."""
     results = json.loads((output_dir / "all_results.json").read_text())
     return {
         "flags": MODE_FLAGS[mode],
         "train_s": results["train_runtime"],
-        "wall_s": wall,
+        "wall_s": wall_s,
         "validation": {metric: results[f"eval_{metric}"] for metric in METRICS},
         "test": {metric: results[f"test_{metric}"] for metric in METRICS},
     }
 
 
-def measure_quality(budget_flags: list[str], log=print) -> dict:
-    """Train and test every mode under `budget_flags`; the ridge reference alongside."""
-    modes = {}
+def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = False, log=print) -> dict:
+    """
+    Train and test every mode under `budget_flags` (one after the other, or all at once when `parallel`: on a GPU
+    the runs' training seconds then overlap and are not comparable); the ridge reference alongside.
+    """
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as root:
-        for mode in MODE_FLAGS:
+        running = {}
+        for mode in modes:
             log(f"quality: training {mode}")
-            modes[mode] = train_and_test(mode, budget_flags, Path(root) / mode)
-            log(f"quality: {mode} test r {modes[mode]['test']['pearson']:.3f}")
-    return {"budget_flags": " ".join(budget_flags), "modes": modes, "ridge_reference": RIDGE_REFERENCE}
+            output_dir = Path(root) / mode.replace(", ", "-")
+            with open(f"{output_dir}.log", "w") as log_file:  # a file, not a pipe: parallel runs never block on it
+                process = subprocess.Popen(train_command(mode, budget_flags, output_dir), cwd=REPO,
+                                           stdout=log_file, stderr=subprocess.STDOUT)
+            running[mode] = (process, output_dir, time.perf_counter())
+            if not parallel:
+                results[mode] = finish(mode, *running.pop(mode), log)
+        for mode, run in running.items():
+            results[mode] = finish(mode, *run, log)
+    return {"budget_flags": " ".join(budget_flags), "parallel": parallel, "modes": results,
+            "ridge_reference": RIDGE_REFERENCE}
+
+
+def finish(mode: str, process: subprocess.Popen, output_dir: Path, started: float, log=print) -> dict:
+    """Wait for a train.py run; its results (an error if it failed)."""
+    if process.wait() != 0:
+        raise RuntimeError(f"train.py {mode} failed:\n{Path(f'{output_dir}.log').read_text()[-3000:]}")
+    result = read_results(mode, output_dir, time.perf_counter() - started)
+    log(f"quality: {mode} test r {result['test']['pearson']:.3f}, MSE {result['test']['mse']:.5f}")
+    return result

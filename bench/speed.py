@@ -5,14 +5,15 @@ Speed measurements: our training step against the reference notebook's, whole-so
 
 import multiprocessing
 import resource
+import shlex
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import transformers
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import DataCollatorWithPadding, PrinterCallback, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -43,6 +44,9 @@ OUR_TRAINING_ARGUMENTS = {
 }
 OUR_HEAD_LEARNING_RATE = 1e-3
 REFERENCE_LEARNING_RATE = 2e-5
+# Side of the square matrices of the fp32-vs-bf16 GEMM probe (small on CPU: a CPU without native bf16 runs it
+# tens of times slower than fp32).
+BF16_PROBE_SIZE = {"cpu": 512, "cuda": 8192}
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 # Profiler event names of GEMM-like work: aten ops on CPU, kernel names on CUDA.
 MATRIX_PRODUCT_KEYS = ("addmm", "aten::mm", "bmm", "gemm", "xmma", "cutlass", "scaled_dot_product", "attention", "fmha")
@@ -76,17 +80,10 @@ def epoch_sample(features: list[dict], batches: int, seed: int = 42) -> list[dic
     return [features[i] for pick in picks for i in order[pick * BATCH_SIZE : (pick + 1) * BATCH_SIZE]]
 
 
-@dataclass
-class ShapeRecorder:
-    """Wraps a collator and records each batch's (chunks, padded length)."""
-
-    collator: object
-    shapes: list[tuple[int, int]] = field(default_factory=list)
-
-    def __call__(self, features):
-        batch = self.collator(features)
-        self.shapes.append(tuple(batch["input_ids"].shape))
-        return batch
+def batch_shapes(features: list[dict]) -> list[tuple[int, int]]:
+    """(chunks, padded length) of each batch of 32 that train.py's collator makes of `features`, read in order."""
+    batches = [features[i : i + BATCH_SIZE] for i in range(0, len(features), BATCH_SIZE)]
+    return [(len(batch), max(len(feature["input_ids"]) for feature in batch)) for batch in batches]
 
 
 class Reference:
@@ -111,6 +108,7 @@ class Reference:
         """Train on the epoch's next batch; the step's seconds, data loading included."""
         synchronize(self.device)
         start = time.perf_counter()
+        set_tf32(False)  # the notebook's plain fp32 (a tf32 variant of ours may have turned tf32 on)
         input_ids, token_type_ids, attention_mask, labels = next(self.batches)
         self.model.train()
         self.optimizer.zero_grad()
@@ -124,6 +122,11 @@ class Reference:
         self.optimizer.step()
         synchronize(self.device)
         return time.perf_counter() - start
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 matrix products on or off, through the API transformers' `--tf32` uses (torch 2.9+)."""
+    torch.backends.fp32_precision = "tf32" if enabled else "ieee"
 
 
 def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoader:
@@ -153,11 +156,13 @@ class InterleavedTimer(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.ours_s = self.reference_s = 0.0
         self.reference.start_epoch()
+        set_tf32(bool(args.tf32))  # as this variant asks (the one before may have asked otherwise)
         self.resume()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.pause()
         self.reference_s += self.reference.timed_step()
+        set_tf32(bool(args.tf32))  # as our variant asked: the reference step turned it off
         self.resume()
 
     def on_epoch_end(self, args, state, control, **kwargs):
@@ -172,11 +177,13 @@ class InterleavedTimer(TrainerCallback):
         self.ours_s += time.perf_counter() - self.started
 
 
-def our_trainer(model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=()):
+def our_trainer(model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=(),
+                flags: str = ""):
     """
-    What train.py builds for `model` (LoRA-wrapped): `ChunkedSongTrainer`, dynamic padding, batches of 32, its
-    learning rates, clipping and schedule; one epoch per `train()`, no evaluation, logging or checkpoints. `features`
-    come already in train.py's length-grouped batch order (`epoch_sample`), so they are read sequentially.
+    What train.py builds for `model` (LoRA-wrapped) with the extra train.py `flags` (e.g. "--bf16 True"):
+    `ChunkedSongTrainer`, dynamic padding, batches of 32, its learning rates, clipping and schedule; one epoch per
+    `train()`, no evaluation, logging or checkpoints. `features` come already in train.py's length-grouped batch
+    order (`epoch_sample`), so they are read sequentially.
     """
     from bench.models import import_training_module
 
@@ -192,13 +199,14 @@ def our_trainer(model, features: list[dict], tokenizer, device: torch.device, ou
         disable_tqdm=True,
         use_cpu=device.type == "cpu",
         **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"},
+        **flag_values(flags),
     )
     trainer = training.ChunkedSongTrainer(
         model=model,
         args=args,
         train_dataset=features,
         processing_class=tokenizer,
-        data_collator=ShapeRecorder(DataCollatorWithPadding(tokenizer)),
+        data_collator=DataCollatorWithPadding(tokenizer),
         head_learning_rate=OUR_HEAD_LEARNING_RATE,
         callbacks=list(callbacks),
     )
@@ -206,11 +214,16 @@ def our_trainer(model, features: list[dict], tokenizer, device: torch.device, ou
     return trainer
 
 
+def flag_values(flags: str) -> dict:
+    """TrainingArguments values of train.py flags such as "--bf16 True --optim adamw_torch_fused"."""
+    words = shlex.split(flags)
+    return dict(zip((name.removeprefix("--") for name in words[::2]), (yaml.safe_load(value) for value in words[1::2])))
+
+
 def interleaved_epoch(trainer, timer: InterleavedTimer) -> dict:
-    """One epoch of our steps interleaved with the reference's: seconds of each and our batches' shapes."""
-    trainer.data_collator.shapes.clear()
+    """One epoch of our steps interleaved with the reference's: seconds of each."""
     trainer.train()
-    return {"ours_s": timer.ours_s, "reference_s": timer.reference_s, "shapes": list(trainer.data_collator.shapes)}
+    return {"ours_s": timer.ours_s, "reference_s": timer.reference_s}
 
 
 def peak_rss_mib() -> float:
@@ -373,52 +386,82 @@ def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: li
     }
 
 
-def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, rounds: int,
-                     gemm_size: int, gemm_seconds: float, log=print) -> dict:
+def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, variants: dict[str, str],
+                     rounds: int, gemm_size: int, gemm_seconds: float, log=print) -> dict:
     """
-    After a warm-up step of each, rounds of: the GEMM peak, then one pass of our training step over `features` (in
-    batch order) interleaved step by step with one pass of the reference step over the same chunks, each on its own
-    copy of the same LoRA model.
+    Our training step in each variant (name: extra train.py flags, e.g. "--bf16 True") against the reference step.
+    After a warm-up step of each (timed: it holds `torch.compile`'s compilation), rounds of: the GEMM peak, then per
+    variant one pass of our step over `features` (in batch order) interleaved step by step with one pass of the
+    reference step over the same chunks. Every variant and the reference train their own copy of the same LoRA model
+    (the reference's with the encoder's own dropouts, `model_factory(reference=True)`).
     """
     lengths = [len(feature["input_ids"]) for feature in features]
-    ours_model, reference_model = model_factory(), model_factory()
+    shapes = batch_shapes(features)
     output_dir = tempfile.mkdtemp(prefix="bench-train-")
-    log("training: warm-up (one step each)")
-    middle = middle_batch(features)
-    warm = InterleavedTimer(Reference(reference_model, middle, tokenizer, device))
-    interleaved_epoch(our_trainer(ours_model, middle, tokenizer, device, output_dir, [warm]), warm)
-    timer = InterleavedTimer(Reference(reference_model, features, tokenizer, device))
-    trainer = our_trainer(ours_model, features, tokenizer, device, output_dir, [timer])
-    peaks, epochs = [], []
+    reference = Reference(model_factory(reference=True), features, tokenizer, device)
+    timer = InterleavedTimer(reference)
+    gemm = {dtype: gemm_flops_per_second(BF16_PROBE_SIZE[device.type], 1.0, device, getattr(torch, dtype))
+            for dtype in ("float32", "bfloat16")}
+    trainers, warmup_s, failed = {}, {}, {}
+    for name, flags in variants.items():
+        if flag_values(flags).get("bf16") and gemm["bfloat16"] < gemm["float32"]:
+            failed[name] = (f"skipped: bf16 matrix products run at {gemm['bfloat16'] / 1e9:.1f} GFLOP/s here against "
+                            f"fp32's {gemm['float32'] / 1e9:.1f} (no native bf16: AVX512-BF16 or AMX on a CPU)")
+            log(f"training: {name} {failed[name]}")
+            continue
+        log(f"training: warm-up step of {name}")
+        start = time.perf_counter()
+        try:
+            trainer = our_trainer(model_factory(), features, tokenizer, device, output_dir, [timer], flags)
+            trainer.args.max_steps = 1
+            trainer.train()
+        except Exception as error:  # a setting this machine cannot run (e.g. torch.compile without a compiler)
+            failed[name] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+            log(f"training: {name} failed: {failed[name]}")
+            continue
+        warmup_s[name] = time.perf_counter() - start - timer.reference_s
+        trainer.args.max_steps = -1
+        trainers[name] = trainer
+    variants = {name: flags for name, flags in variants.items() if name in trainers}
+    if not variants:
+        raise RuntimeError(f"no variant of our training step could run here: {failed}")
+    peaks, epochs = [], {name: [] for name in variants}
     for round_index in range(rounds):
         peaks.append(gemm_flops_per_second(gemm_size, gemm_seconds, device))
-        epochs.append(interleaved_epoch(trainer, timer))
-        log(f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s, ours "
-            f"{epochs[-1]['ours_s']:.1f} s, reference {epochs[-1]['reference_s']:.1f} s")
-    flops = flop_model(ours_model)
+        for name, trainer in trainers.items():
+            epochs[name].append(interleaved_epoch(trainer, timer))
+        log(f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; " + ", ".join(
+            f"{name} {epoch[-1]['ours_s']:.2f} s (reference {epoch[-1]['reference_s']:.2f} s)"
+            for name, epoch in epochs.items()))
+    flops = flop_model(trainers[next(iter(variants))].model)
     model_flops = sum(training_flops(flops, length) for length in lengths)
-    ours_seconds = [epoch["ours_s"] for epoch in epochs]
-    reference_seconds = [epoch["reference_s"] for epoch in epochs]
+    convention_flops = sum(convention_training_flops(flops, length) for length in lengths)
+    executed_flops = sum(count * training_flops(flops, length) for count, length in shapes)
+    reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
     results = {
         "chunks": len(lengths),
-        "steps_per_epoch": len(epochs[0]["shapes"]),
+        "steps_per_epoch": len(shapes),
         "real_tokens": sum(lengths),
         "mean_chunk_tokens": sum(lengths) / len(lengths),
         "gemm_peak_flops_per_s": summary(peaks),
-        "ours": throughput(
-            ours_seconds, len(lengths), sum(lengths),
-            [sum(count * length for count, length in epoch["shapes"]) for epoch in epochs], model_flops,
-            [sum(count * training_flops(flops, length) for count, length in epoch["shapes"]) for epoch in epochs],
-            peaks,
-        ),
+        "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
         "reference": throughput(
-            reference_seconds, len(lengths), sum(lengths), [len(lengths) * MAX_LENGTH] * rounds, model_flops,
-            [len(lengths) * training_flops(flops, MAX_LENGTH)] * rounds, peaks,
+            reference_seconds, len(lengths), sum(lengths), [len(lengths) * MAX_LENGTH] * len(reference_seconds),
+            model_flops, [len(lengths) * training_flops(flops, MAX_LENGTH)] * len(reference_seconds),
+            peaks * len(variants),
         ),
-        "ratio": summary([reference / ours for ours, reference in zip(ours_seconds, reference_seconds)]),
+        "variants": {},
+        "failed": failed,
     }
-    convention = sum(convention_training_flops(flops, length) for length in lengths)
-    results["ours"]["mfu_convention"] = summary([convention / s / p for s, p in zip(ours_seconds, peaks)])
+    for name, flags in variants.items():
+        seconds = [epoch["ours_s"] for epoch in epochs[name]]
+        row = throughput(seconds, len(lengths), sum(lengths), [sum(c * n for c, n in shapes)] * rounds, model_flops,
+                         [executed_flops] * rounds, peaks)
+        row.update(flags=flags, warmup_s=warmup_s[name],
+                   ratio=summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]),
+                   mfu_convention=summary([convention_flops / s / p for s, p in zip(seconds, peaks)]))
+        results["variants"][name] = row
+    results["best"] = max(variants, key=lambda name: results["variants"][name]["ratio"]["median"])
     return results
 
 
@@ -472,12 +515,17 @@ def middle_batch(features: list[dict]) -> list[dict]:
     return features[batches // 2 * BATCH_SIZE : (batches // 2 + 1) * BATCH_SIZE]
 
 
-def measure_profile(model_factory, tokenizer, features: list[dict], songs: list[str], device: torch.device) -> dict:
-    """Profiles of our training step on the middle batch of `features` and of whole-song scoring of `songs`."""
+def profile_training_step(model_factory, tokenizer, features: list[dict], device: torch.device, flags: str) -> dict:
+    """Profile of one of our training steps (with train.py `flags`) on the middle batch of `features`."""
     batch = middle_batch(features)
-    trainer = our_trainer(model_factory(), batch, tokenizer, device, tempfile.mkdtemp(prefix="bench-profile-"))
-    training = profile_top_operations(trainer.train, device)
-    scoring_model = model_factory(lora=False).to(device)
-    scoring = profile_top_operations(lambda: scoring_model.score_songs(songs, tokenizer), device)
-    return {"training_step": training, "scoring": scoring, "scoring_songs": len(songs),
-            "training_batch": {"chunks": len(batch), "max_tokens": max(len(f["input_ids"]) for f in batch)}}
+    trainer = our_trainer(model_factory(), batch, tokenizer, device, tempfile.mkdtemp(prefix="bench-profile-"),
+                          flags=flags)
+    trainer.train()  # warm-up: the first step may compile
+    profile = profile_top_operations(trainer.train, device)
+    return {**profile, "flags": flags, "chunks": len(batch), "max_tokens": max(len(f["input_ids"]) for f in batch)}
+
+
+def profile_scoring(model, tokenizer, songs: list[str], device: torch.device) -> dict:
+    """Profile of whole-song scoring of `songs`."""
+    model = model.to(device)
+    return {**profile_top_operations(lambda: model.score_songs(songs, tokenizer), device), "songs": len(songs)}

@@ -7,20 +7,25 @@ import datasets
 
 import pytest
 
+from bench.models import build_model
+from bench.run import DEFAULT_VARIANTS, VARIANT_FLAGS
 from bench.speed import (
     BATCH_SIZE,
     MAX_LENGTH,
     MEGABATCH_BATCHES,
     OUR_HEAD_LEARNING_RATE,
     OUR_TRAINING_ARGUMENTS,
+    batch_shapes,
     chunk_features,
     epoch_sample,
+    flag_values,
     is_matrix_product,
     middle_batch,
     peak_rss_mib,
     reference_loader,
     scoring_batches,
 )
+from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from lyric_valence.training import chunk_split
 from tests.conftest import REPO
 from train import LyricValenceTrainingArguments, ModelArguments
@@ -93,3 +98,28 @@ def test_epoch_sample_takes_length_grouped_batches_from_longest_to_shortest():
 def test_scoring_batches_pad_sorted_chunks_to_the_longest_of_each_batch():
     lengths = [100] * 40 + [512, 300]
     assert scoring_batches(lengths) == [(32, 512), (10, 100)]
+
+
+def test_batch_shapes_pad_each_batch_of_32_to_its_longest_chunk():
+    features = fake_features(70)
+    shapes = batch_shapes(features)
+    assert [count for count, _ in shapes] == [32, 32, 6]
+    assert shapes[2][1] == max(len(f["input_ids"]) for f in features[64:])
+
+
+def test_every_training_variant_is_train_py_flags_of_training_arguments(tmp_path):
+    assert flag_values("--bf16 True --dataloader_num_workers 4 --optim adamw_torch_fused") == {
+        "bf16": True, "dataloader_num_workers": 4, "optim": "adamw_torch_fused"}
+    fields = set(LyricValenceTrainingArguments.__dataclass_fields__)
+    for name, flags in VARIANT_FLAGS.items():
+        assert set(flag_values(flags)) <= fields, name
+    for device, names in DEFAULT_VARIANTS.items():
+        assert set(names) <= set(VARIANT_FLAGS), device
+    assert LyricValenceTrainingArguments(output_dir=str(tmp_path), **flag_values(VARIANT_FLAGS["bf16"])).bf16
+
+
+def test_the_reference_model_keeps_the_encoders_dropouts_and_ours_drops_attention_dropout():
+    ours, reference = build_model("minilm", 0), build_model("minilm", 0, reference=True)
+    assert ours.config.encoder.attention_probs_dropout_prob == FINETUNING_ATTENTION_DROPOUT == 0
+    assert reference.config.encoder.attention_probs_dropout_prob == 0.1
+    assert ours.config.encoder.hidden_dropout_prob == reference.config.encoder.hidden_dropout_prob == 0.1

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import train
 from conftest import REPO
-from lyric_valence.training import make_compute_metrics, song_predictions
+from lyric_valence.training import cpu_has_native_bf16, make_compute_metrics, song_predictions
 from transformers import EvalPrediction
 
 TINY_RUN = [
@@ -190,8 +190,12 @@ def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypa
     assert training_args.label_names == ["labels", "song_index", "chunk_id"]
 
 
-def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread):
-    """`--bf16` alone on a machine without a GPU: bfloat16 autocast in the encoder, a float32 head, song metrics."""
+def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread,
+                                                        caplog):
+    """
+    `--bf16` alone on a machine without a GPU: bfloat16 autocast in the encoder, a float32 head, song metrics, and a
+    warning where the CPU has no native bf16 matrix products.
+    """
     from conftest import write_kaggle_csv
     from modeling_lyric_valence import LyricValenceHead
 
@@ -212,6 +216,7 @@ def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_d
         "False", "--test_fraction", "0.3",
     )
     assert seen == {(True, torch.bfloat16, torch.float32)}
+    assert ("no native bfloat16" in caplog.text) == (not cpu_has_native_bf16())
     metrics = json.loads((output / "test_results.json").read_text())
     predictions = pd.read_csv(output / "test_predictions.csv")
     assert metrics["test_songs"] == len(predictions) > 1
