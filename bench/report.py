@@ -154,7 +154,7 @@ def percent(stats: dict) -> str:
 def render_targets(run: dict) -> list[str]:
     lines = ["| target | measured: median (min–max) | goal | status |", "|---|---|---|---|"]
     sources = target_sources(run)
-    for name, check in run["targets"].items():
+    for name, check in targets(run).items():
         stats, measured, goal, _ = sources[name]
         status = "met" if check["met"] else f"**missed**: {check['shortfall_factor']:.2f}× short"
         lines.append(f"| {check['description']} | {measured(stats)} | {goal(check['goal'])} | {status} |")
@@ -322,7 +322,7 @@ def top_overheads(part: dict, count: int = 3) -> str:
 
 def render_limits_note(run: dict) -> list[str]:
     """What bounds each missed target, read off the measurements and the profile."""
-    training, inference, checks = run["training"], run.get("inference"), run["targets"]
+    training, inference, checks = run["training"], run.get("inference"), targets(run)
     ours, reference = fastest(training), training["reference"]
     lines = []
     if not checks["training_ratio"]["met"]:
@@ -382,6 +382,7 @@ def render_run(key: str, run: dict) -> list[str]:
                      f"{row['share_over_1000']:.1%} |")
     kept = run.get("kept", {})
     lines += ["", "### 1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)", "",
+              *([f"Kept from the run of {kept['training']}.", ""] if "training" in kept else []),
               *render_training(run["training"]), ""]
     if "inference" in run:
         lines += ["### 2. Inference throughput (whole songs, batch 32)", "",

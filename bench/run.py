@@ -101,6 +101,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quality_flags", default="", help="train.py flags added to every quality run, e.g. "
                         "'--model_name_or_path DIR --data_file emobank.csv' on a machine without the defaults, or a "
                         "smaller budget ('--num_train_epochs 1 --max_train_songs 2000').")
+    parser.add_argument("--no_training", action="store_true", help="Skip the training throughput (sections 1 and "
+                        "3; implies --no_inference, which needs its GEMM peak): only the quality runs.")
     parser.add_argument("--no_inference", action="store_true", help="Skip the inference throughput (section 2). "
                         "Sections a run skips are kept from the previous run of the same device and encoder.")
     parser.add_argument("--variants", nargs="+", default=None, choices=VARIANT_FLAGS, help="Our training step's "
@@ -116,7 +118,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="JSON file the run is merged into (default: bench/results.json).")
     parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "RESULTS.md",
                         help="Markdown report rendered from the results file (default: bench/RESULTS.md).")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.no_inference |= args.no_training
+    return args
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -160,6 +164,8 @@ def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.d
                    "catalogue_songs": length_summary(catalogue.tokens)},
     }
     start = time.perf_counter()
+    if args.no_training:
+        return {**run, "wall_s": 0.0}
     training = measure_training(model_factory, tokenizer, features, device, variants, settings.rounds,
                                 settings.gemm_size, settings.gemm_seconds, log)
     training["bf16_dense_peak_flops_per_s"] = bf16_dense_peak(device)
@@ -210,7 +216,7 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
     """
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     previous = results["runs"].get(key, {})
-    for section in ("inference", *QUALITY_SECTIONS):
+    for section in ("training", "inference", *QUALITY_SECTIONS):
         if section not in run and section in previous:
             run[section] = previous[section]
             run.setdefault("kept", {})[section] = previous.get("kept", {}).get(
