@@ -170,8 +170,9 @@ def render_training(training: dict) -> list[str]:
         "reference step over the same chunks (one of our steps, then a reference step), every one on its own copy of "
         "the model. Ours: train.py's Trainer, dynamic padding, length-grouped batches, no dropout on attention "
         "probabilities, with the variant's train.py flags; the reference: every chunk padded to 512, a plain fp32 "
-        "loop, the encoder's own dropouts (0.1 on attention probabilities too). Warm-up: the first step and the "
-        "Trainer's set-up (compilation included), not in the timings.",
+        + ("loop, the encoder's own dropouts (0.1 on attention probabilities too). " if training.get(
+            "reference_dropouts") == "encoder's own" else "loop, no dropout on attention probabilities (as ours). ")
+        + "Warm-up: the first step and the Trainer's set-up (compilation included), not in the timings.",
         "",
         "| step | train.py flags | chunks/s | real tokens/s | MFU | HFU (padded shapes) | "
         + ("MFU of the bf16 dense peak | " if gpu_peak else "") + "warm-up s | ours / reference |",

@@ -450,6 +450,7 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
             model_flops, [len(lengths) * training_flops(flops, MAX_LENGTH)] * len(reference_seconds),
             peaks * len(variants),
         ),
+        "reference_dropouts": "encoder's own",
         "variants": {},
         "failed": failed,
     }
