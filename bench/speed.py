@@ -125,8 +125,12 @@ class Reference:
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 matrix products on or off, through the API transformers' `--tf32` uses (torch 2.9+)."""
-    torch.backends.fp32_precision = "tf32" if enabled else "ieee"
+    """
+    TF32 cuBLAS matrix products on or off. The legacy flag's setter sets the new per-backend precision too, so both
+    agree: torch 2.9+ raises at the next cuBLAS matmul (or `torch.compile`) when they differ, as after transformers'
+    `--tf32` has set only the new global `torch.backends.fp32_precision`.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
 def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoader:
@@ -427,6 +431,7 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
         raise RuntimeError(f"no variant of our training step could run here: {failed}")
     peaks, epochs = [], {name: [] for name in variants}
     for round_index in range(rounds):
+        set_tf32(False)  # the fp32 peak (the variant before may have turned TF32 on)
         peaks.append(gemm_flops_per_second(gemm_size, gemm_seconds, device))
         for name, trainer in trainers.items():
             epochs[name].append(interleaved_epoch(trainer, timer))
