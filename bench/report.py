@@ -24,6 +24,8 @@ OPERATION_NOTES = {
     "attention": "fused attention (SDPA)",
     "fmha": "fused attention kernel",
     "gemm": "matrix product kernel",
+    "nvjet": "matrix product kernel (cuBLAS, Hopper)",
+    "sdpa": "fused attention kernel (cuDNN)",
     "copy_": "copies and layout changes",
     "layer_norm": "layer norm",
     "gelu": "GELU activation",
@@ -174,8 +176,8 @@ def render_training(training: dict) -> list[str]:
             "reference_dropouts") == "encoder's own" else "loop, no dropout on attention probabilities (as ours). ")
         + "Warm-up: the first step and the Trainer's set-up (compilation included), not in the timings.",
         "",
-        "| step | train.py flags | chunks/s | real tokens/s | MFU | HFU (padded shapes) | "
-        + ("MFU of the bf16 dense peak | " if gpu_peak else "") + "warm-up s | ours / reference |",
+        "| step | train.py flags | chunks/s | real tokens/s | MFU (measured fp32 GEMM peak) | HFU (padded shapes) | "
+        + ("MFU (data-sheet bf16 dense peak) | " if gpu_peak else "") + "warm-up s | ours / reference |",
         "|---|---|---|---|---|---|---|---|" + ("---|" if gpu_peak else ""),
     ]
     for name, row in [*training["variants"].items(), ("reference", training["reference"])]:
@@ -240,7 +242,9 @@ def render_limit(run: dict) -> list[str]:
         "8·L²·h) and weight gradients for the trainable weights only. MFU counts real tokens; HFU counts the padded "
         "shapes actually computed.",
         "",
-        f"- training, our fastest step ({training['best']}): MFU {percent(fastest(training)['mfu'])}; by the coarser "
+        f"- training, our fastest step ({training['best']}): MFU {percent(fastest(training)['mfu'])} of the fp32 "
+        "GEMM peak" + (f", {percent(bf16_peak_mfu(training))} of the data-sheet bf16 dense peak" if bf16_peak_mfu(
+            training) else "") + "; by the coarser "
         "convention '×3 in every layer gradients flow through' (weight gradients of frozen weights counted) it would "
         f"read {percent(fastest(training)['mfu_convention'])}",
         f"- training, reference step: MFU {percent(training['reference']['mfu'])}, HFU "

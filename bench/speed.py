@@ -49,7 +49,8 @@ REFERENCE_LEARNING_RATE = 2e-5
 BF16_PROBE_SIZE = {"cpu": 512, "cuda": 8192}
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 # Profiler event names of GEMM-like work: aten ops on CPU, kernel names on CUDA.
-MATRIX_PRODUCT_KEYS = ("addmm", "aten::mm", "bmm", "gemm", "xmma", "cutlass", "scaled_dot_product", "attention", "fmha")
+MATRIX_PRODUCT_KEYS = ("addmm", "aten::mm", "bmm", "gemm", "xmma", "nvjet", "cutlass", "scaled_dot_product", "attention",
+                       "fmha", "sdpa")
 
 
 def chunk_features(tokenizer, texts: list[str], labels: list[float]) -> list[dict]:

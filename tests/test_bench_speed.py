@@ -72,6 +72,7 @@ def test_training_module_imports_without_datasets():
 def test_matrix_product_events_and_peak_memory():
     assert is_matrix_product("aten::addmm") and is_matrix_product("aten::_scaled_dot_product_flash_attention_for_cpu")
     assert is_matrix_product("sm90_xmma_gemm_f32f32_tf32f32_f32_nn_n_tilesize128x128x32")
+    assert is_matrix_product("nvjet_sm90_tst_192x128_64x5_1x2_h_bz_coopB_bias_TNT")
     assert not is_matrix_product("aten::native_layer_norm") and not is_matrix_product("aten::mul")
     assert peak_rss_mib() > 10
 
