@@ -42,18 +42,30 @@ def chunk_lyrics(tokenizer: PreTrainedTokenizerBase, lyrics: list[str], max_leng
 
 
 def aggregate_chunk_scores(
-    chunk_scores: torch.Tensor, song_index: torch.Tensor, num_songs: int, aggregation: str = "mean"
+    chunk_scores: torch.Tensor,
+    song_index: torch.Tensor,
+    num_songs: int,
+    aggregation: str = "mean",
+    chunk_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Combine chunk scores into one score per song; `song_index[i]` is the song (0..num_songs-1) of chunk i."""
-    if aggregation == "mean":
-        totals = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, chunk_scores.double())
-        counts = torch.zeros(num_songs, dtype=torch.float64).index_add_(
-            0, song_index, torch.ones_like(chunk_scores, dtype=torch.float64)
-        )
+    """
+    Combine chunk scores into one score per song; `song_index[i]` is the song (0..num_songs-1) of chunk i.
+    `aggregation` is `"mean"`, `"median"` or `"length_weighted"` (the mean weighted by `chunk_lengths`, the tokens
+    of each chunk: a song's short last chunk counts for less).
+    """
+    if aggregation in ("mean", "length_weighted"):
+        if aggregation == "mean":
+            weights = torch.ones_like(chunk_scores, dtype=torch.float64)
+        elif chunk_lengths is None:
+            raise ValueError("aggregation 'length_weighted' needs the chunk lengths")
+        else:
+            weights = chunk_lengths.to(torch.float64)
+        totals = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, chunk_scores.double() * weights)
+        counts = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, weights)
         return (totals / counts).to(chunk_scores.dtype)
     if aggregation == "median":
         return torch.stack([chunk_scores[song_index == song].median() for song in range(num_songs)])
-    raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean' or 'median'")
+    raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean', 'median' or 'length_weighted'")
 
 
 class LyricValenceHead(nn.Module):
@@ -192,6 +204,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
     def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_size: int) -> torch.Tensor:
         encoded = chunk_lyrics(tokenizer, lyrics, self.config.max_length, self.config.stride)
         song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
+        chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
         features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
         chunk_scores = torch.empty(len(features))
@@ -199,7 +212,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
             batch_order = order[batch_start : batch_start + batch_size]
             batch = tokenizer.pad([features[i] for i in batch_order], return_tensors="pt").to(self.device)
             chunk_scores[batch_order] = self(**batch).logits.squeeze(-1).float().cpu()
-        return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation)
+        return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation, chunk_lengths)
 
 
 LyricValenceConfig.register_for_auto_class()

@@ -89,7 +89,10 @@ class ModelArguments:
     stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive chunks of a song."})
     aggregation: str = field(
         default="mean",
-        metadata={"help": "How chunk scores become a song score.", "choices": ["mean", "median"]},
+        metadata={
+            "help": "How chunk scores become a song score: mean, median, or length_weighted (mean weighted by tokens).",
+            "choices": ["mean", "median", "length_weighted"],
+        },
     )
 
 
@@ -173,7 +176,7 @@ class LyricValenceTrainingArguments(TrainingArguments):
     )
     label_names: list[str] | None = field(
         default_factory=lambda: list(LABEL_NAMES),
-        metadata={"help": "Label ids carried through evaluation; the song index and chunk id must be among them."},
+        metadata={"help": "Label ids carried through evaluation; the song index, chunk id and length must be among them."},
     )
 
     def __getstate__(self):

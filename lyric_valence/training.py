@@ -16,10 +16,12 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from modeling_lyric_valence import aggregate_chunk_scores, chunk_lyrics
 
-# Carried next to `labels` through the Trainer (as label ids) so every chunk prediction keeps its song.
+# Carried next to `labels` through the Trainer (as label ids) so every chunk prediction keeps its song and its
+# length (for the length-weighted aggregation).
 SONG_INDEX = "song_index"
 CHUNK_ID = "chunk_id"
-LABEL_NAMES = ["labels", SONG_INDEX, CHUNK_ID]
+CHUNK_LENGTH = "length"  # also the column the length-grouped sampler reads (TrainingArguments.length_column_name)
+LABEL_NAMES = ["labels", SONG_INDEX, CHUNK_ID, CHUNK_LENGTH]
 FINETUNING_MODES = ("lora", "head_only", "full")
 
 
@@ -36,7 +38,7 @@ def chunk_split(
         song_of_chunk = encoded.pop("overflow_to_sample_mapping")
         encoded["labels"] = [batch["label"][song] for song in song_of_chunk]
         encoded[SONG_INDEX] = [indices[song] for song in song_of_chunk]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        encoded[CHUNK_LENGTH] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
     chunks = split.map(
@@ -47,17 +49,17 @@ def chunk_split(
 
 def song_predictions(predictions: np.ndarray, label_ids: tuple, aggregation: str = "mean"):
     """
-    Song-level (song_index, predicted, true) arrays from chunk predictions whose label ids are
-    (labels, song_index, chunk_id). Chunks seen twice (distributed samplers pad their shards with repeats) count once;
+    Song-level (song_index, predicted, true) arrays, then the chunk scores and labels, from chunk predictions whose
+    label ids are (labels, song_index, chunk_id, length). Chunks seen twice (distributed samplers pad their shards with repeats) count once;
     nothing is assumed about the order the predictions come in.
     """
-    labels, song_index, chunk_id = (np.asarray(part).reshape(-1) for part in label_ids)
+    labels, song_index, chunk_id, chunk_length = (np.asarray(part).reshape(-1) for part in label_ids)
     _, first = np.unique(chunk_id, return_index=True)
     chunk_scores = np.asarray(predictions, dtype=np.float64).reshape(-1)[first]
     songs, song_of_chunk = np.unique(song_index[first].astype(np.int64), return_inverse=True)
     as_tensor = torch.from_numpy
     predicted = aggregate_chunk_scores(
-        as_tensor(chunk_scores), as_tensor(song_of_chunk), len(songs), aggregation
+        as_tensor(chunk_scores), as_tensor(song_of_chunk), len(songs), aggregation, as_tensor(chunk_length[first])
     ).numpy()
     true = aggregate_chunk_scores(
         as_tensor(labels[first].astype(np.float64)), as_tensor(song_of_chunk), len(songs), "mean"
@@ -166,7 +168,7 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 class ChunkedSongTrainer(Trainer):
     """
-    A `Trainer` for datasets of song chunks: `song_index` and `chunk_id` travel with each chunk as label ids (set
+    A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids (set
     `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the regression
     head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in a seeded
     order per epoch, so a resumed run ends exactly where an uninterrupted one does.
@@ -181,7 +183,7 @@ class ChunkedSongTrainer(Trainer):
         return super().train(resolve_checkpoint(resume_from_checkpoint, self.args.output_dir), *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        model_inputs = {key: value for key, value in inputs.items() if key not in (SONG_INDEX, CHUNK_ID)}
+        model_inputs = {key: value for key, value in inputs.items() if key not in (SONG_INDEX, CHUNK_ID, CHUNK_LENGTH)}
         return super().compute_loss(model, model_inputs, return_outputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset=None):

@@ -90,7 +90,7 @@ def test_song_predictions_count_each_song_once_whatever_the_order_and_repeats(as
     extra = np.asarray([r % len(chunk_id) for r in repeats], dtype=np.int64)
     rows = np.concatenate([chunk_id, extra])
     songs, predicted, true, chunk_scores, _ = song_predictions(
-        scores[rows, None], (labels[rows], song_index[rows], chunk_id[rows])
+        scores[rows, None], (labels[rows], song_index[rows], chunk_id[rows], np.ones_like(chunk_id)[rows])
     )
     assert songs.tolist() == list(range(num_songs))
     assert len(chunk_scores) == len(chunk_id)
