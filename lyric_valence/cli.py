@@ -6,6 +6,7 @@ The `lyric-valence` command.
     cat song.txt | lyric-valence predict --model outputs/lyric-valence
     lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
     lyric-valence prepare lyrics.csv --out prepared/
+    lyric-valence evaluate outputs/lyric-valence/test_predictions.csv
 """
 
 import argparse
@@ -18,6 +19,7 @@ import pandas as pd
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.data import DataError, read_table
+from lyric_valence.evaluation import evaluate
 
 TEXT_SUFFIXES = (".txt", ".lyrics")
 logger = logging.getLogger("lyric_valence")
@@ -227,7 +229,7 @@ def prepare(argv: list[str]) -> int:
     return prepare_main(argv)
 
 
-COMMANDS = {"predict": predict, "publish": publish, "prepare": prepare}
+COMMANDS = {"predict": predict, "publish": publish, "prepare": prepare, "evaluate": evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,11 @@ import datasets
 import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
-from scipy import stats
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import mean_squared_error
 from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from lyric_valence.evaluation import song_metrics
 from modeling_lyric_valence import aggregate_chunk_scores, chunk_lyrics
 
 # Carried next to `labels` through the Trainer (as label ids) so every chunk prediction keeps its song and its
@@ -67,28 +67,17 @@ def song_predictions(predictions: np.ndarray, label_ids: tuple, aggregation: str
     return songs, predicted, true, chunk_scores, labels[first]
 
 
-def regression_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """mse, rmse, mae, pearson, spearman and r2 of `predicted` against `true`."""
-    mse = mean_squared_error(true, predicted)
-    constant = np.ptp(predicted) == 0 or np.ptp(true) == 0
-    return {
-        "mse": float(mse),
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(mean_absolute_error(true, predicted)),
-        "pearson": float("nan") if constant else float(stats.pearsonr(predicted, true).statistic),
-        "spearman": float("nan") if constant else float(stats.spearmanr(predicted, true).statistic),
-        "r2": float(r2_score(true, predicted)),
-    }
-
-
 def make_compute_metrics(aggregation: str = "mean"):
-    """`compute_metrics` for the Trainer: song-level metrics plus the chunk-level mse and the number of songs."""
+    """
+    `compute_metrics` for the Trainer: the song-level metrics of the `song_valence` evaluate module, plus the
+    chunk-level mse and the number of songs.
+    """
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         songs, predicted, true, chunk_scores, chunk_labels = song_predictions(
             prediction.predictions, prediction.label_ids, aggregation
         )
-        metrics = regression_metrics(predicted, true)
+        metrics = song_metrics(predicted, true)
         metrics["chunk_mse"] = float(mean_squared_error(chunk_labels, chunk_scores))
         metrics["songs"] = len(songs)
         return metrics
