@@ -29,8 +29,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from data.loading import load_splits  # noqa: E402
 from lyric_valence import default_encoder_path  # noqa: E402
+from lyric_valence.data import load_splits  # noqa: E402
 from lyric_valence.evaluation import song_metrics  # noqa: E402
 
 # Trials in the order they start (the GPU run stops starting new ones when its budget runs low).
@@ -44,13 +44,14 @@ TRIALS = {
     "epochs_6": "--num_train_epochs 6",
     "lr_1e-3": "--learning_rate 1e-3",
     "lr_5e-3": "--learning_rate 5e-3",
+    "default_data_seed_1": "--data_seed 1",  # another batch order, same split and initialisation: the noise
     "full_lr_5e-5": "--finetuning_mode full --learning_rate 5e-5",
     "stride_32": "--stride 32",
     "r16_6layers_mean": "--lora_r 16 --lora_alpha 32 --lora_num_layers 6 --pooling mean",
-    "full_epochs_6": "--finetuning_mode full --learning_rate 1e-4 --num_train_epochs 6",
-    "epochs_10": "--num_train_epochs 10",
     "head_lr_3e-3": "--head_learning_rate 3e-3",
     "max_length_256_stride_128": "--max_length 256 --stride 128",
+    "full_epochs_6": "--finetuning_mode full --learning_rate 1e-4 --num_train_epochs 6",
+    "epochs_10": "--num_train_epochs 10",
 }
 AGGREGATIONS = ("mean", "median", "length_weighted")
 EVAL_SPLITS = ("validation", "test")
