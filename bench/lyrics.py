@@ -6,11 +6,12 @@ into this repository), one artist-grouped split, song-level metrics overall and 
     python bench/lyrics.py --data_file ../shared/data/billboard-bow/billboard_bow.csv          # baselines only, CPU
     python bench/lyrics.py --data_file FILE --trials default head_only full -- --model_name_or_path DIR
     bash bench/lyrics_gpu.sh                     # every trial on one GPU within 240 s (OUT=folder for the results)
-    python bench/lyrics.py --render OUT/lyrics.json --results bench/results.json --markdown bench/RESULTS.md
+    python bench/lyrics.py --render OUT/lyrics.json --out bench --results bench/results.json   # into RESULTS.md
 
 Each trial is one `train.py` run (flags after `--` go to every run); its merged model then scores the validation and
 test songs once per aggregation (mean, median, length-weighted), since aggregation changes no weight. Writes
-lyrics.json, lyrics.md, songs.csv (every song score, to re-analyse) and one train.py log per trial to --out.
+lyrics.json, lyrics.md, lyrics.png (test MSE by chunks per song), songs.csv (every song score, to re-analyse) and
+one train.py log per trial to --out.
 """
 
 import argparse
@@ -53,6 +54,7 @@ TRIALS = {
     "full_epochs_6": "--finetuning_mode full --learning_rate 1e-4 --num_train_epochs 6",
     "epochs_10": "--num_train_epochs 10",
 }
+PLOTTED = ("mean predictor", "TF-IDF + ridge", "default", "head_only", "full")
 AGGREGATIONS = ("mean", "median", "length_weighted")
 EVAL_SPLITS = ("validation", "test")
 # Chunks per song under the default chunking (512 tokens, stride 128): the buckets every method's error is split by.
@@ -186,7 +188,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="Tokenizer counting chunks per song (default: the "
                         "--model_name_or_path given after --, else the packaged MiniLM's).")
     parser.add_argument("--device", default=None, help="torch device scoring the trained models (default: cuda if available).")
-    parser.add_argument("--render", type=Path, default=None, help="Skip running: render this lyrics.json instead.")
+    parser.add_argument("--render", type=Path, default=None, help="Skip running: plot this lyrics.json to --out "
+                        "(lyrics.png) and merge it with --results.")
     parser.add_argument("--results", type=Path, default=None, help="Merge the run into this results.json (bench/results.json) ...")
     parser.add_argument("--markdown", type=Path, default=None, help="... and re-render this RESULTS.md (bench/RESULTS.md).")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="After --: flags added to every train.py run.")
@@ -262,11 +265,33 @@ def run(args: argparse.Namespace) -> dict:
     return record
 
 
+def plot(record: dict, path: Path) -> None:
+    """Test MSE by chunks per song (all songs, 1, 2, 3+) of the baselines and the fine-tuning modes (PLOTTED)."""
+    from lyric_valence.plots import plt
+
+    rows = {name: row["test"] for name, row in record["rows"].items() if "test" in row and name in PLOTTED}
+    groups = ["mse", *(f"mse_{bucket}_chunks" for bucket in CHUNK_BUCKETS)]
+    figure, axes = plt.subplots(figsize=(max(6, 0.55 * len(rows) * len(groups) / 2), 4))
+    width = 0.8 / max(len(rows), 1)
+    for offset, (name, test) in enumerate(rows.items()):
+        values = [test.get(group) or 0 for group in groups]
+        axes.bar(np.arange(len(groups)) + offset * width, values, width, label=name)
+    first = next(iter(rows.values()), {})
+    labels = ["all songs"] + [f"{bucket} chunks ({first.get(f'songs_{bucket}_chunks', 0)})" for bucket in CHUNK_BUCKETS]
+    axes.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, labels)
+    axes.set(ylabel="test MSE (lower is better)", title=f"{record['data_file']}: song-level test MSE")
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def write(record: dict, song_scores: list[pd.DataFrame], out: Path) -> None:
     from bench.report import render_lyrics
 
     (out / "lyrics.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "lyrics.md").write_text("\n".join(render_lyrics(record)) + "\n")
+    plot(record, out / "lyrics.png")
     if song_scores:
         pd.concat(song_scores).to_csv(out / "songs.csv", index=False)
 
@@ -284,6 +309,9 @@ def merge(record: dict, results_path: Path, markdown_path: Path) -> None:
 def main(argv=None) -> None:
     args = parse_arguments(argv)
     record = json.loads(args.render.read_text()) if args.render else run(args)
+    if args.render:
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(record, args.out / "lyrics.png")
     if args.results is not None:
         merge(record, args.results, args.markdown or args.results.with_name("RESULTS.md"))
     log(f"wrote {args.out if not args.render else args.results}")
