@@ -53,6 +53,8 @@ TRIALS = {
     "max_length_256_stride_128": "--max_length 256 --stride 128",
     "full_epochs_6": "--finetuning_mode full --learning_rate 1e-4 --num_train_epochs 6",
     "epochs_10": "--num_train_epochs 10",
+    "max_length_128_mean_pooling": "--max_length 128 --stride 32 --pooling mean",
+    "max_length_128_epochs_6": "--max_length 128 --stride 32 --num_train_epochs 6",
 }
 PLOTTED = ("mean predictor", "TF-IDF + ridge", "default", "head_only", "full")
 AGGREGATIONS = ("mean", "median", "length_weighted")
@@ -64,6 +66,25 @@ RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 def log(message: str) -> None:
     print(f"[lyrics {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def check_chunking(tokenizer, max_length: int = 128, stride: int = 32) -> None:
+    """
+    Stop if the installed tokenizers drops overflowing chunks, as 0.23.1 and 0.23.2 do (huggingface/tokenizers#2091:
+    every text then ends after its second chunk), rather than spend a GPU run on truncated songs.
+    """
+    from modeling_lyric_valence import chunk_lyrics
+
+    text = " ".join(f"word{i % 97} river" for i in range(300))
+    tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    window = max_length - 2
+    expected = 1 + -(-max(tokens - window, 0) // (window - stride))
+    found = len(chunk_lyrics(tokenizer, [text], max_length, stride)["input_ids"])
+    if found != expected:
+        import tokenizers
+
+        sys.exit(f"bench/lyrics.py: error: tokenizers {tokenizers.__version__} cut a {tokens}-token text into {found} "
+                 f"chunks instead of {expected} (huggingface/tokenizers#2091); install tokenizers>=0.23.3")
 
 
 def chunks_per_song(tokenizer, texts: list[str], max_length: int = 512, stride: int = 128) -> np.ndarray:
@@ -216,6 +237,8 @@ def run(args: argparse.Namespace) -> dict:
     (args.out / "logs").mkdir(exist_ok=True)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="lyrics-bench-"))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_path_in(args.extra) or default_encoder_path())
+    check_chunking(tokenizer)
     record = {"data_file": Path(args.data_file).name, "command": shlex.join(["python", "bench/lyrics.py", *sys.argv[1:]]),
               "machine": machine_info(torch.device(device)), "rows": {}, "aggregations": {}}
     with ThreadPoolExecutor(max_workers=max(args.parallel, 1)) as pool:
@@ -228,7 +251,6 @@ def run(args: argparse.Namespace) -> dict:
 
         splits, record["counts"] = load_splits(args.data_file, seed=42)  # train.py's split of this file
         frames = {split: splits[split].to_pandas() for split in splits}
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_path_in(args.extra) or default_encoder_path())
         for frame in frames.values():
             frame["chunks"] = chunks_per_song(tokenizer, frame["text"].tolist())
         log("split: " + ", ".join(f"{len(frames[s])} {s}" for s in frames) + " songs")

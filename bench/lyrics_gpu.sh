@@ -14,6 +14,8 @@ ASSETS="${ASSETS:-../assets}"
 OUT="${OUT:-lyrics-gpu-results}"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
 # TRAIN_FLAGS: TF32 matrix products on the GPU (fp32 weights and optimizer, as on CPU).
-python bench/lyrics.py --data_file "$ASSETS/billboard_bow.csv" --all_trials --out "$OUT" \
+# TRIALS: names of bench/lyrics.py trials to run (default: every trial, in its order).
+if [ -n "${TRIALS:-}" ]; then SELECTION="--trials $TRIALS"; else SELECTION="--all_trials"; fi
+python bench/lyrics.py --data_file "$ASSETS/billboard_bow.csv" $SELECTION --out "$OUT" \
   --parallel "${PARALLEL:-6}" --budget_s "${BUDGET_S:-225}" --reserve_s "${RESERVE_S:-35}" \
   --min_trial_s "${MIN_TRIAL_S:-45}" -- --model_name_or_path "$ASSETS/minilm" ${TRAIN_FLAGS---tf32 True}
