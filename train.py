@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
+import yaml
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
 
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
@@ -44,11 +45,25 @@ from modeling_lyric_valence import LyricValenceModel
 logger = logging.getLogger(__name__)
 
 # Bundled with the repository (CC-BY-SA 4.0, see data/README.md), so the quickstart runs offline.
+# Presets of flags for a kind of input, chosen on validation data (bench/RECIPE.md); flags given with a preset win.
+RECIPES = {
+    # whole songs (hundreds of tokens): short chunks, scores weighted by chunk length (Billboard lyrics trials)
+    "songs": {"max_length": 128, "stride": 32, "aggregation": "length_weighted"},
+}
+
 EMOBANK = Path(__file__).resolve().parent / "data" / "emobank.csv"
 
 
 @dataclass
 class ModelArguments:
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "A preset of flags for a kind of input: 'songs' (whole song lyrics: --max_length 128 --stride 32 "
+            "--aggregation length_weighted; bench/RECIPE.md). Flags given with it win.",
+            "choices": list(RECIPES),
+        },
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -188,11 +203,18 @@ def parse_arguments():
     parser = ArgumentParser(
         (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments), prog="train.py"
     )
-    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(Path(sys.argv[1]).resolve())
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(Path(sys.argv[1]).resolve())
-    return parser.parse_args_into_dataclasses()
+    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml", ".json")):
+        path = Path(sys.argv[1]).resolve()
+        parsed = parser.parse_json_file(path) if path.suffix == ".json" else parser.parse_yaml_file(path)
+        if parsed[0].recipe is None:
+            return parsed
+        settings = yaml.safe_load(path.read_text())  # a JSON file is YAML too
+        return parser.parse_dict({**RECIPES[parsed[0].recipe], **settings})
+    parsed = parser.parse_args_into_dataclasses()
+    if parsed[0].recipe is None:
+        return parsed
+    preset = [item for name, value in RECIPES[parsed[0].recipe].items() for item in (f"--{name}", str(value))]
+    return parser.parse_args_into_dataclasses([*preset, *sys.argv[1:]])  # later flags win
 
 
 def select_first(split, limit: int | None):

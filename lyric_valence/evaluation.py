@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError, read_table
-from lyric_valence.data.clean import read_labels
 
 SONG_VALENCE_METRIC = Path(__file__).resolve().parent / "metrics" / "song_valence"
 logger = logging.getLogger("lyric_valence")
@@ -55,6 +53,10 @@ def evaluate_parser() -> ArgumentParser:
 
 
 def evaluate(argv: list[str]) -> int:
+    # imported here: lyric_valence.training imports this module, also where `datasets` is missing (bench/models.py)
+    from lyric_valence.data import DataError, read_table
+    from lyric_valence.data.clean import read_labels
+
     args = evaluate_parser().parse_args(argv)
     path = Path(args.predictions)
     if args.output is not None and not Path(args.output).absolute().parent.is_dir():
