@@ -55,6 +55,7 @@ TRIALS = {
     "epochs_10": "--num_train_epochs 10",
     "max_length_128_mean_pooling": "--max_length 128 --stride 32 --pooling mean",
     "max_length_128_epochs_6": "--max_length 128 --stride 32 --num_train_epochs 6",
+    "recipe_songs": "--recipe songs",
 }
 PLOTTED = ("mean predictor", "TF-IDF + ridge", "default", "head_only", "full")
 AGGREGATIONS = ("mean", "median", "length_weighted")
@@ -211,6 +212,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="torch device scoring the trained models (default: cuda if available).")
     parser.add_argument("--render", type=Path, default=None, help="Skip running: plot this lyrics.json to --out "
                         "(lyrics.png) and merge it with --results.")
+    parser.add_argument("--note", default=None, help="With --render: a paragraph shown under the section's title.")
     parser.add_argument("--results", type=Path, default=None, help="Merge the run into this results.json (bench/results.json) ...")
     parser.add_argument("--markdown", type=Path, default=None, help="... and re-render this RESULTS.md (bench/RESULTS.md).")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="After --: flags added to every train.py run.")
@@ -332,6 +334,7 @@ def main(argv=None) -> None:
     args = parse_arguments(argv)
     record = json.loads(args.render.read_text()) if args.render else run(args)
     if args.render:
+        record["note"] = args.note or record.get("note")
         args.out.mkdir(parents=True, exist_ok=True)
         plot(record, args.out / "lyrics.png")
     if args.results is not None:

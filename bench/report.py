@@ -341,6 +341,7 @@ def render_lyrics(record: dict) -> list[str]:
         f"under the default chunking (512 tokens, stride 128). Fine-tuned rows: packaged all-MiniLM-L6-v2, one "
         f"train.py run each (best epoch on validation MSE), one seed (42).",
         "",
+        *([record["note"], ""] if record.get("note") else []),
         f"Command: `{record['command']}`" + (f"; machine: {machine_line(record['machine'])}" if "machine" in record else "")
         + (f"; wall {record['wall_s']:.0f} s" if "wall_s" in record else "") + ".",
         "",
