@@ -327,6 +327,24 @@ def lyrics_cells(metrics: dict | None, keys: tuple[str, ...]) -> list[str]:
             if metrics and metrics.get(key) is not None else "" for key in keys]
 
 
+def render_lyrics_goals(rows: dict) -> list[str]:
+    """Issue 16's goals on the test split, for the default recipe and the songs preset."""
+    if "test" not in rows.get("TF-IDF + ridge", {}) or "test" not in rows.get("mean predictor", {}):
+        return []
+    ridge, mean = rows["TF-IDF + ridge"]["test"], rows["mean predictor"]["test"]
+    lines = ["", f"Goals on the test split: beat TF-IDF + ridge on Pearson ({ridge['pearson']:.3f}) and MSE "
+             f"({ridge['mse']:.4f}), and the mean predictor's MSE by 15% (≤ {0.85 * mean['mse']:.4f}):", ""]
+    for name in ("default", "recipe_songs"):
+        test = rows.get(name, {}).get("test")
+        if test:
+            checks = [("Pearson", test["pearson"] > ridge["pearson"], f"{test['pearson']:.3f}"),
+                      ("MSE vs ridge", test["mse"] < ridge["mse"], f"{test['mse']:.4f}"),
+                      ("MSE vs 0.85 × mean", test["mse"] <= 0.85 * mean["mse"], f"{test['mse']:.4f}")]
+            lines.append(f"- {name}: " + "; ".join(f"{what} {value} **{'met' if ok else 'missed'}**"
+                                                   for what, ok, value in checks))
+    return lines
+
+
 def render_lyrics(record: dict) -> list[str]:
     """The lyrics section: every method on the Billboard split, aggregations per trial, and the goals."""
     counts = record["counts"]
@@ -361,6 +379,7 @@ def render_lyrics(record: dict) -> list[str]:
             + " | ".join(lyrics_cells(row["validation"], ("mse", "pearson")) + lyrics_cells(row["test"], ("mse", "pearson", "spearman", "r2")))
             + f" | {buckets} | {train_s} |"
         )
+    lines += render_lyrics_goals(rows)
     if test_buckets:
         lines += ["", "Test songs per bucket: " + ", ".join(
             f"{test_buckets[f'songs_{bucket}_chunks']} with {bucket} chunks" for bucket in ("1", "2", "3+")) + "."]
