@@ -57,7 +57,7 @@ TRIALS = {
     "max_length_128_epochs_6": "--max_length 128 --stride 32 --num_train_epochs 6",
     "recipe_songs": "--recipe songs",
 }
-PLOTTED = ("mean predictor", "TF-IDF + ridge", "default", "head_only", "full", "recipe_songs")
+PLOTTED = ("mean predictor", "TF-IDF + ridge", "default", "head_only", "full", "max_length_128_epochs_6", "recipe_songs")
 AGGREGATIONS = ("mean", "median", "length_weighted")
 EVAL_SPLITS = ("validation", "test")
 # Chunks per song under the default chunking (512 tokens, stride 128): the buckets every method's error is split by.
