@@ -56,6 +56,27 @@ def aggregate_chunk_scores(
     raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean' or 'median'")
 
 
+# Tokens per batch (chunks x longest chunk) by device type, measured on lyrics-length chunks: bench/RESULTS.md.
+DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+
+def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """
+    Group chunks of `lengths` tokens into batches, longest first, so that each batch padded to its longest chunk
+    holds at most `batch_tokens` tokens (a chunk longer than the budget is a batch of its own). Returns the chunk
+    indices of each batch. Sorting keeps padding near zero; a token budget rather than a fixed number of chunks keeps
+    every batch the same amount of work, so short chunks go in large batches and long ones in small batches.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
 class LyricValenceHead(nn.Module):
     """Linear(hidden, head_hidden_size) -> ReLU -> Linear(head_hidden_size, 1), with dropout before each Linear."""
 
@@ -160,7 +181,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         self,
         lyrics: list[str],
         tokenizer: PreTrainedTokenizerBase,
-        batch_size: int = 32,
+        batch_tokens: int | None = None,
         songs_per_block: int = 1024,
         show_progress: bool = False,
     ) -> list[float]:
@@ -168,15 +189,23 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         Valence of each whole song in `lyrics`, one float per song in input order.
 
         Songs are tokenized into overlapping chunks (`config.max_length`, `config.stride`); the chunks of up to
-        `songs_per_block` songs are sorted by length and batched `batch_size` at a time with padding to the longest
-        chunk of the batch; chunk scores are combined per song with `config.aggregation`.
+        `songs_per_block` songs are sorted by length and grouped by [`token_budget_batches`] so that each batch,
+        padded to its longest chunk, holds at most `batch_tokens` tokens (default: `DEFAULT_BATCH_TOKENS` of the
+        model's device type); chunk scores are combined per song with `config.aggregation`.
 
         Raises:
-            ValueError: a song is empty or whitespace-only (the message names its position), or `batch_size` or
-                `songs_per_block` is not positive.
+            ValueError: a song is empty or whitespace-only (the message names its position), `batch_tokens` is
+                smaller than `config.max_length` (a full chunk would not fit), or `songs_per_block` is not positive.
         """
-        if batch_size < 1 or songs_per_block < 1:
-            raise ValueError(f"batch_size ({batch_size}) and songs_per_block ({songs_per_block}) must be positive")
+        if batch_tokens is None:
+            batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
+        if batch_tokens < self.config.max_length:
+            raise ValueError(
+                f"batch_tokens ({batch_tokens}) must be at least the model's max_length ({self.config.max_length}), "
+                "so that a full chunk fits in a batch"
+            )
+        if songs_per_block < 1:
+            raise ValueError(f"songs_per_block ({songs_per_block}) must be positive")
         check_lyrics(lyrics)
         was_training = self.training
         self.eval()
@@ -184,21 +213,19 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         with tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress:
             for start in range(0, len(lyrics), songs_per_block):
                 block = lyrics[start : start + songs_per_block]
-                scores.append(self._score_block(block, tokenizer, batch_size))
+                scores.append(self._score_block(block, tokenizer, batch_tokens))
                 progress.update(len(block))
         self.train(was_training)
         return torch.cat(scores).tolist() if scores else []
 
-    def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_size: int) -> torch.Tensor:
+    def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_tokens: int) -> torch.Tensor:
         encoded = chunk_lyrics(tokenizer, lyrics, self.config.max_length, self.config.stride)
         song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
         features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
         chunk_scores = torch.empty(len(features))
-        for batch_start in range(0, len(order), batch_size):
-            batch_order = order[batch_start : batch_start + batch_size]
-            batch = tokenizer.pad([features[i] for i in batch_order], return_tensors="pt").to(self.device)
-            chunk_scores[batch_order] = self(**batch).logits.squeeze(-1).float().cpu()
+        for batch in token_budget_batches([len(feature["input_ids"]) for feature in features], batch_tokens):
+            inputs = tokenizer.pad([features[i] for i in batch], return_tensors="pt").to(self.device)
+            chunk_scores[batch] = self(**inputs).logits.squeeze(-1).float().cpu()
         return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation)
 
 
