@@ -91,28 +91,33 @@ class OurScorer:
 
             quantize_(model, Int8DynamicActivationInt8WeightConfig())
         self.model, self.batch_tokens = model, batch_tokens
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the folder holds our own code
 
     def __call__(self, songs: list[str]) -> list[float]:
         return self.model.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens)
 
 
-def methods_for(device: torch.device, with_torchao: bool) -> dict[str, tuple[str, dict | None]]:
-    """name -> (description, OurScorer options; None for the naive loops)."""
-    methods = {
-        "naive": ("naive: `pipeline(\"text-classification\")` per chunk, float32", None),
-        "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
-        "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
-        "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
-    }
-    if device.type == "cpu":
-        methods["ours-int8"] = ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"})
-        if with_torchao:
-            methods["ours-int8-torchao"] = ("ours, torchao Int8DynamicActivationInt8Weight", {"torchao_int8": True})
-    else:
-        methods["naive-batch32"] = ("naive pipeline with `batch_size=32`, float32", None)
-        methods["ours-float16"] = ("ours, float16", {"dtype": "float16"})
-    return methods
+METHODS = {
+    "naive": ("naive: `pipeline(\"text-classification\")` per chunk, float32", None),
+    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
+    "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
+    "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
+    "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
+    "ours-float16": ("ours, float16", {"dtype": "float16"}),
+    "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
+    "ours-int8-torchao": ("ours, torchao Int8DynamicActivationInt8Weight", {"torchao_int8": True}),
+}
+DEFAULT_METHODS = {
+    "cpu": ("ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-int8", "ours-int8-torchao"),
+    "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-float16"),
+}
+
+
+def methods_for(device: torch.device, only: list[str] | None = None) -> dict:
+    """name -> (description, OurScorer options; None for the naive loops): naive, then `only` or the device's default
+    list (torchao's only where it is installed)."""
+    names = only or [name for name in DEFAULT_METHODS[device.type] if name != "ours-int8-torchao" or importable("torchao")]
+    return {name: METHODS[name] for name in ["naive", *names]}
 
 
 def build_scorer(name: str, options: dict | None, folder: str, device: torch.device):
@@ -146,18 +151,19 @@ def peak_flops(device: torch.device, seconds: float) -> dict:
             products += 1
             synchronize(device)
         return {"flops_per_s": products * 2 * size**3 / (time.perf_counter() - start), "what": "measured bf16 GEMM"}
-    return {"flops_per_s": gemm_flops_per_second(2048, seconds, device), "what": "measured fp32 GEMM (2048², 2 threads)"}
+    threads = torch.get_num_threads()
+    return {"flops_per_s": gemm_flops_per_second(2048, seconds, device), "what": f"measured fp32 GEMM (2048², {threads} threads)"}
 
 
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
-                  with_torchao: bool, budget_s: float, started: float) -> dict:
+                  methods: dict, budget_s: float, started: float) -> dict:
     """Every method over the same songs, `rounds` rounds, the order rotated each round; ratios per round."""
     lengths = [len(ids) for ids in chunk_lyrics(tokenizer, songs, model.config.max_length,
                                                   model.config.stride)["input_ids"]]
     flops = sum(forward_flops(flop_model(model), length) for length in lengths)
     peak = peak_flops(device, 2.0)
     scorers = {}
-    for name, (description, options) in methods_for(device, with_torchao).items():
+    for name, (description, options) in methods.items():
         log(f"speed: loading {name}")
         scorers[name] = build_scorer(name, options, folder, device)
         timed(scorers[name], songs[:8], device)  # warm-up: kernels, allocator, first-call costs
@@ -173,7 +179,7 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
         if time.perf_counter() - started > budget_s and round_index + 1 < rounds:
             log(f"speed: stopping after round {round_index + 1}: time budget ({budget_s:.0f} s) used")
             break
-    descriptions = {name: description for name, (description, _) in methods_for(device, with_torchao).items()}
+    descriptions = {name: description for name, (description, _) in methods.items()}
     results = {"songs": len(songs), "chunks": len(lengths), "real_tokens": sum(lengths), "model_flops": flops,
                "peak": peak, "rounds": len(seconds["naive"]), "methods": {}}
     for name, runs in seconds.items():
@@ -296,7 +302,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget_s", type=float, default=3600, help="Stop starting new speed rounds after this.")
     parser.add_argument("--no_speed", action="store_true", help="Quality only.")
-    parser.add_argument("--no_torchao", action="store_true", help="Leave out the torchao int8 row on CPU.")
+    parser.add_argument("--methods", nargs="*", default=None, choices=[name for name in METHODS if name != "naive"],
+                        help="Methods to time besides naive (default: the device's list in DEFAULT_METHODS).")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
     parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench")))
@@ -308,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     started = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     from bench.report import machine_info
@@ -322,8 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(args.encoder, tokenizer.vocab_size)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        with_torchao = not args.no_torchao and device.type == "cpu" and importable("torchao")
-        run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, with_torchao,
+        methods = methods_for(device, args.methods)
+        run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
                                      args.budget_s, started)
         save(args.out, run)
         if args.sweep_songs:

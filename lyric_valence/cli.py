@@ -56,9 +56,27 @@ def predict_parser() -> ArgumentParser:
         "--output", default=None, help="Where to write the scores: .csv or .jsonl (default: CSV on standard output)."
     )
     parser.add_argument(
-        "--batch_size", type=positive_int, default=32, help="Chunks scored per forward pass (default: 32)."
+        "--batch_tokens",
+        type=positive_int,
+        default=None,
+        help="Tokens per forward pass: length-sorted chunks are batched so that chunks x longest chunk stays within "
+        "it; at least the model's max_length (default: 8192 on CPU, 65536 on GPU, measured in bench/).",
     )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="Precision of the model: bfloat16 or float16 on a GPU (see bench/SCORING_RESULTS.md for speed and "
+        "quality); float16 needs a GPU. Default: float32.",
+    )
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        choices=("int8",),
+        help="int8: dynamic int8 quantization of the Linear layers, CPU only, with --dtype float32 (faster on CPU; "
+        "its quality loss is measured in bench/SCORING_RESULTS.md).",
+    )
     return parser
 
 
@@ -112,10 +130,19 @@ def write_scores(scores: pd.DataFrame, output: str | None) -> None:
         scores.to_csv(output, index=False)
 
 
-def load_model(name: str, device: str | None):
-    """The model and tokenizer of a trained folder or Hub repo, on `device`."""
+def load_model(name: str, device: str | None, dtype: str = "float32", quantize: str | None = None,
+               batch_tokens: int | None = None):
+    """The model of a trained folder or Hub repo, prepared for scoring on `device`, and its tokenizer."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+
+    from lyric_valence.scoring import ScoringOptionError, check_scoring_options, prepare_for_scoring
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        check_scoring_options(device, dtype, quantize)
+    except ScoringOptionError as error:
+        raise DataError(str(error)) from None
 
     if Path(name).exists() and not (Path(name) / "config.json").is_file():
         raise DataError(f"{name}: not a trained model folder (no config.json)")
@@ -124,8 +151,13 @@ def load_model(name: str, device: str | None):
     if Path(name).exists() and not any(Path(name).glob("*.safetensors")):
         raise DataError(f"{name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
     model = AutoModel.from_pretrained(name, trust_remote_code=True, use_safetensors=True)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device), AutoTokenizer.from_pretrained(name, trust_remote_code=True)
+    if batch_tokens is not None and batch_tokens < model.config.max_length:
+        raise DataError(
+            f"--batch_tokens {batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
+            "so that a full chunk fits in a batch"
+        )
+    model = prepare_for_scoring(model, device, dtype, quantize)
+    return model, AutoTokenizer.from_pretrained(name, trust_remote_code=True)
 
 
 def predict(argv: list[str]) -> int:
@@ -139,9 +171,9 @@ def predict(argv: list[str]) -> int:
     for source, song_id in songs.loc[blank, ["source", "id"]].itertuples(index=False):
         logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
     scored = songs[~blank]
-    model, tokenizer = load_model(args.model, args.device)
+    model, tokenizer = load_model(args.model, args.device, args.dtype, args.quantize, args.batch_tokens)
     valence = model.score_songs(
-        scored["text"].astype(str).tolist(), tokenizer, batch_size=args.batch_size, show_progress=len(scored) > 1
+        scored["text"].astype(str).tolist(), tokenizer, batch_tokens=args.batch_tokens, show_progress=len(scored) > 1
     )
     write_scores(pd.DataFrame({"source": scored["source"], "id": scored["id"], "valence": valence}), args.output)
     logger.warning("scored %d songs, skipped %d empty", len(scored), int(blank.sum()))

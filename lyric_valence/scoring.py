@@ -30,11 +30,13 @@ def check_scoring_options(device: torch.device, dtype: str = "float32", quantize
     if quantize is not None and device.type != "cpu":
         raise ScoringOptionError(f"--quantize {quantize} runs on CPU only (device {device}); use --dtype on a GPU")
     if quantize is not None and dtype != "float32":
-        raise ScoringOptionError(f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}")
+        raise ScoringOptionError(
+            f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}"
+        )
     if dtype == "float16" and device.type == "cpu":
-        raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); use bfloat16 or --quantize int8")
+        raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); use --quantize int8")
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ScoringOptionError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use float16")
+        raise ScoringOptionError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
 
 
 class ClsOnlyLastLayer(nn.Module):

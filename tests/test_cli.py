@@ -11,7 +11,7 @@ from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, tiny_bert_config
 from modeling_lyric_valence import LyricValenceModel
 
-FLAGS = ("--model", "--text_column", "--id_column", "--output", "--batch_size", "--device")
+FLAGS = ("--model", "--text_column", "--id_column", "--output", "--batch_tokens", "--device", "--dtype", "--quantize")
 
 
 def run_cli(*args, stdin=None):

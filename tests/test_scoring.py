@@ -3,6 +3,7 @@
 import copy
 import random
 
+import pandas as pd
 import pytest
 import torch
 
@@ -94,7 +95,7 @@ def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quanti
     expected = torch.tensor(model.score_songs(songs, tokenizer))
     prepared = prepare_for_scoring(copy.deepcopy(model), dtype=dtype, quantize=quantize)
     if quantize:
-        assert type(prepared.head.dense).__name__ == "DynamicQuantizedLinear"
+        assert isinstance(prepared.head.dense, torch.ao.nn.quantized.dynamic.Linear)
     else:
         assert prepared.head.dense.weight.dtype == torch.bfloat16
     scores = torch.tensor(prepared.score_songs(songs, tokenizer))
@@ -116,3 +117,54 @@ def test_options_a_device_cannot_run_are_refused_in_one_line(device, dtype, quan
     with pytest.raises(ScoringOptionError, match=message) as error:
         check_scoring_options(torch.device(device), dtype, quantize)
     assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer):
+    folder = tmp_path_factory.mktemp("scoring-model")
+    tiny_model(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def predict(capsys, *args) -> tuple[int, str, str]:
+    from lyric_valence import cli
+
+    try:
+        code = cli.main(["predict", *map(str, args)])
+    except SystemExit as exit:  # argparse
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(model_dir, tokenizer, songs, tmp_path, capsys):
+    table = tmp_path / "songs.csv"
+    pd.DataFrame({"seq": songs}).to_csv(table, index=False)
+    output = tmp_path / "scores.csv"
+    code, _, stderr = predict(capsys, table, "--model", model_dir, "--batch_tokens", 120, "--output", output)
+    assert code == 0, stderr
+    expected = chunk_by_chunk(tiny_model(tokenizer), tokenizer, songs)
+    assert pd.read_csv(output)["valence"].tolist() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--batch_tokens", "39"], ["--batch_tokens 39", "max_length (40)"]),
+        (["--batch_tokens", "many"], ["--batch_tokens", "invalid"]),
+        (["--dtype", "float64"], ["--dtype", "float64", "invalid choice"]),
+        (["--quantize", "int4"], ["--quantize", "int4", "invalid choice"]),
+        (["--dtype", "float16", "--device", "cpu"], ["--dtype float16 needs a GPU"]),
+        (["--quantize", "int8", "--dtype", "bfloat16", "--device", "cpu"], ["cannot be combined with --dtype bfloat16"]),
+    ],
+)
+def test_predict_refuses_bad_scoring_flags_in_one_line_with_exit_code_2(model_dir, tmp_path, capsys, flags, expected):
+    song = tmp_path / "song.txt"
+    song.write_text("a small song\nof two lines\n", encoding="utf-8")
+    code, stdout, stderr = predict(capsys, song, "--model", model_dir, *flags)
+    assert code == 2 and stdout == "" and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]  # progress bars aside
+    assert len(errors) == 1, stderr
+    for part in expected:
+        assert part in errors[0]
