@@ -56,7 +56,8 @@ def aggregate_chunk_scores(
     raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean' or 'median'")
 
 
-# Tokens per batch (chunks x longest chunk) by device type, measured on lyrics-length chunks: bench/RESULTS.md.
+# Tokens per batch (chunks x longest chunk) by device type. The GPU's is the best of a sweep on lyrics-length chunks
+# (bench/SCORING_RESULTS.md); the CPU's was not yet settled by a sweep.
 DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 
 

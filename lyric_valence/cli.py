@@ -60,7 +60,7 @@ def predict_parser() -> ArgumentParser:
         type=positive_int,
         default=None,
         help="Tokens per forward pass: length-sorted chunks are batched so that chunks x longest chunk stays within "
-        "it; at least the model's max_length (default: 8192 on CPU, 65536 on GPU, measured in bench/).",
+        "it; at least the model's max_length (default: 8192 on CPU, 65536 on GPU; bench/SCORING_RESULTS.md).",
     )
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
     parser.add_argument(
