@@ -6,6 +6,9 @@ The `lyric-valence` command.
     cat song.txt | lyric-valence predict --model outputs/lyric-valence
     lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
     lyric-valence prepare lyrics.csv --out prepared/
+    lyric-valence publish --space me/lyric-valence-demo --repo_id me/lyric-valence-minilm [--dry_run]
+    lyric-valence explain song.txt --model outputs/lyric-valence
+    lyric-valence demo --model outputs/lyric-valence
 """
 
 import argparse
@@ -18,6 +21,8 @@ import pandas as pd
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.data import DataError, read_table
+from lyric_valence.demo import demo
+from lyric_valence.explain import explain
 
 TEXT_SUFFIXES = (".txt", ".lyrics")
 logger = logging.getLogger("lyric_valence")
@@ -191,6 +196,13 @@ def publish_parser() -> ArgumentParser:
     parser.add_argument(
         "--stage_dir", default=None, help="Empty folder to build the repository in and keep (default: a temporary one)."
     )
+    parser.add_argument(
+        "--space",
+        default=None,
+        metavar="SPACE_ID",
+        help="Push a Gradio Space that demos the Hub model --repo_id (app.py, examples, requirements.txt, README.md "
+        "with the Space metadata) instead of a model folder; --dry_run only writes the folder.",
+    )
     return parser
 
 
@@ -198,21 +210,27 @@ def publish(argv: list[str]) -> int:
     from huggingface_hub.utils import logging as hub_logging
 
     from lyric_valence.hub import publish as publish_folder
+    from lyric_valence.space import publish_space
 
     hub_logging.disable_propagation()  # huggingface_hub prints its notices (retries) itself; root would repeat them
 
     args = publish_parser().parse_args(argv)
-    result = publish_folder(
-        args.model,
-        args.repo_id,
-        adapter_only=args.adapter_only,
-        private=True if args.private else None,
-        revision=args.revision,
-        base_model=args.base_model,
-        commit_message=args.commit_message,
-        dry_run=args.dry_run,
-        stage_dir=args.stage_dir,
-    )
+    if args.space:
+        result = publish_space(
+            args.space, args.repo_id, private=True if args.private else None, dry_run=args.dry_run, stage_dir=args.stage_dir
+        )
+    else:
+        result = publish_folder(
+            args.model,
+            args.repo_id,
+            adapter_only=args.adapter_only,
+            private=True if args.private else None,
+            revision=args.revision,
+            base_model=args.base_model,
+            commit_message=args.commit_message,
+            dry_run=args.dry_run,
+            stage_dir=args.stage_dir,
+        )
     if args.dry_run:
         print("\n".join(result.files))
         logger.warning("dry run: %d files would go to %s; nothing was uploaded", len(result.files), result.repo_id)
@@ -227,7 +245,7 @@ def prepare(argv: list[str]) -> int:
     return prepare_main(argv)
 
 
-COMMANDS = {"predict": predict, "publish": publish, "prepare": prepare}
+COMMANDS = {"predict": predict, "publish": publish, "prepare": prepare, "explain": explain, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
