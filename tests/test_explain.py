@@ -1,0 +1,154 @@
+"""Line-level valence (`explain_song`), its HTML/PNG rendering, `lyric-valence explain`, and the Space folder."""
+
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import SpaceCard
+from matplotlib.colors import to_rgb
+
+from configuration_lyric_valence import LyricValenceConfig
+from conftest import REPO, original_song, tiny_bert_config
+from lyric_valence.render import explanation_html, explanation_page
+from modeling_lyric_valence import LyricValenceModel, SongExplanation, split_stanzas
+
+SONG = (REPO / "examples" / "paper-boats.txt").read_text(encoding="utf-8")
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "lyric_valence.cli", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer, one_torch_thread):
+    torch.manual_seed(3)
+    return LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size), max_length=48, stride=8))
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tokenizer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explain-model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_split_stanzas_drops_blank_lines_and_trailing_spaces():
+    assert split_stanzas("\n a  \nb\n\n \n\nc\n") == [[" a", "b"], ["c"]]
+
+
+@pytest.mark.parametrize("method", ["line", "stanza", "occlusion"])
+def test_every_line_gets_a_value_and_the_song_score_is_score_songs(model, tokenizer, method):
+    explanation = model.explain_song(SONG, tokenizer, method=method)
+    lines = [line.rstrip() for line in SONG.splitlines() if line.strip()]
+    assert explanation.lines == lines and len(explanation.line_valence) == len(lines)
+    assert explanation.stanza_index == [0, 0, 0, 0, 1, 1, 2, 2]
+    assert explanation.song_valence == pytest.approx(model.score_songs([SONG], tokenizer)[0], abs=1e-6)
+    assert explanation.method == method
+
+
+def test_line_method_scores_each_line_alone(model, tokenizer):
+    explanation = model.explain_song(SONG, tokenizer, method="line")
+    assert explanation.line_valence == pytest.approx(model.score_songs(explanation.lines, tokenizer), abs=1e-6)
+
+
+def test_occlusion_is_the_leave_one_out_pseudo_value_on_a_song_longer_than_one_chunk(model, tokenizer):
+    song = original_song(random.Random(5), 24)  # about 200 tokens: several 48-token chunks
+    explanation = model.explain_song(song, tokenizer, method="occlusion")
+    lines, n = explanation.lines, len(explanation.lines)
+    position, numbered = 7, iter(range(n))
+    kept = [[line for line in stanza if next(numbered) != position] for stanza in split_stanzas(song)]
+    without = "\n\n".join("\n".join(stanza) for stanza in kept if stanza)
+    song_without = model.score_songs([without], tokenizer)[0]
+    expected = n * explanation.song_valence - (n - 1) * song_without
+    assert explanation.line_valence[position] == pytest.approx(expected, abs=1e-4)
+    assert len(set(round(value, 6) for value in explanation.line_valence)) > 1  # lines differ
+
+
+def test_stanza_method_uses_the_stanza_only(model, tokenizer):
+    song = "alpha river light\nbeta candle\n\ngamma thunder"
+    explanation = model.explain_song(song, tokenizer, method="stanza")
+    first, second, stanza = model.score_songs(["beta candle", "alpha river light", "alpha river light\nbeta candle"], tokenizer)
+    assert explanation.line_valence[0] == pytest.approx(2 * stanza - first, abs=1e-5)
+    assert explanation.line_valence[1] == pytest.approx(2 * stanza - second, abs=1e-5)
+    assert explanation.line_valence[2] == pytest.approx(model.score_songs(["gamma thunder"], tokenizer)[0], abs=1e-6)
+
+
+def test_a_one_line_song_is_its_own_line(model, tokenizer):
+    explanation = model.explain_song("only one line here", tokenizer)
+    assert explanation.line_valence == pytest.approx([explanation.song_valence], abs=1e-6)
+
+
+@pytest.mark.parametrize("lyrics, method, message", [(" \n ", "occlusion", "no lyrics"), ("a song", "shap", "unknown method")])
+def test_bad_input_raises_value_error(model, tokenizer, lyrics, method, message):
+    with pytest.raises(ValueError, match=message):
+        model.explain_song(lyrics, tokenizer, method=method)
+
+
+def test_html_colours_lines_around_the_song_score_and_escapes_text():
+    explanation = SongExplanation(0.5, ["<b>up</b>", "down", "even"], [0.8, 0.2, 0.5], [0, 0, 1], "occlusion")
+    fragment = explanation_html(explanation)
+    assert "<b>up</b>" not in fragment and "&lt;b&gt;up&lt;/b&gt;" in fragment
+    assert re.search(r'id="song-valence">0\.500<', fragment)
+    colors = [to_rgb(color) for color in re.findall(r"background:(#[0-9a-f]{6})", fragment)]
+    assert len(colors) == 3
+    (up_r, _, up_b), (down_r, _, down_b), even = colors
+    assert up_b > up_r and down_r > down_b  # blue above the song's valence, red below
+    assert min(even) > 0.9  # the song's own valence is near white
+    assert fragment.count('class="lv-stanza"') == 2
+    page = explanation_page(explanation, title="a <song>")
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page and "a &lt;song&gt;" in page
+
+
+def test_explain_command_writes_a_page_and_a_curve_per_song(model, model_dir, tokenizer, tmp_path):
+    song = tmp_path / "my-song.txt"
+    song.write_text(SONG, encoding="utf-8")
+    completed = run_cli("explain", song, "--model", model_dir, "--output_dir", tmp_path / "out", "--method", "line")
+    assert completed.returncode == 0, completed.stderr
+    page = (tmp_path / "out" / "my-song.html").read_text(encoding="utf-8")
+    assert page.count('class="lv-line"') == 8
+    expected = model.score_songs([SONG], tokenizer)[0]
+    assert f'id="song-valence">{expected:.3f}<' in page
+    assert (tmp_path / "out" / "my-song.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert completed.stdout.split("\t")[1] == f"{expected:.4f}"
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (b"\xff\xfe bad", "not valid UTF-8"), (b" \n", "no lyrics")])
+def test_explain_bad_song_file_is_one_line_exit_2(model_dir, tmp_path, content, message):
+    song = tmp_path / "song.txt"
+    if content is not None:
+        song.write_bytes(content)
+    completed = run_cli("explain", song, "--model", model_dir, "--output_dir", tmp_path / "out")
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    errors = [line for line in completed.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0] and "song.txt" in errors[0], completed.stderr
+
+
+def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
+    stage = tmp_path / "space"
+    completed = run_cli(
+        "publish", "--space", "me/lyric-valence-demo", "--repo_id", "me/lyric-valence-minilm", "--dry_run",
+        "--stage_dir", stage,
+    )
+    assert completed.returncode == 0, completed.stderr
+    files = completed.stdout.split()
+    assert {"app.py", "requirements.txt", "README.md", "lyric_valence/render.py", "lyric_valence/__init__.py"} <= set(files)
+    assert any(name.startswith("examples/") for name in files)
+    assert sorted(path.relative_to(stage).as_posix() for path in stage.rglob("*") if path.is_file()) == sorted(files)
+    card = SpaceCard.load(stage / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
+    assert card.data.models == ["me/lyric-valence-minilm"] and card.data.sdk_version
+    requirements = (stage / "requirements.txt").read_text().split()
+    assert "torch" in requirements and any(line.startswith("transformers") for line in requirements)
+    assert "nothing was uploaded" in completed.stderr
+
+
+def test_publish_space_needs_a_hub_model_id(model_dir, tmp_path):
+    completed = run_cli("publish", "--space", "me/demo", "--repo_id", model_dir, "--dry_run", "--stage_dir", tmp_path / "s")
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert "must be a Hub id" in completed.stderr
