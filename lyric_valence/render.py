@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm, to_hex  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Red: the line pulls the song down (sadder than the song), blue: it pulls it up; white: the song's own valence.
 COLORMAP = "RdBu"
@@ -34,9 +35,9 @@ def color_norm(explanation) -> TwoSlopeNorm:
 
 
 def line_colors(explanation) -> list[str]:
-    """One hex background colour per line, light enough for black text (the colormap's outer fifth is left out)."""
+    """One hex background colour per line, light enough for black text (the colormap's darkest fifths left out)."""
     norm, colormap = color_norm(explanation), plt.get_cmap(COLORMAP)
-    return [to_hex(colormap(0.1 + 0.8 * float(norm(value)))) for value in explanation.line_valence]
+    return [to_hex(colormap(0.2 + 0.6 * float(norm(value)))) for value in explanation.line_valence]
 
 
 def explanation_html(explanation) -> str:
@@ -74,6 +75,7 @@ def curve_figure(explanation, title: str = "Valence along the song"):
     for position, (before, after) in enumerate(zip(explanation.stanza_index, explanation.stanza_index[1:]), start=1):
         if before != after:
             axes.axvline(position + 0.5, color="#bbb", linestyle=":", linewidth=1)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="line", ylabel=f"line valence ({explanation.method})", title=title)
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()

@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgb
 
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, original_song, tiny_bert_config
+from lyric_valence.cli import main as cli_main
 from lyric_valence.render import explanation_html, explanation_page
 from modeling_lyric_valence import LyricValenceModel, SongExplanation, split_stanzas
 
@@ -22,6 +23,13 @@ def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "lyric_valence.cli", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=300
     )
+
+
+def run_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """The command in this process (no second torch import): exit code, stdout and stderr."""
+    code = cli_main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +113,10 @@ def test_html_colours_lines_around_the_song_score_and_escapes_text():
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page and "a &lt;song&gt;" in page
 
 
-def test_explain_command_writes_a_page_and_a_curve_per_song(model, model_dir, tokenizer, tmp_path):
+def test_explain_command_writes_a_page_and_a_curve_per_song(model, model_dir, tokenizer, tmp_path, capsys):
     song = tmp_path / "my-song.txt"
     song.write_text(SONG, encoding="utf-8")
-    completed = run_cli("explain", song, "--model", model_dir, "--output_dir", tmp_path / "out", "--method", "line")
+    completed = run_in_process(capsys, "explain", song, "--model", model_dir, "--output_dir", tmp_path / "out", "--method", "line")
     assert completed.returncode == 0, completed.stderr
     page = (tmp_path / "out" / "my-song.html").read_text(encoding="utf-8")
     assert page.count('class="lv-line"') == 8
@@ -119,11 +127,11 @@ def test_explain_command_writes_a_page_and_a_curve_per_song(model, model_dir, to
 
 
 @pytest.mark.parametrize("content, message", [(None, "no such file"), (b"\xff\xfe bad", "not valid UTF-8"), (b" \n", "no lyrics")])
-def test_explain_bad_song_file_is_one_line_exit_2(model_dir, tmp_path, content, message):
+def test_explain_bad_song_file_is_one_line_exit_2(model_dir, tmp_path, content, message, capsys):
     song = tmp_path / "song.txt"
     if content is not None:
         song.write_bytes(content)
-    completed = run_cli("explain", song, "--model", model_dir, "--output_dir", tmp_path / "out")
+    completed = run_in_process(capsys, "explain", song, "--model", model_dir, "--output_dir", tmp_path / "out")
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     errors = [line for line in completed.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0] and "song.txt" in errors[0], completed.stderr
@@ -148,7 +156,7 @@ def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     assert "nothing was uploaded" in completed.stderr
 
 
-def test_publish_space_needs_a_hub_model_id(model_dir, tmp_path):
-    completed = run_cli("publish", "--space", "me/demo", "--repo_id", model_dir, "--dry_run", "--stage_dir", tmp_path / "s")
+def test_publish_space_needs_a_hub_model_id(model_dir, tmp_path, capsys):
+    completed = run_in_process(capsys, "publish", "--space", "me/demo", "--repo_id", model_dir, "--dry_run", "--stage_dir", tmp_path / "s")
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert "must be a Hub id" in completed.stderr
