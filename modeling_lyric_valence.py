@@ -227,21 +227,21 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         return torch.cat(scores).tolist() if scores else []
 
     def explain_song(
-        self, lyrics: str, tokenizer: PreTrainedTokenizerBase, method: str = "occlusion", batch_size: int = 32
+        self, lyrics: str, tokenizer: PreTrainedTokenizerBase, method: str = "stanza", batch_size: int = 32
     ) -> SongExplanation:
         """
         Valence of each line of one song, plus the song's valence.
 
         `method` says what a line's valence is:
 
-        - `"occlusion"` (default): the line's leave-one-out pseudo-value on the whole song, `n * song - (n - 1) *
-          song_without_line` for a song of n lines: the valence the line would need for the song to be the mean of
-          its lines. The line is read in the context of the whole song. n + 1 songs are scored.
-        - `"stanza"`: the same pseudo-value within the line's stanza, the lines around it in the stanza as context.
+        - `"stanza"` (default): the line's leave-one-out pseudo-value within its stanza, `n * stanza - (n - 1) *
+          stanza_without_line` for a stanza of n lines: the valence the line would need for the stanza to be the mean
+          of its lines. The line is read with the rest of its stanza as context; a one-line stanza is scored alone.
+        - `"occlusion"`: the same pseudo-value on the whole song (n + 1 songs scored).
         - `"line"`: the line scored alone, without context. The cheapest: one short chunk per line.
 
-        The default was chosen by how well the mean of the line valences recomposes the song valence, measured on
-        songs whose lines have known valence (`bench/EXPLAIN.md`).
+        The default recomposes the song valence best (the mean of its line valences is closest to the song's),
+        measured on songs whose lines carry human valence labels (`bench/EXPLAIN.md` in the lyric-valence repository).
 
         Raises:
             ValueError: the song is empty or whitespace-only, or `method` is unknown.

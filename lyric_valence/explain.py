@@ -35,9 +35,10 @@ def explain_parser() -> ArgumentParser:
     parser.add_argument(
         "--method",
         choices=EXPLAIN_METHODS,
-        default="occlusion",
-        help="What a line's valence is: its leave-one-out effect on the song (occlusion, default), on its stanza "
-        "(stanza), or the line scored alone (line). See bench/EXPLAIN.md.",
+        default="stanza",
+        help="What a line's valence is: its leave-one-out pseudo-value within its stanza (stanza, default: it "
+        "recomposes the song score best, bench/EXPLAIN.md), within the whole song (occlusion), or the line scored "
+        "alone (line).",
     )
     parser.add_argument(
         "--output_dir", default="explanations", help="Folder for the HTML pages and PNGs (default: %(default)s)."

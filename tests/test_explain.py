@@ -160,3 +160,25 @@ def test_publish_space_needs_a_hub_model_id(model_dir, tmp_path, capsys):
     completed = run_in_process(capsys, "publish", "--space", "me/demo", "--repo_id", model_dir, "--dry_run", "--stage_dir", tmp_path / "s")
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert "must be a Hub id" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["explain", "song.txt", "--metod", "line"], "unrecognized argument --metod (did you mean --method?)"),
+        (["demo", "--prot", "7860"], "unrecognized argument --prot (did you mean --port?)"),
+    ],
+)
+def test_explain_and_demo_name_an_unknown_flag_in_one_line(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli_main(argv)
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"lyric-valence {argv[0]}: error: {expected}"]
+
+
+def test_explain_flags_take_both_spellings(model_dir, tmp_path, capsys):
+    song = tmp_path / "song.txt"
+    song.write_text("one line\n", encoding="utf-8")
+    completed = run_in_process(capsys, "explain", song, "--model", model_dir, "--output-dir", tmp_path / "hyphen")
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "hyphen" / "song.html").is_file()
