@@ -75,7 +75,9 @@ def build_demo(model, tokenizer, model_label: str) -> gr.Blocks:
                 button = gr.Button("Explain", variant="primary", elem_id="explain")
                 if examples:
                     gr.Examples(
-                        [[text] for _, text in examples], inputs=[lyrics], example_labels=[title for title, _ in examples]
+                        [[text] for _, text in examples],
+                        inputs=[lyrics],
+                        example_labels=[title for title, _ in examples],
                     )
             with gr.Column():
                 lines = gr.HTML(elem_id="explanation")

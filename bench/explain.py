@@ -38,17 +38,14 @@ from bench.report import machine_info  # noqa: E402
 from lyric_valence.cli import load_model  # noqa: E402
 from modeling_lyric_valence import EXPLAIN_METHODS  # noqa: E402
 
-EMOBANK = next(
-    (path for path in (REPO / "data" / "emobank.csv", REPO.parent.parent / "shared" / "data" / "emobank" / "emobank.csv")
-     if path.is_file()),
-    REPO / "data" / "emobank.csv",
-)
+EMOBANK = REPO / "data" / "emobank.csv"
 
 
 def emobank_songs(path: Path, songs: int, lines: int, seed: int) -> list[tuple[str, list[float]]]:
     """Songs of `lines` EmoBank test sentences each (stanzas of 4), with each line's valence on the 0..1 scale."""
     table = pd.read_csv(path)
-    test = table[(table["split"] == "test") & ~table["text"].str.contains("\n") & (table["text"].str.split().str.len() >= 4)]
+    one_line = ~table["text"].str.contains("\n")
+    test = table[(table["split"] == "test") & one_line & (table["text"].str.split().str.len() >= 4)]
     rows = list(test[["text", "V"]].itertuples(index=False))
     random.Random(seed).shuffle(rows)
     built = []
@@ -142,7 +139,9 @@ def main() -> None:
         "command": shlex.join(["bench/explain.py", *sys.argv[1:]]),
         "machine": machine_info(torch.device("cpu")),
         "model": args.model,
-        "model_test_pearson": json.loads(test_results.read_text()).get("test_pearson") if test_results.is_file() else None,
+        "model_test_pearson": (
+            json.loads(test_results.read_text()).get("test_pearson") if test_results.is_file() else None
+        ),
         "songs": args.songs,
         "lines": args.lines,
         "examples": len(examples),

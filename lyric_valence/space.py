@@ -62,7 +62,9 @@ def space_card(space_id: str, model_id: str) -> SpaceCard:
 def stage_space(stage_dir: str | Path, space_id: str, model_id: str) -> list[str]:
     """Write the Space for `model_id` (a Hub model id) into the empty folder `stage_dir`; return its files, sorted."""
     if not is_hub_id(model_id) or "/" not in model_id:
-        raise PublishError(f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model")
+        raise PublishError(
+            f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model"
+        )
     stage_dir = Path(stage_dir)
     if stage_dir.exists() and any(stage_dir.iterdir()):
         raise PublishError(f"{stage_dir}: the staging folder must be empty")
@@ -114,4 +116,5 @@ def publish_space(
         raise PublishError(f"{space_id}: the Hub refused the push: {_first_line(error)}") from None
     except _network_errors() as error:
         raise PublishError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
-    return PublishResult(space_id, None, files, commit_url=getattr(info, "commit_url", None) or str(info), staged_folder=kept)
+    url = getattr(info, "commit_url", None) or str(info)
+    return PublishResult(space_id, None, files, commit_url=url, staged_folder=kept)

@@ -83,7 +83,8 @@ def offline_env(**extra) -> dict:
 def model_dir(tmp_path_factory, tokenizer):
     folder = tmp_path_factory.mktemp("demo-model")
     torch.manual_seed(11)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size), max_length=32, stride=8))
+    config = LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size), max_length=32, stride=8)
+    model = LyricValenceModel(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
