@@ -23,7 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from lyric_valence import REPO_ROOT
 from lyric_valence.card import is_hub_id
-from lyric_valence.hub import PublishError, PublishResult, _first_line, _network_errors, check_token
+from lyric_valence.hub import PublishError, PublishResult, _first_line, _network_errors, _refusal, check_token
 
 logger = logging.getLogger("lyric_valence")
 
@@ -93,7 +93,7 @@ def publish_space(
     builds the folder (kept in `stage_dir` when given) and contacts nothing. Raises `PublishError`.
     """
     if not dry_run:
-        check_token()
+        check_token(space_id)
     api = api or HfApi()
     try:
         with tempfile.TemporaryDirectory(prefix="lyric-valence-space-") as scratch:
@@ -113,7 +113,7 @@ def publish_space(
                 commit_message=f"lyric-valence demo for {model_id}",
             )
     except HfHubHTTPError as error:
-        raise PublishError(f"{space_id}: the Hub refused the push: {_first_line(error)}") from None
+        raise PublishError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
     except _network_errors() as error:
         raise PublishError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
     url = getattr(info, "commit_url", None) or str(info)

@@ -1,9 +1,12 @@
 """Line-level valence (`explain_song`), its HTML/PNG rendering, `lyric-valence explain`, and the Space folder."""
 
+import inspect
 import random
 import re
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -194,3 +197,35 @@ def test_explain_flags_take_both_spellings(model_dir, tmp_path, capsys):
     completed = run_in_process(capsys, "explain", song, "--model", model_dir, "--output-dir", tmp_path / "hyphen")
     assert completed.returncode == 0, completed.stderr
     assert (tmp_path / "hyphen" / "song.html").is_file()
+
+
+def test_publish_space_creates_a_gradio_space_and_uploads_the_staged_folder(tmp_path, monkeypatch):
+    """The local Hub server of test_hub.py models no Space repositories, so the two calls are recorded here, each
+    checked against the installed huggingface_hub's signature, and the uploaded folder is checked as it is sent."""
+    from huggingface_hub import HfApi, RepoUrl
+
+    from lyric_valence.space import publish_space
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fakeTOKENforTHEtest0123456789")
+    calls, uploaded = [], {}
+
+    class RecordingHub(HfApi):
+        def create_repo(self, repo_id, **kwargs):
+            inspect.signature(HfApi.create_repo).bind(self, repo_id, **kwargs)
+            calls.append(("create_repo", repo_id, kwargs))
+            return RepoUrl(f"{self.endpoint}/spaces/{repo_id}", endpoint=self.endpoint)
+
+        def upload_folder(self, **kwargs):
+            inspect.signature(HfApi.upload_folder).bind(self, **kwargs)
+            calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+            folder = Path(kwargs["folder_path"])
+            uploaded.update({p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+            return SimpleNamespace(commit_url="https://hub.example/commit/1")
+
+    result = publish_space("me/demo", "me/lyric-valence-minilm", private=True, api=RecordingHub())
+    (create, space_id, create_kwargs), (upload, _, upload_kwargs) = calls
+    assert (create, upload, space_id) == ("create_repo", "upload_folder", "me/demo")
+    assert create_kwargs["repo_type"] == "space" and create_kwargs["space_sdk"] == "gradio" and create_kwargs["private"]
+    assert upload_kwargs["repo_type"] == "space" and "me/lyric-valence-minilm" in upload_kwargs["commit_message"]
+    assert sorted(uploaded) == result.files and uploaded["app.py"] == (REPO / "app.py").read_bytes()
+    assert result.commit_url == "https://hub.example/commit/1"
