@@ -219,7 +219,8 @@ def test_publish_space_creates_a_gradio_space_and_uploads_the_staged_folder(tmp_
             inspect.signature(HfApi.upload_folder).bind(self, **kwargs)
             calls.append(("upload_folder", kwargs["repo_id"], kwargs))
             folder = Path(kwargs["folder_path"])
-            uploaded.update({p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+            files = (path for path in folder.rglob("*") if path.is_file())
+            uploaded.update({path.relative_to(folder).as_posix(): path.read_bytes() for path in files})
             return SimpleNamespace(commit_url="https://hub.example/commit/1")
 
     result = publish_space("me/demo", "me/lyric-valence-minilm", private=True, api=RecordingHub())
