@@ -126,8 +126,11 @@ class DataArguments:
     )
     label_range: list[float] | None = field(
         default=None,
-        metadata={"help": "LOW HIGH: rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels "
-        "outside [0, 1] are an error."},
+        metadata={
+            "help": "Rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels outside [0, 1] are "
+            "an error.",
+            "metavar": ("LOW", "HIGH"),
+        },
     )
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of songs for validation (no split column)."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of songs for test (no split column)."})
@@ -183,7 +186,11 @@ class LyricValenceTrainingArguments(TrainingArguments):
 
 def parse_arguments():
     parser = ArgumentParser(
-        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments), prog="train.py"
+        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments),
+        prog="train.py",
+        usage="accelerate launch train.py [--flag VALUE ...]  |  accelerate launch train.py ARGS.yaml",
+        description="Every flag takes both spellings, --data_file and --data-file. The model, LoRA and data flags "
+        "come first, then the stock transformers TrainingArguments.",
     )
     if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(Path(sys.argv[1]).resolve())

@@ -245,3 +245,28 @@ def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(mo
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"seq\n"), encoding="utf-8"))
     code, out, err = predict(capsys, "--model", model_dir, "--stdin_format", "csv")
     assert code == 1 and "the input holds no songs" in err and out == "source,id,valence\n"
+
+
+# ------------------------------------------------------------------------------------------------------ train.py --help
+
+
+def run_train_script(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(REPO / "train.py"), run_name="__main__")
+    captured = capsys.readouterr()
+    return exit.value.code, captured.out, captured.err
+
+
+def test_train_help_says_what_no_flags_switch_off_and_label_range_takes_two_numbers(monkeypatch, capsys):
+    code, help_text, _ = run_train_script(monkeypatch, capsys, "--help")
+    assert code == 0 and help_text.startswith("usage: accelerate launch train.py")
+    entries = re.findall(r"^  (--no_\w+), --no-[\w-]+\n\s+(\S+ \S+ \S+)", help_text, re.M)
+    assert len(entries) >= 5  # ours (--no_group_split, ...) and TrainingArguments' (--no_dataloader_pin_memory, ...)
+    for flag, opening in entries:
+        assert opening == f"Switch off --{flag.removeprefix('--no_')}", (flag, opening)
+    assert "--label_range LOW HIGH, --label-range LOW HIGH" in help_text
+    code, _, stderr = run_train_script(monkeypatch, capsys, "--label_range", "1", "--output_dir", "unused")
+    assert code == 2 and stderr.splitlines() == ["train.py: error: argument --label_range/--label-range: expected 2 arguments"]
