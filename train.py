@@ -179,6 +179,11 @@ class LyricValenceTrainingArguments(TrainingArguments):
         metadata={"help": "Label ids carried through evaluation; the song index and chunk id must be among them."},
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            self.dataloader_pin_memory = False  # pinned memory only speeds copies to an accelerator; torch warns on CPU
+
     def __getstate__(self):
         # The Trainer pickles its arguments into every checkpoint (training_args.bin): never with the Hub token.
         return {**self.__dict__, "hub_token": None}
@@ -321,6 +326,8 @@ def main():
     if model_args.init_head_bias_to_label_mean:
         with torch.no_grad():
             model.head.out_proj.bias.fill_(float(np.mean(list(splits["train"]["label"]))))
+    # The tokenizer's padding id on the config: the Trainer otherwise "aligns" the config with a notice every run.
+    model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_finetuning(model, model_args.finetuning_mode, **asdict(lora_args))
 
     with training_args.main_process_first(desc="chunking songs"):
