@@ -296,6 +296,11 @@ def unread_blocks(blocks: Iterator[pd.DataFrame], rows_read: int) -> Iterator[pd
         rows_read -= len(block)
 
 
+def log_skipped(rows: pd.DataFrame) -> None:
+    for source, song_id in rows[["source", "id"]].itertuples(index=False):
+        logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
+
+
 def silence(quiet: bool) -> None:
     """No notices (and with `quiet` no progress bars) from the libraries; bars only on a terminal."""
     import huggingface_hub.utils
@@ -327,12 +332,14 @@ def main(argv: list[str]) -> int:
 
     if state.is_main_process:
         writer.open(progress.output_bytes)
+        if args.output is not None:
+            save_progress(args.output, progress)  # a run killed in its first block resumes too
     bar = tqdm(unit="song", initial=progress.rows_read, disable=True if args.quiet or not state.is_main_process else None,
                file=sys.stderr, dynamic_ncols=True)
     for block in unread_blocks(blocks, progress.rows_read):
         blank = blank_rows(block["text"])
-        for source, song_id in block.loc[blank, ["source", "id"]].itertuples(index=False) if state.is_main_process else []:
-            logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
+        if state.is_main_process:
+            log_skipped(block[blank])
         songs = block[~blank]
         with state.split_between_processes(songs["text"].astype(str).tolist()) as share:
             scores = score_texts(model, tokenizer, share, args.batch_size)

