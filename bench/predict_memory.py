@@ -4,11 +4,13 @@ Peak memory of `lyric-valence predict` as the catalogue grows: the same command 
 catalogue, each in its own process, and the peak RSS of each process (`os.wait4`) is compared. Streaming keeps it
 flat: tables are read, scored and written `--block_size` songs at a time.
 
-    python bench/predict_memory.py                    # 10,000 and 100,000 songs (~25 min on 2 shared CPU cores)
+    python bench/predict_memory.py                    # 10,000 and 100,000 songs (~1 h on 2 shared CPU cores)
     python bench/predict_memory.py --songs 500 5000   # quick
 
+Writes predict_memory.json and a RESULTS.md section into $OUT when that is set (a device run), else into bench/.
+
 Songs come from bench/songs.py (the speed benchmarks' length mix: log-normal, median 250 tokens). Writing 100,000
-original songs takes half an hour there, so each catalogue cycles through one pool of 2,000 generated songs with a
+original songs takes half an hour there, so each catalogue cycles through one pool of 1,000 generated songs with a
 distinct id per row; both catalogues have the same mix. A tiny random lyric-valence model (1 layer, 32 wide, the
 packaged tokenizer, 512-token chunks) is scored: the model's own memory is the same at any catalogue size, so a small
 one makes the catalogue's share visible. Results go to bench/predict_memory.json and a section of bench/RESULTS.md.
@@ -37,7 +39,7 @@ from lyric_valence import default_encoder_path  # noqa: E402
 from modeling_lyric_valence import LyricValenceModel  # noqa: E402
 from songs import make_catalogue  # noqa: E402
 
-POOL_SONGS = 2000
+POOL_SONGS = 1000
 SECTION_START = "<!-- predict-memory: written by bench/predict_memory.py -->"
 SECTION_END = "<!-- /predict-memory -->"
 
@@ -69,7 +71,7 @@ def score(catalogue: Path, model: Path, output: Path) -> dict:
     command = [sys.executable, "-m", "lyric_valence.cli", "predict", str(catalogue), "--model", str(model),
                "--id_column", "song", "--keep_columns", "artist", "--output", str(output), "-q"]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    process = subprocess.Popen(command, cwd=REPO)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -81,9 +83,12 @@ def score(catalogue: Path, model: Path, output: Path) -> dict:
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
-            "note": "shared machine: other engineers' jobs ran at the same time"}
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__,
+            "note": f"scored on the {gpu}" if gpu else "scored on CPU; shared machine: other jobs ran at the same time"}
 
 
 def render(results: dict) -> str:
@@ -124,8 +129,9 @@ def save_section(markdown: Path, section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
-    parser.add_argument("--results", type=Path, default=REPO / "bench" / "predict_memory.json")
-    parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "RESULTS.md")
+    folder = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench"
+    parser.add_argument("--results", type=Path, default=folder / "predict_memory.json")
+    parser.add_argument("--markdown", type=Path, default=folder / "RESULTS.md")
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,6 +151,7 @@ def main() -> None:
                                                               f" --songs {args.songs[0]} {args.songs[1]}"),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "runs": runs,
                "rss_ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     save_section(args.markdown, render(results))
     log(f"ratio {results['rss_ratio']:.3f}; wrote {args.results} and {args.markdown}")
