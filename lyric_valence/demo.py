@@ -47,11 +47,11 @@ def load_app():
     return app
 
 
-def demo(argv: list[str]) -> int:
-    from lyric_valence.cli import load_model
+def main(argv: list[str]) -> int:
+    from lyric_valence.predict import chosen_device, load_model
 
     args = demo_parser().parse_args(argv)
     app = load_app()
-    model, tokenizer = load_model(args.model, args.device)
+    model, tokenizer = load_model(args.model, chosen_device(args.device))
     app.build_demo(model, tokenizer, model_label=args.model).launch(server_name=args.host, server_port=args.port)
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.data import DataError
+from lyric_valence.predict_io import read_text_file
 
 logger = logging.getLogger("lyric_valence")
 
@@ -26,7 +27,7 @@ def explain_parser() -> ArgumentParser:
         description="Line-level valence of songs: an HTML page with coloured lines and the valence curve, plus a PNG "
         "of the curve, per song.",
     )
-    parser.add_argument("songs", nargs="+", help="Text files, each one song (UTF-8; blank lines separate stanzas).")
+    parser.add_argument("songs", nargs="+", help="Text files, each one song (UTF-8, or UTF-16 with its BOM; blank lines separate stanzas).")
     parser.add_argument(
         "--model",
         default="outputs/lyric-valence",
@@ -48,26 +49,21 @@ def explain_parser() -> ArgumentParser:
 
 
 def read_song(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not valid UTF-8 (byte {error.start})") from None
+    text = read_text_file(path)
     if not text.strip():
         raise DataError(f"{path}: no lyrics (empty or whitespace-only)")
     return text
 
 
-def explain(argv: list[str]) -> int:
-    from lyric_valence.cli import load_model
+def main(argv: list[str]) -> int:
+    from lyric_valence.predict import chosen_device, load_model
     from lyric_valence.render import curve_png, explanation_page
 
     args = explain_parser().parse_args(argv)
     songs = {Path(name): read_song(Path(name)) for name in args.songs}
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(args.model, args.device)
+    model, tokenizer = load_model(args.model, chosen_device(args.device))
     for path, lyrics in songs.items():
         explanation = model.explain_song(lyrics, tokenizer, method=args.method)
         page, curve = output_dir / f"{path.stem}.html", output_dir / f"{path.stem}.png"

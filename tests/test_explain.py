@@ -137,7 +137,7 @@ def test_explain_command_writes_a_page_and_a_curve_per_song(model, model_dir, to
 
 
 @pytest.mark.parametrize(
-    "content, message", [(None, "no such file"), (b"\xff\xfe bad", "not valid UTF-8"), (b" \n", "no lyrics")]
+    "content, message", [(None, "no such file"), (b"caf\xe9 bad", "not valid UTF-8"), (b" \n", "no lyrics")]
 )
 def test_explain_bad_song_file_is_one_line_exit_2(model_dir, tmp_path, content, message, capsys):
     song = tmp_path / "song.txt"
