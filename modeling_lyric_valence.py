@@ -3,6 +3,8 @@
 This file travels to the Hub next to the weights, so it imports torch, transformers and its sibling files only.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -76,6 +78,41 @@ def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int
         else:
             batches.append([index])
     return batches
+
+
+EXPLAIN_METHODS = ("line", "stanza", "occlusion")
+
+
+def split_stanzas(lyrics: str) -> list[list[str]]:
+    """The non-blank lines of a song (trailing whitespace removed), grouped into stanzas separated by blank lines."""
+    stanzas, current = [], []
+    for line in lyrics.splitlines():
+        if line.strip():
+            current.append(line.rstrip())
+        elif current:
+            stanzas.append(current)
+            current = []
+    return stanzas + [current] if current else stanzas
+
+
+@dataclass
+class SongExplanation:
+    """
+    Line-level valence of one song, from [`~LyricValenceModel.explain_song`].
+
+    Args:
+        song_valence (`float`): the song's valence, as `score_songs` gives it.
+        lines (`list[str]`): the song's non-blank lines, in order.
+        line_valence (`list[float]`): one valence per line (see `method`); not clipped to 0..1.
+        stanza_index (`list[int]`): the stanza (0, 1, ...) of each line; stanzas are separated by blank lines.
+        method (`str`): how line valences were computed: `"line"`, `"stanza"` or `"occlusion"`.
+    """
+
+    song_valence: float
+    lines: list[str]
+    line_valence: list[float]
+    stanza_index: list[int]
+    method: str
 
 
 class LyricValenceHead(nn.Module):
@@ -218,6 +255,62 @@ class LyricValenceModel(LyricValencePreTrainedModel):
                 progress.update(len(block))
         self.train(was_training)
         return torch.cat(scores).tolist() if scores else []
+
+    def explain_song(
+        self, lyrics: str, tokenizer: PreTrainedTokenizerBase, method: str = "stanza", batch_tokens: int | None = None
+    ) -> SongExplanation:
+        """
+        Valence of each line of one song, plus the song's valence.
+
+        `method` says what a line's valence is:
+
+        - `"stanza"` (default): the line's leave-one-out pseudo-value within its stanza, `n * stanza - (n - 1) *
+          stanza_without_line` for a stanza of n lines: the valence the line would need for the stanza to be the mean
+          of its lines. The line is read with the rest of its stanza as context; a one-line stanza is scored alone.
+        - `"occlusion"`: the same pseudo-value on the whole song (n + 1 songs scored).
+        - `"line"`: the line scored alone, without context. The cheapest: one short chunk per line.
+
+        The default recomposes the song valence best (the mean of its line valences is closest to the song's),
+        measured on songs whose lines carry human valence labels (`bench/EXPLAIN.md` in the lyric-valence repository).
+
+        Raises:
+            ValueError: the song is empty or whitespace-only, or `method` is unknown.
+        """
+        if method not in EXPLAIN_METHODS:
+            raise ValueError(f"unknown method {method!r}: expected one of {', '.join(EXPLAIN_METHODS)}")
+        check_lyrics([lyrics])
+        stanzas = split_stanzas(lyrics)
+        song_valence = self.score_songs([lyrics], tokenizer, batch_tokens=batch_tokens)[0]
+        lines = [line for stanza in stanzas for line in stanza]
+        if method == "line":
+            line_valence = self.score_songs(lines, tokenizer, batch_tokens=batch_tokens)
+        elif method == "stanza":
+            line_valence = [
+                value for stanza in stanzas for value in self._leave_one_out([stanza], tokenizer, batch_tokens)
+            ]
+        else:
+            line_valence = self._leave_one_out(stanzas, tokenizer, batch_tokens)
+        stanza_index = [number for number, stanza in enumerate(stanzas) for _ in stanza]
+        return SongExplanation(song_valence, lines, line_valence, stanza_index, method)
+
+    def _leave_one_out(
+        self, stanzas: list[list[str]], tokenizer: PreTrainedTokenizerBase, batch_tokens: int | None
+    ) -> list[float]:
+        """Jackknife pseudo-values of the lines of `stanzas` (one text, stanzas separated by blank lines)."""
+        lines = [(number, line) for number, stanza in enumerate(stanzas) for line in stanza]
+        if len(lines) == 1:
+            return self.score_songs([lines[0][1]], tokenizer, batch_tokens=batch_tokens)
+
+        def text(skip: int | None) -> str:
+            kept = [[] for _ in stanzas]
+            for position, (number, line) in enumerate(lines):
+                if position != skip:
+                    kept[number].append(line)
+            return "\n\n".join("\n".join(stanza) for stanza in kept if stanza)
+
+        scores = self.score_songs([text(None)] + [text(skip) for skip in range(len(lines))], tokenizer, batch_tokens)
+        whole, without = scores[0], scores[1:]
+        return [len(lines) * whole - (len(lines) - 1) * score for score in without]
 
     def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_tokens: int) -> torch.Tensor:
         encoded = chunk_lyrics(tokenizer, lyrics, self.config.max_length, self.config.stride)
