@@ -144,8 +144,11 @@ class DataArguments:
     )
     label_range: list[float] | None = field(
         default=None,
-        metadata={"help": "LOW HIGH: rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels "
-        "outside [0, 1] are an error."},
+        metadata={
+            "help": "Rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels outside [0, 1] are "
+            "an error.",
+            "metavar": ("LOW", "HIGH"),
+        },
     )
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of songs for validation (no split column)."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of songs for test (no split column)."})
@@ -194,6 +197,11 @@ class LyricValenceTrainingArguments(TrainingArguments):
         metadata={"help": "Label ids carried through evaluation; the song index, chunk id and length must be among them."},
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            self.dataloader_pin_memory = False  # pinned memory only speeds copies to an accelerator; torch warns on CPU
+
     def __getstate__(self):
         # The Trainer pickles its arguments into every checkpoint (training_args.bin): never with the Hub token.
         return {**self.__dict__, "hub_token": None}
@@ -201,7 +209,11 @@ class LyricValenceTrainingArguments(TrainingArguments):
 
 def parse_arguments():
     parser = ArgumentParser(
-        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments), prog="train.py"
+        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments),
+        prog="train.py",
+        usage="accelerate launch train.py [--flag VALUE ...]  |  accelerate launch train.py ARGS.yaml",
+        description="Every flag takes both spellings, --data_file and --data-file. The model, LoRA and data flags "
+        "come first, then the stock transformers TrainingArguments.",
     )
     if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml", ".json")):
         path = Path(sys.argv[1]).resolve()
@@ -339,6 +351,8 @@ def main():
     if model_args.init_head_bias_to_label_mean:
         with torch.no_grad():
             model.head.out_proj.bias.fill_(float(np.mean(list(splits["train"]["label"]))))
+    # The tokenizer's padding id on the config: the Trainer otherwise "aligns" the config with a notice every run.
+    model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_finetuning(model, model_args.finetuning_mode, **asdict(lora_args))
 
     with training_args.main_process_first(desc="chunking songs"):

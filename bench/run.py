@@ -141,12 +141,18 @@ def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.d
     return run
 
 
+OTHER_SECTIONS = "<!-- predict-memory"
+
+
 def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
     """Merge the run into the results file (replacing an earlier run of the same key) and re-render the markdown."""
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     results["runs"][key] = run
     results_path.write_text(json.dumps(results, indent=2) + "\n")
-    markdown_path.write_text(render_markdown(results) + "\n")
+    previous = markdown_path.read_text() if markdown_path.exists() else ""
+    # Sections other bench scripts write (bench/predict_memory.py) follow this one's and are kept.
+    kept = previous[previous.index(OTHER_SECTIONS):] if OTHER_SECTIONS in previous else ""
+    markdown_path.write_text(render_markdown(results) + "\n" + ("\n" + kept if kept else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

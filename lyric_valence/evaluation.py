@@ -52,7 +52,7 @@ def evaluate_parser() -> ArgumentParser:
     return parser
 
 
-def evaluate(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
     # imported here: lyric_valence.training imports this module, also where `datasets` is missing (bench/models.py)
     from lyric_valence.data import DataError, read_table
     from lyric_valence.data.clean import read_labels

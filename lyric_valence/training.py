@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -233,7 +234,10 @@ def prepare_for_finetuning(
             layers_to_transform=list(range(num_layers - lora_num_layers, num_layers)),
             modules_to_save=["head"],
         )
-        return get_peft_model(model, lora_config)
+        with warnings.catch_warnings():
+            # peft reads the deprecated `is_gradient_checkpointing` property of every model it wraps (peft 0.21).
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, lora_config)
     if mode == "head_only":
         model.encoder.requires_grad_(False)
     return model

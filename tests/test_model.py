@@ -99,7 +99,7 @@ def test_a_2000_token_song_is_the_mean_of_its_overlapping_chunks(tiny_model, tok
     encoded = chunk_lyrics(tokenizer, [text], tiny_model.config.max_length, tiny_model.config.stride)
     assert len(encoded["input_ids"]) == chunks
     short = "a short happy song"
-    scores = tiny_model.score_songs([short, text, short], tokenizer, batch_size=3)
+    scores = tiny_model.score_songs([short, text, short], tokenizer, batch_tokens=3 * 512)
     assert scores[1] == pytest.approx(expected, abs=1e-5)
     assert scores[0] == pytest.approx(slow_reference_score(tiny_model, tokenizer, short)[0], abs=1e-5)
     assert scores[0] == pytest.approx(scores[2], abs=1e-6)
