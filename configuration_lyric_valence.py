@@ -31,7 +31,8 @@ class LyricValenceConfig(PretrainedConfig):
         stride (`int`, *optional*, defaults to 128):
             Tokens shared by consecutive chunks of a song.
         aggregation (`str`, *optional*, defaults to `"mean"`):
-            How chunk scores become a song score: `"mean"` or `"median"`.
+            How chunk scores become a song score: `"mean"`, `"median"` or `"length_weighted"` (the mean weighted
+            by each chunk's number of tokens).
 
     Example:
 
@@ -53,7 +54,7 @@ class LyricValenceConfig(PretrainedConfig):
     pooling: Literal["cls", "mean"] = "cls"
     max_length: int = 512
     stride: int = 128
-    aggregation: Literal["mean", "median"] = "mean"
+    aggregation: Literal["mean", "median", "length_weighted"] = "mean"
     id2label: dict[int, str] | dict[str, str] | None = None
     problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = (
         "regression"

@@ -4,7 +4,7 @@ Custom handler for Hugging Face Inference Endpoints: scores whole songs with chu
 This file travels to the Hub at the root of a published lyric-valence repository, next to the model and its custom
 code, so it imports torch and transformers only (peft too, for a repository that holds the adapter alone).
 
-Request:  {"inputs": "full lyrics ..."}  or  {"inputs": ["song one ...", "song two ..."], "parameters": {"batch_size": 16}}
+Request:  {"inputs": "full lyrics ..."}  or  {"inputs": ["song one ...", "song two ..."], "parameters": {"batch_tokens": 16384}}
 Response: [{"label": "valence", "score": 0.42}]  one entry per song, in input order.
 """
 
@@ -54,5 +54,7 @@ class EndpointHandler:
         songs = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(songs, list) or not songs:
             raise ValueError('"inputs" must be a song\'s lyrics (a string) or a non-empty list of them')
-        scores = self.model.score_songs(songs, self.tokenizer, batch_size=int(parameters.get("batch_size", 32)))
+        batch_tokens = parameters.get("batch_tokens")  # default: the model's own, by device type
+        batch_tokens = None if batch_tokens is None else int(batch_tokens)
+        scores = self.model.score_songs(songs, self.tokenizer, batch_tokens=batch_tokens)
         return [{"label": self.label, "score": float(score)} for score in scores]

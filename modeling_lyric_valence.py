@@ -3,6 +3,8 @@
 This file travels to the Hub next to the weights, so it imports torch, transformers and its sibling files only.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -42,18 +44,87 @@ def chunk_lyrics(tokenizer: PreTrainedTokenizerBase, lyrics: list[str], max_leng
 
 
 def aggregate_chunk_scores(
-    chunk_scores: torch.Tensor, song_index: torch.Tensor, num_songs: int, aggregation: str = "mean"
+    chunk_scores: torch.Tensor,
+    song_index: torch.Tensor,
+    num_songs: int,
+    aggregation: str = "mean",
+    chunk_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Combine chunk scores into one score per song; `song_index[i]` is the song (0..num_songs-1) of chunk i."""
-    if aggregation == "mean":
-        totals = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, chunk_scores.double())
-        counts = torch.zeros(num_songs, dtype=torch.float64).index_add_(
-            0, song_index, torch.ones_like(chunk_scores, dtype=torch.float64)
-        )
+    """
+    Combine chunk scores into one score per song; `song_index[i]` is the song (0..num_songs-1) of chunk i.
+    `aggregation` is `"mean"`, `"median"` or `"length_weighted"` (the mean weighted by `chunk_lengths`, the tokens
+    of each chunk: a song's short last chunk counts for less).
+    """
+    if aggregation in ("mean", "length_weighted"):
+        if aggregation == "mean":
+            weights = torch.ones_like(chunk_scores, dtype=torch.float64)
+        elif chunk_lengths is None:
+            raise ValueError("aggregation 'length_weighted' needs the chunk lengths")
+        else:
+            weights = chunk_lengths.to(torch.float64)
+        totals = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, chunk_scores.double() * weights)
+        counts = torch.zeros(num_songs, dtype=torch.float64).index_add_(0, song_index, weights)
         return (totals / counts).to(chunk_scores.dtype)
     if aggregation == "median":
         return torch.stack([chunk_scores[song_index == song].median() for song in range(num_songs)])
-    raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean' or 'median'")
+    raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean', 'median' or 'length_weighted'")
+
+
+# Tokens per batch (chunks x longest chunk) by device type. The GPU's is the best of a sweep on lyrics-length chunks
+# (bench/SCORING_RESULTS.md); the CPU's was not yet settled by a sweep.
+DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+
+def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """
+    Group chunks of `lengths` tokens into batches, longest first, so that each batch padded to its longest chunk
+    holds at most `batch_tokens` tokens (a chunk longer than the budget is a batch of its own). Returns the chunk
+    indices of each batch. Sorting keeps padding near zero; a token budget rather than a fixed number of chunks keeps
+    every batch the same amount of work, so short chunks go in large batches and long ones in small batches.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+EXPLAIN_METHODS = ("line", "stanza", "occlusion")
+
+
+def split_stanzas(lyrics: str) -> list[list[str]]:
+    """The non-blank lines of a song (trailing whitespace removed), grouped into stanzas separated by blank lines."""
+    stanzas, current = [], []
+    for line in lyrics.splitlines():
+        if line.strip():
+            current.append(line.rstrip())
+        elif current:
+            stanzas.append(current)
+            current = []
+    return stanzas + [current] if current else stanzas
+
+
+@dataclass
+class SongExplanation:
+    """
+    Line-level valence of one song, from [`~LyricValenceModel.explain_song`].
+
+    Args:
+        song_valence (`float`): the song's valence, as `score_songs` gives it.
+        lines (`list[str]`): the song's non-blank lines, in order.
+        line_valence (`list[float]`): one valence per line (see `method`); not clipped to 0..1.
+        stanza_index (`list[int]`): the stanza (0, 1, ...) of each line; stanzas are separated by blank lines.
+        method (`str`): how line valences were computed: `"line"`, `"stanza"` or `"occlusion"`.
+    """
+
+    song_valence: float
+    lines: list[str]
+    line_valence: list[float]
+    stanza_index: list[int]
+    method: str
 
 
 class LyricValenceHead(nn.Module):
@@ -163,7 +234,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         self,
         lyrics: list[str],
         tokenizer: PreTrainedTokenizerBase,
-        batch_size: int = 32,
+        batch_tokens: int | None = None,
         songs_per_block: int = 1024,
         show_progress: bool = False,
     ) -> list[float]:
@@ -171,15 +242,23 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         Valence of each whole song in `lyrics`, one float per song in input order.
 
         Songs are tokenized into overlapping chunks (`config.max_length`, `config.stride`); the chunks of up to
-        `songs_per_block` songs are sorted by length and batched `batch_size` at a time with padding to the longest
-        chunk of the batch; chunk scores are combined per song with `config.aggregation`.
+        `songs_per_block` songs are sorted by length and grouped by [`token_budget_batches`] so that each batch,
+        padded to its longest chunk, holds at most `batch_tokens` tokens (default: `DEFAULT_BATCH_TOKENS` of the
+        model's device type); chunk scores are combined per song with `config.aggregation`.
 
         Raises:
-            ValueError: a song is empty or whitespace-only (the message names its position), or `batch_size` or
-                `songs_per_block` is not positive.
+            ValueError: a song is empty or whitespace-only (the message names its position), `batch_tokens` is
+                smaller than `config.max_length` (a full chunk would not fit), or `songs_per_block` is not positive.
         """
-        if batch_size < 1 or songs_per_block < 1:
-            raise ValueError(f"batch_size ({batch_size}) and songs_per_block ({songs_per_block}) must be positive")
+        if batch_tokens is None:
+            batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
+        if batch_tokens < self.config.max_length:
+            raise ValueError(
+                f"batch_tokens ({batch_tokens}) must be at least the model's max_length ({self.config.max_length}), "
+                "so that a full chunk fits in a batch"
+            )
+        if songs_per_block < 1:
+            raise ValueError(f"songs_per_block ({songs_per_block}) must be positive")
         check_lyrics(lyrics)
         was_training = self.training
         self.eval()
@@ -187,22 +266,77 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         with tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress:
             for start in range(0, len(lyrics), songs_per_block):
                 block = lyrics[start : start + songs_per_block]
-                scores.append(self._score_block(block, tokenizer, batch_size))
+                scores.append(self._score_block(block, tokenizer, batch_tokens))
                 progress.update(len(block))
         self.train(was_training)
         return torch.cat(scores).tolist() if scores else []
 
-    def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_size: int) -> torch.Tensor:
+    def explain_song(
+        self, lyrics: str, tokenizer: PreTrainedTokenizerBase, method: str = "stanza", batch_tokens: int | None = None
+    ) -> SongExplanation:
+        """
+        Valence of each line of one song, plus the song's valence.
+
+        `method` says what a line's valence is:
+
+        - `"stanza"` (default): the line's leave-one-out pseudo-value within its stanza, `n * stanza - (n - 1) *
+          stanza_without_line` for a stanza of n lines: the valence the line would need for the stanza to be the mean
+          of its lines. The line is read with the rest of its stanza as context; a one-line stanza is scored alone.
+        - `"occlusion"`: the same pseudo-value on the whole song (n + 1 songs scored).
+        - `"line"`: the line scored alone, without context. The cheapest: one short chunk per line.
+
+        The default recomposes the song valence best (the mean of its line valences is closest to the song's),
+        measured on songs whose lines carry human valence labels (`bench/EXPLAIN.md` in the lyric-valence repository).
+
+        Raises:
+            ValueError: the song is empty or whitespace-only, or `method` is unknown.
+        """
+        if method not in EXPLAIN_METHODS:
+            raise ValueError(f"unknown method {method!r}: expected one of {', '.join(EXPLAIN_METHODS)}")
+        check_lyrics([lyrics])
+        stanzas = split_stanzas(lyrics)
+        song_valence = self.score_songs([lyrics], tokenizer, batch_tokens=batch_tokens)[0]
+        lines = [line for stanza in stanzas for line in stanza]
+        if method == "line":
+            line_valence = self.score_songs(lines, tokenizer, batch_tokens=batch_tokens)
+        elif method == "stanza":
+            line_valence = [
+                value for stanza in stanzas for value in self._leave_one_out([stanza], tokenizer, batch_tokens)
+            ]
+        else:
+            line_valence = self._leave_one_out(stanzas, tokenizer, batch_tokens)
+        stanza_index = [number for number, stanza in enumerate(stanzas) for _ in stanza]
+        return SongExplanation(song_valence, lines, line_valence, stanza_index, method)
+
+    def _leave_one_out(
+        self, stanzas: list[list[str]], tokenizer: PreTrainedTokenizerBase, batch_tokens: int | None
+    ) -> list[float]:
+        """Jackknife pseudo-values of the lines of `stanzas` (one text, stanzas separated by blank lines)."""
+        lines = [(number, line) for number, stanza in enumerate(stanzas) for line in stanza]
+        if len(lines) == 1:
+            return self.score_songs([lines[0][1]], tokenizer, batch_tokens=batch_tokens)
+
+        def text(skip: int | None) -> str:
+            kept = [[] for _ in stanzas]
+            for position, (number, line) in enumerate(lines):
+                if position != skip:
+                    kept[number].append(line)
+            return "\n\n".join("\n".join(stanza) for stanza in kept if stanza)
+
+        scores = self.score_songs([text(None)] + [text(skip) for skip in range(len(lines))], tokenizer, batch_tokens)
+        whole, without = scores[0], scores[1:]
+        return [len(lines) * whole - (len(lines) - 1) * score for score in without]
+
+    def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_tokens: int) -> torch.Tensor:
         encoded = chunk_lyrics(tokenizer, lyrics, self.config.max_length, self.config.stride)
         song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
+        chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
         features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
         chunk_scores = torch.empty(len(features))
-        for batch_start in range(0, len(order), batch_size):
-            batch_order = order[batch_start : batch_start + batch_size]
-            batch = tokenizer.pad([features[i] for i in batch_order], return_tensors="pt").to(self.device)
-            chunk_scores[batch_order] = self(**batch).logits.squeeze(-1).float().cpu()
-        return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation)
+        for batch in token_budget_batches([len(feature["input_ids"]) for feature in features], batch_tokens):
+            inputs = tokenizer.pad([features[i] for i in batch], return_tensors="pt").to(self.device)
+            chunk_scores[batch] = self(**inputs).logits.squeeze(-1).float().cpu()
+        return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation, chunk_lengths)
 
 
 LyricValenceConfig.register_for_auto_class()

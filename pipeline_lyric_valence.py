@@ -18,15 +18,15 @@ class LyricValencePipeline(Pipeline):
         result = super().__call__(inputs, **kwargs)
         return [result] if isinstance(inputs, str) else result
 
-    def _sanitize_parameters(self, chunk_batch_size=None, **kwargs):
-        forward_params = {} if chunk_batch_size is None else {"chunk_batch_size": chunk_batch_size}
+    def _sanitize_parameters(self, batch_tokens=None, **kwargs):
+        forward_params = {} if batch_tokens is None else {"batch_tokens": batch_tokens}
         return {}, forward_params, {}
 
     def preprocess(self, text):
         return {"text": text}
 
-    def _forward(self, model_inputs, chunk_batch_size=32):
-        score = self.model.score_songs([model_inputs["text"]], self.tokenizer, batch_size=chunk_batch_size)[0]
+    def _forward(self, model_inputs, batch_tokens=None):
+        score = self.model.score_songs([model_inputs["text"]], self.tokenizer, batch_tokens=batch_tokens)[0]
         return {"score": score}
 
     def postprocess(self, model_outputs):

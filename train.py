@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
+import yaml
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
 from transformers.utils import is_torch_bf16_gpu_available
 
@@ -46,11 +47,25 @@ from modeling_lyric_valence import LyricValenceModel
 logger = logging.getLogger(__name__)
 
 # Bundled with the repository (CC-BY-SA 4.0, see data/README.md), so the quickstart runs offline.
+# Presets of flags for a kind of input, chosen on validation data (bench/RECIPE.md); flags given with a preset win.
+RECIPES = {
+    # whole songs (hundreds of tokens): short chunks, twice the epochs, scores weighted by chunk length (Billboard trials)
+    "songs": {"max_length": 128, "stride": 32, "num_train_epochs": 6, "aggregation": "length_weighted"},
+}
+
 EMOBANK = Path(__file__).resolve().parent / "data" / "emobank.csv"
 
 
 @dataclass
 class ModelArguments:
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "A preset of flags for a kind of input: 'songs' (whole song lyrics: --max_length 128 --stride 32 "
+            "--num_train_epochs 6 --aggregation length_weighted; bench/RECIPE.md). Flags given with it win.",
+            "choices": list(RECIPES),
+        },
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -91,7 +106,10 @@ class ModelArguments:
     stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive chunks of a song."})
     aggregation: str = field(
         default="mean",
-        metadata={"help": "How chunk scores become a song score.", "choices": ["mean", "median"]},
+        metadata={
+            "help": "How chunk scores become a song score: mean, median, or length_weighted (mean weighted by tokens).",
+            "choices": ["mean", "median", "length_weighted"],
+        },
     )
 
 
@@ -128,8 +146,11 @@ class DataArguments:
     )
     label_range: list[float] | None = field(
         default=None,
-        metadata={"help": "LOW HIGH: rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels "
-        "outside [0, 1] are an error."},
+        metadata={
+            "help": "Rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels outside [0, 1] are "
+            "an error.",
+            "metavar": ("LOW", "HIGH"),
+        },
     )
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of songs for validation (no split column)."})
     test_fraction: float = field(default=0.1, metadata={"help": "Share of songs for test (no split column)."})
@@ -175,7 +196,7 @@ class LyricValenceTrainingArguments(TrainingArguments):
     )
     label_names: list[str] | None = field(
         default_factory=lambda: list(LABEL_NAMES),
-        metadata={"help": "Label ids carried through evaluation; the song index and chunk id must be among them."},
+        metadata={"help": "Label ids carried through evaluation; the song index, chunk id and length must be among them."},
     )
 
     def __post_init__(self):
@@ -187,6 +208,8 @@ class LyricValenceTrainingArguments(TrainingArguments):
             logger.warning("--bf16: this CPU has no native bfloat16 matrix products (AVX512-BF16 or AMX), so training "
                            "runs many times slower than in float32; leave --bf16 out here")
         super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            self.dataloader_pin_memory = False  # pinned memory only speeds copies to an accelerator; torch warns on CPU
 
     def __getstate__(self):
         # The Trainer pickles its arguments into every checkpoint (training_args.bin): never with the Hub token.
@@ -195,13 +218,24 @@ class LyricValenceTrainingArguments(TrainingArguments):
 
 def parse_arguments():
     parser = ArgumentParser(
-        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments), prog="train.py"
+        (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments),
+        prog="train.py",
+        usage="accelerate launch train.py [--flag VALUE ...]  |  accelerate launch train.py ARGS.yaml",
+        description="Every flag takes both spellings, --data_file and --data-file. The model, LoRA and data flags "
+        "come first, then the stock transformers TrainingArguments.",
     )
-    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(Path(sys.argv[1]).resolve())
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(Path(sys.argv[1]).resolve())
-    return parser.parse_args_into_dataclasses()
+    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml", ".json")):
+        path = Path(sys.argv[1]).resolve()
+        parsed = parser.parse_json_file(path) if path.suffix == ".json" else parser.parse_yaml_file(path)
+        if parsed[0].recipe is None:
+            return parsed
+        settings = yaml.safe_load(path.read_text())  # a JSON file is YAML too
+        return parser.parse_dict({**RECIPES[parsed[0].recipe], **settings})
+    parsed = parser.parse_args_into_dataclasses()
+    if parsed[0].recipe is None:
+        return parsed
+    preset = [item for name, value in RECIPES[parsed[0].recipe].items() for item in (f"--{name}", str(value))]
+    return parser.parse_args_into_dataclasses([*preset, *sys.argv[1:]])  # later flags win
 
 
 def select_first(split, limit: int | None):
@@ -326,6 +360,8 @@ def main():
     if model_args.init_head_bias_to_label_mean:
         with torch.no_grad():
             model.head.out_proj.bias.fill_(float(np.mean(list(splits["train"]["label"]))))
+    # The tokenizer's padding id on the config: the Trainer otherwise "aligns" the config with a notice every run.
+    model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_finetuning(model, model_args.finetuning_mode, **asdict(lora_args))
 
     with training_args.main_process_first(desc="chunking songs"):

@@ -404,6 +404,103 @@ def render_run(key: str, run: dict) -> list[str]:
     return lines
 
 
+def machine_line(machine: dict) -> str:
+    where = machine.get("gpu") or f"{machine['cpu']}, {machine['cpu_cores']} cores"
+    return (f"{where}; {machine['date']}; torch {machine['torch']}, transformers {machine['transformers']}, "
+            f"peft {machine['peft']}")
+
+
+def lyrics_cells(metrics: dict | None, keys: tuple[str, ...]) -> list[str]:
+    formats = {"mse": "{:.4f}", "pearson": "{:.3f}", "spearman": "{:.3f}", "r2": "{:.3f}"}
+    return [formats.get(key, "{:.4f}").format(metrics[key]).replace("nan", "–")
+            if metrics and metrics.get(key) is not None else "" for key in keys]
+
+
+def render_lyrics_goals(rows: dict) -> list[str]:
+    """Issue 16's goals on the test split, for the default recipe and the songs preset."""
+    if "test" not in rows.get("TF-IDF + ridge", {}) or "test" not in rows.get("mean predictor", {}):
+        return []
+    ridge, mean = rows["TF-IDF + ridge"]["test"], rows["mean predictor"]["test"]
+    lines = ["", f"Goals on the test split: beat TF-IDF + ridge on Pearson ({ridge['pearson']:.3f}) and MSE "
+             f"({ridge['mse']:.4f}), and the mean predictor's MSE by 15% (≤ {0.85 * mean['mse']:.4f}):", ""]
+    for name in ("default", "recipe_songs", "max_length_128_epochs_6"):
+        test = rows.get(name, {}).get("test")
+        if test:
+            checks = [("Pearson", test["pearson"] > ridge["pearson"], f"{test['pearson']:.3f}"),
+                      ("MSE vs ridge", test["mse"] < ridge["mse"], f"{test['mse']:.4f}"),
+                      ("MSE vs 0.85 × mean", test["mse"] <= 0.85 * mean["mse"], f"{test['mse']:.4f}")]
+            lines.append(f"- {name}: " + "; ".join(f"{what} {value} **{'met' if ok else 'missed'}**"
+                                                   for what, ok, value in checks))
+    return lines
+
+
+def render_lyrics(record: dict) -> list[str]:
+    """The lyrics section: every method on the Billboard split, aggregations per trial, and the goals."""
+    counts = record["counts"]
+    rows = record["rows"]
+    lines = [
+        "## Lyrics: Billboard bag-of-words, song level",
+        "",
+        f"`{record['data_file']}` (../shared/data/billboard-bow: Billboard Hot-100 songs 1965–2015, Spotify valence, "
+        f"lyrics as word counts rendered as text; not in this repository), split by artist and near-duplicate group "
+        f"(seed 42): {counts['train_songs']} train / {counts['validation_songs']} validation / "
+        f"{counts['test_songs']} test songs. Song-level metrics by the `song_valence` evaluate module; chunks per song "
+        f"under the default chunking (512 tokens, stride 128). Fine-tuned rows: packaged all-MiniLM-L6-v2, one "
+        f"train.py run each (best epoch on validation MSE), one seed (42).",
+        "",
+        *([record["note"], ""] if record.get("note") else []),
+        f"Command: `{record['command']}`" + (f"; machine: {machine_line(record['machine'])}" if "machine" in record else "")
+        + (f"; wall {record['wall_s']:.0f} s" if "wall_s" in record else "") + ".",
+        "",
+        "| method | flags | val MSE | val r | test MSE | test r | test Spearman | test R² "
+        "| test MSE, 1 / 2 / 3+ chunks | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    test_buckets = next((row["test"] for row in rows.values() if "test" in row), {})
+    for name, row in rows.items():
+        if "test" not in row:
+            lines.append(f"| {name} | `{row['flags']}` | {row['status']} | | | | | | | |")
+            continue
+        buckets = " / ".join(lyrics_cells(row["test"], ("mse_1_chunks", "mse_2_chunks", "mse_3+_chunks")))
+        train_s = f"{row['train_s']:.0f}" if row.get("train_s") else ""
+        lines.append(
+            f"| {name} | `{row['flags']}` | "
+            + " | ".join(lyrics_cells(row["validation"], ("mse", "pearson")) + lyrics_cells(row["test"], ("mse", "pearson", "spearman", "r2")))
+            + f" | {buckets} | {train_s} |"
+        )
+    lines += render_lyrics_goals(rows)
+    if test_buckets:
+        lines += ["", "Test songs per bucket: " + ", ".join(
+            f"{test_buckets[f'songs_{bucket}_chunks']} with {bucket} chunks" for bucket in ("1", "2", "3+")) + "."]
+    if record["aggregations"]:
+        lines += [
+            "",
+            "Aggregation of chunk scores into a song score, the same trained model scored three ways (validation "
+            "picks; test reported):",
+            "",
+            "| trial | val MSE mean / median / length-weighted | val r mean / median / length-weighted "
+            "| test MSE mean / median / length-weighted | test r mean / median / length-weighted |",
+            "|---|---|---|---|---|",
+        ]
+        for name, by_aggregation in record["aggregations"].items():
+            cells = [
+                " / ".join(lyrics_cells(by_aggregation[aggregation][split], (metric,))[0] for aggregation in by_aggregation)
+                for split in ("validation", "test") for metric in ("mse", "pearson")
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+OTHER_SECTIONS = "<!-- predict-memory"
+
+
+def write_markdown(results: dict, markdown_path: Path) -> None:
+    """Render `results` into RESULTS.md, keeping the sections other bench scripts write (bench/predict_memory.py)."""
+    previous = markdown_path.read_text() if markdown_path.exists() else ""
+    kept = previous[previous.index(OTHER_SECTIONS):] if OTHER_SECTIONS in previous else ""
+    markdown_path.write_text(render_markdown(results) + "\n" + ("\n" + kept if kept else ""))
+
+
 def render_markdown(results: dict) -> str:
     """RESULTS.md for every run in results.json."""
     lines = [
@@ -415,4 +512,6 @@ def render_markdown(results: dict) -> str:
     ]
     for key, run in sorted(results["runs"].items()):  # cpu-* before cuda-*
         lines += render_run(key, run)
+    if "lyrics" in results:  # written by bench/lyrics.py
+        lines += render_lyrics(results["lyrics"])
     return "\n".join(lines)

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench.models import ENCODERS, build_model, import_training_module, load_tokenizer  # noqa: E402
-from bench.report import machine_info, render_markdown, targets  # noqa: E402
+from bench.report import machine_info, targets, write_markdown  # noqa: E402
 from bench.songs import length_summary, make_catalogue  # noqa: E402
 from bench.flops import bf16_dense_peak  # noqa: E402
 from bench.speed import (  # noqa: E402
@@ -224,7 +224,7 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
     run["targets"] = targets(run)
     results["runs"][key] = run
     results_path.write_text(json.dumps(results, indent=2) + "\n")
-    markdown_path.write_text(render_markdown(results) + "\n")
+    write_markdown(results, markdown_path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from bench.flops import (
     synchronize,
     training_flops,
 )
-from modeling_lyric_valence import chunk_lyrics
+from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
 
 BATCH_SIZE = 32
 MAX_LENGTH = 512
@@ -245,16 +245,19 @@ def peak_rss_mib() -> float:
 
 
 class OurScorer:
-    """`lyric-valence predict`'s code path: the saved model loaded with trust_remote_code, `score_songs` batch 32."""
+    """`lyric-valence predict`'s code path: the saved model loaded with trust_remote_code, `prepare_for_scoring`
+    (float32), `score_songs` with the device's default token budget."""
 
     def __init__(self, model_dir: str, device: str):
         from transformers import AutoModel, AutoTokenizer
 
-        self.model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).to(device)
+        from lyric_valence.scoring import prepare_for_scoring
+
+        self.model = prepare_for_scoring(AutoModel.from_pretrained(model_dir, trust_remote_code=True), device)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
 
     def __call__(self, songs: list[str]) -> list[float]:
-        return self.model.score_songs(songs, self.tokenizer, batch_size=BATCH_SIZE)
+        return self.model.score_songs(songs, self.tokenizer)
 
 
 class NaivePipelineScorer:
@@ -472,13 +475,12 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
     return results
 
 
-def scoring_batches(lengths: list[int]) -> list[tuple[int, int]]:
+def scoring_batches(lengths: list[int], batch_tokens: int) -> list[tuple[int, int]]:
     """
     (chunks, padded length) of the batches `score_songs` runs on a catalogue of up to 1,024 songs (one block): its
-    chunks sorted longest first, 32 per batch, each padded to its first.
+    token-budget batches, each padded to its first (longest) chunk.
     """
-    ordered = sorted(lengths, reverse=True)
-    return [(len(ordered[i : i + BATCH_SIZE]), ordered[i]) for i in range(0, len(ordered), BATCH_SIZE)]
+    return [(len(batch), lengths[batch[0]]) for batch in token_budget_batches(lengths, batch_tokens)]
 
 
 def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds: int, peak: float, log=print) -> dict:
@@ -488,7 +490,7 @@ def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds:
     """
     folder = save_scoring_model(model, tokenizer)
     lengths = [len(ids) for ids in chunk_lyrics(tokenizer, catalogue.texts, MAX_LENGTH, STRIDE)["input_ids"]]
-    shapes = scoring_batches(lengths)
+    shapes = scoring_batches(lengths, DEFAULT_BATCH_TOKENS[device.type])
     flops = sum(forward_flops(flop_model(model), length) for length in lengths)
     executed_flops = sum(count * forward_flops(flop_model(model), length) for count, length in shapes)
     processes = {method: ScoringProcess(method, folder, str(device), catalogue.texts) for method in SCORERS}

@@ -1,5 +1,6 @@
 """The command-line parser of `train.py` and of every `lyric-valence` subcommand."""
 
+import argparse
 import difflib
 from collections.abc import Iterable
 
@@ -27,6 +28,13 @@ class ArgumentParser(HfArgumentParser):
 
     def add_argument(self, *names, **kwargs):
         hyphenated = [name.replace("_", "-") for name in names if name.startswith("--") and "_" in name]
+        if kwargs.get("action") == "store_false" and names[0].startswith("--no_"):
+            # HfArgumentParser gives `--no_x` the help of `--x`, which then reads as the opposite of what it does.
+            kwargs["help"] = f"Switch off --{kwargs['dest']} (on by default): {kwargs.get('help', '')}"
+            kwargs["default"] = argparse.SUPPRESS
+        if kwargs.get("nargs") == "+" and isinstance(kwargs.get("metavar"), tuple):
+            # A list field whose metadata names its values (`metavar=("LOW", "HIGH")`) takes exactly that many.
+            kwargs["nargs"] = len(kwargs["metavar"])
         return super().add_argument(*names, *[name for name in hyphenated if name not in names], **kwargs)
 
     def parse_args(self, args=None, namespace=None):

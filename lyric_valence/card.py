@@ -100,7 +100,7 @@ def render_model_card(
         head_hidden_size=config.head_hidden_size,
         max_length=config.max_length,
         stride=config.stride,
-        aggregation=config.aggregation,
+        aggregation={"length_weighted": "length-weighted mean"}.get(config.aggregation, config.aggregation),
         dataset_description=dataset_description,
         recipe=recipe,
         test_metrics={

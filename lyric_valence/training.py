@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -9,17 +10,19 @@ import datasets
 import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
-from scipy import stats
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import mean_squared_error
 from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from lyric_valence.evaluation import song_metrics
 from modeling_lyric_valence import aggregate_chunk_scores, chunk_lyrics
 
-# Carried next to `labels` through the Trainer (as label ids) so every chunk prediction keeps its song.
+# Carried next to `labels` through the Trainer (as label ids) so every chunk prediction keeps its song and its
+# length (for the length-weighted aggregation).
 SONG_INDEX = "song_index"
 CHUNK_ID = "chunk_id"
-LABEL_NAMES = ["labels", SONG_INDEX, CHUNK_ID]
+CHUNK_LENGTH = "length"  # also the column the length-grouped sampler reads (TrainingArguments.length_column_name)
+LABEL_NAMES = ["labels", SONG_INDEX, CHUNK_ID, CHUNK_LENGTH]
 FINETUNING_MODES = ("lora", "head_only", "full")
 
 
@@ -36,7 +39,7 @@ def chunk_split(
         song_of_chunk = encoded.pop("overflow_to_sample_mapping")
         encoded["labels"] = [batch["label"][song] for song in song_of_chunk]
         encoded[SONG_INDEX] = [indices[song] for song in song_of_chunk]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        encoded[CHUNK_LENGTH] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
     chunks = split.map(
@@ -47,17 +50,17 @@ def chunk_split(
 
 def song_predictions(predictions: np.ndarray, label_ids: tuple, aggregation: str = "mean"):
     """
-    Song-level (song_index, predicted, true) arrays from chunk predictions whose label ids are
-    (labels, song_index, chunk_id). Chunks seen twice (distributed samplers pad their shards with repeats) count once;
+    Song-level (song_index, predicted, true) arrays, then the chunk scores and labels, from chunk predictions whose
+    label ids are (labels, song_index, chunk_id, length). Chunks seen twice (distributed samplers pad their shards with repeats) count once;
     nothing is assumed about the order the predictions come in.
     """
-    labels, song_index, chunk_id = (np.asarray(part).reshape(-1) for part in label_ids)
+    labels, song_index, chunk_id, chunk_length = (np.asarray(part).reshape(-1) for part in label_ids)
     _, first = np.unique(chunk_id, return_index=True)
     chunk_scores = np.asarray(predictions, dtype=np.float64).reshape(-1)[first]
     songs, song_of_chunk = np.unique(song_index[first].astype(np.int64), return_inverse=True)
     as_tensor = torch.from_numpy
     predicted = aggregate_chunk_scores(
-        as_tensor(chunk_scores), as_tensor(song_of_chunk), len(songs), aggregation
+        as_tensor(chunk_scores), as_tensor(song_of_chunk), len(songs), aggregation, as_tensor(chunk_length[first])
     ).numpy()
     true = aggregate_chunk_scores(
         as_tensor(labels[first].astype(np.float64)), as_tensor(song_of_chunk), len(songs), "mean"
@@ -65,28 +68,17 @@ def song_predictions(predictions: np.ndarray, label_ids: tuple, aggregation: str
     return songs, predicted, true, chunk_scores, labels[first]
 
 
-def regression_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """mse, rmse, mae, pearson, spearman and r2 of `predicted` against `true`."""
-    mse = mean_squared_error(true, predicted)
-    constant = np.ptp(predicted) == 0 or np.ptp(true) == 0
-    return {
-        "mse": float(mse),
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(mean_absolute_error(true, predicted)),
-        "pearson": float("nan") if constant else float(stats.pearsonr(predicted, true).statistic),
-        "spearman": float("nan") if constant else float(stats.spearmanr(predicted, true).statistic),
-        "r2": float(r2_score(true, predicted)),
-    }
-
-
 def make_compute_metrics(aggregation: str = "mean"):
-    """`compute_metrics` for the Trainer: song-level metrics plus the chunk-level mse and the number of songs."""
+    """
+    `compute_metrics` for the Trainer: the song-level metrics of the `song_valence` evaluate module, plus the
+    chunk-level mse and the number of songs.
+    """
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         songs, predicted, true, chunk_scores, chunk_labels = song_predictions(
             prediction.predictions, prediction.label_ids, aggregation
         )
-        metrics = regression_metrics(predicted, true)
+        metrics = song_metrics(predicted, true)
         metrics["chunk_mse"] = float(mean_squared_error(chunk_labels, chunk_scores))
         metrics["songs"] = len(songs)
         return metrics
@@ -175,7 +167,7 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 class ChunkedSongTrainer(Trainer):
     """
-    A `Trainer` for datasets of song chunks: `song_index` and `chunk_id` travel with each chunk as label ids (set
+    A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids (set
     `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the regression
     head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in a seeded
     order per epoch, so a resumed run ends exactly where an uninterrupted one does.
@@ -190,7 +182,7 @@ class ChunkedSongTrainer(Trainer):
         return super().train(resolve_checkpoint(resume_from_checkpoint, self.args.output_dir), *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        model_inputs = {key: value for key, value in inputs.items() if key not in (SONG_INDEX, CHUNK_ID)}
+        model_inputs = {key: value for key, value in inputs.items() if key not in (SONG_INDEX, CHUNK_ID, CHUNK_LENGTH)}
         return super().compute_loss(model, model_inputs, return_outputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset=None):
@@ -251,7 +243,10 @@ def prepare_for_finetuning(
             layers_to_transform=list(range(num_layers - lora_num_layers, num_layers)),
             modules_to_save=["head"],
         )
-        return get_peft_model(model, lora_config)
+        with warnings.catch_warnings():
+            # peft reads the deprecated `is_gradient_checkpointing` property of every model it wraps (peft 0.21).
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, lora_config)
     if mode == "head_only":
         model.encoder.requires_grad_(False)
     return model

@@ -96,9 +96,9 @@ def test_epoch_sample_takes_length_grouped_batches_from_longest_to_shortest():
         epoch_sample(features[:100], 5)
 
 
-def test_scoring_batches_pad_sorted_chunks_to_the_longest_of_each_batch():
+def test_scoring_batches_are_the_token_budget_batches_padded_to_their_longest_chunk():
     lengths = [100] * 40 + [512, 300]
-    assert scoring_batches(lengths) == [(32, 512), (10, 100)]
+    assert scoring_batches(lengths, batch_tokens=2048) == [(4, 512), (20, 100), (18, 100)]
 
 
 def test_batch_shapes_pad_each_batch_of_32_to_its_longest_chunk():

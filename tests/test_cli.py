@@ -1,5 +1,13 @@
-"""`lyric-valence predict`: whole songs from files, tables and stdin; clear errors."""
+"""The `lyric-valence` command as a newcomer meets it: top-level help and version, both flag spellings, and
+`predict`'s inputs, outputs and one-line errors.
 
+Most cases run `cli.main` in this process (a subprocess spends ~10 s importing torch); the top-level help runs as a
+real command, since its point is to answer before any library is imported.
+"""
+
+import io
+import json
+import re
 import subprocess
 import sys
 
@@ -9,74 +17,256 @@ import torch
 
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, tiny_bert_config
+from lyric_valence import cli
 from modeling_lyric_valence import LyricValenceModel
 
-FLAGS = ("--model", "--text_column", "--id_column", "--output", "--batch_size", "--device")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SONGS = ['first "quoted" line\nsecond line', "   ", "dancing " * 200, "rain on the window, ünïcödé ✓"]
 
 
-def run_cli(*args, stdin=None):
+def run_command(*args, stdin=None):
     return subprocess.run(
         [sys.executable, "-m", "lyric_valence.cli", *map(str, args)],
-        cwd=REPO, input=stdin, capture_output=True, text=True, timeout=120,
+        cwd=REPO, input=stdin, capture_output=True, text=True, timeout=300,
     )
+
+
+def predict(capsys, *args) -> tuple[int, str, str]:
+    try:
+        code = cli.main(["predict", *map(str, args)])
+    except SystemExit as exit:  # argparse
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, stderr, *expected):
+    assert code == 2 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer):
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(1)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size), max_length=32, stride=8))
+    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def test_help_documents_every_flag():
-    completed = run_cli("predict", "--help")
-    assert completed.returncode == 0
-    for flag in FLAGS:
-        assert flag in completed.stdout
-
-
-def test_scores_tables_text_files_and_stdin_one_row_per_song_skipping_empty_ones(model_dir, tokenizer, tmp_path):
-    songs = pd.DataFrame(
-        {"song": ["a", "b", "c"], "seq": ['first "quoted" line\nsecond line', "   ", "dancing " * 200]}
-    )
-    table = tmp_path / "songs.csv"
-    songs.to_csv(table, index=False)
-    text_file = tmp_path / "verse.txt"
-    text_file.write_text("one whole song\nover two lines\n", encoding="utf-8")
-    output = tmp_path / "scores.csv"
-    completed = run_cli("predict", table, text_file, "--model", model_dir, "--id_column", "song", "--output", output)
-    assert completed.returncode == 0, completed.stderr
-    scores = pd.read_csv(output)
-    assert scores["id"].tolist() == ["a", "c", "verse"]
+@pytest.fixture(scope="module")
+def expected(model_dir, tokenizer):
+    """The package model's own scores of SONGS 0, 2 and 3 (1 is blank)."""
     model = LyricValenceModel.from_pretrained(model_dir)
-    expected = model.score_songs([songs.seq[0], songs.seq[2], text_file.read_text()], tokenizer)
+    return model.score_songs([SONGS[0], SONGS[2], SONGS[3]], tokenizer)
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "songs.csv"
+    pd.DataFrame({"artist": ["ann", "bo", "cy", "di"], "song": ["a", "b", "c", "d"], "seq": SONGS}).to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ top level
+
+
+def test_help_lists_every_command_on_stdout_and_version_prints():
+    for flag in ("--help", "-h"):
+        completed = run_command(flag)
+        assert completed.returncode == 0 and completed.stderr == ""
+        for name in cli.COMMANDS:
+            assert re.search(rf"^  {name} +\S", completed.stdout, re.M), completed.stdout
+    version = run_command("--version")
+    assert version.returncode == 0 and re.fullmatch(r"lyric-valence \d+\.\d+\.\d+\n", version.stdout)
+    bare = run_command()
+    assert bare.returncode == 2 and "predict" in bare.stderr and bare.stdout == ""
+    typo = run_command("predcit")
+    assert typo.returncode == 2 and typo.stderr.splitlines() == [
+        "lyric-valence: error: unknown command 'predcit' (did you mean predict?)"
+    ]
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_flag_of_every_subcommand_takes_both_spellings(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main([command, "--help"])
+    assert exit.value.code == 0
+    help_text = capsys.readouterr().out
+    multiword = set(re.findall(r"--[a-z0-9]+(?:[-_][a-z0-9]+)+", help_text))  # demo has none
+    for flag in multiword:
+        assert flag.replace("-", "_").replace("__", "--", 1) in help_text, flag
+        assert flag.replace("_", "-") in help_text, flag
+
+
+def test_predict_help_documents_the_output_columns_and_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    help_text = capsys.readouterr().out
+    for text in ("source", "id", "valence", "--keep_columns", "--format", "--decimals", "--resume", "--quiet",
+                 "Exit codes", "accelerate launch"):
+        assert text in help_text
+
+
+# ----------------------------------------------------------------------------------------------------- predict errors
+
+
+def test_predict_user_errors_are_one_line_with_exit_code_2(model_dir, table, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (no_tokenizer / name).write_bytes((model_dir / name).read_bytes())
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "evil.Model"}}))
+    song = tmp_path / "song.txt"
+    song.write_text("a song", encoding="utf-8")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cases = {
+        "no default model": ([song], ["outputs/lyric-valence", "train", "--model"]),
+        "Hub id offline": ([song, "--model", "someone/some-repo"], ["someone/some-repo", "cannot be reached"]),
+        "not a folder nor a repo id": ([song, "--model", tmp_path / "nope"], ["nope", "no such model folder"]),
+        "no tokenizer": ([song, "--model", no_tokenizer], ["no-tokenizer", "no tokenizer files"]),
+        "another model type": ([song, "--model", bert], ["a bert model, not a lyric-valence one"]),
+        "unknown device": ([song, "--model", model_dir, "--device", "gpu0"], ["--device gpu0", "not a torch device"]),
+        "missing column": ([table, "--model", model_dir, "--text_column", "lyrics"], ["no column 'lyrics'", "seq"]),
+        "missing kept column": ([table, "--model", model_dir, "--keep_columns", "year"], ["no column 'year'"]),
+        "output format": ([table, "--model", model_dir, "--output", tmp_path / "x.xlsx"], ["x.xlsx", "--format"]),
+        "resume from stdin": (["--model", model_dir, "--resume", "--output", tmp_path / "o.csv"], ["--resume"]),
+        "folder without songs": ([tmp_path / "cache", "--model", model_dir], ["cache", "without .txt files"]),
+    }
+    (tmp_path / "cache").mkdir()
+    monkeypatch.chdir(tmp_path)
+    if not torch.cuda.is_available():
+        cases["no CUDA"] = ([song, "--model", model_dir, "--device", "cuda"], ["--device cuda", "no cuda device"])
+    for case, (args, expected_texts) in cases.items():
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a song"), encoding="utf-8"))
+        try:
+            assert_one_line_error(*predict(capsys, *args)[::2], *expected_texts)
+        except AssertionError as failure:
+            raise AssertionError(f"{case}: {failure}") from None
+
+
+def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs(model_dir, expected, tmp_path, capsys):
+    """A model folder whose Python files write a marker when imported: scored, and the marker never written."""
+    hostile = tmp_path / "hostile-model"
+    hostile.mkdir()
+    marker = tmp_path / "marker"
+    for path in model_dir.iterdir():
+        (hostile / path.name).write_bytes(path.read_bytes())
+    payload = f"open({str(marker)!r}, 'w').write('imported')\n"
+    for name in ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py"):
+        (hostile / name).write_text(payload + (hostile / name).read_text())
+    config = json.loads((hostile / "config.json").read_text())
+    config["auto_map"] = {key: f"evil.{value}" for key, value in config["auto_map"].items()}
+    (hostile / "config.json").write_text(json.dumps(config))
+    song = tmp_path / "song.txt"
+    song.write_text(SONGS[0], encoding="utf-8")
+    code, out, err = predict(capsys, song, "--model", hostile)
+    assert code == 0, err
+    assert float(out.splitlines()[1].split(",")[-1]) == pytest.approx(expected[0], abs=1e-6)
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------------------- predict outputs
+
+
+@pytest.mark.parametrize("output_format", ["csv", "tsv", "jsonl", "parquet"])
+def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
+    output_format, model_dir, expected, table, tmp_path, capsys, caplog
+):
+    output = tmp_path / f"scores.{output_format}"
+    code, _, err = predict(capsys, table, "--model", model_dir, "--id_column", "song", "--keep_columns", "artist",
+                           "--output", output, "--decimals", "4")
+    assert code == 0, err
+    read = {"csv": pd.read_csv, "tsv": lambda path: pd.read_csv(path, sep="\t"),
+            "jsonl": lambda path: pd.read_json(path, lines=True), "parquet": pd.read_parquet}[output_format]
+    scores = read(output)
+    assert scores.columns.tolist() == ["source", "id", "artist", "valence"]
+    assert scores["id"].tolist() == ["a", "c", "d"] and scores["artist"].tolist() == ["ann", "cy", "di"]
+    assert scores["valence"].tolist() == pytest.approx([round(value, 4) for value in expected], abs=1e-9)
+    assert f"scored 3 songs, skipped 1 empty; scores written to {output}" in caplog.text
+
+
+def test_stdout_takes_every_format_too(model_dir, expected, table, capsysbinary):
+    assert cli.main(["predict", str(table), "--model", str(model_dir), "--format", "parquet", "-q"]) == 0
+    scores = pd.read_parquet(io.BytesIO(capsysbinary.readouterr().out))
     assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
-    assert "skipped song b" in completed.stderr and "scored 3 songs, skipped 1 empty" in completed.stderr
-
-    from_stdin = run_cli("predict", "--model", model_dir, stdin="one whole song\nover two lines\n")
-    assert from_stdin.returncode == 0, from_stdin.stderr
-    assert float(from_stdin.stdout.splitlines()[1].split(",")[-1]) == pytest.approx(expected[2], abs=1e-6)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["{tmp}/missing.csv"], "missing.csv: no such file"),
-        (["{tmp}/songs.csv", "--text_column", "lyrics"], "no column 'lyrics'"),
-        (["{tmp}/songs.csv", "--model", "{tmp}/no-model"], "no-model"),
-        (["{tmp}/songs.csv", "--output", "{tmp}/scores.xlsx"], "scores.xlsx"),
-    ],
-)
-def test_bad_paths_and_columns_give_one_line_and_exit_code_2(model_dir, tmp_path, args, message):
-    pd.DataFrame({"seq": ["a song"]}).to_csv(tmp_path / "songs.csv", index=False)
-    args = [arg.format(tmp=tmp_path) for arg in args]
-    if "--model" not in args:
-        args += ["--model", str(model_dir)]
-    completed = run_cli("predict", *args)
-    assert completed.returncode == 2
-    assert "Traceback" not in completed.stderr
-    errors = [line for line in completed.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and message.format(tmp=tmp_path) in errors[0], completed.stderr
+def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, tmp_path, monkeypatch, capsys, caplog):
+    jsonl = "".join(json.dumps({"seq": text, "artist": f"a{i}"}) + "\n" for i, text in enumerate(SONGS))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl.encode()), encoding="utf-8"))
+    code, out, err = predict(capsys, "--model", model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist")
+    assert code == 0, err
+    scores = pd.read_csv(io.StringIO(out))
+    assert scores["id"].tolist() == [0, 2, 3] and scores["artist"].tolist() == ["a0", "a2", "a3"]
+    assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
+
+    csv_text = pd.DataFrame({"seq": SONGS}).to_csv(index=False)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv_text.encode()), encoding="utf-8"))
+    code, out, err = predict(capsys, "--model", model_dir, "--stdin-format", "csv")
+    assert code == 0 and pd.read_csv(io.StringIO(out))["valence"].tolist() == pytest.approx(expected, abs=1e-6)
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv_text.encode()), encoding="utf-8"))
+    caplog.clear()
+    code, out, _ = predict(capsys, "--model", model_dir)
+    assert code == 0 and len(out.splitlines()) == 2  # the whole table as one song, as asked, but with a warning
+    assert "looks like a table" in caplog.text and "--stdin_format csv" in caplog.text
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    (folder / "1-quoted.txt").write_text(SONGS[0], encoding="utf-16")  # with its byte-order mark
+    (folder / "2-blank.txt").write_text(SONGS[1], encoding="utf-8")
+    (folder / "3-long.txt").write_bytes(SONGS[2].encode("utf-8-sig"))
+    (folder / "notes.md").write_text("not a song", encoding="utf-8")
+    (tmp_path / "4-rain.txt").write_text(SONGS[3], encoding="utf-16-be")
+    (tmp_path / "4-rain.txt").write_bytes(b"\xfe\xff" + SONGS[3].encode("utf-16-be"))
+    code, out, err = predict(capsys, folder, tmp_path / "4-rain.txt", "--model", model_dir)
+    assert code == 0, err
+    scores = pd.read_csv(io.StringIO(out))
+    assert scores["id"].tolist() == ["1-quoted", "3-long", "4-rain"]
+    assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(model_dir, tmp_path, monkeypatch, capsys, caplog):
+    blank = tmp_path / "blank.csv"
+    pd.DataFrame({"seq": ["", "  "]}).to_csv(blank, index=False)
+    code, _, err = predict(capsys, blank, "--model", model_dir, "--quiet")
+    assert code == 1 and err.splitlines() == ["lyric-valence predict: error: nothing to score: every song was empty"]
+    assert caplog.text == ""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"seq\n"), encoding="utf-8"))
+    code, out, err = predict(capsys, "--model", model_dir, "--stdin_format", "csv")
+    assert code == 1 and "the input holds no songs" in err and out == "source,id,valence\n"
+
+
+# ------------------------------------------------------------------------------------------------------ train.py --help
+
+
+def run_train_script(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(REPO / "train.py"), run_name="__main__")
+    captured = capsys.readouterr()
+    return exit.value.code, captured.out, captured.err
+
+
+def test_train_help_says_what_no_flags_switch_off_and_label_range_takes_two_numbers(monkeypatch, capsys):
+    code, help_text, _ = run_train_script(monkeypatch, capsys, "--help")
+    assert code == 0 and help_text.startswith("usage: accelerate launch train.py")
+    entries = re.findall(r"^  (--no_\w+), --no-[\w-]+\n\s+(\S+ \S+ \S+)", help_text, re.M)
+    assert len(entries) >= 5  # ours (--no_group_split, ...) and TrainingArguments' (--no_dataloader_pin_memory, ...)
+    for flag, opening in entries:
+        assert opening == f"Switch off --{flag.removeprefix('--no_')}", (flag, opening)
+    assert "--label_range LOW HIGH, --label-range LOW HIGH" in help_text
+    code, _, stderr = run_train_script(monkeypatch, capsys, "--label_range", "1", "--output_dir", "unused")
+    assert code == 2 and stderr.splitlines() == ["train.py: error: argument --label_range/--label-range: expected 2 arguments"]

@@ -245,8 +245,8 @@ def test_predict_bad_input_gives_one_line_and_exit_code_2(model_dir, tmp_path, m
         "non-UTF-8 text file": ([tmp_path / "latin1.txt"], ["latin1.txt", "UTF-8", "byte 3"]),
         "non-UTF-8 table": ([tmp_path / "gzipped.csv"], ["gzipped.csv", "line 1", "UTF-8"]),
         "missing text file": ([tmp_path / "nope.txt"], ["nope.txt", "no such file"]),
-        "zero batch size": ([songs, "--batch_size", "0"], ["--batch_size", "positive"]),
-        "negative batch size": ([songs, "--batch_size", "-1"], ["--batch_size", "positive"]),
+        "zero token budget": ([songs, "--batch_tokens", "0"], ["--batch_tokens", "positive"]),
+        "negative token budget": ([songs, "--batch_tokens", "-1"], ["--batch_tokens", "positive"]),
         "output folder missing": ([songs, "--output", tmp_path / "nowhere" / "scores.csv"], ["nowhere", "does not exist"]),
     }
     for case, (args, expected) in cases.items():

@@ -90,7 +90,7 @@ def test_song_predictions_count_each_song_once_whatever_the_order_and_repeats(as
     extra = np.asarray([r % len(chunk_id) for r in repeats], dtype=np.int64)
     rows = np.concatenate([chunk_id, extra])
     songs, predicted, true, chunk_scores, _ = song_predictions(
-        scores[rows, None], (labels[rows], song_index[rows], chunk_id[rows])
+        scores[rows, None], (labels[rows], song_index[rows], chunk_id[rows], np.ones_like(chunk_id)[rows])
     )
     assert songs.tolist() == list(range(num_songs))
     assert len(chunk_scores) == len(chunk_id)
@@ -123,9 +123,9 @@ def tiny_model(tokenizer):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lyrics=st.lists(non_blank_songs, min_size=1, max_size=5), batch_size=st.integers(1, 9))
-def test_score_songs_gives_each_song_one_finite_score_independent_of_its_batch(tiny_model, tokenizer, lyrics, batch_size):
-    scores = tiny_model.score_songs(lyrics, tokenizer, batch_size=batch_size, songs_per_block=2)
+@given(lyrics=st.lists(non_blank_songs, min_size=1, max_size=5), batch_tokens=st.integers(24, 240))
+def test_score_songs_gives_each_song_one_finite_score_independent_of_its_batch(tiny_model, tokenizer, lyrics, batch_tokens):
+    scores = tiny_model.score_songs(lyrics, tokenizer, batch_tokens=batch_tokens, songs_per_block=2)
     assert len(scores) == len(lyrics) and all(math.isfinite(score) for score in scores)
     alone = [tiny_model.score_songs([text], tokenizer)[0] for text in lyrics]
     assert scores == pytest.approx(alone, abs=1e-5)
@@ -141,10 +141,10 @@ def test_a_blank_song_is_refused_naming_its_position(tiny_model, tokenizer, lyri
         tiny_model.score_songs(lyrics, tokenizer)
 
 
-def test_non_positive_batch_sizes_are_refused_rather_than_scoring_garbage(tiny_model, tokenizer):
-    for batch_size in (0, -1):
-        with pytest.raises(ValueError, match="batch_size"):
-            tiny_model.score_songs(["a song"], tokenizer, batch_size=batch_size)
+def test_token_budgets_below_one_full_chunk_are_refused_rather_than_scoring_garbage(tiny_model, tokenizer):
+    for batch_tokens in (23, 0, -1):  # max_length is 24
+        with pytest.raises(ValueError, match="batch_tokens"):
+            tiny_model.score_songs(["a song"], tokenizer, batch_tokens=batch_tokens)
 
 
 def test_length_grouped_order_depends_on_seed_and_epoch_only():

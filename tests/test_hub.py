@@ -434,3 +434,36 @@ def test_publish_refuses_a_folder_that_is_not_a_training_output(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PublishError, match="config.json"):
         publish(tmp_path / "empty", "me/tiny", dry_run=True)
+
+
+def test_predict_on_a_hub_repository_never_downloads_or_runs_its_code(hub, tokenizer, tmp_path):
+    """A public repository whose Python files write a marker when imported: `lyric-valence predict --model repo`
+    scores it with the package's own classes, and the marker is never written."""
+    import torch
+
+    from configuration_lyric_valence import LyricValenceConfig
+    from conftest import tiny_bert_config
+    from modeling_lyric_valence import LyricValenceModel
+
+    folder, marker = tmp_path / "hostile", tmp_path / "marker"
+    torch.manual_seed(2)
+    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    for path in folder.glob("*_lyric_valence.py"):
+        path.write_text(f"open({str(marker)!r}, 'w').write('imported')\n" + path.read_text())
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    api.create_repo(f"{NAMESPACE}/hostile")
+    api.upload_folder(repo_id=f"{NAMESPACE}/hostile", folder_path=folder)
+    song = tmp_path / "song.txt"
+    song.write_text("a song about the morning river\nand the silver engine", encoding="utf-8")
+    completed = run_fresh(tmp_path, ["-m", "lyric_valence.cli", "predict", "--model", f"{NAMESPACE}/hostile", str(song)],
+                          endpoint=hub.endpoint, token=None)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    expected = model.score_songs([song.read_text(encoding="utf-8")], tokenizer)[0]
+    assert float(completed.stdout.splitlines()[1].split(",")[-1]) == pytest.approx(expected, abs=1e-6)
+    assert not marker.exists()
+    unknown = run_fresh(tmp_path, ["-m", "lyric_valence.cli", "predict", "--model", f"{NAMESPACE}/missing", str(song)],
+                        endpoint=hub.endpoint, token=None)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.strip().splitlines()[-1].startswith("lyric-valence predict: error: --model test-user/missing")

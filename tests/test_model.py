@@ -84,20 +84,26 @@ def test_under_bf16_autocast_the_head_and_the_loss_stay_float32(tiny_model, toke
     assert torch.allclose(output.loss, nn.functional.mse_loss(output.logits.squeeze(-1), labels))
 
 
-def slow_reference_score(model, tokenizer, text):
-    """Score a song chunk by chunk, one forward pass per chunk, without the tokenizer's overflow machinery."""
+def slow_reference_chunks(model, tokenizer, text):
+    """(score, tokens) of each chunk of a song, one forward pass per chunk, without the tokenizer's overflow machinery."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     window = model.config.max_length - 2
     step = window - model.config.stride
     starts = [0]
     while starts[-1] + window < len(ids):
         starts.append(starts[-1] + step)
-    scores = []
+    chunks = []
     for start in starts:
         chunk = [tokenizer.cls_token_id, *ids[start : start + window], tokenizer.sep_token_id]
         with torch.no_grad():
-            scores.append(model(input_ids=torch.tensor([chunk])).logits.item())
-    return sum(scores) / len(scores), len(starts)
+            chunks.append((model(input_ids=torch.tensor([chunk])).logits.item(), len(chunk)))
+    return chunks
+
+
+def slow_reference_score(model, tokenizer, text):
+    """A song's mean chunk score, and its number of chunks."""
+    scores = [score for score, _ in slow_reference_chunks(model, tokenizer, text)]
+    return sum(scores) / len(scores), len(scores)
 
 
 def test_a_2000_token_song_is_the_mean_of_its_overlapping_chunks(tiny_model, tokenizer):
@@ -108,10 +114,26 @@ def test_a_2000_token_song_is_the_mean_of_its_overlapping_chunks(tiny_model, tok
     encoded = chunk_lyrics(tokenizer, [text], tiny_model.config.max_length, tiny_model.config.stride)
     assert len(encoded["input_ids"]) == chunks
     short = "a short happy song"
-    scores = tiny_model.score_songs([short, text, short], tokenizer, batch_size=3)
+    scores = tiny_model.score_songs([short, text, short], tokenizer, batch_tokens=3 * 512)
     assert scores[1] == pytest.approx(expected, abs=1e-5)
     assert scores[0] == pytest.approx(slow_reference_score(tiny_model, tokenizer, short)[0], abs=1e-5)
     assert scores[0] == pytest.approx(scores[2], abs=1e-6)
+
+
+def test_length_weighted_aggregation_weighs_each_chunk_by_its_tokens(tokenizer):
+    torch.manual_seed(0)
+    config = LyricValenceConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size), max_length=64, stride=16, aggregation="length_weighted"
+    )
+    model = LyricValenceModel(config).eval()
+    text = " ".join(f"word{i % 31} lantern" for i in range(70))  # chunks of 64, 64 and a short last one
+    chunks = slow_reference_chunks(model, tokenizer, text)
+    lengths = [tokens for _, tokens in chunks]
+    assert len(chunks) >= 3 and lengths[-1] < lengths[0]
+    weighted = sum(score * tokens for score, tokens in chunks) / sum(lengths)
+    mean = sum(score for score, _ in chunks) / len(chunks)
+    assert abs(weighted - mean) > 1e-6  # the short chunk counts for less
+    assert model.score_songs([text], tokenizer)[0] == pytest.approx(weighted, abs=1e-5)
 
 
 @pytest.mark.parametrize("lyrics", [["fine", ""], ["fine", "  \n\t "]])

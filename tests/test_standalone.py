@@ -74,7 +74,9 @@ def test_wheel_holds_only_the_package_and_the_hub_files_and_leaves_a_users_data_
     with zipfile.ZipFile(wheel) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist() if ".dist-info/" not in name}
         archive.extractall(tmp_path / "site")
+        metric_files = {name for name in archive.namelist() if name.startswith("lyric_valence/metrics/song_valence/")}
     assert top_level == WHEEL_TOP_LEVEL
+    assert {Path(name).name for name in metric_files} == {"song_valence.py", "README.md"}  # the evaluate module
 
     project = tmp_path / "my-project"  # a user's project with its own `data` package and `train.py`
     (project / "data").mkdir(parents=True)

@@ -107,8 +107,10 @@ def test_song_metrics_ignore_order_and_duplicated_chunks():
     labels = np.array([0.1, 0.6, 0.6, 0.6, 0.3, 0.1, 0.6])
     song_index = np.array([0, 1, 1, 1, 2, 0, 1])
     chunk_id = np.array([0, 1, 2, 3, 4, 0, 3])
+    length = np.array([20, 512, 512, 100, 40, 20, 100])
     order = np.array([4, 2, 6, 0, 3, 5, 1])
-    prediction = EvalPrediction(chunk_scores[order, None], (labels[order], song_index[order], chunk_id[order]))
+    label_ids = (labels[order], song_index[order], chunk_id[order], length[order])
+    prediction = EvalPrediction(chunk_scores[order, None], label_ids)
     metrics = make_compute_metrics()(prediction)
     song_scores = np.array([0.2, (0.5 + 0.7 + 0.9) / 3, 0.4])
     song_labels = np.array([0.1, 0.6, 0.3])
@@ -117,6 +119,9 @@ def test_song_metrics_ignore_order_and_duplicated_chunks():
     assert metrics["chunk_mse"] == pytest.approx(float(((chunk_scores[:5] - labels[:5]) ** 2).mean()))
     songs, predicted, *_ = song_predictions(prediction.predictions, prediction.label_ids)
     assert songs.tolist() == [0, 1, 2] and predicted == pytest.approx(song_scores)
+    _, weighted, *_ = song_predictions(prediction.predictions, prediction.label_ids, "length_weighted")
+    assert weighted[1] == pytest.approx((0.5 * 512 + 0.7 * 512 + 0.9 * 100) / 1124)
+    assert weighted[[0, 2]] == pytest.approx(song_scores[[0, 2]])
 
 
 def test_two_processes_score_every_test_song_once_with_the_same_metrics(tmp_path, tiny_encoder_dir):
@@ -187,7 +192,22 @@ def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypa
     model_args, lora_args, data_args, training_args = train.parse_arguments()
     assert model_args.finetuning_mode == "head_only" and lora_args.lora_num_layers == 2
     assert data_args.label_range == [1, 5] and training_args.learning_rate == 0.01
-    assert training_args.label_names == ["labels", "song_index", "chunk_id"]
+    assert training_args.label_names == ["labels", "song_index", "chunk_id", "length"]
+
+
+def test_the_songs_recipe_sets_its_flags_and_flags_given_with_it_win(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--max-length", "256"])
+    model_args, _, _, training_args = train.parse_arguments()
+    assert (model_args.max_length, model_args.stride, model_args.aggregation) == (256, 32, "length_weighted")
+    assert training_args.num_train_epochs == 6
+    config = tmp_path / "run.yaml"
+    config.write_text("recipe: songs\nstride: 16\nlearning_rate: 0.01\nnum_train_epochs: 2\n")
+    monkeypatch.setattr(sys, "argv", ["train.py", str(config)])
+    model_args, _, _, training_args = train.parse_arguments()
+    assert (model_args.max_length, model_args.stride, model_args.aggregation) == (128, 16, "length_weighted")
+    assert training_args.learning_rate == 0.01 and training_args.num_train_epochs == 2
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    assert train.parse_arguments()[0].max_length == 512  # no recipe: the defaults
 
 
 def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread,

@@ -1,0 +1,363 @@
+"""
+Catalogue scoring benchmark: `lyric_valence.scoring` (token-budget batches, CLS-only last layer, each precision)
+against the naive per-chunk `pipeline("text-classification")` loop, side by side in one process, rounds interleaved;
+a sweep of `batch_tokens`; and each precision's EmoBank test quality against float32 of the same trained model.
+
+    python -m bench.scoring                                   # CPU, packaged MiniLM, 1,000 songs
+    python -m bench.scoring --device cuda --encoder bert-base --vocab_file vocab.txt
+    python -m bench.scoring --quality_model outputs/lyric-valence --emobank data/emobank.csv --no_speed
+
+Writes scoring_results.json and SCORING_RESULTS.md to --out (default: bench/, or $OUT when set).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from bench.flops import flop_model, forward_flops, gemm_flops_per_second, synchronize  # noqa: E402
+from bench.models import ENCODERS, build_model, load_tokenizer  # noqa: E402
+from bench.songs import length_summary, make_catalogue  # noqa: E402
+from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
+from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceModel, chunk_lyrics  # noqa: E402
+
+# Dense peaks from the vendor's data sheets (no sparsity), for MFU on GPUs.
+GPU_BF16_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
+SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
+NAIVE_BATCH = 32
+
+
+def log(message: str) -> None:
+    print(f"[scoring {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1], "runs": list(values)}
+
+
+class NaivePipeline:
+    """
+    The stock path: each song split into the same chunks (as text), a `pipeline("text-classification")` called once
+    per chunk (`batch_size=None`, float32) or over all chunks at once with `batch_size=32` (what its docs suggest),
+    chunk scores averaged per song.
+    """
+
+    def __init__(self, folder: str, device: str, batch_size: int | None):
+        self.pipe = transformers.pipeline("text-classification", model=folder, trust_remote_code=True, device=device)
+        self.batch_size = batch_size
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        config, tokenizer = self.pipe.model.config, self.pipe.tokenizer
+        encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
+        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in encoded["input_ids"]]
+        if self.batch_size is None:
+            outputs = [self.pipe(text, truncation=True)[0] for text in texts]
+        else:
+            outputs = [output[0] for output in self.pipe(texts, truncation=True, batch_size=self.batch_size, top_k=1)]
+        totals, counts = np.zeros(len(songs)), np.zeros(len(songs))
+        np.add.at(totals, encoded["overflow_to_sample_mapping"], [output["score"] for output in outputs])
+        np.add.at(counts, encoded["overflow_to_sample_mapping"], 1)
+        return (totals / counts).tolist()
+
+
+class OurScorer:
+    """`lyric-valence predict`'s engine: the model loaded, `prepare_for_scoring` (unless `prepared=False`: token-budget
+    batches alone), `score_songs` in `batch_tokens` budgets."""
+
+    def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
+                 batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False):
+        from transformers import AutoTokenizer
+
+        model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
+        if prepared:
+            model = prepare_for_scoring(model, device, dtype, quantize)
+        else:
+            model = model.to(device).eval()
+        if torchao_int8:
+            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+            quantize_(model, Int8DynamicActivationInt8WeightConfig())
+        self.model, self.batch_tokens = model, batch_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the folder holds our own code
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        return self.model.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens)
+
+
+METHODS = {
+    "naive": ("naive: `pipeline(\"text-classification\")` per chunk, float32", None),
+    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
+    "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
+    "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
+    "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
+    "ours-float16": ("ours, float16", {"dtype": "float16"}),
+    "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
+    "ours-int8-torchao": ("ours, torchao Int8DynamicActivationInt8Weight", {"torchao_int8": True}),
+}
+DEFAULT_METHODS = {
+    "cpu": ("ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-int8", "ours-int8-torchao"),
+    "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-float16"),
+}
+
+
+def methods_for(device: torch.device, only: list[str] | None = None) -> dict:
+    """name -> (description, OurScorer options; None for the naive loops): naive, then `only` or the device's default
+    list (torchao's only where it is installed)."""
+    names = only or [name for name in DEFAULT_METHODS[device.type] if name != "ours-int8-torchao" or importable("torchao")]
+    return {name: METHODS[name] for name in ["naive", *names]}
+
+
+def build_scorer(name: str, options: dict | None, folder: str, device: torch.device):
+    if options is None:
+        return NaivePipeline(folder, str(device), NAIVE_BATCH if name == "naive-batch32" else None)
+    return OurScorer(folder, str(device), **options)
+
+
+def timed(scorer, songs: list[str], device: torch.device) -> tuple[float, list[float]]:
+    synchronize(device)
+    start = time.perf_counter()
+    scores = scorer(songs)
+    synchronize(device)
+    return time.perf_counter() - start, scores
+
+
+def peak_flops(device: torch.device, seconds: float) -> dict:
+    """The peak MFU is measured against: the bf16 dense data-sheet peak on a known GPU, else the measured fp32 GEMM."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, peak in GPU_BF16_PEAKS.items():
+            if key in name:
+                return {"flops_per_s": peak, "what": f"{key} bf16 dense peak (data sheet)"}
+        size = 8192
+        left = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+        torch.matmul(left, left)
+        synchronize(device)
+        start, products = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            torch.matmul(left, left)
+            products += 1
+            synchronize(device)
+        return {"flops_per_s": products * 2 * size**3 / (time.perf_counter() - start), "what": "measured bf16 GEMM"}
+    threads = torch.get_num_threads()
+    return {"flops_per_s": gemm_flops_per_second(2048, seconds, device), "what": f"measured fp32 GEMM (2048², {threads} threads)"}
+
+
+def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
+                  methods: dict, budget_s: float, started: float) -> dict:
+    """Every method over the same songs, `rounds` rounds, the order rotated each round; ratios per round."""
+    lengths = [len(ids) for ids in chunk_lyrics(tokenizer, songs, model.config.max_length,
+                                                  model.config.stride)["input_ids"]]
+    flops = sum(forward_flops(flop_model(model), length) for length in lengths)
+    peak = peak_flops(device, 2.0)
+    scorers = {}
+    for name, (description, options) in methods.items():
+        log(f"speed: loading {name}")
+        scorers[name] = build_scorer(name, options, folder, device)
+        timed(scorers[name], songs[:8], device)  # warm-up: kernels, allocator, first-call costs
+    seconds = {name: [] for name in scorers}
+    scores = {}
+    for round_index in range(rounds):
+        names = list(scorers)
+        names = names[round_index % len(names):] + names[: round_index % len(names)]
+        for name in names:
+            elapsed, scores[name] = timed(scorers[name], songs, device)
+            seconds[name].append(elapsed)
+            log(f"speed round {round_index + 1}/{rounds}: {name} {elapsed:.2f} s ({len(songs) / elapsed:.1f} songs/s)")
+        if time.perf_counter() - started > budget_s and round_index + 1 < rounds:
+            log(f"speed: stopping after round {round_index + 1}: time budget ({budget_s:.0f} s) used")
+            break
+    descriptions = {name: description for name, (description, _) in methods.items()}
+    results = {"songs": len(songs), "chunks": len(lengths), "real_tokens": sum(lengths), "model_flops": flops,
+               "peak": peak, "rounds": len(seconds["naive"]), "methods": {}}
+    for name, runs in seconds.items():
+        results["methods"][name] = {
+            "description": descriptions[name],
+            "seconds": summary(runs),
+            "songs_per_s": summary([len(songs) / s for s in runs]),
+            "tokens_per_s": summary([sum(lengths) / s for s in runs]),
+            "mfu": summary([flops / s / peak["flops_per_s"] for s in runs]),
+            "ratio_vs_naive": summary([naive / s for naive, s in zip(seconds["naive"], runs)]),
+            "max_difference_vs_naive": float(np.max(np.abs(np.array(scores[name]) - np.array(scores["naive"])))),
+        }
+    return results
+
+
+def measure_sweep(folder: str, songs: list[str], device: torch.device, dtype: str) -> dict:
+    """Songs/s of `score_songs` at each token budget, interleaved over two rounds."""
+    budgets = SWEEP_BATCH_TOKENS[device.type]
+    scorers = {budget: OurScorer(folder, str(device), dtype=dtype, batch_tokens=budget) for budget in budgets}
+    for scorer in scorers.values():
+        timed(scorer, songs[:8], device)
+    seconds = {budget: [] for budget in budgets}
+    for round_index in range(2):
+        for budget in budgets if round_index == 0 else reversed(budgets):
+            seconds[budget].append(timed(scorers[budget], songs, device)[0])
+        log(f"sweep round {round_index + 1}/2: " + ", ".join(f"{b}: {min(s):.2f} s" for b, s in seconds.items()))
+    return {"dtype": dtype, "songs": len(songs),
+            "songs_per_s": {str(budget): summary([len(songs) / s for s in runs]) for budget, runs in seconds.items()}}
+
+
+def emobank_test(path: str) -> tuple[list[str], np.ndarray]:
+    """EmoBank's own test split: sentences and valence rescaled from 1..5 to 0..1 (blank sentences dropped)."""
+    import pandas as pd
+
+    table = pd.read_csv(path, keep_default_na=False)
+    test = table[(table["split"] == "test") & (table["text"].str.strip() != "")]
+    return test["text"].tolist(), ((test["V"].to_numpy(dtype=float) - 1.0) / 4.0)
+
+
+def quality_modes(device: torch.device) -> list[tuple[str, str, str | None]]:
+    """(device, dtype, quantize) of every mode a machine can measure: CPU modes always, GPU modes when there is one."""
+    modes = [("cpu", "float32", None), ("cpu", "bfloat16", None), ("cpu", "float32", "int8")]
+    if device.type == "cuda":
+        modes += [(str(device), "float32", None), (str(device), "bfloat16", None), (str(device), "float16", None)]
+    return modes
+
+
+def measure_quality(folder: str, emobank: str, device: torch.device) -> dict:
+    """Pearson and MSE on EmoBank test of each mode, and each mode's Pearson change against float32 on its device."""
+    texts, labels = emobank_test(emobank)
+    results, scores = {"model": folder, "sentences": len(texts), "modes": {}}, {}
+    for mode_device, dtype, quantize in quality_modes(device):
+        name = f"{mode_device.split(':')[0]}-{dtype}" + (f"-{quantize}" if quantize else "")
+        scores[name] = np.array(OurScorer(folder, mode_device, dtype, quantize)(texts))
+        results["modes"][name] = {"pearson": float(np.corrcoef(scores[name], labels)[0, 1]),
+                                  "mse": float(np.mean((scores[name] - labels) ** 2))}
+        log(f"quality: {name} Pearson {results['modes'][name]['pearson']:.4f}")
+    for name, mode in results["modes"].items():
+        reference = f"{name.split('-')[0]}-float32"
+        mode["pearson_change"] = mode["pearson"] - results["modes"][reference]["pearson"]
+        mode["max_score_difference"] = float(np.max(np.abs(scores[name] - scores[reference])))
+        mode["recommended"] = abs(mode["pearson_change"]) <= 0.01
+    return results
+
+
+def render(run: dict) -> str:
+    """The run as markdown tables."""
+    machine = run["machine"]
+    lines = ["# Catalogue scoring", "", f"Command: `{run['command']}`, {machine['date']}.", "",
+             f"Machine: {machine['cpu']}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads)"
+             + (f", GPU {machine['gpu']}" if "gpu" in machine else "")
+             + f"; torch {machine['torch']}, transformers {machine['transformers']}. {run['note']}", ""]
+    speed = run.get("speed")
+    if speed:
+        inputs = run["inputs"]
+        lines += [f"## Speed: {run['encoder']}, {speed['songs']:,} synthetic songs (bench/songs.py mix)", "",
+                  f"{speed['chunks']:,} chunks, {speed['real_tokens']:,} tokens (song tokens: mean {inputs['mean']:.0f}, "
+                  f"median {inputs['median']:.0f}, p99 {inputs['p99']:.0f}, max {inputs['max']}); {speed['rounds']} "
+                  "rounds, every method once per round in rotated order, one process; median (min–max). MFU: model "
+                  f"FLOPs of the full forward on real tokens against the {speed['peak']['what']} "
+                  f"({speed['peak']['flops_per_s'] / 1e9:,.0f} GFLOP/s). Default `batch_tokens`: "
+                  f"{DEFAULT_BATCH_TOKENS.get(run['device'].split(':')[0], '')}.", "",
+                  "| method | songs/s | × naive (per round) | MFU | max \\|score − naive\\| |", "|---|---|---|---|---|"]
+        for name, method in speed["methods"].items():
+            lines.append(f"| {method['description']} | {fmt(method['songs_per_s'], '.1f')} | "
+                         f"{fmt(method['ratio_vs_naive'], '.2f')}× | {fmt(method['mfu'], '.1%')} | "
+                         f"{method['max_difference_vs_naive']:.1e} |")
+        lines.append("")
+    sweep = run.get("sweep")
+    if sweep:
+        lines += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", "",
+                  "| batch_tokens | songs/s |", "|---|---|"]
+        lines += [f"| {budget} | {fmt(value, '.1f')} |" for budget, value in sweep["songs_per_s"].items()]
+        lines.append("")
+    quality = run.get("quality")
+    if quality:
+        lines += [f"## Quality: EmoBank test ({quality['sentences']:,} sentences), model `{quality['model']}`", "",
+                  "Each mode against float32 of the same model on the same device; a mode losing more than 0.01 "
+                  "Pearson is not recommended.", "",
+                  "| mode | Pearson | MSE | Pearson change vs float32 | max \\|score − float32\\| | recommended |",
+                  "|---|---|---|---|---|---|"]
+        for name, mode in quality["modes"].items():
+            lines.append(f"| {name} | {mode['pearson']:.4f} | {mode['mse']:.5f} | {mode['pearson_change']:+.4f} | "
+                         f"{mode['max_score_difference']:.1e} | {'yes' if mode['recommended'] else '**no**'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def fmt(values: dict, spec: str) -> str:
+    return f"{values['median']:{spec}} ({values['min']:{spec}}–{values['max']:{spec}})"
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available).")
+    parser.add_argument("--encoder", default="minilm", choices=ENCODERS)
+    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base.")
+    parser.add_argument("--songs", type=int, default=1000, help="Synthetic catalogue size (default: 1000).")
+    parser.add_argument("--sweep_songs", type=int, default=300, help="Songs of the batch_tokens sweep (0: no sweep).")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--budget_s", type=float, default=3600, help="Stop starting new speed rounds after this.")
+    parser.add_argument("--no_speed", action="store_true", help="Quality only.")
+    parser.add_argument("--methods", nargs="*", default=None, choices=[name for name in METHODS if name != "naive"],
+                        help="Methods to time besides naive (default: the device's list in DEFAULT_METHODS).")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
+    parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
+    parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench")))
+    parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    started = time.perf_counter()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    from bench.report import machine_info
+
+    run = {"command": shlex.join(["python", "-m", "bench.scoring", *(sys.argv[1:] if argv is None else argv)]),
+           "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
+    if not args.no_speed:
+        tokenizer = load_tokenizer(args.encoder, args.vocab_file)
+        catalogue = make_catalogue(tokenizer.get_vocab(), args.songs, seed=1)
+        run["inputs"] = length_summary(catalogue.tokens)
+        folder = tempfile.mkdtemp(prefix="bench-scoring-")
+        model = build_model(args.encoder, tokenizer.vocab_size)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        methods = methods_for(device, args.methods)
+        run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
+                                     args.budget_s, started)
+        save(args.out, run)
+        if args.sweep_songs:
+            dtype = "float32" if device.type == "cpu" else "bfloat16"
+            run["sweep"] = measure_sweep(folder, catalogue.texts[: args.sweep_songs], device, dtype)
+            save(args.out, run)
+    if args.quality_model:
+        run["quality"] = measure_quality(args.quality_model, args.emobank, device)
+    run["wall_s"] = time.perf_counter() - started
+    save(args.out, run)
+    log(f"wrote {args.out / 'scoring_results.json'} and {args.out / 'SCORING_RESULTS.md'} ({run['wall_s']:.0f} s)")
+
+
+def importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def save(out: Path, run: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scoring_results.json").write_text(json.dumps(run, indent=2) + "\n")
+    (out / "SCORING_RESULTS.md").write_text(render(run) + "\n")
+
+
+if __name__ == "__main__":
+    main()

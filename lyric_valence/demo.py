@@ -1,0 +1,57 @@
+"""
+`lyric-valence demo`: the Gradio app of `app.py` around a trained model, on this machine.
+
+    lyric-valence demo --model outputs/lyric-valence [--host 127.0.0.1] [--port 7860]
+
+Needs the `demo` extra (`pip install -e ".[demo]"`) and a source checkout (app.py sits at the repository root, the
+file a Space runs).
+"""
+
+import argparse
+import importlib.util
+
+from lyric_valence.arguments import ArgumentParser
+from lyric_valence.data import DataError
+from lyric_valence import REPO_ROOT
+
+APP = REPO_ROOT / "app.py"
+
+
+def demo_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        formatter_class=argparse.HelpFormatter,
+        prog="lyric-valence demo",
+        description="Start the Gradio demo: paste or upload lyrics, see the song valence, coloured lines and the "
+        "valence curve.",
+    )
+    parser.add_argument(
+        "--model",
+        default="outputs/lyric-valence",
+        help="Trained model: a folder written by train.py or a Hub repo id. Default: %(default)s.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="Address to serve on (default: %(default)s).")
+    parser.add_argument("--port", type=int, default=7860, help="Port to serve on (default: %(default)s).")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
+    return parser
+
+
+def load_app():
+    """app.py as a module (it is the Space's entry file, not part of the installed package)."""
+    if importlib.util.find_spec("gradio") is None:
+        raise DataError("gradio is not installed: pip install -e \".[demo]\"")
+    if not APP.is_file():
+        raise DataError(f"{APP}: the demo app is missing (run from a source checkout)")
+    spec = importlib.util.spec_from_file_location("lyric_valence_app", APP)
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+def main(argv: list[str]) -> int:
+    from lyric_valence.predict import chosen_device, load_model
+
+    args = demo_parser().parse_args(argv)
+    app = load_app()
+    model, tokenizer = load_model(args.model, chosen_device(args.device))
+    app.build_demo(model, tokenizer, model_label=args.model).launch(server_name=args.host, server_port=args.port)
+    return 0

@@ -1,0 +1,411 @@
+"""
+`lyric-valence predict`: score whole songs from text files, folders, tables or standard input, block by block.
+
+    lyric-valence predict happy.txt                                   # the model train.py wrote to outputs/lyric-valence
+    lyric-valence predict songs.csv --text_column seq --keep_columns artist --output scores.parquet
+    accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per device
+
+`main` reads top to bottom: parse -> quiet -> load the model -> for each block of songs: split it between the
+processes, score each share (`score_texts`), gather, append to the output and record the progress for `--resume`.
+"""
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lyric_valence.arguments import ArgumentParser
+from lyric_valence.data import DataError
+from lyric_valence.predict_io import (
+    OUTPUT_FORMATS,
+    STDIN_FORMATS,
+    ScoreWriter,
+    blank_rows,
+    song_blocks,
+)
+
+DEFAULT_MODEL = "outputs/lyric-valence"
+# Files a lyric-valence model needs, downloaded from a Hub repository: weights, config and tokenizer; never Python code.
+MODEL_FILES = [
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+EXIT_NOTHING_SCORED = 1
+logger = logging.getLogger("lyric_valence")
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def predict_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="lyric-valence predict",
+        description="Score whole songs: one valence (0 sad/negative .. 1 happy/positive) per song.",
+        epilog="Output columns, one row per scored song in input order:\n"
+        "  source    the file the song came from (<stdin> for standard input)\n"
+        "  id        the --id_column value; else the 0-based row number in its table; a .txt file's name without "
+        "suffix\n"
+        "  ...       the --keep_columns, copied from the input\n"
+        "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals\n"
+        "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
+        "Every flag takes both spellings: --text_column and --text-column.\n"
+        "Several devices: accelerate launch -m lyric_valence.cli predict ... (each block split between processes).",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        help="Songs to score: .txt files (each one song), folders (their .txt files), CSV/TSV/JSONL/JSON/Parquet "
+        "tables (one song per row, see --text_column), or '-' / nothing for standard input (see --stdin_format).",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="A folder written by train.py or a Hub repo id holding one; loaded with this package's classes, never "
+        "with remote code. Default: %(default)s.",
+    )
+    parser.add_argument("--text_column", default="seq", help="Column of a table holding the lyrics (default: seq).")
+    parser.add_argument(
+        "--id_column", default=None, help="Column of a table copied to the output as `id` (default: row number)."
+    )
+    parser.add_argument(
+        "--keep_columns", nargs="+", default=[], metavar="COLUMN", help="Input columns copied to the output."
+    )
+    parser.add_argument(
+        "--stdin_format",
+        choices=STDIN_FORMATS,
+        default="text",
+        help="Standard input is one song (text, the default) or a table, one song per row (csv, jsonl).",
+    )
+    parser.add_argument("--output", default=None, help="File to write the scores to (default: standard output).")
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help="Output format (default: from the --output suffix, else csv).",
+    )
+    parser.add_argument(
+        "--decimals", type=int, default=6, help="Digits after the point of each score (default: %(default)s)."
+    )
+    parser.add_argument(
+        "--block_size",
+        type=positive_int,
+        default=1024,
+        help="Songs read, scored and written at a time; memory grows with it, not with the catalogue (default: "
+        "%(default)s).",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue a killed run after its last complete block (same inputs and flags; csv, tsv or jsonl "
+        "--output).",
+    )
+    parser.add_argument(
+        "--batch_tokens",
+        type=positive_int,
+        default=None,
+        help="Tokens per forward pass: length-sorted chunks are batched so that chunks x longest chunk stays within "
+        "it; at least the model's max_length (default: 8192 on CPU, 65536 on GPU; bench/SCORING_RESULTS.md).",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: the process's accelerator)."
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="Precision of the model. On a GPU, bfloat16 or float16: about twice float32's speed at equal quality "
+        "(EmoBank test Pearson within 0.0003); float16 needs a GPU. Default: float32.",
+    )
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        choices=("int8",),
+        help="int8: dynamic int8 quantization of the Linear layers (torch.ao), CPU only, with --dtype float32. Not "
+        "recommended: it lost 0.018 Pearson on EmoBank test against float32 (bench/SCORING_RESULTS.md).",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
+    return parser
+
+
+def check_device(name: str):
+    """The torch device `name`, checked to exist on this machine before any model is loaded."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DataError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cpu":
+        return device
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if backend is None or not backend.is_available():
+        raise DataError(f"--device {name}: no {device.type} device on this machine; use --device cpu")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        raise DataError(f"--device {name}: this machine has {count} {device.type} device(s), numbered from 0")
+    return device
+
+
+def chosen_device(name: str | None):
+    """The device `--device name` names, checked, or else the one accelerate gives this process."""
+    from accelerate import PartialState
+
+    return check_device(name) if name else PartialState().device
+
+
+def model_folder(name: str) -> Path:
+    """The local folder of model `name`: the folder itself, or a Hub repository's weights, config and tokenizer."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    from huggingface_hub.utils import validate_repo_id
+
+    path = Path(name)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise DataError(f"--model {name}: a file, not a model folder")
+    if name == DEFAULT_MODEL:
+        raise DataError(
+            f"--model {name}: no such folder; train a model first (`accelerate launch train.py` writes it) "
+            "or pass --model FOLDER or a Hub repo id"
+        )
+    try:
+        validate_repo_id(name)
+        is_repo_id = name.count("/") == 1
+    except HFValidationError:
+        is_repo_id = False
+    if not is_repo_id:
+        raise DataError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
+    try:
+        return Path(snapshot_download(name, allow_patterns=MODEL_FILES))
+    except RepositoryNotFoundError:
+        raise DataError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
+                        "`hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise DataError(f"--model {name}: the Hub repository has no such revision") from None
+    except LocalEntryNotFoundError:
+        raise DataError(f"--model {name}: no such folder, and the Hub cannot be reached to download it "
+                        "(offline, and not in the local cache)") from None
+    except (HfHubHTTPError, OSError) as error:
+        raise DataError(f"--model {name}: Hub download failed: {str(error).strip().splitlines()[0]}") from None
+
+
+def check_model_folder(folder: Path, name: str) -> None:
+    """Raise a one-line `DataError` unless `folder` holds a lyric-valence config, safetensors weights and a tokenizer."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise DataError(f"--model {name}: not a trained model folder (no config.json)")
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):
+        raise DataError(f"--model {name}: config.json is not a JSON object") from None
+    if model_type != "lyric-valence":
+        raise DataError(
+            f"--model {name}: a {model_type or 'untyped'} model, not a lyric-valence one (config.json model_type); "
+            "train one with train.py"
+        )
+    if not any(folder.glob("*.safetensors")):
+        raise DataError(f"--model {name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
+    if not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        raise DataError(f"--model {name}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); train.py saves them")
+
+
+def load_model(name: str, device):
+    """
+    The model and tokenizer of a folder written by train.py or of a Hub repository, on `device`.
+
+    Loaded with this package's own `LyricValenceModel`, never `trust_remote_code`: naming a Hub repository cannot run
+    its Python files (they are not even downloaded).
+    """
+    from transformers import AutoTokenizer
+
+    from modeling_lyric_valence import LyricValenceModel
+
+    folder = model_folder(name)
+    check_model_folder(folder, name)
+    model = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def load_scoring_model(args: argparse.Namespace, device):
+    """The model of `--model` prepared for scoring (`--dtype`, `--quantize`), and its tokenizer; flags checked first."""
+    from lyric_valence.scoring import ScoringOptionError, check_scoring_options, prepare_for_scoring
+
+    try:
+        check_scoring_options(device, args.dtype, args.quantize)
+    except ScoringOptionError as error:
+        raise DataError(str(error)) from None
+    model, tokenizer = load_model(args.model, device)
+    if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
+        raise DataError(
+            f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
+            "so that a full chunk fits in a batch"
+        )
+    return prepare_for_scoring(model, device, args.dtype, args.quantize), tokenizer
+
+
+def score_texts(model, tokenizer, texts: list[str], batch_tokens: int | None) -> list[float]:
+    """The valence of each song in `texts`: the one call to the scoring engine."""
+    return model.score_songs(texts, tokenizer, batch_tokens=batch_tokens)
+
+
+@dataclass
+class Progress:
+    """How far a run got: input rows read (scored or skipped), output bytes written after the last complete block."""
+
+    settings: dict
+    rows_read: int = 0
+    output_bytes: int = 0
+    scored: int = 0
+    skipped: int = 0
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """The flags that decide the output's rows: `--resume` continues only a run with the same ones."""
+    keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "stdin_format", "format", "decimals",
+            "block_size")
+    return {key: getattr(args, key) for key in keys}
+
+
+def progress_file(output: str) -> Path:
+    return Path(f"{output}.progress.json")
+
+
+def starting_progress(args: argparse.Namespace, output_format: str) -> Progress:
+    """A fresh `Progress`, or with `--resume` the one a killed run left next to its output."""
+    settings = run_settings(args)
+    if not args.resume:
+        return Progress(settings)
+    if args.output is None or not args.inputs or "-" in args.inputs:
+        raise DataError("--resume needs input files and an --output file")
+    if output_format == "parquet":
+        raise DataError(f"{args.output}: --resume needs a csv, tsv or jsonl output (a cut Parquet file is unreadable)")
+    state = progress_file(args.output)
+    if not state.is_file():
+        if Path(args.output).exists():
+            raise DataError(f"{args.output}: nothing to resume (no {state.name}: the run finished or never started)")
+        return Progress(settings)
+    progress = Progress(**json.loads(state.read_text(encoding="utf-8")))
+    if progress.settings != settings:
+        changed = sorted(key for key in settings if settings[key] != progress.settings.get(key))
+        raise DataError(f"{args.output}: --resume with other flags than the killed run ({', '.join(changed)})")
+    return progress
+
+
+def save_progress(output: str, progress: Progress) -> None:
+    state = progress_file(output)
+    state.with_suffix(".tmp").write_text(json.dumps(asdict(progress)), encoding="utf-8")
+    os.replace(state.with_suffix(".tmp"), state)
+
+
+def unread_blocks(blocks: Iterator[pd.DataFrame], rows_read: int) -> Iterator[pd.DataFrame]:
+    """The blocks after the first `rows_read` rows; a resumed run meets the same block boundaries as the killed one."""
+    for block in blocks:
+        if rows_read <= 0:
+            yield block
+        rows_read -= len(block)
+
+
+def log_skipped(rows: pd.DataFrame) -> None:
+    for source, song_id in rows[["source", "id"]].itertuples(index=False):
+        logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
+
+
+def silence(quiet: bool) -> None:
+    """No notices (and with `quiet` no progress bars) from the libraries; bars only on a terminal."""
+    import huggingface_hub.utils
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    if quiet or not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
+    logger.setLevel(logging.ERROR if quiet else logging.NOTSET)
+
+
+def main(argv: list[str]) -> int:
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
+
+    args = predict_parser().parse_args(argv)
+    silence(args.quiet)
+    writer = ScoreWriter(args.output, args.format, args.decimals)
+    progress = starting_progress(args, writer.format)
+    blocks = song_blocks(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
+                         args.block_size)
+    first = next(blocks, None)  # the inputs' errors (a missing file or column) come before the model loads
+    blocks = itertools.chain([] if first is None else [first], blocks)
+    state = PartialState()
+    model, tokenizer = load_scoring_model(args, chosen_device(args.device))
+
+    if state.is_main_process:
+        writer.open(progress.output_bytes)
+        if args.output is not None:
+            save_progress(args.output, progress)  # a run killed in its first block resumes too
+    bar = tqdm(unit="song", initial=progress.rows_read, disable=True if args.quiet or not state.is_main_process else None,
+               file=sys.stderr, dynamic_ncols=True)
+    for block in unread_blocks(blocks, progress.rows_read):
+        blank = blank_rows(block["text"])
+        if state.is_main_process:
+            log_skipped(block[blank])
+        songs = block[~blank]
+        with state.split_between_processes(songs["text"].astype(str).tolist()) as share:
+            scores = score_texts(model, tokenizer, share, args.batch_tokens)
+        scores = gather_object(scores)
+        if state.is_main_process:
+            progress.output_bytes = writer.write(songs.drop(columns="text").assign(valence=scores))
+            progress.rows_read += len(block)
+            progress.scored += len(songs)
+            progress.skipped += int(blank.sum())
+            if args.output is not None:
+                save_progress(args.output, progress)
+        bar.update(len(block))
+    bar.close()
+    if not state.is_main_process:
+        return 0
+    writer.close()
+    if args.output is not None:
+        progress_file(args.output).unlink(missing_ok=True)
+    logger.warning(
+        "scored %d song%s, skipped %d empty; scores written to %s", progress.scored,
+        "" if progress.scored == 1 else "s", progress.skipped, args.output or "standard output",
+    )
+    if progress.scored == 0:
+        print("lyric-valence predict: error: nothing to score: "
+              f"{'every song was empty' if progress.skipped else 'the input holds no songs'}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    return 0
+

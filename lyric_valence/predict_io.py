@@ -1,0 +1,290 @@
+"""
+Songs in and scores out for `lyric-valence predict`, a block of rows at a time, so a catalogue of any length is
+scored in flat memory.
+
+Tables are read with pandas' and pyarrow's own chunked readers (`read_csv(chunksize=)`, `read_json(lines=True,
+chunksize=)`, `ParquetFile.iter_batches`) rather than `datasets`: `load_dataset` converts the whole file to Arrow
+before the first row comes back, and its streaming mode hides the row numbers and byte offsets that errors and
+`--resume` need.
+"""
+
+import codecs
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from lyric_valence.data import DataError
+from lyric_valence.data.read import check_utf8
+
+TEXT_SUFFIXES = (".txt", ".lyrics")
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+STDIN_FORMATS = ("text", "csv", "jsonl")
+OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+STDIN = "<stdin>"
+logger = logging.getLogger("lyric_valence")
+
+
+def blank_rows(texts: pd.Series) -> pd.Series:
+    """Rows without lyrics: missing, empty or whitespace-only."""
+    return texts.isna() | (texts.astype(str).str.strip() == "")
+
+
+def text_encoding(head: bytes) -> str:
+    """The encoding a file's byte-order mark names: UTF-16 (either byte order), else UTF-8 with or without a BOM."""
+    return "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+
+
+def decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode(text_encoding(data[:2]))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{source}: not valid {error.encoding.upper()} (byte {error.start})") from None
+
+
+def read_text_file(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        return decode(path.read_bytes(), str(path))
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
+def folder_songs(folder: Path) -> list[Path]:
+    """The .txt songs of a folder, sorted by name."""
+    songs = sorted(path for path in folder.iterdir() if path.suffix.lower() in TEXT_SUFFIXES and path.is_file())
+    if not songs:
+        raise DataError(f"{folder}: a folder without .txt files; give song files, a folder of them, or a table")
+    return songs
+
+
+def stdin_looks_like_a_table(text: str, text_column: str) -> bool:
+    """A header line naming the lyrics column, or a JSON object per line: the user probably wants --stdin_format."""
+    first_line = text.lstrip().split("\n", 1)[0].strip()
+    fields = {field.strip().strip('"') for separator in (",", "\t") for field in first_line.split(separator)}
+    return text_column in fields or (first_line.startswith("{") and first_line.endswith("}"))
+
+
+def stdin_binary():
+    """Standard input as a binary stream that can be peeked at (for its byte-order mark)."""
+    binary = sys.stdin.buffer
+    return binary if hasattr(binary, "peek") else io.BufferedReader(binary)
+
+
+def text_blocks(paths: list[Path], keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
+    """Each .txt file one song, `block_size` files to a block; `id` is the file name without suffix."""
+    for start in range(0, len(paths), block_size):
+        batch = paths[start : start + block_size]
+        yield pd.DataFrame(
+            {"source": [str(path) for path in batch], "id": [path.stem for path in batch],
+             **{column: None for column in keep_columns}, "text": [read_text_file(path) for path in batch]}
+        )
+
+
+def raw_table_blocks(source, table_format: str, block_size: int) -> Iterator[pd.DataFrame]:
+    """The rows of a table (`source`: a path or a binary stream) as frames of at most `block_size` rows."""
+    if table_format == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=block_size):
+            yield batch.to_pandas()
+        return
+    if table_format == "json":  # a JSON array cannot be read in pieces; catalogues belong in .jsonl
+        table = pd.read_json(source, dtype=False)
+        for start in range(0, len(table), block_size):
+            yield table.iloc[start : start + block_size]
+        return
+    binary = source if hasattr(source, "read") else open(source, "rb")
+    with binary:
+        binary = binary if hasattr(binary, "peek") else io.BufferedReader(binary)
+        text = io.TextIOWrapper(binary, encoding=text_encoding(binary.peek(2)[:2]), newline="")
+        if table_format == "jsonl":
+            yield from pd.read_json(text, lines=True, chunksize=block_size, dtype=False)
+        else:  # csv, tsv: every cell a string, so ids such as 007 and kept columns travel unchanged
+            yield from pd.read_csv(text, sep="\t" if table_format == "tsv" else ",", chunksize=block_size, dtype=str,
+                                   keep_default_na=False)
+
+
+def table_blocks(source, name: str, table_format: str, text_column: str, id_column: str | None,
+                 keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
+    """Blocks of `source`, `id` (the id column or the 0-based row number), the kept columns and `text`."""
+    row = 0
+    try:
+        for table in raw_table_blocks(source, table_format, block_size):
+            missing = [column for column in (text_column, id_column, *keep_columns) if column and column not in table]
+            if missing:
+                flag = "--text_column" if missing[0] == text_column else "--id_column / --keep_columns"
+                raise DataError(f"{name}: no column {missing[0]!r}; the columns are {list(table.columns)} (see {flag})")
+            ids = table[id_column].astype(str).to_numpy() if id_column else [str(i) for i in range(row, row + len(table))]
+            block = pd.DataFrame({"source": name, "id": ids}, index=table.index)
+            for column in keep_columns:
+                block[column] = table[column].to_numpy()
+            block["text"] = table[text_column].to_numpy()
+            row += len(table)
+            yield block.reset_index(drop=True)
+    except UnicodeDecodeError as error:
+        if isinstance(source, Path):
+            check_utf8(source)  # names the line
+        raise DataError(f"{name}: not valid {error.encoding.upper()} after row {row}") from None
+    except DataError:
+        raise
+    except Exception as error:  # pandas' and pyarrow's parser errors: name the file, keep the cause in one line
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{name}: cannot be read as {table_format} after row {row}: {message}") from None
+
+
+def table_format_of(path: Path) -> str:
+    table_format = TABLE_FORMATS.get(path.suffix.lower())
+    if table_format is None:
+        known = ", ".join(sorted({*TEXT_SUFFIXES, *TABLE_FORMATS}))
+        raise DataError(f"{path}: unknown format {path.suffix!r}; expected one of {known}, or a folder")
+    return table_format
+
+
+def check_input(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        open(path, "rb").close()
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
+def song_blocks(inputs: list[str], text_column: str, id_column: str | None, keep_columns: list[str],
+                stdin_format: str, block_size: int) -> Iterator[pd.DataFrame]:
+    """
+    Every input song as blocks of at most `block_size` rows with columns `source`, `id`, the kept columns and
+    `text`, in input order. Each file's problems (missing, unknown format, unreadable) are found before any block is
+    yielded, so a bad last argument fails the run before the model is loaded.
+    """
+    if not inputs or inputs == ["-"]:
+        yield from stdin_blocks(text_column, id_column, keep_columns, stdin_format, block_size)
+        return
+    sources = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            sources.append(("text", folder_songs(path)))
+        elif path.suffix.lower() in TEXT_SUFFIXES:
+            sources.append(("text", [path]))
+        else:
+            table_format = table_format_of(path)
+            check_input(path)
+            sources.append((table_format, path))
+    # Consecutive .txt songs share blocks, as one table's rows do.
+    pending: list[Path] = []
+    for kind, source in sources:
+        if kind == "text":
+            pending += source
+            continue
+        yield from text_blocks(pending, keep_columns, block_size)
+        pending = []
+        yield from table_blocks(source, str(source), kind, text_column, id_column, keep_columns, block_size)
+    yield from text_blocks(pending, keep_columns, block_size)
+
+
+def stdin_blocks(text_column: str, id_column: str | None, keep_columns: list[str], stdin_format: str,
+                 block_size: int) -> Iterator[pd.DataFrame]:
+    if stdin_format != "text":
+        yield from table_blocks(stdin_binary(), STDIN, stdin_format, text_column, id_column, keep_columns, block_size)
+        return
+    text = decode(sys.stdin.buffer.read(), STDIN)
+    if stdin_looks_like_a_table(text, text_column):
+        logger.warning("standard input looks like a table but is scored as one song; for one song per row pass "
+                       "--stdin_format csv or jsonl")
+    yield pd.DataFrame({"source": [STDIN], "id": ["0"], **{column: None for column in keep_columns}, "text": [text]})
+
+
+class ScoreWriter:
+    """
+    Appends blocks of scores to a file or standard output as CSV, TSV, JSONL or Parquet (one row group per block).
+    `write` returns the file's size after the block, which `--resume` cuts a killed run's output back to.
+    """
+
+    def __init__(self, output: str | None, output_format: str | None, decimals: int):
+        self.output = output
+        self.format = output_format or self.format_of(output)
+        self.decimals = decimals
+        self.handle = None
+        self.parquet_writer = None
+        self.header_written = False
+        if output is not None and not Path(output).absolute().parent.is_dir():
+            raise DataError(f"--output {output}: the folder {Path(output).absolute().parent} does not exist")
+
+    @staticmethod
+    def format_of(output: str | None) -> str:
+        if output is None:
+            return "csv"
+        suffix = Path(output).suffix.lower().lstrip(".")
+        if suffix not in OUTPUT_FORMATS:
+            raise DataError(f"--output {output}: unknown format; end it in .{', .'.join(OUTPUT_FORMATS)} or pass --format")
+        return suffix
+
+    def open(self, resume_at: int = 0) -> None:
+        """Open the output; `resume_at` > 0 keeps that many bytes of a killed run's output and appends after them."""
+        if self.output is None:
+            self.handle = sys.stdout.buffer if self.format == "parquet" else sys.stdout
+            return
+        try:
+            self.handle = open(self.output, "r+b" if resume_at else "wb")
+        except OSError as error:
+            raise DataError(f"--output {self.output}: cannot be written ({error.strerror or error})") from None
+        if resume_at:
+            self.handle.truncate(resume_at)
+            self.handle.seek(resume_at)
+            self.header_written = True
+
+    def write(self, scores: pd.DataFrame) -> int:
+        """Append one block: `source`, `id`, kept columns, `valence` (rounded). Returns the output's size after it."""
+        scores = scores.assign(valence=scores["valence"].astype(float).round(self.decimals))
+        if self.format == "parquet":
+            self.write_parquet(scores)
+        else:
+            self.write_text(self.render(scores))
+        return self.handle.tell() if self.output is not None else 0
+
+    def render(self, scores: pd.DataFrame) -> str:
+        if self.format == "jsonl":
+            records = scores.astype(object).where(scores.notna(), None).to_dict(orient="records")
+            return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        text = scores.to_csv(index=False, header=not self.header_written, sep="\t" if self.format == "tsv" else ",",
+                             lineterminator="\n")
+        self.header_written = True
+        return text
+
+    def write_text(self, text: str) -> None:
+        if self.output is None:
+            self.handle.write(text)
+            self.handle.flush()
+            return
+        self.handle.write(text.encode("utf-8"))
+        self.handle.flush()
+        os.fsync(self.handle.fileno())  # on disk before the progress file records the block
+
+    def write_parquet(self, scores: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.parquet_writer is None:
+            table = pa.Table.from_pandas(scores, preserve_index=False)
+            self.parquet_writer = pq.ParquetWriter(self.handle, table.schema)
+        else:
+            table = pa.Table.from_pandas(scores, schema=self.parquet_writer.schema, preserve_index=False)
+        self.parquet_writer.write_table(table)
+
+    def close(self) -> None:
+        if self.format == "parquet":
+            if self.parquet_writer is None:  # nothing scored: still a valid, empty file
+                self.write_parquet(pd.DataFrame({"source": [], "id": [], "valence": []}).astype({"valence": float}))
+            self.parquet_writer.close()
+        if self.output is not None and self.handle is not None:
+            self.handle.close()
+        elif self.handle is not None:
+            self.handle.flush()
+

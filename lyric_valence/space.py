@@ -1,0 +1,120 @@
+"""
+A Gradio Space for a published model: `lyric-valence publish --space me/lyric-valence-demo --repo_id me/model`.
+
+The Hub's serverless widget does not run custom-code models, so a Space is where people try one. The Space folder:
+
+    app.py                                   the Gradio demo (the repository's own app.py)
+    lyric_valence/__init__.py, render.py     what app.py imports from this package (colours, curve)
+    examples/*.txt                           the example songs, written for this project
+    requirements.txt                         torch, transformers, matplotlib (gradio comes from `sdk_version`)
+    README.md                                Space metadata: sdk gradio, sdk_version, app_file, models: [the model]
+
+The model and its custom code (with `explain_song`) are loaded from the Hub by app.py, with trust_remote_code.
+"""
+
+import logging
+import shutil
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from huggingface_hub import HfApi, SpaceCard, SpaceCardData
+from huggingface_hub.errors import HfHubHTTPError
+
+from lyric_valence import REPO_ROOT
+from lyric_valence.card import is_hub_id
+from lyric_valence.hub import PublishError, PublishResult, _first_line, _network_errors, _refusal, check_token
+
+logger = logging.getLogger("lyric_valence")
+
+SPACE_CODE = ("app.py", "lyric_valence/__init__.py", "lyric_valence/render.py")
+REQUIREMENTS = ("torch", "transformers>=5.24,<6", "matplotlib")
+FALLBACK_GRADIO_VERSION = "6.31.0"  # the version the demo was tested with, when gradio is not installed here
+
+
+def space_card(space_id: str, model_id: str) -> SpaceCard:
+    try:
+        gradio_version = version("gradio")
+    except PackageNotFoundError:
+        gradio_version = FALLBACK_GRADIO_VERSION
+    data = SpaceCardData(
+        title="lyric-valence",
+        sdk="gradio",
+        sdk_version=gradio_version,
+        app_file="app.py",
+        models=[model_id],
+        license="apache-2.0",
+        tags=["lyric-valence", "valence", "lyrics"],
+        emoji="🎵",
+        colorFrom="red",
+        colorTo="blue",
+        short_description="Song lyrics valence, line by line",
+    )
+    return SpaceCard(
+        f"---\n{data.to_yaml()}\n---\n\n# lyric-valence demo\n\n"
+        f"Paste or upload a song's lyrics: the demo shows its emotional valence (0 sad/negative .. 1 happy/positive) "
+        f"according to [{model_id}](https://huggingface.co/{model_id}), each line coloured by how it pulls the song "
+        f"up or down, and the valence along the song. The example songs were written for this demo.\n\n"
+        f"Run it locally: `LYRIC_VALENCE_MODEL={model_id} python app.py`.\n"
+    )
+
+
+def stage_space(stage_dir: str | Path, space_id: str, model_id: str) -> list[str]:
+    """Write the Space for `model_id` (a Hub model id) into the empty folder `stage_dir`; return its files, sorted."""
+    if not is_hub_id(model_id) or "/" not in model_id:
+        raise PublishError(
+            f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model"
+        )
+    stage_dir = Path(stage_dir)
+    if stage_dir.exists() and any(stage_dir.iterdir()):
+        raise PublishError(f"{stage_dir}: the staging folder must be empty")
+    missing = [name for name in SPACE_CODE if not (REPO_ROOT / name).is_file()]
+    if missing:
+        raise PublishError(f"{REPO_ROOT}: {missing} missing (run from a source checkout)")
+    for name in [*SPACE_CODE, *(path.relative_to(REPO_ROOT) for path in (REPO_ROOT / "examples").glob("*.txt"))]:
+        (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / name, stage_dir / name)
+    (stage_dir / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+    space_card(space_id, model_id).save(stage_dir / "README.md")
+    return sorted(path.relative_to(stage_dir).as_posix() for path in stage_dir.rglob("*") if path.is_file())
+
+
+def publish_space(
+    space_id: str,
+    model_id: str,
+    *,
+    private: bool | None = None,
+    dry_run: bool = False,
+    stage_dir: str | Path | None = None,
+    api: HfApi | None = None,
+) -> PublishResult:
+    """
+    Create (if needed) the Gradio Space `space_id` and upload the demo for the Hub model `model_id`. `dry_run`
+    builds the folder (kept in `stage_dir` when given) and contacts nothing. Raises `PublishError`.
+    """
+    if not dry_run:
+        check_token(space_id)
+    api = api or HfApi()
+    try:
+        with tempfile.TemporaryDirectory(prefix="lyric-valence-space-") as scratch:
+            folder = Path(stage_dir) if stage_dir is not None else Path(scratch) / "space"
+            files = stage_space(folder, space_id, model_id)
+            kept = Path(stage_dir) if stage_dir is not None else None
+            if dry_run:
+                return PublishResult(space_id, None, files, staged_folder=kept)
+            space_id = api.create_repo(
+                space_id, private=private, exist_ok=True, repo_type="space", space_sdk="gradio"
+            ).repo_id
+            logger.warning("uploading %d files to the Space %s", len(files), space_id)
+            info = api.upload_folder(
+                repo_id=space_id,
+                folder_path=folder,
+                repo_type="space",
+                commit_message=f"lyric-valence demo for {model_id}",
+            )
+    except HfHubHTTPError as error:
+        raise PublishError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
+    except _network_errors() as error:
+        raise PublishError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
+    url = getattr(info, "commit_url", None) or str(info)
+    return PublishResult(space_id, None, files, commit_url=url, staged_folder=kept)

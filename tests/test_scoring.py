@@ -1,0 +1,170 @@
+"""The scoring engine: token-budget batches, the CLS-only last layer, precisions and int8, and their refusals."""
+
+import copy
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+from configuration_lyric_valence import LyricValenceConfig
+from conftest import original_song, tiny_bert_config
+from lyric_valence.scoring import ClsOnlyLastLayer, ScoringOptionError, check_scoring_options, prepare_for_scoring
+from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, token_budget_batches
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+MAX_LENGTH = 40
+
+
+def tiny_model(tokenizer, pooling: str = "cls") -> LyricValenceModel:
+    torch.manual_seed(0)
+    config = LyricValenceConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size, layers=3), max_length=MAX_LENGTH, stride=10, pooling=pooling
+    )
+    return LyricValenceModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def songs():
+    """Songs from a few words to several chunks long, in mixed order."""
+    rng = random.Random(3)
+    return [original_song(rng, rng.choice([1, 2, 5, 14])) for _ in range(24)]
+
+
+def chunk_by_chunk(model, tokenizer, songs: list[str]) -> list[float]:
+    """The reference: every chunk scored alone (no padding, no batching, full last layer), averaged per song."""
+    scores = []
+    for song in songs:
+        chunks = chunk_lyrics(tokenizer, [song], model.config.max_length, model.config.stride)["input_ids"]
+        with torch.no_grad():
+            chunk_scores = [model(input_ids=torch.tensor([ids])).logits.item() for ids in chunks]
+        scores.append(sum(chunk_scores) / len(chunk_scores))
+    return scores
+
+
+def test_token_budget_batches_hold_every_chunk_once_longest_first_within_the_budget():
+    lengths = [random.Random(seed).randint(3, 40) for seed in range(200)]
+    batches = token_budget_batches(lengths, batch_tokens=120)
+    assert sorted(index for batch in batches for index in batch) == list(range(200))
+    in_order = [lengths[index] for batch in batches for index in batch]
+    assert in_order == sorted(lengths, reverse=True)
+    for batch in batches:
+        assert len(batch) * lengths[batch[0]] <= 120
+    # greedy: the next chunk would not have fitted in the batch before it
+    for previous, batch in zip(batches, batches[1:]):
+        assert (len(previous) + 1) * lengths[previous[0]] > 120
+    # short chunks go in large batches, long ones in small batches
+    assert len(batches[-1]) > len(batches[0])
+
+
+def test_a_chunk_longer_than_the_budget_is_a_batch_of_its_own():
+    assert token_budget_batches([50, 10, 60], batch_tokens=40) == [[2], [0], [1]]
+
+
+@pytest.mark.parametrize("batch_tokens", [MAX_LENGTH, 100, 400, 100_000])
+def test_token_budget_batches_give_the_chunk_by_chunk_reference_scores(tokenizer, songs, batch_tokens):
+    model = tiny_model(tokenizer)
+    expected = chunk_by_chunk(model, tokenizer, songs)
+    assert model.score_songs(songs, tokenizer, batch_tokens=batch_tokens) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_model_prepared_for_scoring_gives_the_chunk_by_chunk_reference_scores(tokenizer, songs, pooling):
+    model = tiny_model(tokenizer, pooling)
+    expected = chunk_by_chunk(model, tokenizer, songs)
+    prepared = prepare_for_scoring(copy.deepcopy(model))
+    assert isinstance(prepared.encoder.encoder.layer[-1], ClsOnlyLastLayer) == (pooling == "cls")
+    assert prepared.score_songs(songs, tokenizer, batch_tokens=200) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_cls_only_last_layer_returns_one_position_per_chunk(tokenizer):
+    model = prepare_for_scoring(tiny_model(tokenizer))
+    ids = torch.randint(1000, 2000, (3, 17))
+    attention_mask = torch.ones_like(ids)
+    attention_mask[1, 9:] = 0  # a padded chunk
+    with torch.no_grad():
+        hidden = model.encoder(input_ids=ids, attention_mask=attention_mask).last_hidden_state
+        alone = model.encoder(input_ids=ids[1:2, :9]).last_hidden_state
+    assert hidden.shape == (3, 1, 32)
+    assert torch.allclose(hidden[1], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, quantize", [("bfloat16", None), ("float32", "int8")])
+def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quantize):
+    model = tiny_model(tokenizer)
+    expected = torch.tensor(model.score_songs(songs, tokenizer))
+    prepared = prepare_for_scoring(copy.deepcopy(model), dtype=dtype, quantize=quantize)
+    if quantize:
+        assert isinstance(prepared.head.dense, torch.ao.nn.quantized.dynamic.Linear)
+    else:
+        assert prepared.head.dense.weight.dtype == torch.bfloat16
+    scores = torch.tensor(prepared.score_songs(songs, tokenizer))
+    assert not torch.equal(scores, expected)  # a different precision really ran
+    assert torch.allclose(scores, expected, atol=0.01)
+
+
+@pytest.mark.parametrize(
+    "device, dtype, quantize, message",
+    [
+        ("cpu", "float64", None, "--dtype float64: expected one of float32, bfloat16, float16"),
+        ("cpu", "float32", "int4", "--quantize int4: expected int8"),
+        ("cpu", "float16", None, "--dtype float16 needs a GPU"),
+        ("cpu", "bfloat16", "int8", "cannot be combined with --dtype bfloat16"),
+        ("cuda", "float32", "int8", "--quantize int8 runs on CPU only"),
+    ],
+)
+def test_options_a_device_cannot_run_are_refused_in_one_line(device, dtype, quantize, message):
+    with pytest.raises(ScoringOptionError, match=message) as error:
+        check_scoring_options(torch.device(device), dtype, quantize)
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer):
+    folder = tmp_path_factory.mktemp("scoring-model")
+    tiny_model(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def predict(capsys, *args) -> tuple[int, str, str]:
+    from lyric_valence import cli
+
+    try:
+        code = cli.main(["predict", *map(str, args)])
+    except SystemExit as exit:  # argparse
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(model_dir, tokenizer, songs, tmp_path, capsys):
+    table = tmp_path / "songs.csv"
+    pd.DataFrame({"seq": songs}).to_csv(table, index=False)
+    output = tmp_path / "scores.csv"
+    code, _, stderr = predict(capsys, table, "--model", model_dir, "--batch_tokens", 120, "--output", output)
+    assert code == 0, stderr
+    expected = chunk_by_chunk(tiny_model(tokenizer), tokenizer, songs)
+    assert pd.read_csv(output)["valence"].tolist() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--batch_tokens", "39"], ["--batch_tokens 39", "max_length (40)"]),
+        (["--batch_tokens", "many"], ["--batch_tokens", "invalid"]),
+        (["--dtype", "float64"], ["--dtype", "float64", "invalid choice"]),
+        (["--quantize", "int4"], ["--quantize", "int4", "invalid choice"]),
+        (["--dtype", "float16", "--device", "cpu"], ["--dtype float16 needs a GPU"]),
+        (["--quantize", "int8", "--dtype", "bfloat16", "--device", "cpu"], ["cannot be combined with --dtype bfloat16"]),
+    ],
+)
+def test_predict_refuses_bad_scoring_flags_in_one_line_with_exit_code_2(model_dir, tmp_path, capsys, flags, expected):
+    song = tmp_path / "song.txt"
+    song.write_text("a small song\nof two lines\n", encoding="utf-8")
+    code, stdout, stderr = predict(capsys, song, "--model", model_dir, *flags)
+    assert code == 2 and stdout == "" and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]  # progress bars aside
+    assert len(errors) == 1, stderr
+    for part in expected:
+        assert part in errors[0]
