@@ -81,3 +81,24 @@ def write_kaggle_csv(path: Path, songs: int = 40, seed: int = 0) -> Path:
 @pytest.fixture
 def lyrics_csv(tmp_path):
     return write_kaggle_csv(tmp_path / "lyrics.csv")
+
+
+def predict_in_process(capsys, *args) -> tuple[int, str, str]:
+    """`lyric-valence predict ARGS` in this process: (exit code, stdout, stderr)."""
+    from lyric_valence import cli
+
+    try:
+        code = cli.main(["predict", *map(str, args)])
+    except SystemExit as exit:  # argparse
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, stderr, *expected):
+    """Exit code 2, no traceback, and one `error:` line (progress bars aside) holding every `expected` text."""
+    assert code == 2 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, stderr
+    for text in expected:
+        assert text in errors[0], errors[0]

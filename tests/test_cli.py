@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, tiny_bert_config
+from conftest import REPO, assert_one_line_error, predict_in_process, tiny_bert_config
 from lyric_valence import cli
 from modeling_lyric_valence import LyricValenceModel
 
@@ -29,23 +29,6 @@ def run_command(*args, stdin=None):
         [sys.executable, "-m", "lyric_valence.cli", *map(str, args)],
         cwd=REPO, input=stdin, capture_output=True, text=True, timeout=300,
     )
-
-
-def predict(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = cli.main(["predict", *map(str, args)])
-    except SystemExit as exit:  # argparse
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, stderr, *expected):
-    assert code == 2 and "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, stderr
-    for text in expected:
-        assert text in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +132,7 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(model_dir, table, tmp
     for case, (args, expected_texts) in cases.items():
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a song"), encoding="utf-8"))
         try:
-            assert_one_line_error(*predict(capsys, *args)[::2], *expected_texts)
+            assert_one_line_error(*predict_in_process(capsys, *args)[::2], *expected_texts)
         except AssertionError as failure:
             raise AssertionError(f"{case}: {failure}") from None
 
@@ -169,7 +152,7 @@ def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs
     (hostile / "config.json").write_text(json.dumps(config))
     song = tmp_path / "song.txt"
     song.write_text(SONGS[0], encoding="utf-8")
-    code, out, err = predict(capsys, song, "--model", hostile)
+    code, out, err = predict_in_process(capsys, song, "--model", hostile)
     assert code == 0, err
     assert float(out.splitlines()[1].split(",")[-1]) == pytest.approx(expected[0], abs=1e-6)
     assert not marker.exists()
@@ -183,7 +166,7 @@ def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
     output_format, model_dir, expected, table, tmp_path, capsys, caplog
 ):
     output = tmp_path / f"scores.{output_format}"
-    code, _, err = predict(capsys, table, "--model", model_dir, "--id_column", "song", "--keep_columns", "artist",
+    code, _, err = predict_in_process(capsys, table, "--model", model_dir, "--id_column", "song", "--keep_columns", "artist",
                            "--output", output, "--decimals", "4")
     assert code == 0, err
     read = {"csv": pd.read_csv, "tsv": lambda path: pd.read_csv(path, sep="\t"),
@@ -204,7 +187,7 @@ def test_stdout_takes_every_format_too(model_dir, expected, table, capsysbinary)
 def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, tmp_path, monkeypatch, capsys, caplog):
     jsonl = "".join(json.dumps({"seq": text, "artist": f"a{i}"}) + "\n" for i, text in enumerate(SONGS))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl.encode()), encoding="utf-8"))
-    code, out, err = predict(capsys, "--model", model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist")
+    code, out, err = predict_in_process(capsys, "--model", model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist")
     assert code == 0, err
     scores = pd.read_csv(io.StringIO(out))
     assert scores["id"].tolist() == [0, 2, 3] and scores["artist"].tolist() == ["a0", "a2", "a3"]
@@ -212,12 +195,12 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, 
 
     csv_text = pd.DataFrame({"seq": SONGS}).to_csv(index=False)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv_text.encode()), encoding="utf-8"))
-    code, out, err = predict(capsys, "--model", model_dir, "--stdin-format", "csv")
+    code, out, err = predict_in_process(capsys, "--model", model_dir, "--stdin-format", "csv")
     assert code == 0 and pd.read_csv(io.StringIO(out))["valence"].tolist() == pytest.approx(expected, abs=1e-6)
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv_text.encode()), encoding="utf-8"))
     caplog.clear()
-    code, out, _ = predict(capsys, "--model", model_dir)
+    code, out, _ = predict_in_process(capsys, "--model", model_dir)
     assert code == 0 and len(out.splitlines()) == 2  # the whole table as one song, as asked, but with a warning
     assert "looks like a table" in caplog.text and "--stdin_format csv" in caplog.text
 
@@ -229,7 +212,7 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, 
     (folder / "notes.md").write_text("not a song", encoding="utf-8")
     (tmp_path / "4-rain.txt").write_text(SONGS[3], encoding="utf-16-be")
     (tmp_path / "4-rain.txt").write_bytes(b"\xfe\xff" + SONGS[3].encode("utf-16-be"))
-    code, out, err = predict(capsys, folder, tmp_path / "4-rain.txt", "--model", model_dir)
+    code, out, err = predict_in_process(capsys, folder, tmp_path / "4-rain.txt", "--model", model_dir)
     assert code == 0, err
     scores = pd.read_csv(io.StringIO(out))
     assert scores["id"].tolist() == ["1-quoted", "3-long", "4-rain"]
@@ -239,11 +222,11 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, 
 def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(model_dir, tmp_path, monkeypatch, capsys, caplog):
     blank = tmp_path / "blank.csv"
     pd.DataFrame({"seq": ["", "  "]}).to_csv(blank, index=False)
-    code, _, err = predict(capsys, blank, "--model", model_dir, "--quiet")
+    code, _, err = predict_in_process(capsys, blank, "--model", model_dir, "--quiet")
     assert code == 1 and err.splitlines() == ["lyric-valence predict: error: nothing to score: every song was empty"]
     assert caplog.text == ""
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"seq\n"), encoding="utf-8"))
-    code, out, err = predict(capsys, "--model", model_dir, "--stdin_format", "csv")
+    code, out, err = predict_in_process(capsys, "--model", model_dir, "--stdin_format", "csv")
     assert code == 1 and "the input holds no songs" in err and out == "source,id,valence\n"
 
 

@@ -73,7 +73,7 @@ def test_line_method_scores_each_line_alone(model, tokenizer):
 def test_occlusion_is_the_leave_one_out_pseudo_value_on_a_song_longer_than_one_chunk(model, tokenizer):
     song = original_song(random.Random(5), 24)  # about 200 tokens: several 48-token chunks
     explanation = model.explain_song(song, tokenizer, method="occlusion")
-    lines, n = explanation.lines, len(explanation.lines)
+    n = len(explanation.lines)
     position, numbered = 7, iter(range(n))
     kept = [[line for line in stanza if next(numbered) != position] for stanza in split_stanzas(song)]
     without = "\n\n".join("\n".join(stanza) for stanza in kept if stanza)

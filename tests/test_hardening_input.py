@@ -24,8 +24,7 @@ from transformers import AutoTokenizer
 
 import lyric_valence.data
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, tiny_bert_config, write_kaggle_csv
-from lyric_valence import cli
+from conftest import REPO, assert_one_line_error, predict_in_process, tiny_bert_config, write_kaggle_csv
 from lyric_valence.training import chunk_split
 from modeling_lyric_valence import LyricValenceModel
 
@@ -55,15 +54,6 @@ def run_train_script(monkeypatch, capsys, *args) -> tuple[int, str]:
     except SystemExit as exit:
         code = exit.code
     return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, stderr, *expected):
-    assert code == 2, stderr[-2000:]
-    assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, stderr[-2000:]
-    for part in expected:
-        assert part in errors[0], (part, errors[0])
 
 
 def unreadable(monkeypatch, path: Path):
@@ -225,15 +215,6 @@ def model_dir(tmp_path_factory, tokenizer):
     return folder
 
 
-def predict(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = cli.main(["predict", *map(str, args)])
-    except SystemExit as exit:  # argparse
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_predict_bad_input_gives_one_line_and_exit_code_2(model_dir, tmp_path, monkeypatch, capsys):
     songs = tmp_path / "songs.csv"
     pd.DataFrame({"seq": ["a song"]}).to_csv(songs, index=False)
@@ -250,14 +231,14 @@ def test_predict_bad_input_gives_one_line_and_exit_code_2(model_dir, tmp_path, m
         "output folder missing": ([songs, "--output", tmp_path / "nowhere" / "scores.csv"], ["nowhere", "does not exist"]),
     }
     for case, (args, expected) in cases.items():
-        code, _, stderr = predict(capsys, *args, "--model", model_dir)
+        code, _, stderr = predict_in_process(capsys, *args, "--model", model_dir)
         try:
             assert_one_line_error(code, stderr, *expected)
         except AssertionError as failure:
             raise AssertionError(f"{case}: {failure}") from None
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 song\n"), encoding="utf-8"))
-    assert_one_line_error(*predict(capsys, "--model", model_dir)[::2], "<stdin>", "UTF-8", "byte 3")
+    assert_one_line_error(*predict_in_process(capsys, "--model", model_dir)[::2], "<stdin>", "UTF-8", "byte 3")
 
 
 @pytest.mark.parametrize("name", ["locked.txt", "locked.csv"])
@@ -265,7 +246,7 @@ def test_predict_on_an_unreadable_file_gives_one_line(model_dir, tmp_path, monke
     path = tmp_path / name
     pd.DataFrame({"seq": ["a song"]}).to_csv(path, index=False)
     unreadable(monkeypatch, path)
-    code, _, stderr = predict(capsys, path, "--model", model_dir)
+    code, _, stderr = predict_in_process(capsys, path, "--model", model_dir)
     assert_one_line_error(code, stderr, name, "Permission denied")
 
 
@@ -284,7 +265,7 @@ def test_predict_refuses_pickled_weights_without_unpickling(model_dir, tmp_path,
 
     monkeypatch.setattr(torch, "load", no_unpickling)
     (tmp_path / "song.txt").write_text("a song", encoding="utf-8")
-    code, _, stderr = predict(capsys, tmp_path / "song.txt", "--model", pickled)
+    code, _, stderr = predict_in_process(capsys, tmp_path / "song.txt", "--model", pickled)
     assert_one_line_error(code, stderr, "pickled-model", "safetensors")
 
 
@@ -294,7 +275,7 @@ def test_predict_scores_every_valid_song_once_skips_blank_ones_and_counts_them(m
     table = tmp_path / "songs.csv"
     pd.DataFrame({"song": [f"s{i}" for i in range(len(texts))], "seq": texts}).to_csv(table, index=False)
     output = tmp_path / "scores.jsonl"
-    code, _, stderr = predict(capsys, table, "--model", model_dir, "--id_column", "song", "--output", output)
+    code, _, stderr = predict_in_process(capsys, table, "--model", model_dir, "--id_column", "song", "--output", output)
     assert code == 0, stderr
     scores = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     valid = [0, 2, 5, 6, 7]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import original_song, tiny_bert_config
+from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
 from lyric_valence.scoring import ClsOnlyLastLayer, ScoringOptionError, check_scoring_options, prepare_for_scoring
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, token_budget_batches
 
@@ -127,22 +127,11 @@ def model_dir(tmp_path_factory, tokenizer):
     return folder
 
 
-def predict(capsys, *args) -> tuple[int, str, str]:
-    from lyric_valence import cli
-
-    try:
-        code = cli.main(["predict", *map(str, args)])
-    except SystemExit as exit:  # argparse
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(model_dir, tokenizer, songs, tmp_path, capsys):
     table = tmp_path / "songs.csv"
     pd.DataFrame({"seq": songs}).to_csv(table, index=False)
     output = tmp_path / "scores.csv"
-    code, _, stderr = predict(capsys, table, "--model", model_dir, "--batch_tokens", 120, "--output", output)
+    code, _, stderr = predict_in_process(capsys, table, "--model", model_dir, "--batch_tokens", 120, "--output", output)
     assert code == 0, stderr
     expected = chunk_by_chunk(tiny_model(tokenizer), tokenizer, songs)
     assert pd.read_csv(output)["valence"].tolist() == pytest.approx(expected, abs=1e-5)
@@ -162,9 +151,6 @@ def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(
 def test_predict_refuses_bad_scoring_flags_in_one_line_with_exit_code_2(model_dir, tmp_path, capsys, flags, expected):
     song = tmp_path / "song.txt"
     song.write_text("a small song\nof two lines\n", encoding="utf-8")
-    code, stdout, stderr = predict(capsys, song, "--model", model_dir, *flags)
-    assert code == 2 and stdout == "" and "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if "error:" in line]  # progress bars aside
-    assert len(errors) == 1, stderr
-    for part in expected:
-        assert part in errors[0]
+    code, stdout, stderr = predict_in_process(capsys, song, "--model", model_dir, *flags)
+    assert stdout == ""
+    assert_one_line_error(code, stderr, *expected)
