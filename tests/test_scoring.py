@@ -95,7 +95,10 @@ def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quanti
     expected = torch.tensor(model.score_songs(songs, tokenizer))
     prepared = prepare_for_scoring(copy.deepcopy(model), dtype=dtype, quantize=quantize)
     if quantize:
-        assert isinstance(prepared.head.dense, torch.ao.nn.quantized.dynamic.Linear)
+        query = prepared.encoder.encoder.layer[0].attention.self.query
+        assert isinstance(query, torch.ao.nn.quantized.dynamic.Linear)
+        assert query.weight().qscheme() == torch.per_channel_affine
+        assert type(prepared.head.dense) is torch.nn.Linear  # the head stays float32
     else:
         assert prepared.head.dense.weight.dtype == torch.bfloat16
     scores = torch.tensor(prepared.score_songs(songs, tokenizer))
