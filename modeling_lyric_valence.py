@@ -70,9 +70,9 @@ def aggregate_chunk_scores(
     raise ValueError(f"unknown aggregation {aggregation!r}: expected 'mean', 'median' or 'length_weighted'")
 
 
-# Tokens per batch (chunks x longest chunk) by device type. The GPU's is the best of a sweep on lyrics-length chunks
-# (bench/SCORING_RESULTS.md); the CPU's was not yet settled by a sweep.
-DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+# Tokens per batch (chunks x longest chunk) by device type: each the best of a sweep on lyrics-length chunks
+# (bench/SCORING_RESULTS.md; the CPU's small batches stay in its caches).
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 
 
 def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:

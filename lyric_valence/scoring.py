@@ -4,7 +4,7 @@ quantization, and a last encoder layer that computes only what CLS pooling reads
 batch_tokens=...)` then scores it in token-budget batches.
 
     model = prepare_for_scoring(model, device="cpu", dtype="float32", quantize="int8")
-    scores = model.score_songs(songs, tokenizer, batch_tokens=8192)
+    scores = model.score_songs(songs, tokenizer, batch_tokens=2048)
 
 Which mode pays on which hardware, and what each costs in quality, is measured in bench/RESULTS.md (`python -m
 bench.scoring`).

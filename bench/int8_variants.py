@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""
+Which Linear layers `--quantize int8` should quantize: EmoBank test Pearson and CPU speed of torch.ao dynamic int8
+variants of one trained model, each against float32 of the same model (bench/SCORING_RESULTS.md, "int8 variants").
+
+    python bench/int8_variants.py outputs/lyric-valence            # about 4 minutes on 2 CPU cores
+
+Prints a markdown table: variant, Pearson, change against float32, songs/s on 120 synthetic songs (best of 2).
+"""
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.scoring import emobank_test  # noqa: E402
+from bench.songs import make_catalogue  # noqa: E402
+from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
+from modeling_lyric_valence import LyricValenceModel  # noqa: E402
+
+PER_CHANNEL = torch.ao.quantization.per_channel_dynamic_qconfig
+PER_TENSOR = torch.ao.quantization.default_dynamic_qconfig
+
+
+def quantized(model: nn.Module, qconfig, keep_float=lambda name: False) -> nn.Module:
+    """The model prepared for scoring with the encoder's Linear layers int8, except those `keep_float` names."""
+    model = prepare_for_scoring(copy.deepcopy(model), "cpu")
+    names = [name for name, module in model.encoder.named_modules()
+             if isinstance(module, nn.Linear) and not keep_float(name)]
+    torch.ao.quantization.quantize_dynamic(model.encoder, dict.fromkeys(names, qconfig), inplace=True)
+    return model
+
+
+def variants(model: nn.Module) -> dict:
+    last = f"encoder.layer.{model.config.encoder.num_hidden_layers - 1}."
+    return {
+        "float32": lambda: prepare_for_scoring(copy.deepcopy(model), "cpu"),
+        "int8 per tensor": lambda: quantized(model, PER_TENSOR),
+        "int8 per channel (`--quantize int8`)": lambda: quantized(model, PER_CHANNEL),
+        "int8 per channel, FFN output in float32": lambda: quantized(
+            model, PER_CHANNEL, lambda name: name.endswith("output.dense") and "attention" not in name),
+        "int8 per channel, last layer in float32": lambda: quantized(model, PER_CHANNEL, lambda name: name.startswith(last)),
+        "int8 per channel, first and last layers in float32": lambda: quantized(
+            model, PER_CHANNEL, lambda name: name.startswith((last, "encoder.layer.0."))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="A folder written by train.py.")
+    parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"))
+    args = parser.parse_args()
+    texts, labels = emobank_test(args.emobank)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    songs = make_catalogue(tokenizer.get_vocab(), 120, seed=3).texts
+    model = LyricValenceModel.from_pretrained(args.model)
+    print("| variant | Pearson | change vs float32 | songs/s |\n|---|---|---|---|")
+    reference = None
+    for name, build in variants(model).items():
+        scorer = build()
+        pearson = float(np.corrcoef(scorer.score_songs(texts, tokenizer), labels)[0, 1])
+        reference = pearson if reference is None else reference
+        scorer.score_songs(songs[:4], tokenizer)  # warm-up
+        seconds = []
+        for _ in range(2):
+            start = time.perf_counter()
+            scorer.score_songs(songs, tokenizer)
+            seconds.append(time.perf_counter() - start)
+        print(f"| {name} | {pearson:.4f} | {pearson - reference:+.4f} | {len(songs) / min(seconds):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
