@@ -10,6 +10,8 @@ Which mode pays on which hardware, and what each costs in quality, is measured i
 bench.scoring`).
 """
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -34,7 +36,7 @@ def check_scoring_options(device: torch.device, dtype: str = "float32", quantize
             f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}"
         )
     if dtype == "float16" and device.type == "cpu":
-        raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); use --quantize int8")
+        raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU")
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ScoringOptionError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
 
@@ -121,5 +123,8 @@ def prepare_for_scoring(
         # at the same speed, bench/SCORING_RESULTS.md), activations quantized per batch. The encoder only: the head
         # is 0.2% of the FLOPs, and it keeps float32 weights, which its forward reads for the input's dtype.
         qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        torch.ao.quantization.quantize_dynamic(model.encoder, {nn.Linear: qconfig}, inplace=True)
+        with warnings.catch_warnings():  # torch's deprecation notice of its quantized tensors, on every weight
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.ao.quantization.quantize_dynamic(model.encoder, {nn.Linear: qconfig}, inplace=True)
     return model
