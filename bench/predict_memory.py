@@ -82,13 +82,13 @@ def score(catalogue: Path, model: Path, output: Path) -> dict:
             "command": " ".join(["lyric-valence", *command[3:]])}
 
 
-def machine() -> dict:
+def machine(note: str | None) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine())
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
             "torch": torch.__version__,
-            "note": f"scored on the {gpu}" if gpu else "scored on CPU; shared machine: other jobs ran at the same time"}
+            "note": (f"scored on the {gpu}" if gpu else "scored on CPU") + (f"; {note}" if note else "")}
 
 
 def render(results: dict) -> str:
@@ -132,6 +132,7 @@ def main() -> None:
     folder = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench"
     parser.add_argument("--results", type=Path, default=folder / "predict_memory.json")
     parser.add_argument("--markdown", type=Path, default=folder / "RESULTS.md")
+    parser.add_argument("--note", default=None, help="A sentence on the machine's state, e.g. that it was shared.")
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +150,7 @@ def main() -> None:
             runs.append(run)
     results = {"command": "python bench/predict_memory.py" + ("" if args.songs == [10_000, 100_000] else
                                                               f" --songs {args.songs[0]} {args.songs[1]}"),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "runs": runs,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(args.note), "runs": runs,
                "rss_ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")

@@ -390,7 +390,7 @@ def render_run(key: str, run: dict) -> list[str]:
               *([f"Kept from the run of {kept['training']}.", ""] if "training" in kept else []),
               *render_training(run["training"]), ""]
     if "inference" in run:
-        lines += ["### 2. Inference throughput (whole songs, batch 32)", "",
+        lines += ["### 2. Inference throughput (whole songs, `score_songs` defaults of the run's date)", "",
                   *([f"Kept from the run of {kept['inference']}.", ""] if "inference" in kept else []),
                   *render_inference(run["inference"]), ""]
     lines += ["### 3. Distance to the limit", "", *render_limit(run), ""]

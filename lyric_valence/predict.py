@@ -143,7 +143,7 @@ def predict_parser() -> ArgumentParser:
         default=None,
         choices=("int8",),
         help="int8: dynamic int8 quantization of the encoder's Linear layers (torch.ao, weights per channel), CPU only, "
-        "with --dtype float32. Not recommended: 1.34x float32's speed on an AVX2 CPU, but 0.014 less EmoBank test "
+        "with --dtype float32. Not recommended: 1.33x float32's speed on an AVX2 CPU, but 0.017 less EmoBank test "
         "Pearson (bench/SCORING_RESULTS.md).",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
