@@ -102,3 +102,17 @@ def assert_one_line_error(code, stderr, *expected):
     assert len(errors) == 1, stderr
     for text in expected:
         assert text in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A folder holding a tiny random lyric-valence model (2 layers, 32-token chunks, stride 8) and the tokenizer."""
+    from configuration_lyric_valence import LyricValenceConfig
+    from modeling_lyric_valence import LyricValenceModel
+
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(1)
+    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

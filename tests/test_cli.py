@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, assert_one_line_error, predict_in_process, tiny_bert_config
+from conftest import REPO, assert_one_line_error, predict_in_process
 from lyric_valence import cli
 from modeling_lyric_valence import LyricValenceModel
 
@@ -32,19 +31,9 @@ def run_command(*args, stdin=None):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer):
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(1)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def expected(model_dir, tokenizer):
+def expected(tiny_model_dir, tokenizer):
     """The package model's own scores of SONGS 0, 2 and 3 (1 is blank)."""
-    model = LyricValenceModel.from_pretrained(model_dir)
+    model = LyricValenceModel.from_pretrained(tiny_model_dir)
     return model.score_songs([SONGS[0], SONGS[2], SONGS[3]], tokenizer)
 
 
@@ -98,13 +87,13 @@ def test_predict_help_documents_the_output_columns_and_exit_codes(capsys):
 # ----------------------------------------------------------------------------------------------------- predict errors
 
 
-def test_predict_user_errors_are_one_line_with_exit_code_2(model_dir, table, tmp_path, monkeypatch, capsys):
+def test_predict_user_errors_are_one_line_with_exit_code_2(tiny_model_dir, table, tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants
 
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()
     for name in ("config.json", "model.safetensors"):
-        (no_tokenizer / name).write_bytes((model_dir / name).read_bytes())
+        (no_tokenizer / name).write_bytes((tiny_model_dir / name).read_bytes())
     bert = tmp_path / "bert"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert", "auto_map": {"AutoModel": "evil.Model"}}))
@@ -118,17 +107,17 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(model_dir, table, tmp
         "not a folder nor a repo id": ([song, "--model", tmp_path / "nope"], ["nope", "no such model folder"]),
         "no tokenizer": ([song, "--model", no_tokenizer], ["no-tokenizer", "no tokenizer files"]),
         "another model type": ([song, "--model", bert], ["a bert model, not a lyric-valence one"]),
-        "unknown device": ([song, "--model", model_dir, "--device", "gpu0"], ["--device gpu0", "not a torch device"]),
-        "missing column": ([table, "--model", model_dir, "--text_column", "lyrics"], ["no column 'lyrics'", "seq"]),
-        "missing kept column": ([table, "--model", model_dir, "--keep_columns", "year"], ["no column 'year'"]),
-        "output format": ([table, "--model", model_dir, "--output", tmp_path / "x.xlsx"], ["x.xlsx", "--format"]),
-        "resume from stdin": (["--model", model_dir, "--resume", "--output", tmp_path / "o.csv"], ["--resume"]),
-        "folder without songs": ([tmp_path / "cache", "--model", model_dir], ["cache", "without .txt files"]),
+        "unknown device": ([song, "--model", tiny_model_dir, "--device", "gpu0"], ["--device gpu0", "not a torch device"]),
+        "missing column": ([table, "--model", tiny_model_dir, "--text_column", "lyrics"], ["no column 'lyrics'", "seq"]),
+        "missing kept column": ([table, "--model", tiny_model_dir, "--keep_columns", "year"], ["no column 'year'"]),
+        "output format": ([table, "--model", tiny_model_dir, "--output", tmp_path / "x.xlsx"], ["x.xlsx", "--format"]),
+        "resume from stdin": (["--model", tiny_model_dir, "--resume", "--output", tmp_path / "o.csv"], ["--resume"]),
+        "folder without songs": ([tmp_path / "cache", "--model", tiny_model_dir], ["cache", "without .txt files"]),
     }
     (tmp_path / "cache").mkdir()
     monkeypatch.chdir(tmp_path)
     if not torch.cuda.is_available():
-        cases["no CUDA"] = ([song, "--model", model_dir, "--device", "cuda"], ["--device cuda", "no cuda device"])
+        cases["no CUDA"] = ([song, "--model", tiny_model_dir, "--device", "cuda"], ["--device cuda", "no cuda device"])
     for case, (args, expected_texts) in cases.items():
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a song"), encoding="utf-8"))
         try:
@@ -137,12 +126,12 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(model_dir, table, tmp
             raise AssertionError(f"{case}: {failure}") from None
 
 
-def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs(model_dir, expected, tmp_path, capsys):
+def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs(tiny_model_dir, expected, tmp_path, capsys):
     """A model folder whose Python files write a marker when imported: scored, and the marker never written."""
     hostile = tmp_path / "hostile-model"
     hostile.mkdir()
     marker = tmp_path / "marker"
-    for path in model_dir.iterdir():
+    for path in tiny_model_dir.iterdir():
         (hostile / path.name).write_bytes(path.read_bytes())
     payload = f"open({str(marker)!r}, 'w').write('imported')\n"
     for name in ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py"):
@@ -163,10 +152,10 @@ def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs
 
 @pytest.mark.parametrize("output_format", ["csv", "tsv", "jsonl", "parquet"])
 def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
-    output_format, model_dir, expected, table, tmp_path, capsys, caplog
+    output_format, tiny_model_dir, expected, table, tmp_path, capsys, caplog
 ):
     output = tmp_path / f"scores.{output_format}"
-    code, _, err = predict_in_process(capsys, table, "--model", model_dir, "--id_column", "song", "--keep_columns", "artist",
+    code, _, err = predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song", "--keep_columns", "artist",
                            "--output", output, "--decimals", "4")
     assert code == 0, err
     read = {"csv": pd.read_csv, "tsv": lambda path: pd.read_csv(path, sep="\t"),
@@ -178,16 +167,16 @@ def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
     assert f"scored 3 songs, skipped 1 empty; scores written to {output}" in caplog.text
 
 
-def test_stdout_takes_every_format_too(model_dir, expected, table, capsysbinary):
-    assert cli.main(["predict", str(table), "--model", str(model_dir), "--format", "parquet", "-q"]) == 0
+def test_stdout_takes_every_format_too(tiny_model_dir, expected, table, capsysbinary):
+    assert cli.main(["predict", str(table), "--model", str(tiny_model_dir), "--format", "parquet", "-q"]) == 0
     scores = pd.read_parquet(io.BytesIO(capsysbinary.readouterr().out))
     assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
 
 
-def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, tmp_path, monkeypatch, capsys, caplog):
+def test_stdin_tables_utf16_songs_and_folders_of_txt_files(tiny_model_dir, expected, tmp_path, monkeypatch, capsys, caplog):
     jsonl = "".join(json.dumps({"seq": text, "artist": f"a{i}"}) + "\n" for i, text in enumerate(SONGS))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl.encode()), encoding="utf-8"))
-    code, out, err = predict_in_process(capsys, "--model", model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist")
+    code, out, err = predict_in_process(capsys, "--model", tiny_model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist")
     assert code == 0, err
     scores = pd.read_csv(io.StringIO(out))
     assert scores["id"].tolist() == [0, 2, 3] and scores["artist"].tolist() == ["a0", "a2", "a3"]
@@ -195,12 +184,12 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, 
 
     csv_text = pd.DataFrame({"seq": SONGS}).to_csv(index=False)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv_text.encode()), encoding="utf-8"))
-    code, out, err = predict_in_process(capsys, "--model", model_dir, "--stdin-format", "csv")
+    code, out, err = predict_in_process(capsys, "--model", tiny_model_dir, "--stdin-format", "csv")
     assert code == 0 and pd.read_csv(io.StringIO(out))["valence"].tolist() == pytest.approx(expected, abs=1e-6)
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(csv_text.encode()), encoding="utf-8"))
     caplog.clear()
-    code, out, _ = predict_in_process(capsys, "--model", model_dir)
+    code, out, _ = predict_in_process(capsys, "--model", tiny_model_dir)
     assert code == 0 and len(out.splitlines()) == 2  # the whole table as one song, as asked, but with a warning
     assert "looks like a table" in caplog.text and "--stdin_format csv" in caplog.text
 
@@ -212,21 +201,21 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(model_dir, expected, 
     (folder / "notes.md").write_text("not a song", encoding="utf-8")
     (tmp_path / "4-rain.txt").write_text(SONGS[3], encoding="utf-16-be")
     (tmp_path / "4-rain.txt").write_bytes(b"\xfe\xff" + SONGS[3].encode("utf-16-be"))
-    code, out, err = predict_in_process(capsys, folder, tmp_path / "4-rain.txt", "--model", model_dir)
+    code, out, err = predict_in_process(capsys, folder, tmp_path / "4-rain.txt", "--model", tiny_model_dir)
     assert code == 0, err
     scores = pd.read_csv(io.StringIO(out))
     assert scores["id"].tolist() == ["1-quoted", "3-long", "4-rain"]
     assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
 
 
-def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(model_dir, tmp_path, monkeypatch, capsys, caplog):
+def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(tiny_model_dir, tmp_path, monkeypatch, capsys, caplog):
     blank = tmp_path / "blank.csv"
     pd.DataFrame({"seq": ["", "  "]}).to_csv(blank, index=False)
-    code, _, err = predict_in_process(capsys, blank, "--model", model_dir, "--quiet")
+    code, _, err = predict_in_process(capsys, blank, "--model", tiny_model_dir, "--quiet")
     assert code == 1 and err.splitlines() == ["lyric-valence predict: error: nothing to score: every song was empty"]
     assert caplog.text == ""
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"seq\n"), encoding="utf-8"))
-    code, out, err = predict_in_process(capsys, "--model", model_dir, "--stdin_format", "csv")
+    code, out, err = predict_in_process(capsys, "--model", tiny_model_dir, "--stdin_format", "csv")
     assert code == 1 and "the input holds no songs" in err and out == "source,id,valence\n"
 
 

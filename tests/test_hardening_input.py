@@ -23,8 +23,7 @@ import torch
 from transformers import AutoTokenizer
 
 import lyric_valence.data
-from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, assert_one_line_error, predict_in_process, tiny_bert_config, write_kaggle_csv
+from conftest import REPO, assert_one_line_error, predict_in_process, write_kaggle_csv
 from lyric_valence.training import chunk_split
 from modeling_lyric_valence import LyricValenceModel
 
@@ -205,17 +204,7 @@ def test_a_200000_character_song_chunks_like_its_tokens(tokenizer):
 # ------------------------------------------------------------------------------------------------ lyric-valence predict
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer):
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(1)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_predict_bad_input_gives_one_line_and_exit_code_2(model_dir, tmp_path, monkeypatch, capsys):
+def test_predict_bad_input_gives_one_line_and_exit_code_2(tiny_model_dir, tmp_path, monkeypatch, capsys):
     songs = tmp_path / "songs.csv"
     pd.DataFrame({"seq": ["a song"]}).to_csv(songs, index=False)
     (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
@@ -231,34 +220,34 @@ def test_predict_bad_input_gives_one_line_and_exit_code_2(model_dir, tmp_path, m
         "output folder missing": ([songs, "--output", tmp_path / "nowhere" / "scores.csv"], ["nowhere", "does not exist"]),
     }
     for case, (args, expected) in cases.items():
-        code, _, stderr = predict_in_process(capsys, *args, "--model", model_dir)
+        code, _, stderr = predict_in_process(capsys, *args, "--model", tiny_model_dir)
         try:
             assert_one_line_error(code, stderr, *expected)
         except AssertionError as failure:
             raise AssertionError(f"{case}: {failure}") from None
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 song\n"), encoding="utf-8"))
-    assert_one_line_error(*predict_in_process(capsys, "--model", model_dir)[::2], "<stdin>", "UTF-8", "byte 3")
+    assert_one_line_error(*predict_in_process(capsys, "--model", tiny_model_dir)[::2], "<stdin>", "UTF-8", "byte 3")
 
 
 @pytest.mark.parametrize("name", ["locked.txt", "locked.csv"])
-def test_predict_on_an_unreadable_file_gives_one_line(model_dir, tmp_path, monkeypatch, capsys, name):
+def test_predict_on_an_unreadable_file_gives_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys, name):
     path = tmp_path / name
     pd.DataFrame({"seq": ["a song"]}).to_csv(path, index=False)
     unreadable(monkeypatch, path)
-    code, _, stderr = predict_in_process(capsys, path, "--model", model_dir)
+    code, _, stderr = predict_in_process(capsys, path, "--model", tiny_model_dir)
     assert_one_line_error(code, stderr, name, "Permission denied")
 
 
-def test_predict_refuses_pickled_weights_without_unpickling(model_dir, tmp_path, monkeypatch, capsys):
+def test_predict_refuses_pickled_weights_without_unpickling(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from safetensors.torch import load_file
 
     pickled = tmp_path / "pickled-model"
     pickled.mkdir()
-    for path in model_dir.iterdir():
+    for path in tiny_model_dir.iterdir():
         if path.name != "model.safetensors":
             (pickled / path.name).write_bytes(path.read_bytes())
-    torch.save(load_file(str(model_dir / "model.safetensors")), pickled / "pytorch_model.bin")
+    torch.save(load_file(str(tiny_model_dir / "model.safetensors")), pickled / "pytorch_model.bin")
 
     def no_unpickling(*args, **kwargs):
         raise AssertionError("torch.load was called")
@@ -269,18 +258,18 @@ def test_predict_refuses_pickled_weights_without_unpickling(model_dir, tmp_path,
     assert_one_line_error(code, stderr, "pickled-model", "safetensors")
 
 
-def test_predict_scores_every_valid_song_once_skips_blank_ones_and_counts_them(model_dir, tokenizer, tmp_path, caplog, capsys):
+def test_predict_scores_every_valid_song_once_skips_blank_ones_and_counts_them(tiny_model_dir, tokenizer, tmp_path, caplog, capsys):
     long_song = ("la la land of the very long song\n" * 6100)[:200_000]
     texts = [AWKWARD[0], "", AWKWARD[1], "  \r\n ", None, long_song, AWKWARD[2], "12345"]
     table = tmp_path / "songs.csv"
     pd.DataFrame({"song": [f"s{i}" for i in range(len(texts))], "seq": texts}).to_csv(table, index=False)
     output = tmp_path / "scores.jsonl"
-    code, _, stderr = predict_in_process(capsys, table, "--model", model_dir, "--id_column", "song", "--output", output)
+    code, _, stderr = predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song", "--output", output)
     assert code == 0, stderr
     scores = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     valid = [0, 2, 5, 6, 7]
     assert [row["id"] for row in scores] == [f"s{i}" for i in valid]
-    model = LyricValenceModel.from_pretrained(model_dir)
+    model = LyricValenceModel.from_pretrained(tiny_model_dir)
     expected = model.score_songs([texts[i] for i in valid], tokenizer)
     assert [row["valence"] for row in scores] == pytest.approx(expected, abs=1e-6)
     assert all(math.isfinite(row["valence"]) for row in scores)
