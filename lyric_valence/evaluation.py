@@ -54,10 +54,13 @@ def evaluate_parser() -> ArgumentParser:
 
 def main(argv: list[str]) -> int:
     # imported here: lyric_valence.training imports this module, also where `datasets` is missing (bench/models.py)
+    import datasets
+
     from lyric_valence.data import DataError, read_table
     from lyric_valence.data.clean import read_labels
 
     args = evaluate_parser().parse_args(argv)
+    datasets.disable_progress_bars()  # datasets' "Generating train split" bar, for a file read in a blink
     path = Path(args.predictions)
     if args.output is not None and not Path(args.output).absolute().parent.is_dir():
         raise DataError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
