@@ -333,7 +333,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
         features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
         chunk_scores = torch.empty(len(features))
-        for batch in token_budget_batches([len(feature["input_ids"]) for feature in features], batch_tokens):
+        for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
             inputs = tokenizer.pad([features[i] for i in batch], return_tensors="pt").to(self.device)
             chunk_scores[batch] = self(**inputs).logits.squeeze(-1).float().cpu()
         return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation, chunk_lengths)

@@ -1,9 +1,9 @@
 """
 Quality on song-length lyrics: train.py's recipes against TF-IDF + ridge and the mean predictor on the Billboard
-bag-of-words set (3,240 songs with Spotify valence, ../shared/data/billboard-bow; read where it lies, never copied
-into this repository), one artist-grouped split, song-level metrics overall and by chunks per song (1, 2, 3+).
+bag-of-words set (3,240 Billboard Hot-100 songs with Spotify valence, lyrics as word counts; a research data set
+that is not in this repository and is never copied into it: pass its CSV with --data_file), one artist-grouped split, song-level metrics overall and by chunks per song (1, 2, 3+).
 
-    python bench/lyrics.py --data_file ../shared/data/billboard-bow/billboard_bow.csv          # baselines only, CPU
+    python bench/lyrics.py --data_file billboard_bow.csv          # baselines only, CPU
     python bench/lyrics.py --data_file FILE --trials default head_only full -- --model_name_or_path DIR
     bash bench/lyrics_gpu.sh                     # every trial on one GPU within 240 s (OUT=folder for the results)
     python bench/lyrics.py --render OUT/lyrics.json --out bench --results bench/results.json   # into RESULTS.md
@@ -197,8 +197,8 @@ def row_metrics(frames: dict[str, pd.DataFrame], predicted: dict[str, pd.Series]
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_file", default=str(REPO.parent / "shared" / "data" / "billboard-bow" / "billboard_bow.csv"),
-                        help="The Billboard bag-of-words CSV (Kaggle layout: artist, seq, song, label).")
+    parser.add_argument("--data_file", default=None, help="The Billboard bag-of-words CSV (Kaggle layout: artist, seq, "
+                        "song, label); needed unless --render.")
     parser.add_argument("--trials", nargs="*", default=[], choices=list(TRIALS), help="train.py trials to run.")
     parser.add_argument("--all_trials", action="store_true", help="Run every trial, in the order of TRIALS.")
     parser.add_argument("--out", type=Path, default=Path("lyrics-bench"), help="Folder for the results.")
@@ -218,6 +218,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="After --: flags added to every train.py run.")
     args = parser.parse_args(argv)
     args.extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    if args.data_file is None and args.render is None:
+        parser.error("--data_file is required: the Billboard bag-of-words CSV (not in this repository)")
     if args.all_trials:
         args.trials = list(TRIALS)
     return args

@@ -441,7 +441,7 @@ def render_lyrics(record: dict) -> list[str]:
     lines = [
         "## Lyrics: Billboard bag-of-words, song level",
         "",
-        f"`{record['data_file']}` (../shared/data/billboard-bow: Billboard Hot-100 songs 1965–2015, Spotify valence, "
+        f"`{record['data_file']}` (the Billboard bag-of-words set: Hot-100 songs 1965–2015, Spotify valence, "
         f"lyrics as word counts rendered as text; not in this repository), split by artist and near-duplicate group "
         f"(seed 42): {counts['train_songs']} train / {counts['validation_songs']} validation / "
         f"{counts['test_songs']} test songs. Song-level metrics by the `song_valence` evaluate module; chunks per song "

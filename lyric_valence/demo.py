@@ -12,6 +12,7 @@ import importlib.util
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.data import DataError
+from lyric_valence.predict import add_model_arguments, chosen_device, load_model
 from lyric_valence import REPO_ROOT
 
 APP = REPO_ROOT / "app.py"
@@ -24,14 +25,9 @@ def demo_parser() -> ArgumentParser:
         description="Start the Gradio demo: paste or upload lyrics, see the song valence, coloured lines and the "
         "valence curve.",
     )
-    parser.add_argument(
-        "--model",
-        default="outputs/lyric-valence",
-        help="Trained model: a folder written by train.py or a Hub repo id. Default: %(default)s.",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="Address to serve on (default: %(default)s).")
     parser.add_argument("--port", type=int, default=7860, help="Port to serve on (default: %(default)s).")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
     return parser
 
 
@@ -48,8 +44,6 @@ def load_app():
 
 
 def main(argv: list[str]) -> int:
-    from lyric_valence.predict import chosen_device, load_model
-
     args = demo_parser().parse_args(argv)
     app = load_app()
     model, tokenizer = load_model(args.model, chosen_device(args.device))

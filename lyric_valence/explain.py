@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.data import DataError
+from lyric_valence.predict import add_model_arguments, chosen_device, load_model
 from lyric_valence.predict_io import read_text_file
 
 logger = logging.getLogger("lyric_valence")
@@ -27,12 +28,10 @@ def explain_parser() -> ArgumentParser:
         description="Line-level valence of songs: an HTML page with coloured lines and the valence curve, plus a PNG "
         "of the curve, per song.",
     )
-    parser.add_argument("songs", nargs="+", help="Text files, each one song (UTF-8, or UTF-16 with its BOM; blank lines separate stanzas).")
     parser.add_argument(
-        "--model",
-        default="outputs/lyric-valence",
-        help="Trained model: a folder written by train.py or a Hub repo id. Default: %(default)s.",
+        "songs", nargs="+", help="Text files, each one song (UTF-8, or UTF-16 with its BOM; blank lines separate stanzas)."
     )
+    add_model_arguments(parser)
     parser.add_argument(
         "--method",
         choices=EXPLAIN_METHODS,
@@ -44,7 +43,6 @@ def explain_parser() -> ArgumentParser:
     parser.add_argument(
         "--output_dir", default="explanations", help="Folder for the HTML pages and PNGs (default: %(default)s)."
     )
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
     return parser
 
 
@@ -56,7 +54,6 @@ def read_song(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from lyric_valence.predict import chosen_device, load_model
     from lyric_valence.render import curve_png, explanation_page
 
     args = explain_parser().parse_args(argv)

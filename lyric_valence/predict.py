@@ -58,6 +58,19 @@ def positive_int(value: str) -> int:
     return number
 
 
+def add_model_arguments(parser: ArgumentParser) -> None:
+    """`--model` and `--device`, as every command that loads a trained model takes them (predict, explain, demo)."""
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="A folder written by train.py or a Hub repo id holding one; loaded with this package's classes, never "
+        "with remote code. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: the process's accelerator)."
+    )
+
+
 def predict_parser() -> ArgumentParser:
     parser = ArgumentParser(
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,12 +92,7 @@ def predict_parser() -> ArgumentParser:
         help="Songs to score: .txt files (each one song), folders (their .txt files), CSV/TSV/JSONL/JSON/Parquet "
         "tables (one song per row, see --text_column), or '-' / nothing for standard input (see --stdin_format).",
     )
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="A folder written by train.py or a Hub repo id holding one; loaded with this package's classes, never "
-        "with remote code. Default: %(default)s.",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--text_column", default="seq", help="Column of a table holding the lyrics (default: seq).")
     parser.add_argument(
         "--id_column", default=None, help="Column of a table copied to the output as `id` (default: row number)."
@@ -127,9 +135,6 @@ def predict_parser() -> ArgumentParser:
         default=None,
         help="Tokens per forward pass: length-sorted chunks are batched so that chunks x longest chunk stays within "
         "it; at least the model's max_length (default: 2048 on CPU, 65536 on GPU; bench/SCORING_RESULTS.md).",
-    )
-    parser.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: the process's accelerator)."
     )
     parser.add_argument(
         "--dtype",
