@@ -3,12 +3,13 @@
 This file travels to the Hub next to the weights, so it imports torch, transformers and its sibling files only.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -90,6 +91,48 @@ def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int
         else:
             batches.append([index])
     return batches
+
+
+def score_songs_in_batches(
+    score_batch: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    lyrics: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    config: PreTrainedConfig,
+    batch_tokens: int,
+    songs_per_block: int = 1024,
+    show_progress: bool = False,
+) -> list[float]:
+    """
+    The scoring engine of [`~LyricValenceModel.score_songs`], for any backend that can score one batch:
+    `score_batch` maps a batch padded by the tokenizer (CPU tensors by name) to its chunk valences, shape
+    `(chunks,)`. Songs are chunked (`config.max_length`, `config.stride`) `songs_per_block` at a time, batched by
+    [`token_budget_batches`] and their chunk scores combined with `config.aggregation`.
+    """
+    if batch_tokens < config.max_length:
+        raise ValueError(
+            f"batch_tokens ({batch_tokens}) must be at least the model's max_length ({config.max_length}), "
+            "so that a full chunk fits in a batch"
+        )
+    if songs_per_block < 1:
+        raise ValueError(f"songs_per_block ({songs_per_block}) must be positive")
+    check_lyrics(lyrics)
+    scores = []
+    with tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress:
+        for start in range(0, len(lyrics), songs_per_block):
+            block = lyrics[start : start + songs_per_block]
+            encoded = chunk_lyrics(tokenizer, block, config.max_length, config.stride)
+            song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
+            chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
+            features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+            chunk_scores = torch.empty(len(features))
+            for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
+                inputs = tokenizer.pad([features[i] for i in batch], return_tensors="pt")
+                chunk_scores[batch] = score_batch(dict(inputs)).float()
+            scores.append(
+                aggregate_chunk_scores(chunk_scores, song_index, len(block), config.aggregation, chunk_lengths)
+            )
+            progress.update(len(block))
+    return torch.cat(scores).tolist() if scores else []
 
 
 EXPLAIN_METHODS = ("line", "stanza", "occlusion")
@@ -252,24 +295,14 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         """
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
-        if batch_tokens < self.config.max_length:
-            raise ValueError(
-                f"batch_tokens ({batch_tokens}) must be at least the model's max_length ({self.config.max_length}), "
-                "so that a full chunk fits in a batch"
-            )
-        if songs_per_block < 1:
-            raise ValueError(f"songs_per_block ({songs_per_block}) must be positive")
-        check_lyrics(lyrics)
         was_training = self.training
         self.eval()
-        scores = []
-        with tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress:
-            for start in range(0, len(lyrics), songs_per_block):
-                block = lyrics[start : start + songs_per_block]
-                scores.append(self._score_block(block, tokenizer, batch_tokens))
-                progress.update(len(block))
-        self.train(was_training)
-        return torch.cat(scores).tolist() if scores else []
+        try:
+            return score_songs_in_batches(
+                self._score_batch, lyrics, tokenizer, self.config, batch_tokens, songs_per_block, show_progress
+            )
+        finally:
+            self.train(was_training)
 
     def explain_song(
         self, lyrics: str, tokenizer: PreTrainedTokenizerBase, method: str = "stanza", batch_tokens: int | None = None
@@ -327,16 +360,9 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         whole, without = scores[0], scores[1:]
         return [len(lines) * whole - (len(lines) - 1) * score for score in without]
 
-    def _score_block(self, lyrics: list[str], tokenizer: PreTrainedTokenizerBase, batch_tokens: int) -> torch.Tensor:
-        encoded = chunk_lyrics(tokenizer, lyrics, self.config.max_length, self.config.stride)
-        song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
-        chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
-        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-        chunk_scores = torch.empty(len(features))
-        for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
-            inputs = tokenizer.pad([features[i] for i in batch], return_tensors="pt").to(self.device)
-            chunk_scores[batch] = self(**inputs).logits.squeeze(-1).float().cpu()
-        return aggregate_chunk_scores(chunk_scores, song_index, len(lyrics), self.config.aggregation, chunk_lengths)
+    def _score_batch(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
+        return self(**inputs).logits.squeeze(-1).cpu()
 
 
 LyricValenceConfig.register_for_auto_class()

@@ -30,8 +30,14 @@ import transformers  # noqa: E402
 from bench.flops import flop_model, forward_flops, gemm_flops_per_second, synchronize  # noqa: E402
 from bench.models import ENCODERS, build_model, load_tokenizer  # noqa: E402
 from bench.songs import length_summary, make_catalogue  # noqa: E402
+from lyric_valence.onnx_scoring import OnnxRuntimeScorer  # noqa: E402
 from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
-from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceModel, chunk_lyrics  # noqa: E402
+from modeling_lyric_valence import (  # noqa: E402
+    DEFAULT_BATCH_TOKENS,
+    LyricValenceModel,
+    chunk_lyrics,
+    token_budget_batches,
+)
 
 # Dense peaks from the vendor's data sheets (no sparsity), for MFU on GPUs.
 GPU_BF16_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
@@ -75,14 +81,17 @@ class NaivePipeline:
 
 class OurScorer:
     """`lyric-valence predict`'s engine: the model loaded, `prepare_for_scoring` (unless `prepared=False`: token-budget
-    batches alone), `score_songs` in `batch_tokens` budgets."""
+    batches alone) or exported to onnxruntime (`backend="onnxruntime"`), `score_songs` in `batch_tokens` budgets."""
 
     def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
-                 batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False):
+                 batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False,
+                 backend: str = "torch"):
         from transformers import AutoTokenizer
 
         model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
-        if prepared:
+        if backend == "onnxruntime":
+            model = OnnxRuntimeScorer(model, quantize)
+        elif prepared:
             model = prepare_for_scoring(model, device, dtype, quantize)
         else:
             model = model.to(device).eval()
@@ -105,18 +114,21 @@ METHODS = {
     "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
     "ours-float16": ("ours, float16", {"dtype": "float16"}),
     "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
+    "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
+    "ours-onnxruntime-int8": ("ours, onnxruntime (fused graph), dynamic int8, weights per channel",
+                              {"backend": "onnxruntime", "quantize": "int8"}),
     "ours-int8-torchao": ("ours, torchao Int8DynamicActivationInt8Weight", {"torchao_int8": True}),
 }
 DEFAULT_METHODS = {
-    "cpu": ("ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-int8", "ours-int8-torchao"),
+    "cpu": ("ours-float32", "ours-int8", "ours-onnxruntime-float32", "ours-onnxruntime-int8"),
     "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-float16"),
 }
 
 
 def methods_for(device: torch.device, only: list[str] | None = None) -> dict:
     """name -> (description, OurScorer options; None for the naive loops): naive, then `only` or the device's default
-    list (torchao's only where it is installed)."""
-    names = only or [name for name in DEFAULT_METHODS[device.type] if name != "ours-int8-torchao" or importable("torchao")]
+    list."""
+    names = only or DEFAULT_METHODS[device.type]
     return {name: METHODS[name] for name in ["naive", *names]}
 
 
@@ -195,6 +207,34 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
     return results
 
 
+def measure_host(tokenizer, songs: list[str], max_length: int, stride: int, rounds: int = 5) -> dict:
+    """
+    The host's share of scoring, which a GPU waits for: chunking a block of songs alone, and chunking plus padding its
+    batches as `score_songs` does (at the GPU's token budget), interleaved `rounds` times.
+    """
+
+    def chunking() -> None:
+        chunk_lyrics(tokenizer, songs, max_length, stride)
+
+    def chunking_and_padding() -> None:
+        encoded = chunk_lyrics(tokenizer, songs, max_length, stride)
+        encoded.pop("overflow_to_sample_mapping")
+        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+        for batch in token_budget_batches([len(ids) for ids in encoded["input_ids"]], DEFAULT_BATCH_TOKENS["cuda"]):
+            tokenizer.pad([features[i] for i in batch], return_tensors="pt")
+
+    ways = {"chunking (tokenizer)": chunking, "chunking and padding (`score_songs`' host work)": chunking_and_padding}
+    seconds = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            start = time.perf_counter()
+            way()
+            seconds[name].append(time.perf_counter() - start)
+    log("host: " + ", ".join(f"{name} {min(runs):.3f} s" for name, runs in seconds.items()))
+    return {"songs": len(songs), "rounds": rounds,
+            "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()}}
+
+
 def measure_sweep(folder: str, songs: list[str], device: torch.device, dtype: str) -> dict:
     """Songs/s of `score_songs` at each token budget, interleaved over two rounds."""
     budgets = SWEEP_BATCH_TOKENS[device.type]
@@ -219,11 +259,13 @@ def emobank_test(path: str) -> tuple[list[str], np.ndarray]:
     return test["text"].tolist(), ((test["V"].to_numpy(dtype=float) - 1.0) / 4.0)
 
 
-def quality_modes(device: torch.device) -> list[tuple[str, str, str | None]]:
-    """(device, dtype, quantize) of every mode a machine can measure: CPU modes always, GPU modes when there is one."""
-    modes = [("cpu", "float32", None), ("cpu", "bfloat16", None), ("cpu", "float32", "int8")]
+def quality_modes(device: torch.device) -> list[tuple[str, str, str | None, str]]:
+    """(device, dtype, quantize, backend) of every mode a machine can measure: CPU modes always, GPU modes when there is
+    one."""
+    modes = [("cpu", "float32", None, "torch"), ("cpu", "bfloat16", None, "torch"), ("cpu", "float32", "int8", "torch"),
+             ("cpu", "float32", None, "onnxruntime"), ("cpu", "float32", "int8", "onnxruntime")]
     if device.type == "cuda":
-        modes += [(str(device), "float32", None), (str(device), "bfloat16", None), (str(device), "float16", None)]
+        modes += [(str(device), dtype, None, "torch") for dtype in ("float32", "bfloat16", "float16")]
     return modes
 
 
@@ -231,9 +273,10 @@ def measure_quality(folder: str, emobank: str, device: torch.device) -> dict:
     """Pearson and MSE on EmoBank test of each mode, and each mode's Pearson change against float32 on its device."""
     texts, labels = emobank_test(emobank)
     results, scores = {"model": folder, "sentences": len(texts), "modes": {}}, {}
-    for mode_device, dtype, quantize in quality_modes(device):
+    for mode_device, dtype, quantize, backend in quality_modes(device):
         name = f"{mode_device.split(':')[0]}-{dtype}" + (f"-{quantize}" if quantize else "")
-        scores[name] = np.array(OurScorer(folder, mode_device, dtype, quantize)(texts))
+        name += "-onnxruntime" if backend == "onnxruntime" else ""
+        scores[name] = np.array(OurScorer(folder, mode_device, dtype, quantize, backend=backend)(texts))
         results["modes"][name] = {"pearson": float(np.corrcoef(scores[name], labels)[0, 1]),
                                   "mse": float(np.mean((scores[name] - labels) ** 2))}
         log(f"quality: {name} Pearson {results['modes'][name]['pearson']:.4f}")
@@ -267,6 +310,14 @@ def render(run: dict) -> str:
             lines.append(f"| {method['description']} | {fmt(method['songs_per_s'], '.1f')} | "
                          f"{fmt(method['ratio_vs_naive'], '.2f')}× | {fmt(method['mfu'], '.1%')} | "
                          f"{method['max_difference_vs_naive']:.1e} |")
+        lines.append("")
+    host = run.get("host")
+    if host:
+        lines += [f"## Host work: {host['songs']:,} songs chunked and padded, {host['rounds']} interleaved rounds", "",
+                  "What a GPU waits for unless it overlaps with the forward passes (batches at the GPU's "
+                  f"{DEFAULT_BATCH_TOKENS['cuda']:,}-token budget).", "",
+                  "| host work | songs/s |", "|---|---|"]
+        lines += [f"| {name} | {fmt(value, '.0f')} |" for name, value in host["songs_per_s"].items()]
         lines.append("")
     sweep = run.get("sweep")
     if sweep:
@@ -333,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         methods = methods_for(device, args.methods)
+        run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config.max_length, model.config.stride)
         run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
                                      args.budget_s, started)
         save(args.out, run)
@@ -345,12 +397,6 @@ def main(argv: list[str] | None = None) -> None:
     run["wall_s"] = time.perf_counter() - started
     save(args.out, run)
     log(f"wrote {args.out / 'scoring_results.json'} and {args.out / 'SCORING_RESULTS.md'} ({run['wall_s']:.0f} s)")
-
-
-def importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 def save(out: Path, run: dict) -> None:

@@ -144,12 +144,20 @@ def predict_parser() -> ArgumentParser:
         "(EmoBank test Pearson within 0.0003); float16 needs a GPU. Default: float32.",
     )
     parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="torch (default), or onnxruntime on CPU: the model exported to ONNX and fused by onnxruntime when the run "
+        "starts (needs pip install 'lyric-valence[onnxruntime]'); with --quantize int8 the fastest CPU mode at "
+        "float32's quality (bench/SCORING_RESULTS.md).",
+    )
+    parser.add_argument(
         "--quantize",
         default=None,
         choices=("int8",),
-        help="int8: dynamic int8 quantization of the encoder's Linear layers (torch.ao, weights per channel), CPU only, "
-        "with --dtype float32. Not recommended: 1.33x float32's speed on an AVX2 CPU, but 0.017 less EmoBank test "
-        "Pearson (bench/SCORING_RESULTS.md).",
+        help="int8: dynamic int8 quantization, weights per channel, CPU only, with --dtype float32. Recommended with "
+        "--backend onnxruntime (EmoBank test Pearson within 0.001 of float32); not with torch (torch.ao: 0.017 "
+        "less Pearson). Speeds: bench/SCORING_RESULTS.md.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
     return parser
@@ -266,11 +274,14 @@ def load_model(name: str, device):
 
 
 def load_scoring_model(args: argparse.Namespace, device):
-    """The model of `--model` prepared for scoring (`--dtype`, `--quantize`), and its tokenizer; flags checked first."""
+    """
+    The model of `--model` prepared for scoring (`--backend`, `--dtype`, `--quantize`), and its tokenizer; flags
+    checked first. Either way the result scores with `score_songs(texts, tokenizer, batch_tokens=...)`.
+    """
     from lyric_valence.scoring import ScoringOptionError, check_scoring_options, prepare_for_scoring
 
     try:
-        check_scoring_options(device, args.dtype, args.quantize)
+        check_scoring_options(device, args.dtype, args.quantize, args.backend)
     except ScoringOptionError as error:
         raise DataError(str(error)) from None
     model, tokenizer = load_model(args.model, device)
@@ -279,6 +290,11 @@ def load_scoring_model(args: argparse.Namespace, device):
             f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
             "so that a full chunk fits in a batch"
         )
+    if args.backend == "onnxruntime":
+        from lyric_valence.onnx_scoring import OnnxRuntimeScorer
+
+        logger.warning("exporting the model to ONNX for onnxruntime%s", " (int8)" if args.quantize else "")
+        return OnnxRuntimeScorer(model, args.quantize), tokenizer
     return prepare_for_scoring(model, device, args.dtype, args.quantize), tokenizer
 
 
@@ -299,9 +315,9 @@ class Progress:
 
 
 def run_settings(args: argparse.Namespace) -> dict:
-    """The flags that decide the output's rows: `--resume` continues only a run with the same ones."""
+    """The flags that decide the output's rows and scores: `--resume` continues only a run with the same ones."""
     keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "stdin_format", "format", "decimals",
-            "block_size")
+            "block_size", "backend", "dtype", "quantize")
     return {key: getattr(args, key) for key in keys}
 
 

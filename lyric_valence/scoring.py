@@ -17,14 +17,24 @@ from torch import nn
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANTIZATIONS = ("int8",)
+BACKENDS = ("torch", "onnxruntime")
 
 
 class ScoringOptionError(ValueError):
     """A dtype, quantization or device that cannot score, or a combination of them that cannot run; one line."""
 
 
-def check_scoring_options(device: torch.device, dtype: str = "float32", quantize: str | None = None) -> None:
-    """Raise [`ScoringOptionError`] when `dtype` / `quantize` are unknown or `device` cannot run them together."""
+def check_scoring_options(
+    device: torch.device, dtype: str = "float32", quantize: str | None = None, backend: str = "torch"
+) -> None:
+    """
+    Raise [`ScoringOptionError`] when `dtype` / `quantize` / `backend` are unknown, `device` cannot run them
+    together, or the onnxruntime backend is not installed.
+    """
+    if backend not in BACKENDS:
+        raise ScoringOptionError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        check_onnxruntime_options(device, dtype)
     if dtype not in DTYPES:
         raise ScoringOptionError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -39,6 +49,19 @@ def check_scoring_options(device: torch.device, dtype: str = "float32", quantize
         raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU")
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ScoringOptionError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
+
+
+def check_onnxruntime_options(device: torch.device, dtype: str) -> None:
+    import importlib.util
+
+    if device.type != "cpu":
+        raise ScoringOptionError(f"--backend onnxruntime runs on CPU only (device {device}); use --backend torch on a GPU")
+    if dtype != "float32":
+        raise ScoringOptionError(f"--backend onnxruntime scores in float32 or, with --quantize int8, int8; not {dtype}")
+    if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx")):
+        raise ScoringOptionError(
+            "--backend onnxruntime needs onnxruntime and onnx: pip install 'lyric-valence[onnxruntime]'"
+        )
 
 
 class ClsOnlyLastLayer(nn.Module):

@@ -97,6 +97,10 @@ def test_a_killed_run_resumes_to_the_output_of_an_uninterrupted_one(catalogue, t
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert output.exists() and output.with_name("scores.csv.progress.json").exists()
     assert output.read_bytes() != reference.read_bytes()  # cut short (and, when writing, in the middle of a row)
+    cut = output.read_bytes()
+    # another scoring engine would mix two engines' scores in one file: refused, the file left as it is
+    assert cli.main(["predict", *args, "--resume", "--backend", "onnxruntime"]) == 2
+    assert output.read_bytes() == cut
 
     assert cli.main(["predict", *args, "--resume"]) == 0
     assert output.read_bytes() == reference.read_bytes()

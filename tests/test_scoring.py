@@ -1,14 +1,18 @@
-"""The scoring engine: token-budget batches, the CLS-only last layer, precisions and int8, and their refusals."""
+"""The scoring engine: token-budget batches, the CLS-only last layer, precisions, int8, the onnxruntime backend, and
+their refusals."""
 
 import copy
+import importlib.util
 import random
 
+import onnx
 import pandas as pd
 import pytest
 import torch
 
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
+from lyric_valence.onnx_scoring import OnnxRuntimeScorer, export_to_onnx, optimize_and_quantize
 from lyric_valence.scoring import ClsOnlyLastLayer, ScoringOptionError, check_scoring_options, prepare_for_scoring
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, token_budget_batches
 
@@ -106,19 +110,48 @@ def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quanti
     assert torch.allclose(scores, expected, atol=0.01)
 
 
+def test_onnxruntime_in_float32_gives_the_chunk_by_chunk_reference_scores(tokenizer, songs):
+    model = tiny_model(tokenizer)
+    expected = chunk_by_chunk(model, tokenizer, songs)
+    scorer = OnnxRuntimeScorer(copy.deepcopy(model))
+    assert scorer.score_songs(songs, tokenizer, batch_tokens=200) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_onnx_graph_is_fused_and_its_weights_quantized_to_int8(tokenizer, tmp_path):
+    model = tiny_model(tokenizer)
+    export_to_onnx(model, tmp_path / "model.onnx")
+    graph = onnx.load(optimize_and_quantize(tmp_path / "model.onnx", model.config.encoder, "int8")).graph
+    # onnxruntime's fused BERT operators, quantized: the attention of the two full layers, the dense layers
+    assert [node.op_type for node in graph.node].count("QAttention") == 2
+    assert {"MatMulInteger", "SkipLayerNormalization"} <= {node.op_type for node in graph.node}
+    weights = {tensor.name for tensor in graph.initializer}
+    assert [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and set(node.input) & weights] == []
+
+
+def test_onnxruntime_int8_scores_close_to_float32(tokenizer, songs):
+    model = tiny_model(tokenizer)
+    expected = torch.tensor(model.score_songs(songs, tokenizer))
+    scores = torch.tensor(OnnxRuntimeScorer(copy.deepcopy(model), quantize="int8").score_songs(songs, tokenizer))
+    assert not torch.equal(scores, expected)  # int8 really ran
+    assert torch.allclose(scores, expected, atol=0.01)
+
+
 @pytest.mark.parametrize(
-    "device, dtype, quantize, message",
+    "device, dtype, quantize, backend, message",
     [
-        ("cpu", "float64", None, "--dtype float64: expected one of float32, bfloat16, float16"),
-        ("cpu", "float32", "int4", "--quantize int4: expected int8"),
-        ("cpu", "float16", None, "--dtype float16 needs a GPU"),
-        ("cpu", "bfloat16", "int8", "cannot be combined with --dtype bfloat16"),
-        ("cuda", "float32", "int8", "--quantize int8 runs on CPU only"),
+        ("cpu", "float64", None, "torch", "--dtype float64: expected one of float32, bfloat16, float16"),
+        ("cpu", "float32", "int4", "torch", "--quantize int4: expected int8"),
+        ("cpu", "float16", None, "torch", "--dtype float16 needs a GPU"),
+        ("cpu", "bfloat16", "int8", "torch", "cannot be combined with --dtype bfloat16"),
+        ("cuda", "float32", "int8", "torch", "--quantize int8 runs on CPU only"),
+        ("cpu", "float32", None, "tvm", "--backend tvm: expected one of torch, onnxruntime"),
+        ("cuda", "float32", None, "onnxruntime", "--backend onnxruntime runs on CPU only"),
+        ("cpu", "bfloat16", None, "onnxruntime", "--backend onnxruntime scores in float32 or"),
     ],
 )
-def test_options_a_device_cannot_run_are_refused_in_one_line(device, dtype, quantize, message):
+def test_options_a_device_cannot_run_are_refused_in_one_line(device, dtype, quantize, backend, message):
     with pytest.raises(ScoringOptionError, match=message) as error:
-        check_scoring_options(torch.device(device), dtype, quantize)
+        check_scoring_options(torch.device(device), dtype, quantize, backend)
     assert "\n" not in str(error.value)
 
 
@@ -130,11 +163,16 @@ def model_dir(tmp_path_factory, tokenizer):
     return folder
 
 
-def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(model_dir, tokenizer, songs, tmp_path, capsys):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(
+    model_dir, tokenizer, songs, tmp_path, capsys, backend
+):
     table = tmp_path / "songs.csv"
     pd.DataFrame({"seq": songs}).to_csv(table, index=False)
     output = tmp_path / "scores.csv"
-    code, _, stderr = predict_in_process(capsys, table, "--model", model_dir, "--batch_tokens", 120, "--output", output)
+    code, _, stderr = predict_in_process(
+        capsys, table, "--model", model_dir, "--batch_tokens", 120, "--backend", backend, "--output", output
+    )
     assert code == 0, stderr
     expected = chunk_by_chunk(tiny_model(tokenizer), tokenizer, songs)
     assert pd.read_csv(output)["valence"].tolist() == pytest.approx(expected, abs=1e-5)
@@ -149,6 +187,8 @@ def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(
         (["--quantize", "int4"], ["--quantize", "int4", "invalid choice"]),
         (["--dtype", "float16", "--device", "cpu"], ["--dtype float16 needs a GPU"]),
         (["--quantize", "int8", "--dtype", "bfloat16", "--device", "cpu"], ["cannot be combined with --dtype bfloat16"]),
+        (["--backend", "tvm"], ["--backend", "tvm", "invalid choice"]),
+        (["--backend", "onnxruntime", "--dtype", "bfloat16", "--device", "cpu"], ["--backend onnxruntime", "bfloat16"]),
     ],
 )
 def test_predict_refuses_bad_scoring_flags_in_one_line_with_exit_code_2(model_dir, tmp_path, capsys, flags, expected):
@@ -157,3 +197,13 @@ def test_predict_refuses_bad_scoring_flags_in_one_line_with_exit_code_2(model_di
     code, stdout, stderr = predict_in_process(capsys, song, "--model", model_dir, *flags)
     assert stdout == ""
     assert_one_line_error(code, stderr, *expected)
+
+
+def test_predict_names_the_extra_to_install_when_onnxruntime_is_missing(model_dir, tmp_path, capsys, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "onnxruntime" else find_spec(name, *args))
+    song = tmp_path / "song.txt"
+    song.write_text("a small song\nof two lines\n", encoding="utf-8")
+    code, stdout, stderr = predict_in_process(capsys, song, "--model", model_dir, "--backend", "onnxruntime")
+    assert stdout == ""
+    assert_one_line_error(code, stderr, "--backend onnxruntime needs onnxruntime", "pip install 'lyric-valence[onnxruntime]'")
