@@ -1,7 +1,8 @@
 """
-Catalogue scoring benchmark: `lyric_valence.scoring` (token-budget batches, CLS-only last layer, each precision)
-against the naive per-chunk `pipeline("text-classification")` loop, side by side in one process, rounds interleaved;
-a sweep of `batch_tokens`; and each precision's EmoBank test quality against float32 of the same trained model.
+Catalogue scoring benchmark: `lyric_valence.scoring` (token-budget batches, CLS-only last layer, each precision) and
+the onnxruntime backend (`lyric_valence.onnx_scoring`, CPU) against the naive per-chunk `pipeline("text-classification")`
+loop, side by side in one process, rounds interleaved; the host's share of the work (chunking and padding); a sweep of
+`batch_tokens`; and each mode's EmoBank test quality against float32 of the same trained model.
 
     python -m bench.scoring                                   # CPU, packaged MiniLM, 1,000 songs
     python -m bench.scoring --device cuda --encoder bert-base --vocab_file vocab.txt
@@ -260,10 +261,13 @@ def emobank_test(path: str) -> tuple[list[str], np.ndarray]:
 
 
 def quality_modes(device: torch.device) -> list[tuple[str, str, str | None, str]]:
-    """(device, dtype, quantize, backend) of every mode a machine can measure: CPU modes always, GPU modes when there is
-    one."""
-    modes = [("cpu", "float32", None, "torch"), ("cpu", "bfloat16", None, "torch"), ("cpu", "float32", "int8", "torch"),
-             ("cpu", "float32", None, "onnxruntime"), ("cpu", "float32", "int8", "onnxruntime")]
+    """(device, dtype, quantize, backend) of every mode a machine can measure: CPU modes always (onnxruntime's where it
+    is installed), GPU modes when there is one."""
+    import importlib.util
+
+    modes = [("cpu", "float32", None, "torch"), ("cpu", "bfloat16", None, "torch"), ("cpu", "float32", "int8", "torch")]
+    if importlib.util.find_spec("onnxruntime"):  # an optional extra: a GPU machine may not have it
+        modes += [("cpu", "float32", None, "onnxruntime"), ("cpu", "float32", "int8", "onnxruntime")]
     if device.type == "cuda":
         modes += [(str(device), dtype, None, "torch") for dtype in ("float32", "bfloat16", "float16")]
     return modes
