@@ -148,7 +148,7 @@ def predict_parser() -> ArgumentParser:
         default="torch",
         choices=("torch", "onnxruntime"),
         help="torch (default), or onnxruntime on CPU: the model exported to ONNX and fused by onnxruntime when the run "
-        "starts (needs pip install 'lyric-valence[onnxruntime]'); with --quantize int8 the fastest CPU mode at "
+        "starts (needs pip install onnxruntime onnx); with --quantize int8 the fastest CPU mode at "
         "float32's quality (bench/SCORING_RESULTS.md).",
     )
     parser.add_argument(

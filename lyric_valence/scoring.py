@@ -6,8 +6,8 @@ batch_tokens=...)` then scores it in token-budget batches.
     model = prepare_for_scoring(model, device="cpu", dtype="float32", quantize="int8")
     scores = model.score_songs(songs, tokenizer, batch_tokens=2048)
 
-Which mode pays on which hardware, and what each costs in quality, is measured in bench/RESULTS.md (`python -m
-bench.scoring`).
+The onnxruntime backend (CPU) is `lyric_valence.onnx_scoring`; `check_scoring_options` checks both. Which mode pays on
+which hardware, and what each costs in quality, is measured in bench/SCORING_RESULTS.md (`python -m bench.scoring`).
 """
 
 import warnings
@@ -55,12 +55,14 @@ def check_onnxruntime_options(device: torch.device, dtype: str) -> None:
     import importlib.util
 
     if device.type != "cpu":
-        raise ScoringOptionError(f"--backend onnxruntime runs on CPU only (device {device}); use --backend torch on a GPU")
+        raise ScoringOptionError(
+            f"--backend onnxruntime runs on CPU only (device {device}): add --device cpu, or use --backend torch on a GPU"
+        )
     if dtype != "float32":
         raise ScoringOptionError(f"--backend onnxruntime scores in float32 or, with --quantize int8, int8; not {dtype}")
     if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx")):
         raise ScoringOptionError(
-            "--backend onnxruntime needs onnxruntime and onnx: pip install 'lyric-valence[onnxruntime]'"
+            "--backend onnxruntime needs onnxruntime and onnx: pip install onnxruntime onnx (the onnxruntime extra)"
         )
 
 

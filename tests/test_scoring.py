@@ -206,4 +206,4 @@ def test_predict_names_the_extra_to_install_when_onnxruntime_is_missing(model_di
     song.write_text("a small song\nof two lines\n", encoding="utf-8")
     code, stdout, stderr = predict_in_process(capsys, song, "--model", model_dir, "--backend", "onnxruntime")
     assert stdout == ""
-    assert_one_line_error(code, stderr, "--backend onnxruntime needs onnxruntime", "pip install 'lyric-valence[onnxruntime]'")
+    assert_one_line_error(code, stderr, "--backend onnxruntime needs onnxruntime", "pip install onnxruntime onnx")
