@@ -37,7 +37,7 @@ from modeling_lyric_valence import (  # noqa: E402
     DEFAULT_BATCH_TOKENS,
     LyricValenceModel,
     chunk_lyrics,
-    token_budget_batches,
+    score_songs_in_batches,
 )
 
 # Dense peaks from the vendor's data sheets (no sparsity), for MFU on GPUs.
@@ -208,21 +208,21 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
     return results
 
 
-def measure_host(tokenizer, songs: list[str], max_length: int, stride: int, rounds: int = 5) -> dict:
+def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
-    The host's share of scoring, which a GPU waits for: chunking a block of songs alone, and chunking plus padding its
-    batches as `score_songs` does (at the GPU's token budget), interleaved `rounds` times.
+    The host's share of scoring, which a GPU waits for: chunking a block of songs alone, and `score_songs`' engine
+    with a model that costs nothing (chunking, padding at the GPU's token budget, aggregation), interleaved `rounds`
+    times.
     """
 
     def chunking() -> None:
-        chunk_lyrics(tokenizer, songs, max_length, stride)
+        chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
+
+    def no_model(inputs: dict) -> torch.Tensor:
+        return torch.zeros(len(inputs["input_ids"]))
 
     def chunking_and_padding() -> None:
-        encoded = chunk_lyrics(tokenizer, songs, max_length, stride)
-        encoded.pop("overflow_to_sample_mapping")
-        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-        for batch in token_budget_batches([len(ids) for ids in encoded["input_ids"]], DEFAULT_BATCH_TOKENS["cuda"]):
-            tokenizer.pad([features[i] for i in batch], return_tensors="pt")
+        score_songs_in_batches(no_model, songs, tokenizer, config, DEFAULT_BATCH_TOKENS["cuda"], len(songs))
 
     ways = {"chunking (tokenizer)": chunking, "chunking and padding (`score_songs`' host work)": chunking_and_padding}
     seconds = {name: [] for name in ways}
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         methods = methods_for(device, args.methods)
-        run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config.max_length, model.config.stride)
+        run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config)
         run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
                                      args.budget_s, started)
         save(args.out, run)
