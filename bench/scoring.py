@@ -38,6 +38,7 @@ from modeling_lyric_valence import (  # noqa: E402
     LyricValenceModel,
     chunk_lyrics,
     score_songs_in_batches,
+    token_budget_batches,
 )
 
 # Dense peaks from the vendor's data sheets (no sparsity), for MFU on GPUs.
@@ -210,13 +211,26 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
 
 def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
-    The host's share of scoring, which a GPU waits for: chunking a block of songs alone, and `score_songs`' engine
-    with a model that costs nothing (chunking, padding at the GPU's token budget, aggregation), interleaved `rounds`
-    times.
+    The host's share of scoring, which a GPU waits for: chunking a block of songs alone; padding its chunks at the
+    GPU's token budget into tensors through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the
+    engine's way); and `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation),
+    interleaved `rounds` times.
     """
+    encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
+    encoded.pop("overflow_to_sample_mapping")
+    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+    batches = token_budget_batches([len(ids) for ids in encoded["input_ids"]], DEFAULT_BATCH_TOKENS["cuda"])
 
     def chunking() -> None:
         chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
+
+    def padding_through(tensor_type: str):
+        def padding() -> None:
+            for batch in batches:
+                inputs = tokenizer.pad([features[i] for i in batch], return_tensors=tensor_type)
+                [torch.as_tensor(ids) for ids in inputs.values()]
+
+        return padding
 
     def no_model(inputs: dict) -> torch.Tensor:
         return torch.zeros(len(inputs["input_ids"]))
@@ -224,7 +238,10 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     def chunking_and_padding() -> None:
         score_songs_in_batches(no_model, songs, tokenizer, config, DEFAULT_BATCH_TOKENS["cuda"], len(songs))
 
-    ways = {"chunking (tokenizer)": chunking, "chunking and padding (`score_songs`' host work)": chunking_and_padding}
+    ways = {"chunking (tokenizer)": chunking,
+            "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": padding_through("pt"),
+            "padding through numpy (`return_tensors=\"np\"`, the engine's)": padding_through("np"),
+            "chunking and padding (`score_songs`' host work)": chunking_and_padding}
     seconds = {name: [] for name in ways}
     for _ in range(rounds):
         for name, way in ways.items():
