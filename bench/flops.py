@@ -1,5 +1,6 @@
 """
-Model FLOPs of the lyric-valence model's training and inference steps, and the machine's fp32 GEMM throughput.
+Model FLOPs of the lyric-valence model's training and inference steps, and the machine's GEMM throughput (fp32 or
+bf16 through torch, int8 through onnxruntime).
 
 A matrix product of an (m x k) by a (k x n) matrix is 2mkn FLOPs. Per chunk of L tokens, with W the weight-matrix
 entries of one encoder layer (LoRA matrices included) and h the hidden size:
@@ -19,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
@@ -109,6 +111,38 @@ def gemm_flops_per_second(size: int, seconds: float, device: torch.device, dtype
         torch.matmul(left, right)
         products += 1
         synchronize(device)
+    return products * 2 * size**3 / (time.perf_counter() - start)
+
+
+def int8_gemm_ops_per_second(size: int, seconds: float, threads: int) -> float:
+    """
+    Sustained onnxruntime `MatMulInteger` throughput on `size` x `size` matrices (uint8 activations x int8 weights ->
+    int32: the product inside its dynamically quantized Linear layers) on `threads` CPU threads: back-to-back
+    products (at least two) for at least `seconds`, after a warm-up product. Needs onnx and onnxruntime.
+    """
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-128, 128, (size, size), dtype=np.int8), "weight")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["activations", "weight"], ["product"])],
+        "int8_gemm",
+        [helper.make_tensor_value_info("activations", TensorProto.UINT8, [size, size])],
+        [helper.make_tensor_value_info("product", TensorProto.INT32, [size, size])],
+        initializer=[weight],
+    )
+    # IR version 8: what every onnxruntime the extra allows reads, whatever onnx writes by default.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"activations": rng.integers(0, 256, (size, size), dtype=np.uint8)}
+    session.run(None, feed)  # warm-up
+    start, products = time.perf_counter(), 0
+    while products < 2 or time.perf_counter() - start < seconds:
+        session.run(None, feed)
+        products += 1
     return products * 2 * size**3 / (time.perf_counter() - start)
 
 

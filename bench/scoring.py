@@ -28,7 +28,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from bench.flops import flop_model, forward_flops, gemm_flops_per_second, synchronize  # noqa: E402
+from bench.flops import (  # noqa: E402
+    bf16_dense_peak,
+    flop_model,
+    forward_flops,
+    gemm_flops_per_second,
+    int8_gemm_ops_per_second,
+    synchronize,
+)
 from bench.models import ENCODERS, build_model, load_tokenizer  # noqa: E402
 from bench.songs import length_summary, make_catalogue  # noqa: E402
 from lyric_valence.onnx_scoring import OnnxRuntimeScorer  # noqa: E402
@@ -41,8 +48,6 @@ from modeling_lyric_valence import (  # noqa: E402
     token_budget_batches,
 )
 
-# Dense peaks from the vendor's data sheets (no sparsity), for MFU on GPUs.
-GPU_BF16_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
 NAIVE_BATCH = 32
 
@@ -148,42 +153,48 @@ def timed(scorer, songs: list[str], device: torch.device) -> tuple[float, list[f
     return time.perf_counter() - start, scores
 
 
-def peak_flops(device: torch.device, seconds: float) -> dict:
-    """The peak MFU is measured against: the bf16 dense data-sheet peak on a known GPU, else the measured fp32 GEMM."""
+def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
+    """
+    What MFU is measured against: on a GPU the bf16 dense data-sheet peak (a measured bf16 GEMM on an unlisted GPU);
+    on a CPU the measured fp32 GEMM, and with `int8` onnxruntime's int8 GEMM (`MatMulInteger`) for the int8 modes.
+    """
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, peak in GPU_BF16_PEAKS.items():
-            if key in name:
-                return {"flops_per_s": peak, "what": f"{key} bf16 dense peak (data sheet)"}
-        size = 8192
-        left = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-        torch.matmul(left, left)
-        synchronize(device)
-        start, products = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds:
-            torch.matmul(left, left)
-            products += 1
-            synchronize(device)
-        return {"flops_per_s": products * 2 * size**3 / (time.perf_counter() - start), "what": "measured bf16 GEMM"}
+        listed = bf16_dense_peak(device)
+        if listed:
+            return {"what": f"{name} bf16 dense peak (data sheet)", "flops_per_s": listed}
+        return {"what": "measured bf16 GEMM", "flops_per_s": gemm_flops_per_second(8192, seconds, device, torch.bfloat16)}
     threads = torch.get_num_threads()
-    return {"flops_per_s": gemm_flops_per_second(2048, seconds, device), "what": f"measured fp32 GEMM (2048², {threads} threads)"}
+    peak = {"what": f"measured fp32 GEMM (2048², {threads} threads)",
+            "flops_per_s": gemm_flops_per_second(2048, seconds, device)}
+    if int8:
+        peak.update(int8_what=f"measured onnxruntime int8 GEMM (`MatMulInteger`, 2048², {threads} threads)",
+                    int8_ops_per_s=int8_gemm_ops_per_second(2048, seconds, threads))
+    return peak
+
+
+def is_int8(options: dict | None) -> bool:
+    return bool(options) and (options.get("quantize") == "int8" or options.get("torchao_int8", False))
 
 
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
                   methods: dict, budget_s: float, started: float) -> dict:
-    """Every method over the same songs, `rounds` rounds, the order rotated each round; ratios per round."""
+    """
+    Every method over the same songs, `rounds` rounds, the order rotated each round; ratios per round. The peaks MFU
+    is measured against are measured again at the start of each round, as noisy on a shared machine as the methods.
+    """
     lengths = [len(ids) for ids in chunk_lyrics(tokenizer, songs, model.config.max_length,
                                                   model.config.stride)["input_ids"]]
     flops = sum(forward_flops(flop_model(model), length) for length in lengths)
-    peak = peak_flops(device, 2.0)
     scorers = {}
     for name, (description, options) in methods.items():
         log(f"speed: loading {name}")
         scorers[name] = build_scorer(name, options, folder, device)
         timed(scorers[name], songs[:8], device)  # warm-up: kernels, allocator, first-call costs
     seconds = {name: [] for name in scorers}
-    scores = {}
+    scores, peaks = {}, []
     for round_index in range(rounds):
+        peaks.append(peak_flops(device, 1.0, int8=any(is_int8(options) for _, options in methods.values())))
         names = list(scorers)
         names = names[round_index % len(names):] + names[: round_index % len(names)]
         for name in names:
@@ -194,15 +205,19 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
             log(f"speed: stopping after round {round_index + 1}: time budget ({budget_s:.0f} s) used")
             break
     descriptions = {name: description for name, (description, _) in methods.items()}
+    peak = {key: summary([round_peaks[key] for round_peaks in peaks]) if key.endswith("_per_s") else value
+            for key, value in peaks[0].items()}
     results = {"songs": len(songs), "chunks": len(lengths), "real_tokens": sum(lengths), "model_flops": flops,
                "peak": peak, "rounds": len(seconds["naive"]), "methods": {}}
     for name, runs in seconds.items():
+        against = "int8_ops_per_s" if is_int8(methods[name][1]) and "int8_ops_per_s" in peak else "flops_per_s"
         results["methods"][name] = {
             "description": descriptions[name],
             "seconds": summary(runs),
             "songs_per_s": summary([len(songs) / s for s in runs]),
             "tokens_per_s": summary([sum(lengths) / s for s in runs]),
-            "mfu": summary([flops / s / peak["flops_per_s"] for s in runs]),
+            "mfu_against": against,
+            "mfu": summary([flops / s / round_peaks[against] for s, round_peaks in zip(runs, peaks)]),
             "ratio_vs_naive": summary([naive / s for naive, s in zip(seconds["naive"], runs)]),
             "max_difference_vs_naive": float(np.max(np.abs(np.array(scores[name]) - np.array(scores["naive"])))),
         }
@@ -323,13 +338,14 @@ def render(run: dict) -> str:
                   f"{speed['chunks']:,} chunks, {speed['real_tokens']:,} tokens (song tokens: mean {inputs['mean']:.0f}, "
                   f"median {inputs['median']:.0f}, p99 {inputs['p99']:.0f}, max {inputs['max']}); {speed['rounds']} "
                   "rounds, every method once per round in rotated order, one process; median (min–max). MFU: model "
-                  f"FLOPs of the full forward on real tokens against the {speed['peak']['what']} "
-                  f"({speed['peak']['flops_per_s'] / 1e9:,.0f} GFLOP/s). Default `batch_tokens`: "
+                  f"FLOPs of the full forward on real tokens against the {peak_text(speed['peak'])}, each measured at "
+                  "the start of every round, a method's MFU against that round's peak. Default `batch_tokens`: "
                   f"{DEFAULT_BATCH_TOKENS.get(run['device'].split(':')[0], '')}.", "",
                   "| method | songs/s | × naive (per round) | MFU | max \\|score − naive\\| |", "|---|---|---|---|---|"]
         for name, method in speed["methods"].items():
             lines.append(f"| {method['description']} | {fmt(method['songs_per_s'], '.1f')} | "
-                         f"{fmt(method['ratio_vs_naive'], '.2f')}× | {fmt(method['mfu'], '.1%')} | "
+                         f"{fmt(method['ratio_vs_naive'], '.2f')}× | {fmt(method['mfu'], '.1%')}"
+                         f"{' of int8' if method['mfu_against'] == 'int8_ops_per_s' else ''} | "
                          f"{method['max_difference_vs_naive']:.1e} |")
         lines.append("")
     host = run.get("host")
@@ -358,6 +374,17 @@ def render(run: dict) -> str:
                          f"{mode['max_score_difference']:.1e} | {'yes' if mode['recommended'] else '**no**'} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def peak_text(peak: dict) -> str:
+    text = f"{peak['what']} ({fmt(scaled(peak['flops_per_s'], 1e-9), ',.0f')} GFLOP/s)"
+    if "int8_ops_per_s" in peak:
+        text += f"; the int8 modes' against the {peak['int8_what']} ({fmt(scaled(peak['int8_ops_per_s'], 1e-9), ',.0f')} GOP/s)"
+    return text
+
+
+def scaled(values: dict, factor: float) -> dict:
+    return {key: values[key] * factor for key in ("median", "min", "max")}
 
 
 def fmt(values: dict, spec: str) -> str:

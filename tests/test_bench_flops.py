@@ -10,6 +10,7 @@ from bench.flops import (
     flop_model,
     forward_flops,
     gemm_flops_per_second,
+    int8_gemm_ops_per_second,
     training_flops,
 )
 from configuration_lyric_valence import LyricValenceConfig
@@ -69,3 +70,7 @@ def test_training_flops_by_mode(length):
 
 def test_gemm_throughput_is_a_positive_rate():
     assert gemm_flops_per_second(64, 0.01, torch.device("cpu")) > 0
+
+
+def test_int8_gemm_throughput_runs_onnxruntime_matmulinteger():
+    assert int8_gemm_ops_per_second(64, 0.01, threads=1) > 0
