@@ -126,8 +126,8 @@ def score_songs_in_batches(
             features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
             chunk_scores = torch.empty(len(features))
             for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
-                # Padded to numpy arrays: torch.tensor on the same nested lists takes about three times as long, host
-                # work a GPU waits for (bench/SCORING_RESULTS.md, "Host work").
+                # Padded to numpy arrays: torch.tensor on the same nested lists takes 3-4 times as long, host work
+                # a GPU waits for (bench/SCORING_RESULTS.md, "Host work").
                 inputs = tokenizer.pad([features[i] for i in batch], return_tensors="np")
                 chunk_scores[batch] = score_batch({name: torch.from_numpy(ids) for name, ids in inputs.items()}).float()
             scores.append(
