@@ -193,8 +193,9 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
         timed(scorers[name], songs[:8], device)  # warm-up: kernels, allocator, first-call costs
     seconds = {name: [] for name in scorers}
     scores, peaks = {}, []
+    int8 = any(is_int8(options) for _, options in methods.values())
     for round_index in range(rounds):
-        peaks.append(peak_flops(device, 1.0, int8=any(is_int8(options) for _, options in methods.values())))
+        peaks.append(peak_flops(device, 1.0, int8))
         names = list(scorers)
         names = names[round_index % len(names):] + names[: round_index % len(names)]
         for name in names:
