@@ -3,8 +3,10 @@
 This file travels to the Hub next to the weights, so it imports torch, transformers and its sibling files only.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -74,6 +76,10 @@ def aggregate_chunk_scores(
 # Tokens per batch (chunks x longest chunk) by device type: each the best of a sweep on lyrics-length chunks
 # (bench/SCORING_RESULTS.md; the CPU's small batches stay in its caches).
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
+# Songs chunked and sorted together by device type. A GPU scores a block while the host prepares the next, so smaller
+# blocks leave it less idle; a CPU shares its cores between the two and gains nothing from overlap, while its
+# batches are padded less when sorted among more chunks (bench/SCORING_RESULTS.md, "Host work").
+DEFAULT_SONGS_PER_BLOCK = {"cpu": 1024, "cuda": 256}
 
 
 def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
@@ -93,20 +99,59 @@ def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int
     return batches
 
 
+@dataclass
+class ChunkBatches:
+    """A block of songs ready for a model: its chunks padded into token-budget batches (CPU tensors by name)."""
+
+    songs: int
+    song_index: torch.Tensor
+    chunk_lengths: torch.Tensor
+    batches: list[tuple[list[int], dict[str, torch.Tensor]]]
+
+
+def chunk_batches(
+    tokenizer: PreTrainedTokenizerBase, lyrics: list[str], config: PreTrainedConfig, batch_tokens: int
+) -> ChunkBatches:
+    """`lyrics` chunked (`config.max_length`, `config.stride`) and batched by [`token_budget_batches`]."""
+    encoded = chunk_lyrics(tokenizer, lyrics, config.max_length, config.stride)
+    song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
+    chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
+    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+    batches = []
+    for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
+        # Padded to numpy arrays: torch.tensor on the same nested lists takes 3-4 times as long, host work a GPU
+        # waits for (bench/SCORING_RESULTS.md, "Host work").
+        inputs = tokenizer.pad([features[i] for i in batch], return_tensors="np")
+        batches.append((batch, {name: torch.from_numpy(ids) for name, ids in inputs.items()}))
+    return ChunkBatches(len(lyrics), song_index, chunk_lengths, batches)
+
+
+def prefetched(pool: Executor, prepare: Callable, items: Iterable) -> Iterator:
+    """`prepare(item)` for each item, in order; the next one's runs in `pool` while the caller uses this one's."""
+    pending = None
+    for item in items:
+        upcoming = pool.submit(prepare, item)
+        if pending is not None:
+            yield pending.result()
+        pending = upcoming
+    if pending is not None:
+        yield pending.result()
+
+
 def score_songs_in_batches(
     score_batch: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     lyrics: list[str],
     tokenizer: PreTrainedTokenizerBase,
     config: PreTrainedConfig,
     batch_tokens: int,
-    songs_per_block: int = 1024,
+    songs_per_block: int,
     show_progress: bool = False,
 ) -> list[float]:
     """
     The scoring engine of [`~LyricValenceModel.score_songs`], for any backend that can score one batch:
     `score_batch` maps a batch padded by the tokenizer (CPU tensors by name) to its chunk valences, shape
-    `(chunks,)`. Songs are chunked (`config.max_length`, `config.stride`) `songs_per_block` at a time, batched by
-    [`token_budget_batches`] and their chunk scores combined with `config.aggregation`.
+    `(chunks,)`. Songs are chunked and batched `songs_per_block` at a time ([`chunk_batches`]), the next block in a
+    background thread while `score_batch` runs on this one, and their chunk scores combined with `config.aggregation`.
     """
     if batch_tokens < config.max_length:
         raise ValueError(
@@ -116,24 +161,23 @@ def score_songs_in_batches(
     if songs_per_block < 1:
         raise ValueError(f"songs_per_block ({songs_per_block}) must be positive")
     check_lyrics(lyrics)
+    blocks = (lyrics[start : start + songs_per_block] for start in range(0, len(lyrics), songs_per_block))
+    prepare = partial(chunk_batches, tokenizer, config=config, batch_tokens=batch_tokens)
     scores = []
-    with tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress:
-        for start in range(0, len(lyrics), songs_per_block):
-            block = lyrics[start : start + songs_per_block]
-            encoded = chunk_lyrics(tokenizer, block, config.max_length, config.stride)
-            song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
-            chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
-            features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-            chunk_scores = torch.empty(len(features))
-            for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
-                # Padded to numpy arrays: torch.tensor on the same nested lists takes 3-4 times as long, host work
-                # a GPU waits for (bench/SCORING_RESULTS.md, "Host work").
-                inputs = tokenizer.pad([features[i] for i in batch], return_tensors="np")
-                chunk_scores[batch] = score_batch({name: torch.from_numpy(ids) for name, ids in inputs.items()}).float()
+    with ThreadPoolExecutor(max_workers=1) as host, tqdm(
+        total=len(lyrics), unit="song", disable=not show_progress
+    ) as progress:
+        # Tokenizing and padding overlap with the forward passes, which release the GIL: a GPU need not wait for them.
+        for block in prefetched(host, prepare, blocks):
+            chunk_scores = torch.empty(len(block.song_index))
+            for indices, inputs in block.batches:
+                chunk_scores[indices] = score_batch(inputs).float()
             scores.append(
-                aggregate_chunk_scores(chunk_scores, song_index, len(block), config.aggregation, chunk_lengths)
+                aggregate_chunk_scores(
+                    chunk_scores, block.song_index, block.songs, config.aggregation, block.chunk_lengths
+                )
             )
-            progress.update(len(block))
+            progress.update(block.songs)
     return torch.cat(scores).tolist() if scores else []
 
 
@@ -280,16 +324,18 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         lyrics: list[str],
         tokenizer: PreTrainedTokenizerBase,
         batch_tokens: int | None = None,
-        songs_per_block: int = 1024,
+        songs_per_block: int | None = None,
         show_progress: bool = False,
     ) -> list[float]:
         """
         Valence of each whole song in `lyrics`, one float per song in input order.
 
         Songs are tokenized into overlapping chunks (`config.max_length`, `config.stride`); the chunks of up to
-        `songs_per_block` songs are sorted by length and grouped by [`token_budget_batches`] so that each batch,
-        padded to its longest chunk, holds at most `batch_tokens` tokens (default: `DEFAULT_BATCH_TOKENS` of the
-        model's device type); chunk scores are combined per song with `config.aggregation`.
+        `songs_per_block` songs (default: `DEFAULT_SONGS_PER_BLOCK` of the model's device type) are sorted by length
+        and grouped by [`token_budget_batches`] so that each batch, padded to its longest chunk, holds at most
+        `batch_tokens` tokens (default: `DEFAULT_BATCH_TOKENS` of the model's device type); chunk scores are combined
+        per song with `config.aggregation`. The next block is tokenized and padded in a background thread while the
+        model scores this one.
 
         Raises:
             ValueError: a song is empty or whitespace-only (the message names its position), `batch_tokens` is
@@ -297,6 +343,8 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         """
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
+        if songs_per_block is None:
+            songs_per_block = DEFAULT_SONGS_PER_BLOCK.get(self.device.type, DEFAULT_SONGS_PER_BLOCK["cuda"])
         was_training = self.training
         self.eval()
         try:

@@ -181,7 +181,7 @@ def score_trial(output_dir: Path, frames: dict[str, pd.DataFrame], device: str) 
         for aggregation in AGGREGATIONS:
             model.config.aggregation = aggregation
             scores[split, aggregation] = pd.Series(
-                model.score_songs(songs["text"].tolist(), tokenizer, batch_size=64), index=songs.index
+                model.score_songs(songs["text"].tolist(), tokenizer), index=songs.index
             )
     return {"scores": scores, "train": json.loads((output_dir / "all_results.json").read_text())}
 

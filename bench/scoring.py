@@ -42,6 +42,7 @@ from lyric_valence.onnx_scoring import OnnxRuntimeScorer  # noqa: E402
 from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
 from modeling_lyric_valence import (  # noqa: E402
     DEFAULT_BATCH_TOKENS,
+    DEFAULT_SONGS_PER_BLOCK,
     LyricValenceModel,
     chunk_lyrics,
     score_songs_in_batches,
@@ -50,6 +51,8 @@ from modeling_lyric_valence import (  # noqa: E402
 
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
 NAIVE_BATCH = 32
+HOST_WORK = "chunking and padding (`score_songs`' host work)"
+STAND_IN = "`score_songs` with a device stand-in as fast as the host"
 
 
 def log(message: str) -> None:
@@ -88,11 +91,12 @@ class NaivePipeline:
 
 class OurScorer:
     """`lyric-valence predict`'s engine: the model loaded, `prepare_for_scoring` (unless `prepared=False`: token-budget
-    batches alone) or exported to onnxruntime (`backend="onnxruntime"`), `score_songs` in `batch_tokens` budgets."""
+    batches alone) or exported to onnxruntime (`backend="onnxruntime"`), `score_songs` in `batch_tokens` budgets,
+    `songs_per_block` songs at a time."""
 
     def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
                  batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False,
-                 backend: str = "torch"):
+                 backend: str = "torch", songs_per_block: int | None = None):
         from transformers import AutoTokenizer
 
         model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
@@ -106,11 +110,11 @@ class OurScorer:
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
             quantize_(model, Int8DynamicActivationInt8WeightConfig())
-        self.model, self.batch_tokens = model, batch_tokens
+        self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the folder holds our own code
 
     def __call__(self, songs: list[str]) -> list[float]:
-        return self.model.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens)
+        return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
 
 
 METHODS = {
@@ -119,6 +123,8 @@ METHODS = {
     "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
     "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
     "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
+    "ours-bfloat16-one-block": ("ours, bfloat16, 1,024-song blocks (host work not overlapped within 1,024 songs)",
+                                {"dtype": "bfloat16", "songs_per_block": 1024}),
     "ours-float16": ("ours, float16", {"dtype": "float16"}),
     "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
     "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
@@ -128,7 +134,8 @@ METHODS = {
 }
 DEFAULT_METHODS = {
     "cpu": ("ours-float32", "ours-int8", "ours-onnxruntime-float32", "ours-onnxruntime-int8"),
-    "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-float16"),
+    "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-bfloat16-one-block",
+             "ours-float16"),
 }
 
 
@@ -229,13 +236,16 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
     The host's share of scoring, which a GPU waits for: chunking a block of songs alone; padding its chunks at the
     GPU's token budget into tensors through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the
-    engine's way); and `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation),
-    interleaved `rounds` times.
+    engine's way); `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation); and the
+    engine with a device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for the host
+    work's time of that round spread over the padded tokens), which takes the two added unless the engine overlaps
+    them. Interleaved `rounds` times.
     """
+    budget = DEFAULT_BATCH_TOKENS["cuda"]
     encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
     encoded.pop("overflow_to_sample_mapping")
     features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-    batches = token_budget_batches([len(ids) for ids in encoded["input_ids"]], DEFAULT_BATCH_TOKENS["cuda"])
+    batches = token_budget_batches([len(ids) for ids in encoded["input_ids"]], budget)
 
     def chunking() -> None:
         chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
@@ -251,13 +261,26 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     def no_model(inputs: dict) -> torch.Tensor:
         return torch.zeros(len(inputs["input_ids"]))
 
-    def chunking_and_padding() -> None:
-        score_songs_in_batches(no_model, songs, tokenizer, config, DEFAULT_BATCH_TOKENS["cuda"], len(songs))
+    def counting_tokens(inputs: dict) -> torch.Tensor:
+        padded_tokens.append(inputs["input_ids"].numel())
+        return no_model(inputs)
+
+    def device_stand_in(inputs: dict) -> torch.Tensor:
+        time.sleep(inputs["input_ids"].numel() * seconds[HOST_WORK][-1] / sum(padded_tokens))
+        return no_model(inputs)
+
+    def engine(score_batch):
+        return lambda: score_songs_in_batches(
+            score_batch, songs, tokenizer, config, budget, DEFAULT_SONGS_PER_BLOCK["cuda"]
+        )
 
     ways = {"chunking (tokenizer)": chunking,
             "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": padding_through("pt"),
             "padding through numpy (`return_tensors=\"np\"`, the engine's)": padding_through("np"),
-            "chunking and padding (`score_songs`' host work)": chunking_and_padding}
+            HOST_WORK: engine(no_model),
+            STAND_IN: engine(device_stand_in)}
+    padded_tokens = []
+    engine(counting_tokens)()
     seconds = {name: [] for name in ways}
     for _ in range(rounds):
         for name, way in ways.items():
@@ -265,8 +288,12 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
             way()
             seconds[name].append(time.perf_counter() - start)
     log("host: " + ", ".join(f"{name} {min(runs):.3f} s" for name, runs in seconds.items()))
-    return {"songs": len(songs), "rounds": rounds,
-            "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()}}
+    blocks = -(-len(songs) // DEFAULT_SONGS_PER_BLOCK["cuda"])
+    return {"songs": len(songs), "rounds": rounds, "songs_per_block": DEFAULT_SONGS_PER_BLOCK["cuda"],
+            "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()},
+            "overlap": {"vs_serial": summary([2 * alone / both
+                                              for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN])]),
+                        "ideal": 2 * blocks / (blocks + 1)}}
 
 
 def measure_sweep(folder: str, songs: list[str], device: torch.device, dtype: str) -> dict:
@@ -356,7 +383,10 @@ def render(run: dict) -> str:
                   f"{DEFAULT_BATCH_TOKENS['cuda']:,}-token budget).", "",
                   "| host work | songs/s |", "|---|---|"]
         lines += [f"| {name} | {fmt(value, '.0f')} |" for name, value in host["songs_per_s"].items()]
-        lines.append("")
+        lines += ["", f"With the device stand-in, the engine ({host['songs_per_block']}-song blocks, the GPU's) ran "
+                  f"{fmt(host['overlap']['vs_serial'], '.2f')}× as fast as host work and device one after the other "
+                  f"would; a perfect overlap of the {host['songs']:,} songs' blocks gives "
+                  f"{host['overlap']['ideal']:.2f}× (the first block's host work has nothing to overlap with).", ""]
     sweep = run.get("sweep")
     if sweep:
         lines += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", "",

@@ -21,7 +21,12 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lyric_valence.scoring import prepare_for_scoring
-from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceModel, score_songs_in_batches
+from modeling_lyric_valence import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_SONGS_PER_BLOCK,
+    LyricValenceModel,
+    score_songs_in_batches,
+)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -115,17 +120,17 @@ class OnnxRuntimeScorer:
         lyrics: list[str],
         tokenizer: PreTrainedTokenizerBase,
         batch_tokens: int | None = None,
-        songs_per_block: int = 1024,
+        songs_per_block: int | None = None,
         show_progress: bool = False,
     ) -> list[float]:
-        """Valence of each whole song in `lyrics`, as [`~LyricValenceModel.score_songs`] (default budget: CPU's)."""
+        """Valence of each whole song in `lyrics`, as [`~LyricValenceModel.score_songs`] (defaults: the CPU's)."""
         return score_songs_in_batches(
             self._score_batch,
             lyrics,
             tokenizer,
             self.config,
             batch_tokens or DEFAULT_BATCH_TOKENS["cpu"],
-            songs_per_block,
+            songs_per_block or DEFAULT_SONGS_PER_BLOCK["cpu"],
             show_progress,
         )
 

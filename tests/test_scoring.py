@@ -4,6 +4,7 @@ their refusals."""
 import copy
 import importlib.util
 import random
+import threading
 
 import onnx
 import pandas as pd
@@ -14,7 +15,7 @@ from configuration_lyric_valence import LyricValenceConfig
 from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
 from lyric_valence.onnx_scoring import OnnxRuntimeScorer, export_to_onnx, optimize_and_quantize
 from lyric_valence.scoring import ClsOnlyLastLayer, ScoringOptionError, check_scoring_options, prepare_for_scoring
-from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, token_budget_batches
+from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, score_songs_in_batches, token_budget_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MAX_LENGTH = 40
@@ -70,6 +71,30 @@ def test_token_budget_batches_give_the_chunk_by_chunk_reference_scores(tokenizer
     model = tiny_model(tokenizer)
     expected = chunk_by_chunk(model, tokenizer, songs)
     assert model.score_songs(songs, tokenizer, batch_tokens=batch_tokens) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_next_block_is_tokenized_while_the_model_scores_this_one(tokenizer, songs):
+    model = tiny_model(tokenizer)
+    second_block_tokenized = threading.Event()
+
+    class WatchedTokenizer:
+        def __call__(self, lyrics, **kwargs):
+            if lyrics == songs[1:2]:
+                second_block_tokenized.set()
+            return tokenizer(lyrics, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    overlapped = []
+
+    def score_batch(inputs):
+        overlapped.append(second_block_tokenized.wait(timeout=10))
+        return model._score_batch(inputs)
+
+    scores = score_songs_in_batches(score_batch, songs, WatchedTokenizer(), model.config, 400, songs_per_block=1)
+    assert overlapped[0], "the model scored the first block before the second was tokenized"
+    assert scores == pytest.approx(chunk_by_chunk(model, tokenizer, songs), abs=1e-5)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
