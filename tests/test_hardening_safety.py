@@ -9,7 +9,11 @@ from conftest import REPO
 
 HUB_FILES = ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py")
 SIBLINGS = {name.removesuffix(".py") for name in HUB_FILES}
-ALLOWED_MODULES = {"torch", "transformers", "tqdm", "typing", "math", "dataclasses", "collections", *SIBLINGS}
+# concurrent: score_songs tokenizes the next block in one worker thread (ProcessPoolExecutor stays forbidden below).
+ALLOWED_MODULES = {
+    "torch", "transformers", "tqdm", "typing", "math", "dataclasses", "collections", "functools", "concurrent",
+    *SIBLINGS,
+}
 # Built-ins that run code or read input: flagged wherever the bare name appears, called or passed around.
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__", "breakpoint", "input"}
 # Functions and methods that reach the network, spawn processes, write or delete files, or unpickle: flagged when
@@ -19,6 +23,7 @@ FORBIDDEN_CALLS = {
     "rmtree", "rename", "makedirs", "mkdir", "write_text", "write_bytes", "save", "save_file", "load", "loads",
     "Unpickler", "urlopen", "hf_hub_download", "snapshot_download", "cached_file", "cached_files", "HfApi",
     "upload_file", "upload_folder", "create_repo", "push_to_hub", "get_token", "login", "from_pretrained",
+    "ProcessPoolExecutor",
 }
 FORBIDDEN_MODULES = {
     "os", "sys", "subprocess", "socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp",
