@@ -33,6 +33,9 @@ class LyricValenceConfig(PretrainedConfig):
         aggregation (`str`, *optional*, defaults to `"mean"`):
             How chunk scores become a song score: `"mean"`, `"median"` or `"length_weighted"` (the mean weighted
             by each chunk's number of tokens).
+        lexical_buckets (`int`, *optional*, defaults to 0):
+            Size of the lexical channel ([`LyricValenceLexicalChannel`]): the chunk's token unigrams and bigrams,
+            hashed into this many TF-IDF features, add a linear score to the head's. 0: no lexical channel.
 
     Example:
 
@@ -55,6 +58,7 @@ class LyricValenceConfig(PretrainedConfig):
     max_length: int = 512
     stride: int = 128
     aggregation: Literal["mean", "median", "length_weighted"] = "mean"
+    lexical_buckets: int = 0
     id2label: dict[int, str] | dict[str, str] | None = None
     problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = (
         "regression"
@@ -85,6 +89,11 @@ class LyricValenceConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
         if self.stride >= self.max_length - 2:
             raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
+        if self.lexical_buckets and self.lexical_buckets <= self.encoder.vocab_size:
+            raise ValueError(
+                f"lexical_buckets ({self.lexical_buckets}) must exceed the encoder's vocabulary ({self.encoder.vocab_size}):"
+                " every token has a bucket of its own, bigrams share the rest"
+            )
 
     @property
     def hidden_size(self) -> int:

@@ -234,12 +234,68 @@ class LyricValenceHead(nn.Module):
             return self.out_proj(self.dropout(hidden))
 
 
+class LyricValenceLexicalChannel(nn.Module):
+    """
+    A bag of tokens beside the encoder: each chunk's token unigrams (one feature per vocabulary id) and bigrams (hashed
+    into the remaining `config.lexical_buckets - vocab_size` features) as sublinear TF-IDF, L2-normalised, weighted
+    into one score per chunk. This is TF-IDF + ridge regression computed from the model's own input ids, so it saves,
+    loads, exports and scores with the model. `idf` and `weight` are fitted on training songs
+    (`lyric_valence.ridge.fit_ridge`); freshly initialised, the channel scores every chunk 0.
+    """
+
+    # Knuth's multiplicative hash: spreads the bigram ids (a * vocab_size + b) over the bigram buckets.
+    BIGRAM_HASH_MULTIPLIER = 2654435761
+
+    def __init__(self, config: LyricValenceConfig):
+        super().__init__()
+        self.buckets = config.lexical_buckets
+        self.vocab_size = config.encoder.vocab_size
+        self.register_buffer("idf", torch.ones(self.buckets))
+        self.weight = nn.Parameter(torch.zeros(self.buckets))
+
+    def token_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The feature index of every unigram and bigram of each chunk, shape `(batch, 2 * length - 1)`; -1: padding."""
+        ids = input_ids.long()
+        bigrams = self.vocab_size + (ids[:, :-1] * self.vocab_size + ids[:, 1:]) * self.BIGRAM_HASH_MULTIPLIER % (
+            self.buckets - self.vocab_size
+        )
+        features = torch.cat([ids, bigrams], dim=1)
+        present = torch.cat([attention_mask.bool(), attention_mask[:, :-1].bool() & attention_mask[:, 1:].bool()], 1)
+        return features.masked_fill(~present, -1)
+
+    def term_counts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Sparse counts of each chunk's features: (chunk, feature, count) triples, one per feature present."""
+        features = self.token_features(input_ids, attention_mask)
+        chunk = torch.arange(features.shape[0], device=features.device).unsqueeze(1).expand_as(features)
+        keys = (chunk * self.buckets + features)[features >= 0]
+        keys, counts = torch.unique(keys, return_counts=True)
+        return keys // self.buckets, keys % self.buckets, counts
+
+    def tfidf(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each chunk's L2-normalised sublinear TF-IDF vector as (chunk, feature, value) triples."""
+        chunk, feature, counts = self.term_counts(input_ids, attention_mask)
+        values = (1 + counts.double().log()) * self.idf[feature].double()
+        norms = torch.zeros(input_ids.shape[0], dtype=values.dtype, device=values.device).index_add_(0, chunk, values**2)
+        return chunk, feature, values / norms.sqrt().clamp(min=1e-12)[chunk]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        chunk, feature, values = self.tfidf(input_ids, attention_mask)
+        scores = torch.zeros(input_ids.shape[0], dtype=values.dtype, device=values.device)
+        return scores.index_add_(0, chunk, values * self.weight[feature].double()).float()
+
+
 class LyricValencePreTrainedModel(PreTrainedModel):
     config_class = LyricValenceConfig
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, LyricValenceLexicalChannel):
+            nn.init.ones_(module.idf)
+            nn.init.zeros_(module.weight)
 
 
 class LyricValenceModel(LyricValencePreTrainedModel):
@@ -257,6 +313,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None
         self.head = LyricValenceHead(config)
+        self.lexical = LyricValenceLexicalChannel(config) if config.lexical_buckets else None
         self.post_init()
 
     @classmethod
@@ -311,6 +368,10 @@ class LyricValenceModel(LyricValencePreTrainedModel):
             encoder_inputs["token_type_ids"] = token_type_ids
         outputs = self.encoder(**encoder_inputs, **kwargs)
         logits = self.head(self.pool(outputs.last_hidden_state, attention_mask))
+        if self.lexical is not None:
+            if input_ids is None:
+                raise ValueError("the lexical channel reads input_ids: pass input_ids rather than inputs_embeds")
+            logits = logits + self.lexical(input_ids, attention_mask).unsqueeze(-1).to(logits.dtype)
         loss = None
         if labels is not None:
             loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))

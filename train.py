@@ -31,6 +31,7 @@ from lyric_valence.card import DEFAULT_BASE_MODEL, write_model_card
 from lyric_valence.data import Columns, DataError, load_splits
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
+from lyric_valence.ridge import fit_ridge
 from lyric_valence.training import (
     FINETUNING_MODES,
     LABEL_NAMES,
@@ -49,8 +50,9 @@ logger = logging.getLogger(__name__)
 # Bundled with the repository (CC-BY-SA 4.0, see data/README.md), so the quickstart runs offline.
 # Presets of flags for a kind of input, chosen on validation data (bench/RECIPE.md); flags given with a preset win.
 RECIPES = {
-    # whole songs (hundreds of tokens): short chunks, twice the epochs, scores weighted by chunk length (Billboard trials)
-    "songs": {"max_length": 128, "stride": 32, "num_train_epochs": 6, "aggregation": "length_weighted"},
+    # whole songs with Spotify valence: frozen encoder, mean pooling, and a lexical channel, fitted by ridge regression
+    # (the Billboard lyrics trials in bench/RECIPE.md)
+    "songs": {"finetuning_mode": "ridge", "pooling": "mean", "lexical_buckets": 2**18},
 }
 
 EMOBANK = Path(__file__).resolve().parent / "data" / "emobank.csv"
@@ -61,8 +63,8 @@ class ModelArguments:
     recipe: str | None = field(
         default=None,
         metadata={
-            "help": "A preset of flags for a kind of input: 'songs' (whole song lyrics: --max_length 128 --stride 32 "
-            "--num_train_epochs 6 --aggregation length_weighted; bench/RECIPE.md). Flags given with it win.",
+            "help": "A preset of flags for a kind of input: 'songs' (whole songs with Spotify valence: "
+            "--finetuning_mode ridge --pooling mean --lexical_buckets 262144). Flags given with it win.",
             "choices": list(RECIPES),
         },
     )
@@ -77,7 +79,8 @@ class ModelArguments:
         default="lora",
         metadata={
             "help": "What trains: 'lora' (LoRA adapters on the last encoder layers + the full head), 'head_only' "
-            "(frozen encoder: the reference baseline) or 'full' (every weight).",
+            "(frozen encoder: the reference baseline), 'full' (every weight) or 'ridge' (frozen encoder; the head "
+            "and the lexical channel fitted in closed form by ridge regression on the training songs, no epochs).",
             "choices": list(FINETUNING_MODES),
         },
     )
@@ -111,6 +114,17 @@ class ModelArguments:
             "choices": ["mean", "median", "length_weighted"],
         },
     )
+    lexical_buckets: int = field(
+        default=0,
+        metadata={
+            "help": "Add a lexical channel: each chunk's token unigrams and hashed bigrams as this many TF-IDF "
+            "features, scored linearly beside the head (0: none). Needs --finetuning_mode ridge."
+        },
+    )
+
+    def __post_init__(self):
+        if self.lexical_buckets and self.finetuning_mode != "ridge":
+            raise ValueError("--lexical_buckets needs --finetuning_mode ridge (the channel is fitted in closed form)")
 
 
 @dataclass
@@ -225,16 +239,11 @@ def parse_arguments():
         "come first, then the stock transformers TrainingArguments.",
     )
     if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml", ".json")):
-        path = Path(sys.argv[1]).resolve()
-        parsed = parser.parse_json_file(path) if path.suffix == ".json" else parser.parse_yaml_file(path)
-        if parsed[0].recipe is None:
-            return parsed
-        settings = yaml.safe_load(path.read_text())  # a JSON file is YAML too
-        return parser.parse_dict({**RECIPES[parsed[0].recipe], **settings})
-    parsed = parser.parse_args_into_dataclasses()
-    if parsed[0].recipe is None:
-        return parsed
-    preset = [item for name, value in RECIPES[parsed[0].recipe].items() for item in (f"--{name}", str(value))]
+        settings = yaml.safe_load(Path(sys.argv[1]).resolve().read_text())  # a JSON file is YAML too
+        return parser.parse_dict({**RECIPES.get(settings.get("recipe"), {}), **settings})
+    # The recipe alone is read first (no dataclass checks yet: they see the recipe's flags with the given ones).
+    recipe = parser.parse_known_args()[0].recipe
+    preset = [item for name, value in RECIPES.get(recipe, {}).items() for item in (f"--{name}", str(value))]
     return parser.parse_args_into_dataclasses([*preset, *sys.argv[1:]])  # later flags win
 
 
@@ -256,7 +265,9 @@ def data_summary(data_file: str, counts: dict) -> str:
     return line
 
 
-def save_results(trainer, model, tokenizer, splits, test_output, model_args, lora_args, data_args, counts) -> None:
+def save_results(
+    trainer, model, tokenizer, splits, test_output, train_metrics, model_args, lora_args, data_args, counts
+) -> None:
     """Write the adapter, the merged model with its tokenizer, predictions, figures and the model card."""
     output_dir = Path(trainer.args.output_dir)
     if model_args.finetuning_mode == "lora":
@@ -289,15 +300,21 @@ def save_results(trainer, model, tokenizer, splits, test_output, model_args, lor
             f"r={lora_args.lora_r}, alpha={lora_args.lora_alpha}, dropout={lora_args.lora_dropout} on "
             f"{'/'.join(lora_args.lora_target_modules)} of the last {lora_args.lora_num_layers} layers"
         )
-    recipe.update(
-        {
-            "learning rate (encoder / head)": f"{trainer.args.learning_rate} / {model_args.head_learning_rate}",
-            "epochs": trainer.args.num_train_epochs,
-            "batch size (chunks)": trainer.args.per_device_train_batch_size * trainer.args.world_size,
-            "scheduler": trainer.args.lr_scheduler_type,
-            "seed": trainer.args.seed,
-        }
-    )
+    if model_args.finetuning_mode == "ridge":
+        recipe["ridge (picked on validation)"] = (
+            f"alpha {train_metrics['ridge_alpha']}, encoder scale {train_metrics['ridge_encoder_scale']}, "
+            f"lexical channel of {model_args.lexical_buckets} features"
+        )
+    else:
+        recipe.update(
+            {
+                "learning rate (encoder / head)": f"{trainer.args.learning_rate} / {model_args.head_learning_rate}",
+                "epochs": trainer.args.num_train_epochs,
+                "batch size (chunks)": trainer.args.per_device_train_batch_size * trainer.args.world_size,
+                "scheduler": trainer.args.lr_scheduler_type,
+            }
+        )
+    recipe["seed"] = trainer.args.seed
     write_model_card(  # README.md, and model_card.json to render it again for a Hub repo (lyric_valence.hub)
         output_dir,
         repo_id=output_dir.name,
@@ -356,6 +373,7 @@ def main():
         max_length=model_args.max_length,
         stride=model_args.stride,
         aggregation=model_args.aggregation,
+        lexical_buckets=model_args.lexical_buckets,
     )
     if model_args.init_head_bias_to_label_mean:
         with torch.no_grad():
@@ -382,9 +400,15 @@ def main():
         compute_metrics=make_compute_metrics(model_args.aggregation),
         head_learning_rate=model_args.head_learning_rate,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
+    if model_args.finetuning_mode == "ridge":
+        train, validation = splits["train"], splits["validation"]
+        train_metrics = fit_ridge(
+            model, tokenizer, list(train["text"]), list(train["label"]), list(validation["text"]), list(validation["label"])
+        ).metrics()
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
     eval_metrics = trainer.evaluate()
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
@@ -393,7 +417,9 @@ def main():
     trainer.log_metrics("test", test_output.metrics)
     trainer.save_metrics("test", test_output.metrics)
     if trainer.is_world_process_zero():
-        save_results(trainer, trainer.model, tokenizer, splits, test_output, model_args, lora_args, data_args, counts)
+        save_results(
+            trainer, trainer.model, tokenizer, splits, test_output, train_metrics, model_args, lora_args, data_args, counts
+        )
         if hub_push is not None:
             hub_push.publish(training_args.output_dir)
         logger.info("data: %s", data_summary(data_args.data_file, counts))

@@ -23,7 +23,7 @@ SONG_INDEX = "song_index"
 CHUNK_ID = "chunk_id"
 CHUNK_LENGTH = "length"  # also the column the length-grouped sampler reads (TrainingArguments.length_column_name)
 LABEL_NAMES = ["labels", SONG_INDEX, CHUNK_ID, CHUNK_LENGTH]
-FINETUNING_MODES = ("lora", "head_only", "full")
+FINETUNING_MODES = ("lora", "head_only", "full", "ridge")
 
 
 def chunk_split(
@@ -226,7 +226,8 @@ def prepare_for_finetuning(
 ):
     """
     Set what trains: `lora` wraps the model with peft LoRA on `lora_target_modules` of the last `lora_num_layers`
-    encoder layers and trains the head fully (`modules_to_save`); `head_only` freezes the encoder; `full` trains all.
+    encoder layers and trains the head fully (`modules_to_save`); `head_only` freezes the encoder; `full` trains all;
+    `ridge` freezes every weight (the head and the lexical channel are then fitted by `lyric_valence.ridge.fit_ridge`).
     Returns the model to train (a `PeftModel` for `lora`).
     """
     if mode not in FINETUNING_MODES:
@@ -249,4 +250,6 @@ def prepare_for_finetuning(
             return get_peft_model(model, lora_config)
     if mode == "head_only":
         model.encoder.requires_grad_(False)
+    if mode == "ridge":
+        model.requires_grad_(False)
     return model

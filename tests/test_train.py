@@ -197,17 +197,17 @@ def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypa
 
 def test_the_songs_recipe_sets_its_flags_and_flags_given_with_it_win(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--max-length", "256"])
-    model_args, _, _, training_args = train.parse_arguments()
-    assert (model_args.max_length, model_args.stride, model_args.aggregation) == (256, 32, "length_weighted")
-    assert training_args.num_train_epochs == 6
+    model_args, _, _, _ = train.parse_arguments()
+    assert (model_args.finetuning_mode, model_args.pooling, model_args.lexical_buckets) == ("ridge", "mean", 2**18)
+    assert model_args.max_length == 256
     config = tmp_path / "run.yaml"
-    config.write_text("recipe: songs\nstride: 16\nlearning_rate: 0.01\nnum_train_epochs: 2\n")
+    config.write_text("recipe: songs\nlexical_buckets: 65536\nstride: 16\n")
     monkeypatch.setattr(sys, "argv", ["train.py", str(config)])
-    model_args, _, _, training_args = train.parse_arguments()
-    assert (model_args.max_length, model_args.stride, model_args.aggregation) == (128, 16, "length_weighted")
-    assert training_args.learning_rate == 0.01 and training_args.num_train_epochs == 2
+    model_args, _, _, _ = train.parse_arguments()
+    assert (model_args.finetuning_mode, model_args.lexical_buckets, model_args.stride) == ("ridge", 65536, 16)
     monkeypatch.setattr(sys, "argv", ["train.py"])
-    assert train.parse_arguments()[0].max_length == 512  # no recipe: the defaults
+    model_args = train.parse_arguments()[0]
+    assert (model_args.finetuning_mode, model_args.lexical_buckets, model_args.max_length) == ("lora", 0, 512)
 
 
 def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread,
