@@ -1,0 +1,143 @@
+"""
+One-off study (issue 25): which song features beat TF-IDF + ridge on real lyrics with Spotify valence, measured
+cheaply over several split seeds by encoding every song ONCE per encoder.
+
+`train.py --finetuning_mode ridge` re-encodes the songs of each run; three seeds of a bert-base-sized encoder on
+2 CPU cores would take hours that way. The encoder's pooled chunk vectors do not depend on the split, so this study
+caches them per encoder (`--cache`), then fits, for each seed's split (`load_splits`, as train.py makes it), the same
+regression as `lyric_valence.ridge`: song rows = mean of chunk rows; the lexical block computed by the model's own
+`LyricValenceLexicalChannel` (idf from the seed's training chunks); the encoder block standardised and scaled;
+scikit-learn's Ridge, alpha and scale picked on validation MSE. `bench/lyrics.py --trials songs` measures the product
+path itself; experiments/LYRICS_FEATURES.md compares the two on MiniLM.
+
+    python -m experiments.lyrics_features --data_file billboard_lyrics.csv --text_column lyrics \\
+        --label_column valence --group_column artist --encoder DIR --cache mpnet.pt --out mpnet.json
+"""
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.linear_model import Ridge
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from lyric_valence import default_encoder_path
+from lyric_valence.data import Columns, load_splits
+from lyric_valence.evaluation import song_metrics
+from lyric_valence.ridge import ENCODER_SCALES, RIDGE_ALPHAS, song_rows
+from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceLexicalChannel, LyricValenceModel, chunk_batches
+
+BUCKETS = (2**18, 2**20)
+
+
+def chunk_inputs(model: LyricValenceModel, tokenizer, texts: list[str]):
+    """The chunks of `texts` in token-budget batches, as the model scores them (cheap: tokenizing only)."""
+    return chunk_batches(tokenizer, texts, model.config, DEFAULT_BATCH_TOKENS["cpu"])
+
+
+@torch.inference_mode()
+def encode(model: LyricValenceModel, chunks) -> torch.Tensor:
+    """The pooled encoder vector of every chunk (the expensive part, cached)."""
+    pooled = torch.empty(len(chunks.song_index), model.config.hidden_size)
+    for indices, inputs in tqdm(chunks.batches, desc="encoding", unit="batch"):
+        pooled[indices] = model.pool(model.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+    return pooled
+
+
+@torch.no_grad()
+def lexical_rows(lexical: LyricValenceLexicalChannel, chunks, training_chunks: torch.Tensor) -> sp.csr_matrix:
+    """The lexical channel's TF-IDF rows of every chunk, with idf from the training chunks (as `fit_idf` sets it)."""
+    frequency = torch.zeros(lexical.buckets, dtype=torch.float64)
+    for indices, inputs in chunks.batches:
+        chunk, feature, _ = lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
+        training = training_chunks[torch.tensor(indices)[chunk]]
+        frequency.index_add_(0, feature[training], torch.ones(int(training.sum()), dtype=torch.float64))
+    lexical.idf.copy_(((1 + training_chunks.sum()) / (1 + frequency)).log() + 1)
+    triples = []
+    for indices, inputs in chunks.batches:
+        chunk, feature, value = lexical.tfidf(inputs["input_ids"], inputs["attention_mask"])
+        triples.append((torch.tensor(indices)[chunk], feature, value))
+    chunk, feature, value = (torch.cat(parts).numpy() for parts in zip(*triples))
+    return sp.csr_matrix((value, (chunk, feature)), shape=(len(chunks.song_index), lexical.buckets))
+
+
+def fit(lexical: dict | None, pooled: dict | None, labels: dict) -> dict:
+    """The ridge grid of `lyric_valence.ridge.fit_ridge` on precomputed song rows; metrics of the validation pick."""
+    if pooled is not None:
+        mean, std = pooled["train"].mean(0), pooled["train"].std(0)
+        std[std == 0] = 1.0
+    best = None
+    for scale in ENCODER_SCALES if lexical and pooled else ENCODER_SCALES[:1]:
+        rows = {}
+        for split in labels:
+            blocks = [lexical[split]] if lexical else []
+            if pooled is not None:
+                blocks.append(sp.csr_matrix((pooled[split] - mean) / std * scale / np.sqrt(mean.size)))
+            rows[split] = sp.hstack(blocks).tocsr()
+        for alpha in RIDGE_ALPHAS:
+            ridge = Ridge(alpha=alpha).fit(rows["train"], labels["train"])
+            predicted = {split: ridge.predict(rows[split]) for split in ("validation", "test")}
+            validation_mse = float(np.mean((predicted["validation"] - labels["validation"]) ** 2))
+            if best is None or validation_mse < best[0]:
+                best = (validation_mse, alpha, scale, predicted)
+    _, alpha, scale, predicted = best
+    return {"alpha": alpha, "encoder_scale": scale,
+            **{split: song_metrics(predicted[split].tolist(), labels[split].tolist()) for split in predicted}}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_file", required=True)
+    parser.add_argument("--text_column", default="lyrics")
+    parser.add_argument("--label_column", default="valence")
+    parser.add_argument("--group_column", default="artist")
+    parser.add_argument("--encoder", default=None, help="Encoder folder (default: the packaged MiniLM).")
+    parser.add_argument("--cache", type=Path, required=True, help="Cached encoder pass (written if missing).")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--out", type=Path, required=True, help="JSON of the results.")
+    args = parser.parse_args(argv)
+
+    columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
+    encoder = args.encoder or default_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model = LyricValenceModel.from_encoder_pretrained(encoder, pooling="mean").eval()
+    first, _ = load_splits(args.data_file, columns=columns, seed=args.seeds[0])
+    songs = pd.concat([first[name].to_pandas() for name in ("train", "validation", "test")])
+    chunks = chunk_inputs(model, tokenizer, songs["text"].tolist())
+    if not args.cache.exists():
+        torch.save(encode(model, chunks), args.cache)
+    to_songs = song_rows(chunks.song_index, torch.ones(len(chunks.song_index)), len(songs))
+    pooled = to_songs @ torch.load(args.cache).double().numpy()
+    position = {song_id: i for i, song_id in enumerate(songs["song_id"])}
+
+    results = {}
+    for seed in args.seeds:
+        splits, _ = load_splits(args.data_file, columns=columns, seed=seed)
+        index = {name: np.array([position[s] for s in splits[name]["song_id"]]) for name in splits}
+        labels = {name: np.asarray(splits[name]["label"]) for name in splits}
+        training_chunks = torch.from_numpy(np.isin(chunks.song_index.numpy(), index["train"]))
+        by_split = {name: pooled[i] for name, i in index.items()}
+        results[seed] = {"encoder only": fit(None, by_split, labels)}
+        for buckets in BUCKETS:
+            config = copy.deepcopy(model.config)
+            config.lexical_buckets = buckets
+            rows = (to_songs @ lexical_rows(LyricValenceLexicalChannel(config), chunks, training_chunks)).tocsr()
+            lexical = {name: rows[i] for name, i in index.items()}
+            results[seed][f"lexical {buckets}"] = fit(lexical, None, labels)
+            results[seed][f"lexical {buckets} + encoder"] = fit(lexical, by_split, labels)
+        print(seed, {name: round(row["test"]["mse"], 5) for name, row in results[seed].items()}, flush=True)
+    for name in results[args.seeds[0]]:
+        test = [results[seed][name]["test"] for seed in args.seeds]
+        print(f"{name:28s} test mse {np.mean([t['mse'] for t in test]):.5f} ± {np.std([t['mse'] for t in test]):.5f}"
+              f"  r {np.mean([t['pearson'] for t in test]):.3f} ± {np.std([t['pearson'] for t in test]):.3f}")
+    args.out.write_text(json.dumps({"encoder": str(encoder), "seeds": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
