@@ -430,7 +430,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         - `"line"`: the line scored alone, without context. The cheapest: one short chunk per line.
 
         The default recomposes the song valence best (the mean of its line valences is closest to the song's),
-        measured on songs whose lines carry human valence labels (`bench/EXPLAIN.md` in the lyric-valence repository).
+        measured on songs whose lines carry human valence labels (`experiments/EXPLAIN.md` in the lyric-valence repository).
 
         Raises:
             ValueError: the song is empty or whitespace-only, or `method` is unknown.

@@ -48,10 +48,10 @@ from modeling_lyric_valence import LyricValenceModel
 logger = logging.getLogger(__name__)
 
 # Bundled with the repository (CC-BY-SA 4.0, see data/README.md), so the quickstart runs offline.
-# Presets of flags for a kind of input, chosen on validation data (bench/RECIPE.md); flags given with a preset win.
+# Presets of flags for a kind of input, chosen on validation data (experiments/RECIPE.md); flags given with a preset win.
 RECIPES = {
     # whole songs with Spotify valence: frozen encoder, mean pooling, and a lexical channel, fitted by ridge regression
-    # (the Billboard lyrics trials in bench/RECIPE.md)
+    # (the Billboard lyrics trials in experiments/RECIPE.md)
     "songs": {"finetuning_mode": "ridge", "pooling": "mean", "lexical_buckets": 2**18},
 }
 
@@ -92,7 +92,7 @@ class ModelArguments:
         default=FINETUNING_ATTENTION_DROPOUT,
         metadata={
             "help": "Dropout on the encoder's attention probabilities (BERT-family `attention_probs_dropout_prob`). "
-            "0 lets training use fused attention (SDPA): a 1.9x faster step on CPU at equal quality (bench/RECIPE.md)."
+            "0 lets training use fused attention (SDPA): a faster step at equal quality (experiments/RECIPE.md)."
         },
     )
     head_hidden_size: int = field(default=128, metadata={"help": "Width of the head's hidden layer."})

@@ -1,7 +1,7 @@
 """
 Quality: EmoBank test metrics of `head_only`, `lora` and `full` fine-tuning of all-MiniLM-L6-v2, and of `lora` in
 mixed precision, each trained by train.py under the same budget (epochs over the same training sentences, batch 32,
-seed 42), with the recipe's settings for that mode (bench/RECIPE.md).
+seed 42), with the recipe's settings for that mode (experiments/RECIPE.md).
 """
 
 import json
@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Per-mode settings from bench/RECIPE.md: head_only reads mean-pooled vectors (the frozen MiniLM's [CLS] is a poor
+# Per-mode settings from experiments/RECIPE.md: head_only reads mean-pooled vectors (the frozen MiniLM's [CLS] is a poor
 # feature), full fine-tuning takes lr 1e-4; lora is train.py's default.
 # Mixed precision: the Trainer's bf16 / fp16 autocast (fp16 with loss scaling; CUDA only).
 MODE_FLAGS = {

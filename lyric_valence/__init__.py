@@ -4,7 +4,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # No dropout on attention probabilities while fine-tuning: training then runs the fused SDPA attention kernel
-# (1.9x faster step on CPU at equal quality, bench/RECIPE.md).
+# (a faster step at equal quality, experiments/RECIPE.md).
 FINETUNING_ATTENTION_DROPOUT = 0.0
 
 

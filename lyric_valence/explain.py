@@ -37,7 +37,7 @@ def explain_parser() -> ArgumentParser:
         choices=EXPLAIN_METHODS,
         default="stanza",
         help="What a line's valence is: its leave-one-out pseudo-value within its stanza (stanza, default: it "
-        "recomposes the song score best, bench/EXPLAIN.md), within the whole song (occlusion), or the line scored "
+        "recomposes the song score best, experiments/EXPLAIN.md), within the whole song (occlusion), or the line scored "
         "alone (line).",
     )
     parser.add_argument(

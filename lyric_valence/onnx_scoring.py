@@ -93,8 +93,8 @@ def optimize_and_quantize(path: Path, encoder_config, quantize: str | None) -> P
 class OnnxRuntimeScorer:
     """
     Scores songs like [`~LyricValenceModel.score_songs`] with an onnxruntime CPU session of `model`, exported,
-    fused and (with `quantize="int8"`) quantized on construction, in a temporary folder (on 2 CPU cores: 11 s and
-    1.5 GB peak for MiniLM, 43 s and 3.6 GB for bert-base).
+    fused and (with `quantize="int8"`) quantized on construction, in a temporary folder (seconds to a minute and a
+    few GB of memory: bench/SCORING_RESULTS.md).
     `model` is changed in place (eager attention, CLS-only last layer): do not train or save it afterwards.
     """
 

@@ -140,8 +140,8 @@ def predict_parser() -> ArgumentParser:
         "--dtype",
         default="float32",
         choices=("float32", "bfloat16", "float16"),
-        help="Precision of the model. On a GPU, bfloat16 or float16: about twice float32's speed at equal quality "
-        "(EmoBank test Pearson within 0.0003); float16 needs a GPU. Default: float32.",
+        help="Precision of the model. On a GPU, bfloat16 or float16: faster than float32 at float32's quality "
+        "(bench/SCORING_RESULTS.md); float16 needs a GPU. Default: float32.",
     )
     parser.add_argument(
         "--backend",
@@ -156,8 +156,8 @@ def predict_parser() -> ArgumentParser:
         default=None,
         choices=("int8",),
         help="int8: dynamic int8 quantization, weights per channel, CPU only, with --dtype float32. Recommended with "
-        "--backend onnxruntime (EmoBank test Pearson within 0.001 of float32); not with torch (torch.ao: 0.017 "
-        "less Pearson). Speeds: bench/SCORING_RESULTS.md.",
+        "--backend onnxruntime (float32's quality); not with torch (torch.ao loses Pearson). Speed and quality of "
+        "each mode: bench/SCORING_RESULTS.md.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
     return parser

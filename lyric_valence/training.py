@@ -89,7 +89,7 @@ def make_compute_metrics(aggregation: str = "mean"):
 def cpu_has_native_bf16() -> bool:
     """
     Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX, through oneDNN). Without it, bf16
-    matrix products run tens of times slower than float32 (63x on the AMD EPYC of bench/RESULTS.md). torch has no
+    matrix products run tens of times slower than float32 (bench/RESULTS.md). torch has no
     public query for this; the private one below is what its own autocast tests use.
     """
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

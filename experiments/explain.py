@@ -13,9 +13,9 @@ Per method:
   (does the colouring point at the right lines?);
 - seconds per song.
 
-    python bench/explain.py --model outputs/lyric-valence          # about 3 minutes on 2 shared CPU cores
+    python -m experiments.explain --model outputs/lyric-valence          # about 3 minutes on 2 shared CPU cores
 
-Writes bench/EXPLAIN.md and bench/explain_results.json.
+Writes experiments/EXPLAIN.md and experiments/explain_results.json.
 """
 
 import argparse
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -126,7 +125,7 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=30)
     parser.add_argument("--lines", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "bench"), help="Folder for EXPLAIN.md and explain_results.json.")
+    parser.add_argument("--out", default=str(REPO / "experiments"), help="Folder for EXPLAIN.md and explain_results.json.")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -136,7 +135,7 @@ def main() -> None:
     methods = measure(model, tokenizer, songs, examples)
     test_results = Path(args.model) / "test_results.json"
     run = {
-        "command": shlex.join(["bench/explain.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", "experiments.explain", *sys.argv[1:]]),
         "machine": machine_info(torch.device("cpu")),
         "model": args.model,
         "model_test_pearson": (

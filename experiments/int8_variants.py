@@ -3,7 +3,7 @@
 Which Linear layers `--quantize int8` should quantize: EmoBank test Pearson and CPU speed of torch.ao dynamic int8
 variants of one trained model, each against float32 of the same model (bench/SCORING_RESULTS.md, "int8 variants").
 
-    python bench/int8_variants.py outputs/lyric-valence            # about 4 minutes on 2 CPU cores
+    python -m experiments.int8_variants outputs/lyric-valence            # about 4 minutes on 2 CPU cores
 
 Prints a markdown table: variant, Pearson, change against float32, songs/s on 120 synthetic songs (best of 2).
 """
@@ -20,7 +20,6 @@ from torch import nn
 from transformers import AutoTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from bench.scoring import emobank_test  # noqa: E402
 from bench.songs import make_catalogue  # noqa: E402

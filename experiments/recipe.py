@@ -1,7 +1,7 @@
 """
 Training-recipe trials: run train.py once per named trial and tabulate validation and test metrics.
 
-    python bench/recipe.py --trials lora_ref lora_default --out bench/recipe_trials.md [-- extra train.py flags]
+    python -m experiments.recipe --trials lora_ref lora_default --out recipe_trials.md [-- extra train.py flags]
 
 Each row gives the settings, the wall time of the whole run, the validation metrics of the best checkpoint (what
 defaults are picked from) and the test metrics (what is reported), plus the command that reproduces it.

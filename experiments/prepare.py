@@ -1,7 +1,7 @@
 """
 Benchmark of `lyric-valence prepare` on a generated 150k-row Kaggle-format file of synthetic, original text.
 
-    python bench/bench_prepare.py [--rows 150000] [--results bench/PREPARE_RESULTS.md] [--compare_language_id]
+    python -m experiments.prepare [--rows 150000] [--results experiments/PREPARE.md] [--compare_language_id]
 
 The file mimics the Kaggle "150K Lyrics Labeled with Spotify Valence" data: songs of ~250-400 words with verses, a
 repeated chorus, "[Chorus]" markers and CRLF in half of them, artists with many songs, ~5% non-English songs,
@@ -29,7 +29,6 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 EMOBANK = REPO / "data" / "emobank.csv"
-sys.path.insert(0, str(REPO))
 
 from lyric_valence.data.text import comparable_words  # noqa: E402
 
@@ -260,7 +259,7 @@ def results_markdown(rows, file_mib, generate_seconds, seconds, peak_mib, load_b
     lines = [
         "# `lyric-valence prepare` on a generated 150k-row Kaggle-format file",
         "",
-        f"Produced by `python bench/bench_prepare.py` on {machine()}.",
+        f"Produced by `python -m experiments.prepare` on {machine()}.",
         f"Input: {rows} rows, {file_mib:.0f} MiB CSV of synthetic original text (generated in {generate_seconds:.0f} s).",
         "",
         "## Time and memory (limits: 10 min, 4 GB)",
@@ -316,7 +315,7 @@ def results_markdown(rows, file_mib, generate_seconds, seconds, peak_mib, load_b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=150_000, help="Rows of the generated file.")
-    parser.add_argument("--results", type=Path, default=REPO / "bench" / "PREPARE_RESULTS.md", help="Markdown output.")
+    parser.add_argument("--results", type=Path, default=REPO / "experiments" / "PREPARE.md", help="Markdown output.")
     parser.add_argument("--compare_language_id", action="store_true", help="Also time the installed language identifiers.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
