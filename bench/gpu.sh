@@ -28,16 +28,16 @@ SPEED_S="${SPEED_S:-95}"  # part 1's limit
 start=$SECONDS
 mkdir -p "$OUT/compile"
 elapsed() { echo $((SECONDS - start)); }
-bench() {  # bench SECONDS RESULTS_DIR run.py-flags...: one bench/run.py, stopped after SECONDS
+bench() {  # bench SECONDS RESULTS_DIR run.py-flags...: one bench.run, stopped after SECONDS
     local limit=$1 dir=$2
     shift 2
-    timeout "$limit" python bench/run.py --device "$DEVICE" --encoder "$ENCODER" --vocab_file "$ASSETS/vocab.txt" \
+    timeout "$limit" python -m bench.run --device "$DEVICE" --encoder "$ENCODER" --vocab_file "$ASSETS/vocab.txt" \
         $SIZES --no_inference --no_quality --results "$dir/results.json" --markdown "$dir/RESULTS.md" "$@"
 }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>/dev/null | tee "$OUT/nvidia-smi.csv"
-cp bench/results.json "$OUT/results.json"
-cp bench/results.json "$OUT/compile/results.json"
+cp bench/results.json bench/RESULTS.md "$OUT/"
+cp bench/results.json bench/RESULTS.md "$OUT/compile/"
 
 echo "[gpu.sh] part 1: training throughput"
 bench "$SPEED_S" "$OUT" --no_precision --variants $VARIANTS 2>&1 | tee "$OUT/speed.log"

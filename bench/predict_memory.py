@@ -4,8 +4,8 @@ Peak memory of `lyric-valence predict` as the catalogue grows: the same command 
 catalogue, each in its own process, and the peak RSS of each process (`os.wait4`) is compared. Streaming keeps it
 flat: tables are read, scored and written `--block_size` songs at a time.
 
-    python bench/predict_memory.py                    # 10,000 and 100,000 songs (~1 h on 2 shared CPU cores)
-    python bench/predict_memory.py --songs 500 5000   # quick
+    python -m bench.predict_memory                    # 10,000 and 100,000 songs (~1 h on 2 shared CPU cores)
+    python -m bench.predict_memory --songs 500 5000   # quick
 
 Writes predict_memory.json and a RESULTS.md section into $OUT when that is set (a device run), else into bench/.
 
@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,22 +29,15 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BertConfig
 
+from bench.report import logger, machine_info, machine_line, table, write_section
+from bench.songs import make_catalogue
+from configuration_lyric_valence import LyricValenceConfig
+from lyric_valence import default_encoder_path
+from modeling_lyric_valence import LyricValenceModel
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from configuration_lyric_valence import LyricValenceConfig  # noqa: E402
-from lyric_valence import default_encoder_path  # noqa: E402
-from modeling_lyric_valence import LyricValenceModel  # noqa: E402
-from songs import make_catalogue  # noqa: E402
-
 POOL_SONGS = 1000
-SECTION_START = "<!-- predict-memory: written by bench/predict_memory.py -->"
-SECTION_END = "<!-- /predict-memory -->"
-
-
-def log(message: str) -> None:
-    print(f"[predict-memory {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("predict-memory")
 
 
 def write_model(folder: Path, tokenizer) -> None:
@@ -82,48 +74,18 @@ def score(catalogue: Path, model: Path, output: Path) -> dict:
             "command": " ".join(["lyric-valence", *command[3:]])}
 
 
-def machine(note: str | None) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__,
-            "note": (f"scored on the {gpu}" if gpu else "scored on CPU") + (f"; {note}" if note else "")}
-
-
 def render(results: dict) -> str:
     small, large = results["runs"]
-    lines = [
-        SECTION_START,
-        "## Scoring memory: peak RSS of `lyric-valence predict` as the catalogue grows",
-        "",
-        f"Command: `{results['command']}`, {results['date']}. Machine: {results['machine']['cpu']}, "
-        f"{results['machine']['cores']} cores, torch {results['machine']['torch']} ({results['machine']['note']}).",
-        "",
+    return "\n".join([
+        "## Scoring memory: peak RSS of `lyric-valence predict` as the catalogue grows", "",
+        f"Command: `{results['command']}`. Machine: {machine_line(results['machine'])} {results['note']}", "",
         f"Each catalogue is a CSV cycling through the same {POOL_SONGS:,} songs of bench/songs.py's length mix, scored "
         "by a tiny random lyric-valence model (1 layer, 32 wide, 512-token chunks) in its own process with "
-        "`--block_size 1024` (the default); peak RSS is the process's `ru_maxrss`.",
-        "",
-        "| songs | CSV size (MiB) | peak RSS (MiB) | wall (s) | songs/s |",
-        "|---|---|---|---|---|",
-    ]
-    for run in results["runs"]:
-        lines.append(f"| {run['songs']:,} | {run['csv_mib']:.0f} | {run['peak_rss_mib']:.0f} | {run['wall_s']:.0f} | "
-                     f"{run['songs_per_s']:.0f} |")
-    lines += ["", f"Ratio of peak RSS, {large['songs']:,} / {small['songs']:,} songs: **{results['rss_ratio']:.3f}** "
-              f"(goal: within 20%, {'met' if abs(results['rss_ratio'] - 1) <= 0.2 else '**missed**'}).", SECTION_END]
-    return "\n".join(lines)
-
-
-def save_section(markdown: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, or append it; the rest of the file is left as it is."""
-    text = markdown.read_text(encoding="utf-8") if markdown.exists() else ""
-    if SECTION_START in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    markdown.write_text(text, encoding="utf-8")
+        "`--block_size 1024` (the default); peak RSS is the process's `ru_maxrss`.", "",
+        table([{"songs": f"{run['songs']:,}", "CSV size (MiB)": f"{run['csv_mib']:.0f}",
+                "peak RSS (MiB)": f"{run['peak_rss_mib']:.0f}", "wall (s)": f"{run['wall_s']:.0f}",
+                "songs/s": f"{run['songs_per_s']:.0f}"} for run in results["runs"]]), "",
+        f"Ratio of peak RSS, {large['songs']:,} / {small['songs']:,} songs: **{results['rss_ratio']:.3f}**."])
 
 
 def main() -> None:
@@ -148,13 +110,13 @@ def main() -> None:
             run = {"songs": songs, "csv_mib": size / 2**20, **score(catalogue, tmp / "model", tmp / "scores.csv")}
             log(f"{songs:,} songs: peak RSS {run['peak_rss_mib']:.0f} MiB, {run['wall_s']:.0f} s")
             runs.append(run)
-    results = {"command": "python bench/predict_memory.py" + ("" if args.songs == [10_000, 100_000] else
+    results = {"command": "python -m bench.predict_memory" + ("" if args.songs == [10_000, 100_000] else
                                                               f" --songs {args.songs[0]} {args.songs[1]}"),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(args.note), "runs": runs,
+               "machine": machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu")), "note": args.note or "", "runs": runs,
                "rss_ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
-    save_section(args.markdown, render(results))
+    write_section(args.markdown, "bench.predict_memory", render(results))
     log(f"ratio {results['rss_ratio']:.3f}; wrote {args.results} and {args.markdown}")
 
 

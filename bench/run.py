@@ -1,17 +1,16 @@
-#!/usr/bin/env python
 """
 Benchmarks of lyric-valence against the reference recipe, in one command: training throughput (our train.py step vs
-the reference notebook's pad-to-512 loop), whole-song inference throughput (`lyric-valence predict`'s path vs a
-per-chunk `pipeline("text-classification")` loop), distance to the machine's fp32 GEMM peak (MFU), and EmoBank
-quality of head_only / lora / full fine-tuning, and of lora in mixed precision.
+the reference notebook's pad-to-512 loop), whole-song inference throughput (`lyric-valence predict`'s engine vs a
+per-chunk `pipeline("text-classification")` loop, through bench/harness.py), distance to the machine's GEMM peak (MFU),
+and EmoBank quality of head_only / lora / full fine-tuning, and of lora in mixed precision.
 
-    python bench/run.py --quick          # about 4 minutes on 2 CPU cores
-    python bench/run.py                  # full mode, about 25 minutes on 2 CPU cores
-    python bench/run.py --device cuda --encoder bert-base --no_quality --vocab_file VOCAB.txt   # GPU speed table
-    bash bench/gpu.sh                    # the GPU check of about 200 s (see the script)
+    python -m bench.run --quick          # small sizes and quality budget
+    python -m bench.run                  # full sizes
+    python -m bench.run --device cuda --encoder bert-base --no_quality --vocab_file VOCAB.txt   # GPU speed table
+    bash bench/gpu.sh                    # the GPU check (see the script)
 
 Writes bench/results.json (a run per device and encoder; other runs already there are kept, and so are the sections
-a run skips) and bench/RESULTS.md.
+a run skips) and that run's section of bench/RESULTS.md.
 """
 
 import argparse
@@ -19,28 +18,24 @@ import functools
 import json
 import shlex
 import sys
-import time
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import torch
+import transformers
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
+from bench import harness
+from bench.flops import bf16_dense_peak, flops_per_length
+from bench.models import ENCODERS, build_model, import_training_module, load_tokenizer
+from bench.quality import measure_quality
+from bench.report import logger, machine_line, machine_info, spread, summary, table, write_section
+from bench.songs import length_summary, make_catalogue
+from bench.training import chunk_features, epoch_sample, measure_training, profile_scoring, profile_training_step
+from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
 
-from bench.models import ENCODERS, build_model, import_training_module, load_tokenizer  # noqa: E402
-from bench.report import machine_info, targets, write_markdown  # noqa: E402
-from bench.songs import length_summary, make_catalogue  # noqa: E402
-from bench.flops import bf16_dense_peak  # noqa: E402
-from bench.speed import (  # noqa: E402
-    chunk_features,
-    epoch_sample,
-    measure_inference,
-    measure_training,
-    profile_scoring,
-    profile_training_step,
-)
+BENCH = Path(__file__).resolve().parent
+log = logger("bench")
 
 
 @dataclass
@@ -87,37 +82,32 @@ ENCODER_DESCRIPTIONS = {
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="Small sizes and a small quality budget (~4 min on 2 "
-                        "CPU cores) instead of the full mode (< 60 min).")
+    parser.add_argument("--quick", action="store_true", help="Small sizes and a small quality budget.")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
     parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
                         "all-MiniLM-L6-v2; bert-base: a bert-base-shaped encoder with random weights (speed only).")
     parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
                         "packaged MiniLM's, which is bert-base-uncased's).")
-    parser.add_argument("--no_quality", action="store_true", help="Skip the EmoBank quality runs of the fine-tuning "
-                        "modes (section 4).")
+    parser.add_argument("--no_quality", action="store_true", help="Skip the EmoBank quality runs of the modes.")
     parser.add_argument("--no_precision", action="store_true", help="Skip the EmoBank quality runs of lora in fp32 "
-                        "and mixed precision (section 5).")
+                        "and mixed precision.")
     parser.add_argument("--quality_flags", default="", help="train.py flags added to every quality run, e.g. "
-                        "'--model_name_or_path DIR --data_file emobank.csv' on a machine without the defaults, or a "
-                        "smaller budget ('--num_train_epochs 1 --max_train_songs 2000').")
-    parser.add_argument("--no_training", action="store_true", help="Skip the training throughput (sections 1 and "
-                        "3; implies --no_inference, which needs its GEMM peak): only the quality runs.")
-    parser.add_argument("--no_inference", action="store_true", help="Skip the inference throughput (section 2). "
-                        "Sections a run skips are kept from the previous run of the same device and encoder.")
+                        "'--model_name_or_path DIR --data_file emobank.csv' on a machine without the defaults.")
+    parser.add_argument("--no_training", action="store_true", help="Skip the training throughput (implies "
+                        "--no_inference): only the quality runs.")
+    parser.add_argument("--no_inference", action="store_true", help="Skip the inference throughput. Sections a run "
+                        "skips are kept from the previous run of the same device and encoder.")
     parser.add_argument("--variants", nargs="+", default=None, choices=VARIANT_FLAGS, help="Our training step's "
                         f"variants to time (default: the device's: {DEFAULT_VARIANTS}).")
     parser.add_argument("--training_batches", type=int, default=None, help="Batches of 32 chunks, of the 50 of a "
                         "length-grouped megabatch, that each training round times (default: the mode's).")
-    parser.add_argument("--catalogue_songs", type=int, default=None, help="Songs scored per inference round "
-                        "(default: the mode's).")
+    parser.add_argument("--catalogue_songs", type=int, default=None, help="Songs scored per inference round.")
     parser.add_argument("--rounds", type=int, default=None, help="Repetitions of each timing (default: the mode's).")
-    parser.add_argument("--gemm_size", type=int, default=None, help="Side of the square matrices of the GEMM peak "
-                        "measurement (default: the mode's).")
-    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json",
-                        help="JSON file the run is merged into (default: bench/results.json).")
-    parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "RESULTS.md",
-                        help="Markdown report rendered from the results file (default: bench/RESULTS.md).")
+    parser.add_argument("--gemm_size", type=int, default=None, help="Side of the GEMM peak's square matrices.")
+    parser.add_argument("--results", type=Path, default=BENCH / "results.json", help="JSON file the run is merged "
+                        "into (default: bench/results.json).")
+    parser.add_argument("--markdown", type=Path, default=BENCH / "RESULTS.md", help="Markdown file whose section of "
+                        "this device and encoder is rewritten (default: bench/RESULTS.md).")
     args = parser.parse_args(argv)
     args.no_inference |= args.no_training
     return args
@@ -130,90 +120,163 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{**asdict(settings), **{name: value for name, value in overrides.items() if value is not None}})
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def make_model(encoder: str, vocab_size: int, lora: bool = True, reference: bool = False):
-    """
-    A fresh model for the benchmark: LoRA-wrapped as train.py's default mode, or plain for scoring; ours, or the
-    `reference` notebook's (the encoder's own dropouts).
-    """
+    """A fresh model: LoRA-wrapped as train.py's default mode, or plain for scoring; ours, or the reference's."""
     model = build_model(encoder, vocab_size, reference=reference)
     return import_training_module().prepare_for_finetuning(model, "lora") if lora else model
 
 
+def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds: int, peak: float) -> dict:
+    """Ours (`lyric-valence predict`'s engine, float32) and the naive per-chunk loop on the catalogue, side by side."""
+    folder = tempfile.mkdtemp(prefix="bench-model-")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    forward = flops_per_length(model)
+    lengths = [len(ids) for ids in chunk_lyrics(tokenizer, catalogue.texts, model.config.max_length,
+                                                  model.config.stride)["input_ids"]]
+    budget_batches = token_budget_batches(lengths, DEFAULT_BATCH_TOKENS[device.type])
+    shapes = [(len(batch), lengths[batch[0]]) for batch in budget_batches]  # each padded to its longest chunk
+    flops = {"naive": sum(map(forward, lengths))}
+    flops["ours"] = sum(count * forward(length) for count, length in shapes)
+    scorers = {"ours": harness.build_scorer("ours-float32", folder, device),
+               "naive": harness.build_scorer("naive", folder, device)}
+    seconds, scores = harness.time_side_by_side(scorers, catalogue.texts, rounds, "inference", log)
+    results = {"songs": len(catalogue.texts), "chunks": len(lengths), "real_tokens": sum(lengths),
+               "ours_padded_tokens": sum(count * length for count, length in shapes)}
+    for method, runs in seconds.items():
+        results[method] = {"seconds": summary(runs), "songs_per_s": summary([len(catalogue.texts) / s for s in runs]),
+                           "tokens_per_s": summary([sum(lengths) / s for s in runs]),
+                           "mfu": summary([flops["naive"] / s / peak for s in runs]),
+                           "hfu": summary([flops[method] / s / peak for s in runs])}
+    results["ratio"] = summary([naive / ours for ours, naive in zip(seconds["ours"], seconds["naive"])])
+    results["max_score_difference"] = max(abs(a - b) for a, b in zip(scores["ours"], scores["naive"]))
+    return results
+
+
 def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.device) -> dict:
-    """Every section asked for, in one process; the run's record for results.json."""
+    """Every timed section asked for, in one process; the run's record for results.json."""
     tokenizer = load_tokenizer(args.encoder, args.vocab_file)
-    vocabulary = tokenizer.get_vocab()
-    pool = make_catalogue(vocabulary, POOL_SONGS, seed=0)
+    pool = make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0)
     pool_chunks = chunk_features(tokenizer, pool.texts, pool.labels)
     features = epoch_sample(pool_chunks, settings.training_batches)
-    catalogue = make_catalogue(vocabulary, settings.catalogue_songs, seed=1)
+    catalogue = make_catalogue(tokenizer.get_vocab(), settings.catalogue_songs, seed=1)
     model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
     variants = {name: VARIANT_FLAGS[name] for name in args.variants or DEFAULT_VARIANTS[device.type]}
-    run = {
-        "mode": "quick" if args.quick else "full",
-        "command": shlex.join(["python", "bench/run.py", *sys.argv[1:]]),
-        "encoder_description": ENCODER_DESCRIPTIONS[args.encoder],
-        "machine": machine_info(device),
-        "settings": asdict(settings),
-        "inputs": {"training_pool_songs": length_summary(pool.tokens),
-                   "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features]),
-                   "catalogue_songs": length_summary(catalogue.tokens)},
-    }
-    start = time.perf_counter()
+    run = {"mode": "quick" if args.quick else "full",
+           "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
+           "encoder_description": ENCODER_DESCRIPTIONS[args.encoder], "machine": machine_info(device),
+           "settings": asdict(settings),
+           "inputs": {"training_pool_songs": length_summary(pool.tokens),
+                      "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features]),
+                      "catalogue_songs": length_summary(catalogue.tokens)}}
     if args.no_training:
-        return {**run, "wall_s": 0.0}
+        return run
     training = measure_training(model_factory, tokenizer, features, device, variants, settings.rounds,
                                 settings.gemm_size, settings.gemm_seconds, log)
     training["bf16_dense_peak_flops_per_s"] = bf16_dense_peak(device)
-    training["projection"] = project_reference_run(training, len(pool_chunks) / POOL_SONGS)
+    best = training["variants"][training["best"]]
+    chunks = REFERENCE_RUN["songs"] * len(pool_chunks) / POOL_SONGS * REFERENCE_RUN["epochs"]
+    training["projection"] = {**REFERENCE_RUN, "chunks_per_song": len(pool_chunks) / POOL_SONGS,
+                              "variant": training["best"],
+                              "ours_minutes": (chunks / best["chunks_per_s"]["median"] + best["warmup_s"]) / 60,
+                              "reference_minutes": chunks / training["reference"]["chunks_per_s"]["median"] / 60}
     log("profiling our training step")
-    training["profile"] = profile_training_step(model_factory, tokenizer, features, device,
-                                                training["variants"][training["best"]]["flags"])
+    training["profile"] = profile_training_step(model_factory, tokenizer, features, device, best["flags"])
     run["training"] = training
     if not args.no_inference:
-        peak = training["gemm_peak_flops_per_s"]["median"]
-        run["inference"] = measure_inference(model_factory(lora=False), tokenizer, catalogue, device,
-                                             settings.rounds, peak, log)
+        run["inference"] = measure_inference(model_factory(lora=False), tokenizer, catalogue, device, settings.rounds,
+                                             training["gemm_peak_flops_per_s"]["median"])
         log("profiling scoring")
         run["inference"]["profile"] = profile_scoring(model_factory(lora=False), tokenizer,
                                                       catalogue.texts[:PROFILED_SONGS], device)
-    run["wall_s"] = time.perf_counter() - start
     return run
 
 
-def run_quality(section: str, args: argparse.Namespace, settings: Settings, device: torch.device) -> dict:
-    """The EmoBank quality runs of a section ("quality" or "precision"); all at once on a GPU."""
-    from bench.quality import measure_quality
-
-    budget = shlex.split(settings.quality_budget) + shlex.split(args.quality_flags)
-    return measure_quality(budget, QUALITY_SECTIONS[section][device.type], parallel=device.type == "cuda", log=log)
+def percent(stats: dict) -> str:
+    return spread(stats, ".1f", 100, "%")
 
 
-def project_reference_run(training: dict, chunks_per_song: float) -> dict:
-    """
-    Wall time of the reference notebook's run (24k songs of the bench's length mix, 20 epochs, training steps only)
-    at the measured chunks/s of our fastest variant and of the reference step, each with its warm-up step.
-    """
-    chunks = REFERENCE_RUN["songs"] * chunks_per_song * REFERENCE_RUN["epochs"]
-    best = training["variants"][training["best"]]
-    return {
-        **REFERENCE_RUN,
-        "chunks_per_song": chunks_per_song,
-        "variant": training["best"],
-        "ours_minutes": (chunks / best["chunks_per_s"]["median"] + best["warmup_s"]) / 60,
-        "reference_minutes": chunks / training["reference"]["chunks_per_s"]["median"] / 60,
-    }
+def render_run(key: str, run: dict) -> str:
+    """One run's section of RESULTS.md."""
+    machine, kept = run["machine"], run.get("kept", {})
+    where = machine.get("gpu", f"{machine['cpu']}, {machine['cpu_cores']} cores")
+    lines = [f"## {key}: {run['encoder_description']} on {where}", "",
+             f"Command: `{run['command']}` ({run['mode']} mode). Machine: {machine_line(machine)}", "",
+             *(f"Note: {note}\n" for note in run.get("notes", [])),
+             "### Inputs", "",
+             table([{"set": name.replace("_", " "), "songs or chunks": row["songs"], "mean tokens": f"{row['mean']:.0f}",
+                     "median": f"{row['median']:.0f}", "p99": f"{row['p99']:.0f}", "max": row["max"],
+                     "> 512": f"{row['share_over_512']:.0%}"} for name, row in run["inputs"].items()]), ""]
+    if "training" in run:
+        training = run["training"]
+        gpu_peak = training.get("bf16_dense_peak_flops_per_s")
+        rows = [*(("ours, " + name, row) for name, row in training["variants"].items()),
+                ("reference (pad to 512, fp32, plain loop, the encoder's dropouts)", training["reference"])]
+        lines += ["### 1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)", "",
+                  *([f"Kept from the run of {kept['training']}.", ""] if "training" in kept else []),
+                  f"{training['chunks']} chunks ({training['real_tokens']:,} tokens) per pass; each round is one pass "
+                  "of each of our variants, interleaved step by step with a pass of the reference step over the same "
+                  "chunks. Median (min–max) over rounds; warm-up (first step, set-up, compilation) not timed. MFU: "
+                  "model FLOPs on real tokens against the measured fp32 GEMM peak; HFU: FLOPs of the padded shapes.",
+                  "", table([{"step": name, "train.py flags": f"`{row['flags']}`" if row.get("flags") else "",
+                              "chunks/s": spread(row["chunks_per_s"]), "tokens/s": spread(row["tokens_per_s"], ".0f"),
+                              "MFU": percent(row["mfu"]), "HFU": percent(row["hfu"]),
+                              **({"MFU (bf16 dense peak)": percent(summary([flops / gpu_peak for flops in
+                                                                             row["model_flops_per_s"]["runs"]]))}
+                                 if gpu_peak else {}),
+                              "warm-up s": f"{row['warmup_s']:.1f}" if "warmup_s" in row else "",
+                              "ours / reference": spread(row["ratio"], suffix="×") if "ratio" in row else "1"}
+                             for name, row in rows]), "",
+                  *(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items())]
+        projection = training["projection"]
+        lines += ["", f"Projected training-step time of the reference run ({projection['songs']:,} songs, "
+                  f"{projection['epochs']} epochs): **{projection['ours_minutes']:.1f} min** with this package "
+                  f"({projection['variant']}), {projection['reference_minutes']:.1f} min with the reference step "
+                  f"(the notebook: {projection['notebook_minutes']} min on a Colab GPU).", "",
+                  f"GEMM peak (fp32 `torch.mm`, {run['settings']['gemm_size']}², before each round): "
+                  f"{spread(training['gemm_peak_flops_per_s'], '.1f', 1e-9)} GFLOP/s"
+                  + (f"; data-sheet dense bf16 peak {gpu_peak / 1e12:.0f} TFLOP/s" if gpu_peak else "") + ".", ""]
+    if "inference" in run:
+        inference = run["inference"]
+        lines += ["### 2. Inference throughput (whole songs)", "",
+                  *([f"Kept from the run of {kept['inference']}.", ""] if "inference" in kept else []),
+                  f"{inference['songs']} songs, {inference['chunks']} chunks, {inference['real_tokens']:,} tokens.", "",
+                  table([{"method": label, "songs/s": spread(inference[name]["songs_per_s"]),
+                          "tokens/s": spread(inference[name]["tokens_per_s"], ".0f"),
+                          "MFU": percent(inference[name]["mfu"]),
+                          "HFU": percent(inference[name]["hfu"]) if "hfu" in inference[name] else ""}
+                         for name, label in (("ours", "ours: `score_songs` (`lyric-valence predict`)"),
+                                             ("naive", "naive: `pipeline(\"text-classification\")` per chunk"))]),
+                  "", f"Ours / naive (songs/s, per round): **{spread(inference['ratio'], suffix='×')}**; largest "
+                  f"difference of the song scores: {inference['max_score_difference']:.1e}.", ""]
+    for section, title in (("quality", "3. Quality of the fine-tuning modes"),
+                           ("precision", "4. Quality in mixed precision (lora, same seed and budget)")):
+        if section in run:
+            quality = run[section]
+            ridge = quality["ridge_reference"]
+            lines += [f"### {title}", "", *([f"Kept from the run of {kept[section]}.", ""] if section in kept else []),
+                      f"EmoBank, its own split; budget: `{quality['budget_flags']}`, one seed (42).", "",
+                      table([*({"mode": mode, "train.py flags": f"`{row['flags']}`", "train s": f"{row['train_s']:.0f}",
+                                "test Pearson": f"{row['test']['pearson']:.3f}", "test MSE": f"{row['test']['mse']:.5f}",
+                                "validation Pearson": f"{row['validation']['pearson']:.3f}"}
+                               for mode, row in quality["modes"].items()),
+                             {"mode": "frozen mean-pooled MiniLM + ridge (reference)",
+                              "test Pearson": f"{ridge['pearson']:.3f}", "test MSE": f"{ridge['mse']:.5f}"}]), ""]
+    profiles = [(run.get("training", {}).get("profile"), "our training step, one batch of 32 chunks"),
+                (run.get("inference", {}).get("profile"), "whole-song scoring")]
+    for profile, title in profiles:
+        if profile:
+            lines += [f"### Where the time goes: {title} (torch.profiler)", "",
+                      f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
+                      f"{profile['matrix_product_share']:.0%}.", "",
+                      table([{"operator or kernel": f"`{row['op'][:70]}`", "s": f"{row['s']:.3f}",
+                              "share": f"{row['share']:.1%}"} for row in profile["top"]]), ""]
+    return "\n".join(lines)
 
 
 def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
-    """
-    Merge the run into the results file (replacing an earlier run of the same key; sections it skipped are kept from
-    that run, each noted with the run that measured it) and re-render the markdown.
-    """
+    """Merge the run into the results file (sections it skipped kept from the previous run of `key`, each noted with
+    the run that measured it) and rewrite its section of the markdown."""
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     previous = results["runs"].get(key, {})
     for section in ("training", "inference", *QUALITY_SECTIONS):
@@ -221,10 +284,9 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
             run[section] = previous[section]
             run.setdefault("kept", {})[section] = previous.get("kept", {}).get(
                 section, f"{previous['machine']['date']}, `{previous['command']}`")
-    run["targets"] = targets(run)
     results["runs"][key] = run
     results_path.write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, markdown_path)
+    write_section(markdown_path, f"bench.run {key}", render_run(key, run))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,13 +295,15 @@ def main(argv: list[str] | None = None) -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     settings = settings_from(args)
-    run = run_benchmarks(args, settings, device)
     key = f"{device.type}-{args.encoder}"
+    run = run_benchmarks(args, settings, device)
     save(args.results, args.markdown, key, run)  # the speed sections are kept should the quality runs fail
-    log(f"wrote {args.results} and {args.markdown} ({key}, {run['wall_s']:.0f} s)")
+    log(f"wrote {args.results} and {args.markdown} ({key})")
     for section, skip in (("precision", args.no_precision), ("quality", args.no_quality)):
         if not skip:
-            run[section] = run_quality(section, args, settings, device)
+            budget = shlex.split(settings.quality_budget) + shlex.split(args.quality_flags)
+            run[section] = measure_quality(budget, QUALITY_SECTIONS[section][device.type],
+                                           parallel=device.type == "cuda", log=log)
             run.get("kept", {}).pop(section, None)
             save(args.results, args.markdown, key, run)
             log(f"wrote the {section} runs to {args.results} and {args.markdown}")

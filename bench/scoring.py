@@ -8,130 +8,43 @@ loop, side by side in one process, rounds interleaved; the host's share of the w
     python -m bench.scoring --device cuda --encoder bert-base --vocab_file vocab.txt
     python -m bench.scoring --quality_model outputs/lyric-valence --emobank data/emobank.csv --no_speed
 
-Writes scoring_results.json and SCORING_RESULTS.md to --out (default: bench/, or $OUT when set).
+Writes scoring_results.json and SCORING_RESULTS.md to --out (default: $OUT when set, else bench/scoring/latest/);
+bench/SCORING_RESULTS.md cites such runs (the ones kept are in bench/scoring/*.json).
 """
 
 import argparse
 import json
 import os
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+import transformers
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-
-from bench.flops import (  # noqa: E402
-    bf16_dense_peak,
-    flop_model,
-    forward_flops,
-    gemm_flops_per_second,
-    int8_gemm_ops_per_second,
-    synchronize,
-)
-from bench.models import ENCODERS, build_model, load_tokenizer  # noqa: E402
-from bench.songs import length_summary, make_catalogue  # noqa: E402
-from lyric_valence.onnx_scoring import OnnxRuntimeScorer  # noqa: E402
-from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
-from modeling_lyric_valence import (  # noqa: E402
+from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
+from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
+from bench.models import ENCODERS, build_model, load_tokenizer
+from bench.report import logger, machine_info, machine_line, spread, summary, table
+from bench.songs import length_summary, make_catalogue
+from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_SONGS_PER_BLOCK,
-    LyricValenceModel,
     chunk_lyrics,
     score_songs_in_batches,
     token_budget_batches,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
-NAIVE_BATCH = 32
+log = logger("scoring")
 HOST_WORK = "chunking and padding (`score_songs`' host work)"
 STAND_IN = "`score_songs` with a device stand-in as fast as the host"
 
 
-def log(message: str) -> None:
-    print(f"[scoring {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def summary(values: list[float]) -> dict:
-    ordered = sorted(values)
-    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1], "runs": list(values)}
-
-
-class NaivePipeline:
-    """
-    The stock path: each song split into the same chunks (as text), a `pipeline("text-classification")` called once
-    per chunk (`batch_size=None`, float32) or over all chunks at once with `batch_size=32` (what its docs suggest),
-    chunk scores averaged per song.
-    """
-
-    def __init__(self, folder: str, device: str, batch_size: int | None):
-        self.pipe = transformers.pipeline("text-classification", model=folder, trust_remote_code=True, device=device)
-        self.batch_size = batch_size
-
-    def __call__(self, songs: list[str]) -> list[float]:
-        config, tokenizer = self.pipe.model.config, self.pipe.tokenizer
-        encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
-        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in encoded["input_ids"]]
-        if self.batch_size is None:
-            outputs = [self.pipe(text, truncation=True)[0] for text in texts]
-        else:
-            outputs = [output[0] for output in self.pipe(texts, truncation=True, batch_size=self.batch_size, top_k=1)]
-        totals, counts = np.zeros(len(songs)), np.zeros(len(songs))
-        np.add.at(totals, encoded["overflow_to_sample_mapping"], [output["score"] for output in outputs])
-        np.add.at(counts, encoded["overflow_to_sample_mapping"], 1)
-        return (totals / counts).tolist()
-
-
-class OurScorer:
-    """`lyric-valence predict`'s engine: the model loaded, `prepare_for_scoring` (unless `prepared=False`: token-budget
-    batches alone) or exported to onnxruntime (`backend="onnxruntime"`), `score_songs` in `batch_tokens` budgets,
-    `songs_per_block` songs at a time."""
-
-    def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
-                 batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False,
-                 backend: str = "torch", songs_per_block: int | None = None):
-        from transformers import AutoTokenizer
-
-        model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
-        if backend == "onnxruntime":
-            model = OnnxRuntimeScorer(model, quantize)
-        elif prepared:
-            model = prepare_for_scoring(model, device, dtype, quantize)
-        else:
-            model = model.to(device).eval()
-        if torchao_int8:
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-            quantize_(model, Int8DynamicActivationInt8WeightConfig())
-        self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the folder holds our own code
-
-    def __call__(self, songs: list[str]) -> list[float]:
-        return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
-
-
-METHODS = {
-    "naive": ("naive: `pipeline(\"text-classification\")` per chunk, float32", None),
-    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
-    "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
-    "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
-    "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
-    "ours-bfloat16-one-block": ("ours, bfloat16, 1,024-song blocks (host work not overlapped within 1,024 songs)",
-                                {"dtype": "bfloat16", "songs_per_block": 1024}),
-    "ours-float16": ("ours, float16", {"dtype": "float16"}),
-    "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
-    "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
-    "ours-onnxruntime-int8": ("ours, onnxruntime (fused graph), dynamic int8, weights per channel",
-                              {"backend": "onnxruntime", "quantize": "int8"}),
-    "ours-int8-torchao": ("ours, torchao Int8DynamicActivationInt8Weight", {"torchao_int8": True}),
-}
 DEFAULT_METHODS = {
     "cpu": ("ours-float32", "ours-int8", "ours-onnxruntime-float32", "ours-onnxruntime-int8"),
     "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-bfloat16-one-block",
@@ -144,20 +57,6 @@ def methods_for(device: torch.device, only: list[str] | None = None) -> dict:
     list."""
     names = only or DEFAULT_METHODS[device.type]
     return {name: METHODS[name] for name in ["naive", *names]}
-
-
-def build_scorer(name: str, options: dict | None, folder: str, device: torch.device):
-    if options is None:
-        return NaivePipeline(folder, str(device), NAIVE_BATCH if name == "naive-batch32" else None)
-    return OurScorer(folder, str(device), **options)
-
-
-def timed(scorer, songs: list[str], device: torch.device) -> tuple[float, list[float]]:
-    synchronize(device)
-    start = time.perf_counter()
-    scores = scorer(songs)
-    synchronize(device)
-    return time.perf_counter() - start, scores
 
 
 def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
@@ -187,32 +86,20 @@ def is_int8(options: dict | None) -> bool:
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
                   methods: dict, budget_s: float, started: float) -> dict:
     """
-    Every method over the same songs, `rounds` rounds, the order rotated each round; ratios per round. The peaks MFU
-    is measured against are measured again at the start of each round, as noisy on a shared machine as the methods.
+    Every method over the same songs (bench/harness.py), `rounds` rounds in rotated order; ratios per round. The peaks
+    MFU is measured against are measured again at the start of each round, as noisy on a shared machine as the methods.
     """
+    forward = flops_per_length(model)
     lengths = [len(ids) for ids in chunk_lyrics(tokenizer, songs, model.config.max_length,
                                                   model.config.stride)["input_ids"]]
-    flops = sum(forward_flops(flop_model(model), length) for length in lengths)
-    scorers = {}
-    for name, (description, options) in methods.items():
-        log(f"speed: loading {name}")
-        scorers[name] = build_scorer(name, options, folder, device)
-        timed(scorers[name], songs[:8], device)  # warm-up: kernels, allocator, first-call costs
-    seconds = {name: [] for name in scorers}
-    scores, peaks = {}, []
+    flops = sum(map(forward, lengths))
+    log(f"loading {', '.join(methods)}")
+    scorers = {name: build_scorer(name, folder, device) for name in methods}
     int8 = any(is_int8(options) for _, options in methods.values())
-    for round_index in range(rounds):
-        peaks.append(peak_flops(device, 1.0, int8))
-        names = list(scorers)
-        names = names[round_index % len(names):] + names[: round_index % len(names)]
-        for name in names:
-            elapsed, scores[name] = timed(scorers[name], songs, device)
-            seconds[name].append(elapsed)
-            log(f"speed round {round_index + 1}/{rounds}: {name} {elapsed:.2f} s ({len(songs) / elapsed:.1f} songs/s)")
-        if time.perf_counter() - started > budget_s and round_index + 1 < rounds:
-            log(f"speed: stopping after round {round_index + 1}: time budget ({budget_s:.0f} s) used")
-            break
-    descriptions = {name: description for name, (description, _) in methods.items()}
+    peaks = []
+    seconds, scores = time_side_by_side(
+        scorers, songs, rounds, "catalogue scoring", log, before_round=lambda _: peaks.append(peak_flops(device, 1.0, int8)),
+        stop=lambda: time.perf_counter() - started > budget_s)
     peak = {key: summary([round_peaks[key] for round_peaks in peaks]) if key.endswith("_per_s") else value
             for key, value in peaks[0].items()}
     results = {"songs": len(songs), "chunks": len(lengths), "real_tokens": sum(lengths), "model_flops": flops,
@@ -220,7 +107,7 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
     for name, runs in seconds.items():
         against = "int8_ops_per_s" if is_int8(methods[name][1]) and "int8_ops_per_s" in peak else "flops_per_s"
         results["methods"][name] = {
-            "description": descriptions[name],
+            "description": methods[name][0],
             "seconds": summary(runs),
             "songs_per_s": summary([len(songs) / s for s in runs]),
             "tokens_per_s": summary([sum(lengths) / s for s in runs]),
@@ -297,18 +184,12 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
 
 
 def measure_sweep(folder: str, songs: list[str], device: torch.device, dtype: str) -> dict:
-    """Songs/s of `score_songs` at each token budget, interleaved over two rounds."""
-    budgets = SWEEP_BATCH_TOKENS[device.type]
-    scorers = {budget: OurScorer(folder, str(device), dtype=dtype, batch_tokens=budget) for budget in budgets}
-    for scorer in scorers.values():
-        timed(scorer, songs[:8], device)
-    seconds = {budget: [] for budget in budgets}
-    for round_index in range(2):
-        for budget in budgets if round_index == 0 else reversed(budgets):
-            seconds[budget].append(timed(scorers[budget], songs, device)[0])
-        log(f"sweep round {round_index + 1}/2: " + ", ".join(f"{b}: {min(s):.2f} s" for b, s in seconds.items()))
+    """Songs/s of `score_songs` at each token budget, side by side over two rounds."""
+    scorers = {str(budget): OurScorer(folder, str(device), dtype=dtype, batch_tokens=budget)
+               for budget in SWEEP_BATCH_TOKENS[device.type]}
+    seconds, _ = time_side_by_side(scorers, songs, 2, "batch_tokens sweep", log)
     return {"dtype": dtype, "songs": len(songs),
-            "songs_per_s": {str(budget): summary([len(songs) / s for s in runs]) for budget, runs in seconds.items()}}
+            "songs_per_s": {budget: summary([len(songs) / s for s in runs]) for budget, runs in seconds.items()}}
 
 
 def emobank_test(path: str) -> tuple[list[str], np.ndarray]:
@@ -354,72 +235,54 @@ def measure_quality(folder: str, emobank: str, device: torch.device) -> dict:
 
 def render(run: dict) -> str:
     """The run as markdown tables."""
-    machine = run["machine"]
-    lines = ["# Catalogue scoring", "", f"Command: `{run['command']}`, {machine['date']}.", "",
-             f"Machine: {machine['cpu']}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads)"
-             + (f", GPU {machine['gpu']}" if "gpu" in machine else "")
-             + f"; torch {machine['torch']}, transformers {machine['transformers']}. {run['note']}", ""]
+    lines = ["# Catalogue scoring", "", f"Command: `{run['command']}`. Machine: {machine_line(run['machine'])} "
+             f"{run['note']}", ""]
     speed = run.get("speed")
     if speed:
-        inputs = run["inputs"]
+        inputs, peak = run["inputs"], speed["peak"]
+        peaks = f"{peak['what']} ({spread(peak['flops_per_s'], ',.0f', 1e-9)} GFLOP/s)"
+        if "int8_ops_per_s" in peak:
+            peaks += f"; the int8 modes' against the {peak['int8_what']} ({spread(peak['int8_ops_per_s'], ',.0f', 1e-9)} GOP/s)"
         lines += [f"## Speed: {run['encoder']}, {speed['songs']:,} synthetic songs (bench/songs.py mix)", "",
                   f"{speed['chunks']:,} chunks, {speed['real_tokens']:,} tokens (song tokens: mean {inputs['mean']:.0f}, "
                   f"median {inputs['median']:.0f}, p99 {inputs['p99']:.0f}, max {inputs['max']}); {speed['rounds']} "
-                  "rounds, every method once per round in rotated order, one process; median (min–max). MFU: model "
-                  f"FLOPs of the full forward on real tokens against the {peak_text(speed['peak'])}, each measured at "
-                  "the start of every round, a method's MFU against that round's peak. Default `batch_tokens`: "
+                  "rounds, every method once per round in rotated order, one process (bench/harness.py); median "
+                  f"(min–max). MFU: model FLOPs of the full forward on real tokens against the {peaks}, measured at the "
+                  "start of every round. Default `batch_tokens`: "
                   f"{DEFAULT_BATCH_TOKENS.get(run['device'].split(':')[0], '')}.", "",
-                  "| method | songs/s | × naive (per round) | MFU | max \\|score − naive\\| |", "|---|---|---|---|---|"]
-        for name, method in speed["methods"].items():
-            lines.append(f"| {method['description']} | {fmt(method['songs_per_s'], '.1f')} | "
-                         f"{fmt(method['ratio_vs_naive'], '.2f')}× | {fmt(method['mfu'], '.1%')}"
-                         f"{' of int8' if method['mfu_against'] == 'int8_ops_per_s' else ''} | "
-                         f"{method['max_difference_vs_naive']:.1e} |")
-        lines.append("")
+                  table([{"method": method["description"], "songs/s": spread(method["songs_per_s"], ".1f"),
+                          "× naive (per round)": spread(method["ratio_vs_naive"], suffix="×"),
+                          "MFU": spread(method["mfu"], ".1f", 100, "%")
+                          + (" of int8" if method["mfu_against"] == "int8_ops_per_s" else ""),
+                          "max \\|score − naive\\|": f"{method['max_difference_vs_naive']:.1e}"}
+                         for method in speed["methods"].values()]), ""]
     host = run.get("host")
     if host:
         lines += [f"## Host work: {host['songs']:,} songs chunked and padded, {host['rounds']} interleaved rounds", "",
                   "What a GPU waits for unless it overlaps with the forward passes (batches at the GPU's "
                   f"{DEFAULT_BATCH_TOKENS['cuda']:,}-token budget).", "",
-                  "| host work | songs/s |", "|---|---|"]
-        lines += [f"| {name} | {fmt(value, '.0f')} |" for name, value in host["songs_per_s"].items()]
-        lines += ["", f"With the device stand-in, the engine ({host['songs_per_block']}-song blocks, the GPU's) ran "
-                  f"{fmt(host['overlap']['vs_serial'], '.2f')}× as fast as host work and device one after the other "
+                  table([{"host work": name, "songs/s": spread(value, ".0f")}
+                         for name, value in host["songs_per_s"].items()]),
+                  "", f"With the device stand-in, the engine ({host['songs_per_block']}-song blocks, the GPU's) ran "
+                  f"{spread(host['overlap']['vs_serial'])}× as fast as host work and device one after the other "
                   f"would; a perfect overlap of the {host['songs']:,} songs' blocks gives "
                   f"{host['overlap']['ideal']:.2f}× (the first block's host work has nothing to overlap with).", ""]
     sweep = run.get("sweep")
     if sweep:
         lines += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", "",
-                  "| batch_tokens | songs/s |", "|---|---|"]
-        lines += [f"| {budget} | {fmt(value, '.1f')} |" for budget, value in sweep["songs_per_s"].items()]
-        lines.append("")
+                  table([{"batch_tokens": budget, "songs/s": spread(value, ".1f")}
+                         for budget, value in sweep["songs_per_s"].items()]), ""]
     quality = run.get("quality")
     if quality:
         lines += [f"## Quality: EmoBank test ({quality['sentences']:,} sentences), model `{quality['model']}`", "",
                   "Each mode against float32 of the same model on the same device; a mode losing more than 0.01 "
                   "Pearson is not recommended.", "",
-                  "| mode | Pearson | MSE | Pearson change vs float32 | max \\|score − float32\\| | recommended |",
-                  "|---|---|---|---|---|---|"]
-        for name, mode in quality["modes"].items():
-            lines.append(f"| {name} | {mode['pearson']:.4f} | {mode['mse']:.5f} | {mode['pearson_change']:+.4f} | "
-                         f"{mode['max_score_difference']:.1e} | {'yes' if mode['recommended'] else '**no**'} |")
-        lines.append("")
+                  table([{"mode": name, "Pearson": f"{mode['pearson']:.4f}", "MSE": f"{mode['mse']:.5f}",
+                          "Pearson change vs float32": f"{mode['pearson_change']:+.4f}",
+                          "max \\|score − float32\\|": f"{mode['max_score_difference']:.1e}",
+                          "recommended": "yes" if mode["recommended"] else "**no**"}
+                         for name, mode in quality["modes"].items()]), ""]
     return "\n".join(lines)
-
-
-def peak_text(peak: dict) -> str:
-    text = f"{peak['what']} ({fmt(scaled(peak['flops_per_s'], 1e-9), ',.0f')} GFLOP/s)"
-    if "int8_ops_per_s" in peak:
-        text += f"; the int8 modes' against the {peak['int8_what']} ({fmt(scaled(peak['int8_ops_per_s'], 1e-9), ',.0f')} GOP/s)"
-    return text
-
-
-def scaled(values: dict, factor: float) -> dict:
-    return {key: values[key] * factor for key in ("median", "min", "max")}
-
-
-def fmt(values: dict, spec: str) -> str:
-    return f"{values['median']:{spec}} ({values['min']:{spec}}–{values['max']:{spec}})"
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -437,7 +300,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
     parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench")))
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench" / "scoring" / "latest")))
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
     return parser.parse_args(argv)
 
@@ -450,8 +313,6 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    from bench.report import machine_info
-
     run = {"command": shlex.join(["python", "-m", "bench.scoring", *(sys.argv[1:] if argv is None else argv)]),
            "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
     if not args.no_speed:

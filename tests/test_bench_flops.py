@@ -1,19 +1,11 @@
-"""FLOP counting of the benchmark (bench/flops.py) on small random models, checked against hand counts."""
+"""FLOP counting of the benchmark (bench/flops.py, torch's FlopCounterMode) on small random models, against hand counts."""
 
 import pytest
 import torch
 
-from bench.flops import (
-    FlopModel,
-    attention_flops,
-    convention_training_flops,
-    flop_model,
-    forward_flops,
-    gemm_flops_per_second,
-    int8_gemm_ops_per_second,
-    training_flops,
-)
+from bench.flops import count_flops, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from configuration_lyric_valence import LyricValenceConfig
+from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from lyric_valence.training import prepare_for_finetuning
 from modeling_lyric_valence import LyricValenceModel
 from tests.conftest import tiny_bert_config
@@ -24,48 +16,38 @@ HEAD_WEIGHTS = HIDDEN * HEAD + HEAD
 
 
 def tiny_model(mode: str):
+    """A tiny model as train.py fine-tunes it: no dropout on attention probabilities, so SDPA's fused kernel runs."""
     torch.manual_seed(0)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(100, layers=LAYERS)))
+    encoder = tiny_bert_config(100, layers=LAYERS)
+    encoder.attention_probs_dropout_prob = FINETUNING_ATTENTION_DROPOUT
+    model = LyricValenceModel(LyricValenceConfig(encoder=encoder))
     return prepare_for_finetuning(model, mode)
 
 
-def test_flop_model_reads_layer_weights_and_what_trains():
-    plain = flop_model(tiny_model("full"))
-    assert plain.layer_weights == (LAYER_WEIGHTS,) * LAYERS
-    assert plain.trainable_layer_weights == plain.layer_weights
-    assert plain.head_weights == HEAD_WEIGHTS and plain.first_trained_layer == 0
-
-    lora = flop_model(tiny_model("lora"))  # r=4 on query and value of the last 4 layers
-    adapters = 2 * 4 * (HIDDEN + HIDDEN)
-    assert lora.layer_weights == (LAYER_WEIGHTS,) * 2 + (LAYER_WEIGHTS + adapters,) * 4
-    assert lora.trainable_layer_weights == (0, 0) + (adapters,) * 4
-    assert lora.first_trained_layer == 2
-
-    frozen = flop_model(tiny_model("head_only"))
-    assert frozen.trainable_layer_weights == (0,) * LAYERS and frozen.first_trained_layer == LAYERS
+def forward_by_hand(length: int) -> int:
+    """2·weights·L per layer, attention QKᵀ and AV 4·L²·h per layer, the head on one pooled vector."""
+    return LAYERS * (2 * LAYER_WEIGHTS * length + 4 * length * length * HIDDEN) + 2 * HEAD_WEIGHTS
 
 
-def test_forward_flops_by_hand():
-    model = FlopModel(HIDDEN, (LAYER_WEIGHTS,) * LAYERS, (0,) * LAYERS, HEAD_WEIGHTS)
-    length = 10
-    assert attention_flops(HIDDEN, length) == 2 * (2 * length * HIDDEN * length)  # QKᵀ and AV
-    expected = LAYERS * (2 * LAYER_WEIGHTS * length + 4 * length * length * HIDDEN) + 2 * HEAD_WEIGHTS
-    assert forward_flops(model, length) == expected
+@pytest.mark.parametrize("length", [1, 10, 64, 200])
+def test_forward_count_is_the_hand_count(length):
+    model = tiny_model("full").eval()
+    assert count_flops(model, length, training=False) == forward_by_hand(length)
+    assert flops_per_length(model)(length) == forward_by_hand(length)
 
 
-@pytest.mark.parametrize("length", [1, 64, 512])
-def test_training_flops_by_mode(length):
-    full, lora, frozen = (flop_model(tiny_model(mode)) for mode in ("full", "lora", "head_only"))
-    assert training_flops(full, length) == 3 * forward_flops(full, length)
-    assert convention_training_flops(full, length) == training_flops(full, length)
-    assert training_flops(frozen, length) == forward_flops(frozen, length) + 4 * HEAD_WEIGHTS
-    # LoRA: input gradients through the top 4 layers, weight gradients for the adapters only
-    attention = attention_flops(HIDDEN, length)
-    lora_layer = lora.layer_weights[-1]
-    expected = (forward_flops(lora, length) + 4 * (2 * lora_layer * length + 2 * attention)
-                + 4 * 2 * lora.trainable_layer_weights[-1] * length + 4 * HEAD_WEIGHTS)
-    assert training_flops(lora, length) == expected
-    assert forward_flops(lora, length) < training_flops(lora, length) < convention_training_flops(lora, length)
+@pytest.mark.parametrize("length", [5, 100, 300])
+def test_training_counts_by_mode(length):
+    full, frozen = tiny_model("full").train(), tiny_model("head_only").train()
+    # full: backward twice the forward, and the fused attention's backward recomputes QKᵀ (2·L²·h per layer)
+    recompute = LAYERS * 2 * length * length * HIDDEN
+    assert count_flops(full, length, training=True) == 3 * forward_by_hand(length) + recompute
+    # head only: the head's weight gradients, and the input gradient of its second layer only (nothing below trains)
+    assert count_flops(frozen, length, training=True) == forward_by_hand(length) + 2 * HEAD_WEIGHTS + 2 * HEAD
+    lora = tiny_model("lora").train()
+    assert forward_by_hand(length) < count_flops(lora, length, training=True) < count_flops(full, length, True)
+    assert flops_per_length(lora, training=True)(length) == count_flops(lora, length, training=True)
+    assert lora.training and all(parameter.grad is None for parameter in lora.parameters())
 
 
 def test_gemm_throughput_is_a_positive_rate():

@@ -1,15 +1,14 @@
 """
-Speed measurements: our training step against the reference notebook's, whole-song scoring against a per-chunk
-`pipeline("text-classification")` loop, and a profile of where our steps spend their time.
+Training throughput: our training step (train.py's Trainer) against the reference notebook's, interleaved step by step
+so that both see the same load on a shared machine, and a profile of where the steps spend their time.
+
+The steps are timed by a Trainer callback rather than `torch.utils.benchmark.Timer`: our step runs inside the
+Trainer's loop, and the reference step must run between two of ours with our clock paused.
 """
 
-import multiprocessing
-import resource
 import shlex
-import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import transformers
@@ -18,15 +17,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import DataCollatorWithPadding, PrinterCallback, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from bench.flops import (
-    convention_training_flops,
-    flop_model,
-    forward_flops,
-    gemm_flops_per_second,
-    synchronize,
-    training_flops,
-)
-from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
+from bench.flops import flops_per_length, gemm_flops_per_second
+from bench.models import import_training_module
+from bench.report import summary
+from modeling_lyric_valence import chunk_lyrics
 
 BATCH_SIZE = 32
 MAX_LENGTH = 512
@@ -125,6 +119,12 @@ class Reference:
         return time.perf_counter() - start
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def set_tf32(enabled: bool) -> None:
     """
     TF32 cuBLAS matrix products on or off. The legacy flag's setter sets the new per-backend precision too, so both
@@ -190,8 +190,6 @@ def our_trainer(model, features: list[dict], tokenizer, device: torch.device, ou
     `train()`, no evaluation, logging or checkpoints. `features` come already in train.py's length-grouped batch
     order (`epoch_sample`), so they are read sequentially.
     """
-    from bench.models import import_training_module
-
     training = import_training_module()
     args = TrainingArguments(
         output_dir=output_dir,
@@ -231,112 +229,6 @@ def interleaved_epoch(trainer, timer: InterleavedTimer) -> dict:
     return {"ours_s": timer.ours_s, "reference_s": timer.reference_s}
 
 
-def peak_rss_mib() -> float:
-    """
-    This process's peak resident set size in MiB: VmHWM from /proc (reset by exec, unlike `ru_maxrss`, which a
-    spawned child inherits from the parent it was forked from), else `ru_maxrss`.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class OurScorer:
-    """`lyric-valence predict`'s code path: the saved model loaded with trust_remote_code, `prepare_for_scoring`
-    (float32), `score_songs` with the device's default token budget."""
-
-    def __init__(self, model_dir: str, device: str):
-        from transformers import AutoModel, AutoTokenizer
-
-        from lyric_valence.scoring import prepare_for_scoring
-
-        self.model = prepare_for_scoring(AutoModel.from_pretrained(model_dir, trust_remote_code=True), device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
-
-    def __call__(self, songs: list[str]) -> list[float]:
-        return self.model.score_songs(songs, self.tokenizer)
-
-
-class NaivePipelineScorer:
-    """
-    What a user does today without `score_songs`: split each song into the same 512-token chunks (stride 128) as
-    text, call a stock `pipeline("text-classification")` once per chunk, average each song's chunk scores.
-    """
-
-    def __init__(self, model_dir: str, device: str):
-        from transformers import pipeline
-
-        self.pipe = pipeline("text-classification", model=model_dir, trust_remote_code=True, device=device)
-
-    def __call__(self, songs: list[str]) -> list[float]:
-        tokenizer = self.pipe.tokenizer
-        scores = []
-        for song in songs:
-            chunks = chunk_lyrics(tokenizer, [song], MAX_LENGTH, STRIDE)["input_ids"]
-            texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in chunks]
-            chunk_scores = [self.pipe(text, truncation=True)[0]["score"] for text in texts]
-            scores.append(sum(chunk_scores) / len(chunk_scores))
-        return scores
-
-
-SCORERS = {"ours": OurScorer, "naive": NaivePipelineScorer}
-
-
-def scoring_worker(connection, method: str, model_dir: str, device: str, songs: list[str]) -> None:
-    """
-    Child process of one scoring method: load it, then score `songs` each time the parent sends True, answering
-    (seconds, scores); on False answer the process's peak RSS (and peak GPU memory) in MiB and exit.
-    """
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    torch_device = torch.device(device)
-    scorer = SCORERS[method](model_dir, device)
-    connection.send("ready")
-    while connection.recv():
-        synchronize(torch_device)
-        start = time.perf_counter()
-        scores = scorer(songs)
-        synchronize(torch_device)
-        connection.send((time.perf_counter() - start, scores))
-    gpu = torch.cuda.max_memory_allocated(torch_device) / 2**20 if torch_device.type == "cuda" else None
-    connection.send({"peak_rss_mib": peak_rss_mib(), "peak_gpu_mib": gpu})
-
-
-class ScoringProcess:
-    """A `scoring_worker` in a fresh (spawned) process, so each method's peak RSS is its own."""
-
-    def __init__(self, method: str, model_dir: str, device: str, songs: list[str]):
-        context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=scoring_worker, args=(child, method, model_dir, device, songs))
-        self.process.start()
-        if self.connection.recv() != "ready":
-            raise RuntimeError(f"the {method} scorer did not start")
-
-    def score(self) -> tuple[float, list[float]]:
-        """Score the catalogue once: (seconds, scores)."""
-        self.connection.send(True)
-        return self.connection.recv()
-
-    def close(self) -> dict:
-        """Stop the process; its peak memory."""
-        self.connection.send(False)
-        memory = self.connection.recv()
-        self.process.join()
-        return memory
-
-
-def save_scoring_model(model, tokenizer) -> str:
-    """Save `model` and `tokenizer` like train.py's output folder (custom code included); the folder's path."""
-    folder = tempfile.mkdtemp(prefix="bench-model-")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
     """
     Profile `run()` with torch.profiler: the `top` operators by self CPU time on CPU, or the `top` GPU kernels by
@@ -370,12 +262,6 @@ def is_matrix_product(name: str) -> bool:
     """Whether a profiler event is a GEMM-like kernel: linear layers, batched products, fused attention."""
     lowered = name.lower()
     return any(key in lowered for key in MATRIX_PRODUCT_KEYS)
-
-
-def summary(values: list[float]) -> dict:
-    """min/median/max of repeated measurements, with the runs themselves."""
-    ordered = sorted(values)
-    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1], "runs": list(values)}
 
 
 def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: list[int], model_flops: int,
@@ -442,10 +328,9 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
         log(f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; " + ", ".join(
             f"{name} {epoch[-1]['ours_s']:.2f} s (reference {epoch[-1]['reference_s']:.2f} s)"
             for name, epoch in epochs.items()))
-    flops = flop_model(trainers[next(iter(variants))].model)
-    model_flops = sum(training_flops(flops, length) for length in lengths)
-    convention_flops = sum(convention_training_flops(flops, length) for length in lengths)
-    executed_flops = sum(count * training_flops(flops, length) for count, length in shapes)
+    training_flops = flops_per_length(trainers[next(iter(variants))].model, training=True)
+    model_flops = sum(training_flops(length) for length in lengths)
+    executed_flops = sum(count * training_flops(length) for count, length in shapes)
     reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
     results = {
         "chunks": len(lengths),
@@ -456,7 +341,7 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
         "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
         "reference": throughput(
             reference_seconds, len(lengths), sum(lengths), [len(lengths) * MAX_LENGTH] * len(reference_seconds),
-            model_flops, [len(lengths) * training_flops(flops, MAX_LENGTH)] * len(reference_seconds),
+            model_flops, [len(lengths) * training_flops(MAX_LENGTH)] * len(reference_seconds),
             peaks * len(variants),
         ),
         "reference_dropouts": "encoder's own",
@@ -468,53 +353,9 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
         row = throughput(seconds, len(lengths), sum(lengths), [sum(c * n for c, n in shapes)] * rounds, model_flops,
                          [executed_flops] * rounds, peaks)
         row.update(flags=flags, warmup_s=warmup_s[name],
-                   ratio=summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]),
-                   mfu_convention=summary([convention_flops / s / p for s, p in zip(seconds, peaks)]))
+                   ratio=summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]))
         results["variants"][name] = row
     results["best"] = max(variants, key=lambda name: results["variants"][name]["ratio"]["median"])
-    return results
-
-
-def scoring_batches(lengths: list[int], batch_tokens: int) -> list[tuple[int, int]]:
-    """
-    (chunks, padded length) of the batches `score_songs` runs on a catalogue of up to 1,024 songs (one block): its
-    token-budget batches, each padded to its first (longest) chunk.
-    """
-    return [(len(batch), lengths[batch[0]]) for batch in token_budget_batches(lengths, batch_tokens)]
-
-
-def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds: int, peak: float, log=print) -> dict:
-    """
-    Rounds of scoring the catalogue with our whole-song path and with the naive per-chunk pipeline loop, each in its
-    own process (alternating which goes first); songs/s, MFU against `peak`, peak memory, and their agreement.
-    """
-    folder = save_scoring_model(model, tokenizer)
-    lengths = [len(ids) for ids in chunk_lyrics(tokenizer, catalogue.texts, MAX_LENGTH, STRIDE)["input_ids"]]
-    shapes = scoring_batches(lengths, DEFAULT_BATCH_TOKENS[device.type])
-    flops = sum(forward_flops(flop_model(model), length) for length in lengths)
-    executed_flops = sum(count * forward_flops(flop_model(model), length) for count, length in shapes)
-    processes = {method: ScoringProcess(method, folder, str(device), catalogue.texts) for method in SCORERS}
-    seconds, scores = {method: [] for method in SCORERS}, {}
-    for round_index in range(rounds):
-        order = list(SCORERS) if round_index % 2 == 0 else list(reversed(SCORERS))
-        for method in order:
-            elapsed, scores[method] = processes[method].score()
-            seconds[method].append(elapsed)
-        log(f"inference round {round_index + 1}/{rounds}: ours {seconds['ours'][-1]:.1f} s, "
-            f"naive {seconds['naive'][-1]:.1f} s")
-    results = {"songs": len(catalogue.texts), "chunks": len(lengths), "real_tokens": sum(lengths),
-               "ours_padded_tokens": sum(count * length for count, length in shapes)}
-    for method, process in processes.items():
-        results[method] = {
-            "seconds": summary(seconds[method]),
-            "songs_per_s": summary([len(catalogue.texts) / s for s in seconds[method]]),
-            "tokens_per_s": summary([sum(lengths) / s for s in seconds[method]]),
-            "mfu": summary([flops / s / peak for s in seconds[method]]),
-            "hfu": summary([(executed_flops if method == "ours" else flops) / s / peak for s in seconds[method]]),
-            **process.close(),
-        }
-    results["ratio"] = summary([n / o for o, n in zip(seconds["ours"], seconds["naive"])])
-    results["max_score_difference"] = max(abs(a - b) for a, b in zip(scores["ours"], scores["naive"]))
     return results
 
 

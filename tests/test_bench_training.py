@@ -1,4 +1,4 @@
-"""The benchmark's training and scoring set-ups (bench/speed.py) match train.py and the reference recipe."""
+"""The benchmark's training set-up (bench/training.py) matches train.py and the reference recipe."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import pytest
 
 from bench.models import build_model
 from bench.run import DEFAULT_VARIANTS, VARIANT_FLAGS
-from bench.speed import (
+from bench.training import (
     BATCH_SIZE,
     MAX_LENGTH,
     MEGABATCH_BATCHES,
@@ -21,9 +21,7 @@ from bench.speed import (
     flag_values,
     is_matrix_product,
     middle_batch,
-    peak_rss_mib,
     reference_loader,
-    scoring_batches,
 )
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from lyric_valence.training import chunk_split
@@ -69,12 +67,11 @@ def test_training_module_imports_without_datasets():
     assert completed.returncode == 0, completed.stderr
 
 
-def test_matrix_product_events_and_peak_memory():
+def test_matrix_product_events():
     assert is_matrix_product("aten::addmm") and is_matrix_product("aten::_scaled_dot_product_flash_attention_for_cpu")
     assert is_matrix_product("sm90_xmma_gemm_f32f32_tf32f32_f32_nn_n_tilesize128x128x32")
     assert is_matrix_product("nvjet_sm90_tst_192x128_64x5_1x2_h_bz_coopB_bias_TNT")
     assert not is_matrix_product("aten::native_layer_norm") and not is_matrix_product("aten::mul")
-    assert peak_rss_mib() > 10
 
 
 def fake_features(count: int) -> list[dict]:
@@ -94,11 +91,6 @@ def test_epoch_sample_takes_length_grouped_batches_from_longest_to_shortest():
     assert epoch_sample(features, 5) == sample
     with pytest.raises(ValueError):
         epoch_sample(features[:100], 5)
-
-
-def test_scoring_batches_are_the_token_budget_batches_padded_to_their_longest_chunk():
-    lengths = [100] * 40 + [512, 300]
-    assert scoring_batches(lengths, batch_tokens=2048) == [(4, 512), (20, 100), (18, 100)]
 
 
 def test_batch_shapes_pad_each_batch_of_32_to_its_longest_chunk():
