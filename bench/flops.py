@@ -51,7 +51,8 @@ def flops_per_length(model: torch.nn.Module, training: bool = False):
 def gemm_flops_per_second(size: int, seconds: float, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
     """Sustained `torch.mm` throughput in `dtype` on `size` x `size` matrices (median block of `seconds`)."""
     left, right = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    timer = Timer("torch.mm(left, right)", globals={"torch": torch, "left": left, "right": right})
+    timer = Timer("torch.mm(left, right)", globals={"torch": torch, "left": left, "right": right},
+                  num_threads=torch.get_num_threads())  # Timer's default is one thread
     return 2 * size**3 / timer.blocked_autorange(min_run_time=seconds).median
 
 
@@ -75,7 +76,7 @@ def int8_gemm_ops_per_second(size: int, seconds: float, threads: int) -> float:
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"activations": rng.integers(0, 256, (size, size), dtype=np.uint8)}
-    timer = Timer("session.run(None, feed)", globals={"session": session, "feed": feed})
+    timer = Timer("session.run(None, feed)", globals={"session": session, "feed": feed})  # onnxruntime's own threads
     return 2 * size**3 / timer.blocked_autorange(min_run_time=seconds).median
 
 

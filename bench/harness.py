@@ -61,7 +61,7 @@ class OurScorer:
 
             quantize_(model, Int8DynamicActivationInt8WeightConfig())
         self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # our own code
 
     def __call__(self, songs: list[str]) -> list[float]:
         return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
@@ -108,7 +108,8 @@ def time_side_by_side(scorers: dict, songs: list[str], rounds: int, label: str, 
         for name in names:
             timer = Timer("scores[name] = scorer(songs)", globals={"scorer": scorers[name], "songs": songs,
                                                                     "scores": scores, "name": name},
-                          label=label, description=name)
+                          label=label, sub_label=f"{len(songs)} songs", description=name,
+                          num_threads=torch.get_num_threads())
             measurement = timer.blocked_autorange(min_run_time=0)
             seconds[name].append(measurement.median)
             measurements.append(measurement)

@@ -285,6 +285,7 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
             run.setdefault("kept", {})[section] = previous.get("kept", {}).get(
                 section, f"{previous['machine']['date']}, `{previous['command']}`")
     results["runs"][key] = run
+    results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     write_section(markdown_path, f"bench.run {key}", render_run(key, run))
 
