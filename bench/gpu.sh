@@ -1,18 +1,10 @@
 #!/usr/bin/env bash
-# Issue 13's GPU check, under 200 s on one H100/H200, run from the repository root:
-#
+# The training check on one H100/H200 (under 200 s), from the repository root; results in $OUT (bench/README.md):
 #   OUT=/some/folder bash bench/gpu.sh        # ASSETS (default ../assets): vocab.txt and minilm/
-#
-# 1. Training throughput (about 90 s): our step (fp32, tf32, bf16, bf16 with 4 loader workers) against the reference
-#    notebook's (fp32, every chunk padded to 512, batch 32, bert-base dropouts) on a bert-base-shaped random-weight
-#    encoder; MFU against the GPU's bf16 dense peak; the projected wall time of the reference run (24k songs, 20
-#    epochs). To $OUT/results.json and $OUT/RESULTS.md (bench/results.json's runs, with this one merged in).
-# 2. Quality in mixed precision (about 70 s): EmoBank test metrics of the default MiniLM recipe in fp32, bf16 and fp16
-#    (same seed and budget, the three trained at once), merged into the same files.
-# 3. With the time left: bf16 with and without torch.compile (compilation timed as warm-up), to $OUT/compile/.
-#
-# A test of this script on a CPU: DEVICE=cpu ENCODER=minilm VARIANTS=fp32 COMPILE_VARIANTS=fp32 with small SIZES,
-# QUALITY_BUDGET and a large BUDGET_S.
+# 1. training throughput of our step (fp32, tf32, bf16, bf16 with 4 loader workers) against the reference step on a
+#    bert-base-shaped encoder (python -m bench.run); 2. EmoBank quality of the default recipe in fp32, bf16 and fp16;
+# 3. with the time left, bf16 with and without torch.compile, to $OUT/compile/.
+# A CPU test: DEVICE=cpu ENCODER=minilm VARIANTS=fp32 COMPILE_VARIANTS=fp32 with small SIZES and QUALITY_BUDGET.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 OUT="${OUT:-bench/gpu-out}"

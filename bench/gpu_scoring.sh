@@ -1,16 +1,10 @@
 #!/usr/bin/env bash
-# Catalogue scoring on one GPU, in about 180 s: (1) the host's share (chunking, padding, the engine's overlap of host
-# work with a device stand-in), then bert-base-shaped speed (random weights) of ours bfloat16 (also in 1,024-song
-# blocks, which leave no host work to overlap) / float16 / float32 against the naive per-chunk float32 pipeline and
-# the same pipeline with batch_size=32, MFU against the GPU's bf16 dense peak, and a batch_tokens sweep; (2) MiniLM
-# fine-tuned on EmoBank for one epoch on the GPU, then the EmoBank test quality of every precision (GPU
-# float32/bfloat16/float16, CPU float32/bfloat16/int8).
-#
-#   OUT=/tmp/out ASSETS=../assets bash bench/gpu_scoring.sh      # from the repository root
-#
-# ASSETS holds vocab.txt (bert-base-uncased) and minilm/ (all-MiniLM-L6-v2); results go to $OUT (default bench/gpu).
-# A CPU dry run with tiny sizes: DEVICE=cpu SONGS=4 SWEEP_SONGS=4 METHODS="naive-batch32 ours-bfloat16"
-#   TRAIN_FLAGS="--max_steps 2" TIMEOUT_FACTOR=20 bash bench/gpu_scoring.sh
+# Catalogue scoring on one GPU (about 180 s), from the repository root; results in $OUT (bench/README.md):
+#   OUT=/tmp/out ASSETS=../assets bash bench/gpu_scoring.sh      # ASSETS: vocab.txt (bert-base-uncased) and minilm/
+# 1. python -m bench.scoring on a bert-base-shaped encoder: host work, the GPU methods against the naive pipeline,
+#    the batch_tokens sweep; 2. MiniLM fine-tuned on EmoBank for one epoch, then the quality of every precision.
+# A CPU dry run: DEVICE=cpu SONGS=4 SWEEP_SONGS=4 METHODS="naive-batch32 ours-bfloat16" TRAIN_FLAGS="--max_steps 2"
+#   TIMEOUT_FACTOR=20 bash bench/gpu_scoring.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-bench/gpu}
@@ -18,7 +12,7 @@ ASSETS=${ASSETS:-../assets}
 DEVICE=${DEVICE:-cuda}
 SONGS=${SONGS:-1024}
 SWEEP_SONGS=${SWEEP_SONGS:-512}
-METHODS=${METHODS:-}  # default: bench/scoring.py's list for the device
+METHODS=${METHODS:-}  # default: bench.scoring's list for the device
 TRAIN_FLAGS=${TRAIN_FLAGS:---num_train_epochs 1}
 T=${TIMEOUT_FACTOR:-1}  # the dry run on a slow CPU scales the time limits
 mkdir -p "$OUT"
