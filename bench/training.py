@@ -11,7 +11,6 @@ import tempfile
 import time
 
 import torch
-import transformers
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import DataCollatorWithPadding, PrinterCallback, TrainerCallback, TrainingArguments
@@ -27,7 +26,7 @@ MAX_LENGTH = 512
 STRIDE = 128
 # LengthGroupedSampler sorts random megabatches of 50 batches on any dataset of 6,400+ chunks.
 MEGABATCH_BATCHES = 50
-# train.py's defaults (tests/test_bench_speed.py checks them against LyricValenceTrainingArguments)
+# train.py's defaults (tests/test_bench_training.py checks them against LyricValenceTrainingArguments)
 OUR_TRAINING_ARGUMENTS = {
     "per_device_train_batch_size": BATCH_SIZE,
     "learning_rate": 2e-3,
@@ -107,13 +106,9 @@ class Reference:
         input_ids, token_type_ids, attention_mask, labels = next(self.batches)
         self.model.train()
         self.optimizer.zero_grad()
-        output = self.model(
-            input_ids=input_ids.to(self.device),
-            token_type_ids=token_type_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
-            labels=labels.to(self.device),
-        )
-        output.loss.backward()
+        inputs = zip(("input_ids", "token_type_ids", "attention_mask", "labels"),
+                     (input_ids, token_type_ids, attention_mask, labels))
+        self.model(**{name: tensor.to(self.device) for name, tensor in inputs}).loss.backward()
         self.optimizer.step()
         synchronize(self.device)
         return time.perf_counter() - start
@@ -136,12 +131,8 @@ def set_tf32(enabled: bool) -> None:
 
 def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoader:
     """The reference notebook's data: every chunk padded to 512 tokens, shuffled batches of 32."""
-    padded = tokenizer.pad(
-        [{name: feature[name] for name in MODEL_INPUTS} for feature in features],
-        padding="max_length",
-        max_length=MAX_LENGTH,
-        return_tensors="pt",
-    )
+    padded = tokenizer.pad([{name: feature[name] for name in MODEL_INPUTS} for feature in features],
+                           padding="max_length", max_length=MAX_LENGTH, return_tensors="pt")
     labels = torch.tensor([feature["labels"] for feature in features], dtype=torch.float32)
     dataset = TensorDataset(*(padded[name] for name in MODEL_INPUTS), labels)
     return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -192,27 +183,13 @@ def our_trainer(model, features: list[dict], tokenizer, device: torch.device, ou
     """
     training = import_training_module()
     args = TrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=1,
-        label_names=list(training.LABEL_NAMES),
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=device.type == "cpu",
-        **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"},
-        **flag_values(flags),
-    )
+        output_dir=output_dir, num_train_epochs=1, label_names=list(training.LABEL_NAMES), eval_strategy="no",
+        save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
+        **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"}, **flag_values(flags))
     trainer = training.ChunkedSongTrainer(
-        model=model,
-        args=args,
-        train_dataset=features,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        head_learning_rate=OUR_HEAD_LEARNING_RATE,
-        callbacks=list(callbacks),
-    )
+        model=model, args=args, train_dataset=features, processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer), head_learning_rate=OUR_HEAD_LEARNING_RATE,
+        callbacks=list(callbacks))
     trainer.remove_callback(PrinterCallback)  # its end-of-training metrics print, not the training
     return trainer
 
@@ -221,12 +198,6 @@ def flag_values(flags: str) -> dict:
     """TrainingArguments values of train.py flags such as "--bf16 True --optim adamw_torch_fused"."""
     words = shlex.split(flags)
     return dict(zip((name.removeprefix("--") for name in words[::2]), (yaml.safe_load(value) for value in words[1::2])))
-
-
-def interleaved_epoch(trainer, timer: InterleavedTimer) -> dict:
-    """One epoch of our steps interleaved with the reference's: seconds of each."""
-    trainer.train()
-    return {"ours_s": timer.ours_s, "reference_s": timer.reference_s}
 
 
 def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
@@ -250,12 +221,8 @@ def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
     total = sum(time_us for _, time_us in events) or 1
     events.sort(key=lambda event: event[1], reverse=True)
     matrix = sum(time_us for name, time_us in events if is_matrix_product(name))
-    return {
-        "counting": counting,
-        "total_s": total / 1e6,
-        "matrix_product_share": matrix / total,
-        "top": [{"op": name, "s": time_us / 1e6, "share": time_us / total} for name, time_us in events[:top]],
-    }
+    return {"counting": counting, "total_s": total / 1e6, "matrix_product_share": matrix / total,
+            "top": [{"op": name, "s": time_us / 1e6, "share": time_us / total} for name, time_us in events[:top]]}
 
 
 def is_matrix_product(name: str) -> bool:
@@ -324,7 +291,8 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
         set_tf32(False)  # the fp32 peak (the variant before may have turned TF32 on)
         peaks.append(gemm_flops_per_second(gemm_size, gemm_seconds, device))
         for name, trainer in trainers.items():
-            epochs[name].append(interleaved_epoch(trainer, timer))
+            trainer.train()  # one epoch of our steps interleaved with the reference's
+            epochs[name].append({"ours_s": timer.ours_s, "reference_s": timer.reference_s})
         log(f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; " + ", ".join(
             f"{name} {epoch[-1]['ours_s']:.2f} s (reference {epoch[-1]['reference_s']:.2f} s)"
             for name, epoch in epochs.items()))
