@@ -13,13 +13,19 @@ import torch
 import transformers
 
 
+# The CPU features that decide the speed of float32, bfloat16 and int8 matrix products.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
 def machine_info(device: torch.device) -> dict:
     """Where and with what a benchmark ran."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
+        "cpu_flags": [flag for flag in CPU_FLAGS if flag in flags],
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -37,7 +43,8 @@ def machine_info(device: torch.device) -> dict:
 def machine_line(machine: dict) -> str:
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ""
     load = f", 1-minute load {machine['load_average']:.1f} at the start" if "load_average" in machine else ""
-    return (f"{machine['cpu']}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads){gpu}{load}; "
+    flags = f" ({', '.join(machine['cpu_flags'])})" if machine.get("cpu_flags") else ""
+    return (f"{machine['cpu']}{flags}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads){gpu}{load}; "
             f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}; "
             f"{machine['date']}.")
 
