@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 RECIPES = {
     # whole songs with Spotify valence: frozen encoder, mean pooling, and a lexical channel, fitted by ridge regression
     # (the Billboard lyrics trials in bench/RECIPE.md)
-    "songs": {"finetuning_mode": "ridge", "pooling": "mean", "lexical_buckets": 2**18},
+    "songs": {"finetuning_mode": "ridge", "pooling": "mean", "lexical_buckets": 2**20},
 }
 
 EMOBANK = Path(__file__).resolve().parent / "data" / "emobank.csv"
@@ -64,7 +64,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "A preset of flags for a kind of input: 'songs' (whole songs with Spotify valence: "
-            "--finetuning_mode ridge --pooling mean --lexical_buckets 262144). Flags given with it win.",
+            "--finetuning_mode ridge --pooling mean --lexical_buckets 1048576). Flags given with it win.",
             "choices": list(RECIPES),
         },
     )

@@ -206,10 +206,11 @@ def main(argv=None) -> None:
         log(f"seed {seed}: baselines done")
         for trial in args.trials:
             name = f"{trial} ({args.tag})" if args.tag else trial
-            output_dir = work_dir / f"{trial}-{args.tag}-{seed}"
+            run_name = "-".join(part for part in (trial, args.tag, str(seed)) if part)
+            output_dir = work_dir / run_name
             command = train_command(args, trial, seed, output_dir)
             row = record["rows"].setdefault(name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}})
-            row["seeds"][str(seed)] = run_trial(command, output_dir, args.out / f"{trial}-{args.tag}-{seed}.log")
+            row["seeds"][str(seed)] = run_trial(command, output_dir, args.out / f"{run_name}.log")
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
             records_path.write_text(json.dumps(records, indent=2) + "\n")
         records_path.write_text(json.dumps(records, indent=2) + "\n")

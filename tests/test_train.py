@@ -198,7 +198,7 @@ def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypa
 def test_the_songs_recipe_sets_its_flags_and_flags_given_with_it_win(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--max-length", "256"])
     model_args, _, _, _ = train.parse_arguments()
-    assert (model_args.finetuning_mode, model_args.pooling, model_args.lexical_buckets) == ("ridge", "mean", 2**18)
+    assert (model_args.finetuning_mode, model_args.pooling, model_args.lexical_buckets) == ("ridge", "mean", 2**20)
     assert model_args.max_length == 256
     config = tmp_path / "run.yaml"
     config.write_text("recipe: songs\nlexical_buckets: 65536\nstride: 16\n")
