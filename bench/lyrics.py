@@ -9,6 +9,7 @@ The data files are research sets that never enter this repository (the team's bi
         --group_column artist --trials songs songs_no_lexical
     python -m bench.lyrics --data_file billboard_lyrics.csv ... --trials songs --tag mpnet -- --model_name_or_path DIR
 
+`--models DIR ...` adds rows for models trained on other data (e.g. the EmoBank quickstart), scored as they are.
 Flags after `--` go to every train.py run; `--tag` names the rows they make. Rows accumulate in OUT/lyrics.json, one
 record per data file (a run adds or replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it,
 and `--results_markdown bench/RESULTS.md` puts the tables into that file's lyrics section.
@@ -73,6 +74,17 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
     alpha = min(fits, key=lambda a: np.mean((fits[a].predict(features["validation"]) - frames["validation"]["label"]) ** 2))
     rows["TF-IDF + ridge"] = {split: fits[alpha].predict(features[split]) for split in SPLITS}
     return rows
+
+
+def trained_model_predictions(model_dir: str, frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """Validation and test predictions of a model trained elsewhere (e.g. the EmoBank quickstart), not refitted."""
+    from transformers import AutoTokenizer
+
+    from modeling_lyric_valence import LyricValenceModel
+
+    model = LyricValenceModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return {split: np.array(model.score_songs(frames[split]["text"].tolist(), tokenizer)) for split in SPLITS}
 
 
 def train_command(args: argparse.Namespace, trial: str, seed: int, output_dir: Path) -> list[str]:
@@ -171,6 +183,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--group_column", help="Its artist column: no artist spans two splits.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="Split seeds (train.py --seed).")
     parser.add_argument("--trials", nargs="*", default=[], choices=list(TRIALS), help="train.py trials to run.")
+    parser.add_argument("--models", nargs="*", default=[], help="Saved models to score as they are, without training "
+                        "on this set (e.g. the EmoBank quickstart's output folder).")
     parser.add_argument("--tag", default=None, help="Added to the trials' row names (e.g. the encoder given after --).")
     parser.add_argument("--out", type=Path, default=Path("lyrics-bench"), help="Folder of lyrics.json, .md and .png.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Where train.py runs write (default: temporary).")
@@ -200,6 +214,12 @@ def main(argv=None) -> None:
         frames = {name: splits[name].to_pandas() for name in splits}
         for name, predicted in baselines(frames).items():
             row = record["rows"].setdefault(name, {"flags": "", "seeds": {}})
+            row["seeds"][str(seed)] = {
+                split: song_metrics(predicted[split].tolist(), frames[split]["label"].tolist()) for split in SPLITS
+            }
+        for model_dir in args.models:
+            row = record["rows"].setdefault(f"trained elsewhere: {Path(model_dir).name}", {"flags": "", "seeds": {}})
+            predicted = trained_model_predictions(model_dir, frames)
             row["seeds"][str(seed)] = {
                 split: song_metrics(predicted[split].tolist(), frames[split]["label"].tolist()) for split in SPLITS
             }
