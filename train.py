@@ -14,6 +14,7 @@ predictions (`test_predictions.csv`), `test_scatter.png`, `loss_curve.png` and a
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -402,9 +403,11 @@ def main():
     )
     if model_args.finetuning_mode == "ridge":
         train, validation = splits["train"], splits["validation"]
+        start = time.perf_counter()
         train_metrics = fit_ridge(
             model, tokenizer, list(train["text"]), list(train["label"]), list(validation["text"]), list(validation["label"])
         ).metrics()
+        train_metrics["train_runtime"] = round(time.perf_counter() - start, 2)
     else:
         train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
     trainer.log_metrics("train", train_metrics)

@@ -126,6 +126,8 @@ def summary(record: dict) -> pd.DataFrame:
         line["test MSE vs ridge"] = f"{100 * (test_mse / ridge_mse - 1):+.1f}%"
         train_s = [seed["train_s"] for seed in seeds if seed.get("train_s") is not None]
         line["train s"] = f"{np.mean(train_s):.0f}" if train_s else ""
+        wall_s = [seed["wall_s"] for seed in seeds if seed.get("wall_s") is not None]
+        line["train.py run s"] = f"{np.mean(wall_s):.0f}" if wall_s else ""
         lines.append(line)
     return pd.DataFrame(lines)
 

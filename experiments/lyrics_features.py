@@ -100,6 +100,8 @@ def main(argv=None) -> None:
     parser.add_argument("--label_column", default="valence")
     parser.add_argument("--group_column", default="artist")
     parser.add_argument("--encoder", default=None, help="Encoder folder (default: the packaged MiniLM).")
+    parser.add_argument("--max_length", type=int, default=512, help="Chunk length in tokens (train.py --max_length).")
+    parser.add_argument("--stride", type=int, default=128, help="Tokens shared by consecutive chunks.")
     parser.add_argument("--cache", type=Path, required=True, help="Cached encoder pass (written if missing).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--out", type=Path, required=True, help="JSON of the results.")
@@ -108,7 +110,9 @@ def main(argv=None) -> None:
     columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
     encoder = args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = LyricValenceModel.from_encoder_pretrained(encoder, pooling="mean").eval()
+    model = LyricValenceModel.from_encoder_pretrained(
+        encoder, pooling="mean", max_length=args.max_length, stride=args.stride
+    ).eval()
     first, _ = load_splits(args.data_file, columns=columns, seed=args.seeds[0])
     songs = pd.concat([first[name].to_pandas() for name in ("train", "validation", "test")])
     chunks = chunk_inputs(model, tokenizer, songs["text"].tolist())
