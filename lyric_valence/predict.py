@@ -81,7 +81,7 @@ def predict_parser() -> ArgumentParser:
         "  id        the --id_column value; else the 0-based row number in its table; a .txt file's name without "
         "suffix\n"
         "  ...       the --keep_columns, copied from the input\n"
-        "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals\n"
+        "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals (named by --score_column)\n"
         "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
         "Every flag takes both spellings: --text_column and --text-column.\n"
         "Several devices: accelerate launch -m lyric_valence.cli predict ... (each block split between processes).",
@@ -99,6 +99,11 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--keep_columns", nargs="+", default=[], metavar="COLUMN", help="Input columns copied to the output."
+    )
+    parser.add_argument(
+        "--score_column",
+        default="valence",
+        help="Name of the output column holding the scores (default: %(default)s); it may not be a kept column's.",
     )
     parser.add_argument(
         "--stdin_format",
@@ -161,6 +166,23 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
     return parser
+
+
+def check_output_columns(keep_columns: list[str], score_column: str) -> None:
+    """Raise a `DataError` when an output column would overwrite a kept input column: nothing is silently lost."""
+    own_columns = {"source": "the songs' source", "id": "the songs' id", "text": "the lyrics"}
+    for column in keep_columns:
+        if column == score_column:
+            raise DataError(
+                f"--keep_columns {column}: the scores' column --score_column {score_column} has the same name; "
+                f"pass --score_column with another name (e.g. --score_column predicted_{column})"
+            )
+        if column in own_columns:
+            raise DataError(
+                f"--keep_columns {column}: the output's own {column!r} column ({own_columns[column]}) has the same name"
+            )
+    if score_column in own_columns:
+        raise DataError(f"--score_column {score_column}: the output's own {score_column!r} column has that name")
 
 
 def check_device(name: str):
@@ -316,8 +338,8 @@ class Progress:
 
 def run_settings(args: argparse.Namespace) -> dict:
     """The flags that decide the output's rows and scores: `--resume` continues only a run with the same ones."""
-    keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "stdin_format", "format", "decimals",
-            "block_size", "backend", "dtype", "quantize")
+    keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "score_column", "stdin_format", "format",
+            "decimals", "block_size", "backend", "dtype", "quantize")
     return {key: getattr(args, key) for key in keys}
 
 
@@ -384,7 +406,8 @@ def main(argv: list[str]) -> int:
 
     args = predict_parser().parse_args(argv)
     silence(args.quiet)
-    writer = ScoreWriter(args.output, args.format, args.decimals)
+    check_output_columns(args.keep_columns, args.score_column)
+    writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
     blocks = song_blocks(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
                          args.block_size)
@@ -408,7 +431,7 @@ def main(argv: list[str]) -> int:
             scores = score_texts(model, tokenizer, share, args.batch_tokens)
         scores = gather_object(scores)
         if state.is_main_process:
-            progress.output_bytes = writer.write(songs.drop(columns="text").assign(valence=scores))
+            progress.output_bytes = writer.write(songs.drop(columns="text").assign(**{args.score_column: scores}))
             progress.rows_read += len(block)
             progress.scored += len(songs)
             progress.skipped += int(blank.sum())

@@ -207,8 +207,9 @@ class ScoreWriter:
     `write` returns the file's size after the block, which `--resume` cuts a killed run's output back to.
     """
 
-    def __init__(self, output: str | None, output_format: str | None, decimals: int):
+    def __init__(self, output: str | None, output_format: str | None, decimals: int, score_column: str = "valence"):
         self.output = output
+        self.score_column = score_column
         self.format = output_format or self.format_of(output)
         self.decimals = decimals
         self.handle = None
@@ -241,8 +242,8 @@ class ScoreWriter:
             self.header_written = True
 
     def write(self, scores: pd.DataFrame) -> int:
-        """Append one block: `source`, `id`, kept columns, `valence` (rounded). Returns the output's size after it."""
-        scores = scores.assign(valence=scores["valence"].astype(float).round(self.decimals))
+        """Append one block: `source`, `id`, kept columns, the scores (rounded). Returns the output's size after it."""
+        scores = scores.assign(**{self.score_column: scores[self.score_column].astype(float).round(self.decimals)})
         if self.format == "parquet":
             self.write_parquet(scores)
         else:
@@ -281,7 +282,8 @@ class ScoreWriter:
     def close(self) -> None:
         if self.format == "parquet":
             if self.parquet_writer is None:  # nothing scored: still a valid, empty file
-                self.write_parquet(pd.DataFrame({"source": [], "id": [], "valence": []}).astype({"valence": float}))
+                empty = pd.DataFrame({"source": [], "id": [], self.score_column: []})
+                self.write_parquet(empty.astype({self.score_column: float}))
             self.parquet_writer.close()
         if self.output is not None and self.handle is not None:
             self.handle.close()
