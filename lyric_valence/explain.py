@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError
+from lyric_valence.errors import UserError
 from lyric_valence.predict import add_model_arguments, chosen_device, load_model
 from lyric_valence.predict_io import read_text_file
 
@@ -49,7 +49,7 @@ def explain_parser() -> ArgumentParser:
 def read_song(path: Path) -> str:
     text = read_text_file(path)
     if not text.strip():
-        raise DataError(f"{path}: no lyrics (empty or whitespace-only)")
+        raise UserError(f"{path}: no lyrics (empty or whitespace-only)")
     return text
 
 

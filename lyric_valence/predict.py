@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError
+from lyric_valence.errors import UserError
 from lyric_valence.predict_io import (
     OUTPUT_FORMATS,
     STDIN_FORMATS,
@@ -169,20 +169,20 @@ def predict_parser() -> ArgumentParser:
 
 
 def check_output_columns(keep_columns: list[str], score_column: str) -> None:
-    """Raise a `DataError` when an output column would overwrite a kept input column: nothing is silently lost."""
+    """Raise a `UserError` when an output column would overwrite a kept input column: nothing is silently lost."""
     own_columns = {"source": "the songs' source", "id": "the songs' id", "text": "the lyrics"}
     for column in keep_columns:
         if column == score_column:
-            raise DataError(
+            raise UserError(
                 f"--keep_columns {column}: the scores' column --score_column {score_column} has the same name; "
                 f"pass --score_column with another name (e.g. --score_column predicted_{column})"
             )
         if column in own_columns:
-            raise DataError(
+            raise UserError(
                 f"--keep_columns {column}: the output's own {column!r} column ({own_columns[column]}) has the same name"
             )
     if score_column in own_columns:
-        raise DataError(f"--score_column {score_column}: the output's own {score_column!r} column has that name")
+        raise UserError(f"--score_column {score_column}: the output's own {score_column!r} column has that name")
 
 
 def check_device(name: str):
@@ -192,15 +192,15 @@ def check_device(name: str):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise DataError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+        raise UserError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
     if device.type == "cpu":
         return device
     backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
     if backend is None or not backend.is_available():
-        raise DataError(f"--device {name}: no {device.type} device on this machine; use --device cpu")
+        raise UserError(f"--device {name}: no {device.type} device on this machine; use --device cpu")
     count = backend.device_count() if hasattr(backend, "device_count") else 1
     if device.index is not None and device.index >= count:
-        raise DataError(f"--device {name}: this machine has {count} {device.type} device(s), numbered from 0")
+        raise UserError(f"--device {name}: this machine has {count} {device.type} device(s), numbered from 0")
     return device
 
 
@@ -227,9 +227,9 @@ def model_folder(name: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise DataError(f"--model {name}: a file, not a model folder")
+        raise UserError(f"--model {name}: a file, not a model folder")
     if name == DEFAULT_MODEL:
-        raise DataError(
+        raise UserError(
             f"--model {name}: no such folder; train a model first (`accelerate launch train.py` writes it) "
             "or pass --model FOLDER or a Hub repo id"
         )
@@ -239,39 +239,39 @@ def model_folder(name: str) -> Path:
     except HFValidationError:
         is_repo_id = False
     if not is_repo_id:
-        raise DataError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
+        raise UserError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
     try:
         return Path(snapshot_download(name, allow_patterns=MODEL_FILES))
     except RepositoryNotFoundError:
-        raise DataError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
+        raise UserError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
                         "`hf auth login`)") from None
     except RevisionNotFoundError:
-        raise DataError(f"--model {name}: the Hub repository has no such revision") from None
+        raise UserError(f"--model {name}: the Hub repository has no such revision") from None
     except LocalEntryNotFoundError:
-        raise DataError(f"--model {name}: no such folder, and the Hub cannot be reached to download it "
+        raise UserError(f"--model {name}: no such folder, and the Hub cannot be reached to download it "
                         "(offline, and not in the local cache)") from None
     except (HfHubHTTPError, OSError) as error:
-        raise DataError(f"--model {name}: Hub download failed: {str(error).strip().splitlines()[0]}") from None
+        raise UserError(f"--model {name}: Hub download failed: {str(error).strip().splitlines()[0]}") from None
 
 
 def check_model_folder(folder: Path, name: str) -> None:
-    """Raise a one-line `DataError` unless `folder` holds a lyric-valence config, safetensors weights and a tokenizer."""
+    """Raise a one-line `UserError` unless `folder` holds a lyric-valence config, safetensors weights and a tokenizer."""
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise DataError(f"--model {name}: not a trained model folder (no config.json)")
+        raise UserError(f"--model {name}: not a trained model folder (no config.json)")
     try:
         model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
     except (ValueError, AttributeError):
-        raise DataError(f"--model {name}: config.json is not a JSON object") from None
+        raise UserError(f"--model {name}: config.json is not a JSON object") from None
     if model_type != "lyric-valence":
-        raise DataError(
+        raise UserError(
             f"--model {name}: a {model_type or 'untyped'} model, not a lyric-valence one (config.json model_type); "
             "train one with train.py"
         )
     if not any(folder.glob("*.safetensors")):
-        raise DataError(f"--model {name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
+        raise UserError(f"--model {name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
     if not any((folder / file).is_file() for file in TOKENIZER_FILES):
-        raise DataError(f"--model {name}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); train.py saves them")
+        raise UserError(f"--model {name}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); train.py saves them")
 
 
 def load_model(name: str, device):
@@ -291,7 +291,7 @@ def load_model(name: str, device):
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        raise DataError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
+        raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
     return model.to(device).eval(), tokenizer
 
 
@@ -300,15 +300,12 @@ def load_scoring_model(args: argparse.Namespace, device):
     The model of `--model` prepared for scoring (`--backend`, `--dtype`, `--quantize`), and its tokenizer; flags
     checked first. Either way the result scores with `score_songs(texts, tokenizer, batch_tokens=...)`.
     """
-    from lyric_valence.scoring import ScoringOptionError, check_scoring_options, prepare_for_scoring
+    from lyric_valence.scoring import check_scoring_options, prepare_for_scoring
 
-    try:
-        check_scoring_options(device, args.dtype, args.quantize, args.backend)
-    except ScoringOptionError as error:
-        raise DataError(str(error)) from None
+    check_scoring_options(device, args.dtype, args.quantize, args.backend)
     model, tokenizer = load_model(args.model, device)
     if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
-        raise DataError(
+        raise UserError(
             f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
             "so that a full chunk fits in a batch"
         )
@@ -353,18 +350,18 @@ def starting_progress(args: argparse.Namespace, output_format: str) -> Progress:
     if not args.resume:
         return Progress(settings)
     if args.output is None or not args.inputs or "-" in args.inputs:
-        raise DataError("--resume needs input files and an --output file")
+        raise UserError("--resume needs input files and an --output file")
     if output_format == "parquet":
-        raise DataError(f"{args.output}: --resume needs a csv, tsv or jsonl output (a cut Parquet file is unreadable)")
+        raise UserError(f"{args.output}: --resume needs a csv, tsv or jsonl output (a cut Parquet file is unreadable)")
     state = progress_file(args.output)
     if not state.is_file():
         if Path(args.output).exists():
-            raise DataError(f"{args.output}: nothing to resume (no {state.name}: the run finished or never started)")
+            raise UserError(f"{args.output}: nothing to resume (no {state.name}: the run finished or never started)")
         return Progress(settings)
     progress = Progress(**json.loads(state.read_text(encoding="utf-8")))
     if progress.settings != settings:
         changed = sorted(key for key in settings if settings[key] != progress.settings.get(key))
-        raise DataError(f"{args.output}: --resume with other flags than the killed run ({', '.join(changed)})")
+        raise UserError(f"{args.output}: --resume with other flags than the killed run ({', '.join(changed)})")
     return progress
 
 

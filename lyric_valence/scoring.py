@@ -15,53 +15,51 @@ import warnings
 import torch
 from torch import nn
 
+from lyric_valence.errors import UserError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUANTIZATIONS = ("int8",)
 BACKENDS = ("torch", "onnxruntime")
-
-
-class ScoringOptionError(ValueError):
-    """A dtype, quantization or device that cannot score, or a combination of them that cannot run; one line."""
 
 
 def check_scoring_options(
     device: torch.device, dtype: str = "float32", quantize: str | None = None, backend: str = "torch"
 ) -> None:
     """
-    Raise [`ScoringOptionError`] when `dtype` / `quantize` / `backend` are unknown, `device` cannot run them
+    Raise [`UserError`] when `dtype` / `quantize` / `backend` are unknown, `device` cannot run them
     together, or the onnxruntime backend is not installed.
     """
     if backend not in BACKENDS:
-        raise ScoringOptionError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+        raise UserError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
         check_onnxruntime_options(device, dtype)
     if dtype not in DTYPES:
-        raise ScoringOptionError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+        raise UserError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ScoringOptionError(f"--quantize {quantize}: expected {' or '.join(QUANTIZATIONS)}")
+        raise UserError(f"--quantize {quantize}: expected {' or '.join(QUANTIZATIONS)}")
     if quantize is not None and device.type != "cpu":
-        raise ScoringOptionError(f"--quantize {quantize} runs on CPU only (device {device}); use --dtype on a GPU")
+        raise UserError(f"--quantize {quantize} runs on CPU only (device {device}); use --dtype on a GPU")
     if quantize is not None and dtype != "float32":
-        raise ScoringOptionError(
+        raise UserError(
             f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}"
         )
     if dtype == "float16" and device.type == "cpu":
-        raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU")
+        raise UserError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU")
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ScoringOptionError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
+        raise UserError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
 
 
 def check_onnxruntime_options(device: torch.device, dtype: str) -> None:
     import importlib.util
 
     if device.type != "cpu":
-        raise ScoringOptionError(
+        raise UserError(
             f"--backend onnxruntime runs on CPU only (device {device}): add --device cpu, or use --backend torch on a GPU"
         )
     if dtype != "float32":
-        raise ScoringOptionError(f"--backend onnxruntime scores in float32 or, with --quantize int8, int8; not {dtype}")
+        raise UserError(f"--backend onnxruntime scores in float32 or, with --quantize int8, int8; not {dtype}")
     if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx")):
-        raise ScoringOptionError(
+        raise UserError(
             "--backend onnxruntime needs onnxruntime and onnx: pip install onnxruntime onnx (the onnxruntime extra)"
         )
 
@@ -134,7 +132,7 @@ def prepare_for_scoring(
     The result is for `score_songs` and `forward` only: do not train or save it.
 
     Raises:
-        ScoringOptionError: an unknown dtype or quantization, or one the device cannot run.
+        UserError: an unknown dtype or quantization, or one the device cannot run.
     """
     device = torch.device(device)
     check_scoring_options(device, dtype, quantize)

@@ -14,7 +14,8 @@ import torch
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
 from lyric_valence.onnx_scoring import OnnxRuntimeScorer, export_to_onnx, optimize_and_quantize
-from lyric_valence.scoring import ClsOnlyLastLayer, ScoringOptionError, check_scoring_options, prepare_for_scoring
+from lyric_valence.errors import UserError
+from lyric_valence.scoring import ClsOnlyLastLayer, check_scoring_options, prepare_for_scoring
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, score_songs_in_batches, token_budget_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -175,7 +176,7 @@ def test_onnxruntime_int8_scores_close_to_float32(tokenizer, songs):
     ],
 )
 def test_options_a_device_cannot_run_are_refused_in_one_line(device, dtype, quantize, backend, message):
-    with pytest.raises(ScoringOptionError, match=message) as error:
+    with pytest.raises(UserError, match=message) as error:
         check_scoring_options(torch.device(device), dtype, quantize, backend)
     assert "\n" not in str(error.value)
 
