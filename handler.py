@@ -12,27 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-ADAPTER_DIR = "adapter"
-BASE_CONFIG_FIELDS = ("head_hidden_size", "head_dropout", "pooling", "max_length", "stride", "aggregation")
+from transformers import AutoModel, AutoTokenizer
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 
 def _has_merged_weights(path: Path) -> bool:
     return (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
-
-
-def _load_from_adapter(path: Path):
-    """The model of an adapter-only repository: the encoder named by the adapter config, a fresh head, the adapter
-    and trained head from `adapter/`, merged."""
-    from peft import PeftConfig, PeftModel
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-    model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", str(path))
-    encoder = PeftConfig.from_pretrained(path / ADAPTER_DIR).base_model_name_or_path
-    base = model_class.from_encoder_pretrained(encoder, **{name: getattr(config, name) for name in BASE_CONFIG_FIELDS})
-    return PeftModel.from_pretrained(base, path / ADAPTER_DIR).merge_and_unload()
 
 
 class EndpointHandler:
@@ -44,7 +29,9 @@ class EndpointHandler:
         if _has_merged_weights(folder):
             self.model = AutoModel.from_pretrained(folder, trust_remote_code=True)
         else:
-            self.model = _load_from_adapter(folder)
+            # An adapter-only repository: the encoder, the LoRA adapter and the trained head, merged.
+            model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", str(folder))
+            self.model = model_class.from_adapter_pretrained(str(folder)).merge_and_unload()
         self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
         self.label = self.model.config.id2label[0]
 

@@ -39,24 +39,17 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
 from lyric_valence import REPO_ROOT
-from lyric_valence.card import BASE_CONFIG_FIELDS, DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
+from lyric_valence.card import DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
 from lyric_valence.errors import UserError
+from lyric_valence.model_files import ADAPTER_DIR, ADAPTER_FILES, CODE_FILES, MERGED_WEIGHTS, TOKENIZER_FILES
 
 logger = logging.getLogger("lyric_valence")
 
-ADAPTER_DIR = "adapter"
 HANDLER = REPO_ROOT / "handler.py"
-CODE_FILES = ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py")
-MERGED_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model",
-)
 RESULT_FILES = (
     "test_results.json", "eval_results.json", "train_results.json", "all_results.json", "training_args.json",
     "test_scatter.png", "loss_curve.png",
 )
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # What a push may upload, and what it never does even if it shows up in the staged folder. The same patterns go to
 # `upload_folder`; `delete_patterns` removes stale files of the same kinds (a merged model from an earlier push, say)
 # and leaves files added on the Hub by hand alone.
@@ -325,18 +318,12 @@ def take_over_hub_push(training_args, base_model: str | None = None) -> HubPush 
 
 def load_peft_model(repo_id_or_folder: str | Path, revision: str | None = None, **hub_kwargs):
     """
-    The published LoRA model as a `PeftModel`: the encoder named by the adapter config, wrapped with a fresh head by
-    `LyricValenceModel.from_encoder_pretrained` (config fields from the repository's `config.json`), plus the
-    adapter and trained head from `adapter/`. The model card's PEFT snippet spells out the same steps.
+    The published LoRA model as a `PeftModel`, built by the repository's own `LyricValenceModel.from_adapter_pretrained`
+    (its code, as the model card's PEFT snippet runs it).
     """
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoConfig
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     name = str(repo_id_or_folder)
     kwargs = {"revision": revision, **hub_kwargs}
-    config = AutoConfig.from_pretrained(name, trust_remote_code=True, **kwargs)
     model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", name, **kwargs)
-    encoder = PeftConfig.from_pretrained(name, subfolder=ADAPTER_DIR, **kwargs).base_model_name_or_path
-    base = model_class.from_encoder_pretrained(encoder, **{field: getattr(config, field) for field in BASE_CONFIG_FIELDS})
-    return PeftModel.from_pretrained(base, name, subfolder=ADAPTER_DIR, **kwargs)
+    return model_class.from_adapter_pretrained(name, subfolder=ADAPTER_DIR, **kwargs)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.errors import UserError
+from lyric_valence.model_files import SCORING_FILES, TOKENIZER_FILES
 from lyric_valence.predict_io import (
     OUTPUT_FORMATS,
     STDIN_FORMATS,
@@ -32,21 +33,6 @@ from lyric_valence.predict_io import (
 )
 
 DEFAULT_MODEL = "outputs/lyric-valence"
-# Files a lyric-valence model needs, downloaded from a Hub repository: weights, config and tokenizer; never Python code.
-MODEL_FILES = [
-    "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "*.model",
-]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 EXIT_NOTHING_SCORED = 1
 logger = logging.getLogger("lyric_valence")
 
@@ -241,7 +227,7 @@ def model_folder(name: str) -> Path:
     if not is_repo_id:
         raise UserError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
     try:
-        return Path(snapshot_download(name, allow_patterns=MODEL_FILES))
+        return Path(snapshot_download(name, allow_patterns=list(SCORING_FILES)))
     except RepositoryNotFoundError:
         raise UserError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
                         "`hf auth login`)") from None
