@@ -12,7 +12,8 @@ import importlib.util
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.errors import UserError
-from lyric_valence.predict import add_model_arguments, chosen_device, load_model
+from lyric_valence.loading import load_scoring_model
+from lyric_valence.predict import add_model_arguments
 from lyric_valence import REPO_ROOT
 
 APP = REPO_ROOT / "app.py"
@@ -46,6 +47,6 @@ def load_app():
 def main(argv: list[str]) -> int:
     args = demo_parser().parse_args(argv)
     app = load_app()
-    model, tokenizer = load_model(args.model, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device)
     app.build_demo(model, tokenizer, model_label=args.model).launch(server_name=args.host, server_port=args.port)
     return 0

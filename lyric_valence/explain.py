@@ -13,7 +13,8 @@ from pathlib import Path
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.errors import UserError
-from lyric_valence.predict import add_model_arguments, chosen_device, load_model
+from lyric_valence.loading import load_scoring_model
+from lyric_valence.predict import add_model_arguments
 from lyric_valence.predict_io import read_text_file
 
 logger = logging.getLogger("lyric_valence")
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> int:
     songs = {Path(name): read_song(Path(name)) for name in args.songs}
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(args.model, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device)
     for path, lyrics in songs.items():
         explanation = model.explain_song(lyrics, tokenizer, method=args.method)
         page, curve = output_dir / f"{path.stem}.html", output_dir / f"{path.stem}.png"

@@ -23,7 +23,7 @@ import pandas as pd
 
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.errors import UserError
-from lyric_valence.model_files import SCORING_FILES, TOKENIZER_FILES
+from lyric_valence.loading import DEFAULT_MODEL, load_scoring_model
 from lyric_valence.predict_io import (
     OUTPUT_FORMATS,
     STDIN_FORMATS,
@@ -32,7 +32,6 @@ from lyric_valence.predict_io import (
     song_blocks,
 )
 
-DEFAULT_MODEL = "outputs/lyric-valence"
 EXIT_NOTHING_SCORED = 1
 logger = logging.getLogger("lyric_valence")
 
@@ -171,140 +170,8 @@ def check_output_columns(keep_columns: list[str], score_column: str) -> None:
         raise UserError(f"--score_column {score_column}: the output's own {score_column!r} column has that name")
 
 
-def check_device(name: str):
-    """The torch device `name`, checked to exist on this machine before any model is loaded."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cpu":
-        return device
-    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
-    if backend is None or not backend.is_available():
-        raise UserError(f"--device {name}: no {device.type} device on this machine; use --device cpu")
-    count = backend.device_count() if hasattr(backend, "device_count") else 1
-    if device.index is not None and device.index >= count:
-        raise UserError(f"--device {name}: this machine has {count} {device.type} device(s), numbered from 0")
-    return device
-
-
-def chosen_device(name: str | None):
-    """The device `--device name` names, checked, or else the one accelerate gives this process."""
-    from accelerate import PartialState
-
-    return check_device(name) if name else PartialState().device
-
-
-def model_folder(name: str) -> Path:
-    """The local folder of model `name`: the folder itself, or a Hub repository's weights, config and tokenizer."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-    from huggingface_hub.utils import validate_repo_id
-
-    path = Path(name)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise UserError(f"--model {name}: a file, not a model folder")
-    if name == DEFAULT_MODEL:
-        raise UserError(
-            f"--model {name}: no such folder; train a model first (`accelerate launch train.py` writes it) "
-            "or pass --model FOLDER or a Hub repo id"
-        )
-    try:
-        validate_repo_id(name)
-        is_repo_id = name.count("/") == 1
-    except HFValidationError:
-        is_repo_id = False
-    if not is_repo_id:
-        raise UserError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
-    try:
-        return Path(snapshot_download(name, allow_patterns=list(SCORING_FILES)))
-    except RepositoryNotFoundError:
-        raise UserError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
-                        "`hf auth login`)") from None
-    except RevisionNotFoundError:
-        raise UserError(f"--model {name}: the Hub repository has no such revision") from None
-    except LocalEntryNotFoundError:
-        raise UserError(f"--model {name}: no such folder, and the Hub cannot be reached to download it "
-                        "(offline, and not in the local cache)") from None
-    except (HfHubHTTPError, OSError) as error:
-        raise UserError(f"--model {name}: Hub download failed: {str(error).strip().splitlines()[0]}") from None
-
-
-def check_model_folder(folder: Path, name: str) -> None:
-    """Raise a one-line `UserError` unless `folder` holds a lyric-valence config, safetensors weights and a tokenizer."""
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"--model {name}: not a trained model folder (no config.json)")
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError):
-        raise UserError(f"--model {name}: config.json is not a JSON object") from None
-    if model_type != "lyric-valence":
-        raise UserError(
-            f"--model {name}: a {model_type or 'untyped'} model, not a lyric-valence one (config.json model_type); "
-            "train one with train.py"
-        )
-    if not any(folder.glob("*.safetensors")):
-        raise UserError(f"--model {name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
-    if not any((folder / file).is_file() for file in TOKENIZER_FILES):
-        raise UserError(f"--model {name}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); train.py saves them")
-
-
-def load_model(name: str, device):
-    """
-    The model and tokenizer of a folder written by train.py or of a Hub repository, on `device`.
-
-    Loaded with this package's own `LyricValenceModel`, never `trust_remote_code`: naming a Hub repository cannot run
-    its Python files (they are not even downloaded).
-    """
-    from transformers import AutoTokenizer
-
-    from modeling_lyric_valence import LyricValenceModel
-
-    folder = model_folder(name)
-    check_model_folder(folder, name)
-    model = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError) as error:
-        raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
-    return model.to(device).eval(), tokenizer
-
-
-def load_scoring_model(args: argparse.Namespace, device):
-    """
-    The model of `--model` prepared for scoring (`--backend`, `--dtype`, `--quantize`), and its tokenizer; flags
-    checked first. Either way the result scores with `score_songs(texts, tokenizer, batch_tokens=...)`.
-    """
-    from lyric_valence.scoring import check_scoring_options, prepare_for_scoring
-
-    check_scoring_options(device, args.dtype, args.quantize, args.backend)
-    model, tokenizer = load_model(args.model, device)
-    if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
-        raise UserError(
-            f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
-            "so that a full chunk fits in a batch"
-        )
-    if args.backend == "onnxruntime":
-        from lyric_valence.onnx_scoring import OnnxRuntimeScorer
-
-        logger.warning("exporting the model to ONNX for onnxruntime%s", " (int8)" if args.quantize else "")
-        return OnnxRuntimeScorer(model, args.quantize), tokenizer
-    return prepare_for_scoring(model, device, args.dtype, args.quantize), tokenizer
-
-
 def score_texts(model, tokenizer, texts: list[str], batch_tokens: int | None) -> list[float]:
-    """The valence of each song in `texts`: the one call to the scoring engine."""
+    """The valence of each song in `texts`, this process's share of a block."""
     return model.score_songs(texts, tokenizer, batch_tokens=batch_tokens)
 
 
@@ -397,7 +264,12 @@ def main(argv: list[str]) -> int:
     first = next(blocks, None)  # the inputs' errors (a missing file or column) come before the model loads
     blocks = itertools.chain([] if first is None else [first], blocks)
     state = PartialState()
-    model, tokenizer = load_scoring_model(args, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device, args.backend, args.dtype, args.quantize)
+    if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
+        raise UserError(
+            f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
+            "so that a full chunk fits in a batch"
+        )
 
     if state.is_main_process:
         writer.open(progress.output_bytes)
