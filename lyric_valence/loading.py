@@ -126,7 +126,8 @@ def load_scoring_model(
     """
     from transformers import AutoTokenizer
 
-    from lyric_valence.scoring import check_scoring_options, prepare_for_scoring
+    from lyric_valence.backends import check_scoring_options
+    from lyric_valence.backends.torch import prepare_for_scoring
     from modeling_lyric_valence import LyricValenceModel
 
     device = chosen_device(None if device is None else str(device))
@@ -140,7 +141,7 @@ def load_scoring_model(
         raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
     loaded = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
     if backend == "onnxruntime":
-        from lyric_valence.onnx_scoring import OnnxRuntimeScorer
+        from lyric_valence.backends.onnxruntime import OnnxRuntimeScorer
 
         return OnnxRuntimeScorer(loaded, quantize), tokenizer
     return prepare_for_scoring(loaded, device, dtype, quantize), tokenizer

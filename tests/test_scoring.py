@@ -13,9 +13,10 @@ import torch
 
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
-from lyric_valence.onnx_scoring import OnnxRuntimeScorer, export_to_onnx, optimize_and_quantize
+from lyric_valence.backends.onnxruntime import OnnxRuntimeScorer, export_to_onnx, optimize_and_quantize
 from lyric_valence.errors import UserError
-from lyric_valence.scoring import ClsOnlyLastLayer, check_scoring_options, prepare_for_scoring
+from lyric_valence.backends import check_scoring_options
+from lyric_valence.backends.torch import ClsOnlyLastLayer, prepare_for_scoring
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, score_songs_in_batches, token_budget_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

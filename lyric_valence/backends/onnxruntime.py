@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from lyric_valence.scoring import prepare_for_scoring
+from lyric_valence.backends.torch import prepare_for_scoring
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_SONGS_PER_BLOCK,
