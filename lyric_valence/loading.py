@@ -139,9 +139,10 @@ def load_scoring_model(
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
-    loaded = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
     if backend == "onnxruntime":
-        from lyric_valence.backends.onnxruntime import OnnxRuntimeScorer
+        from lyric_valence.backends.onnxruntime import load_onnxruntime_scorer
 
-        return OnnxRuntimeScorer(loaded, quantize), tokenizer
+        # The export is kept beside the model in a folder of the user's; a Hub download's goes to the cache.
+        return load_onnxruntime_scorer(folder, quantize, beside_model=Path(name).is_dir()), tokenizer
+    loaded = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
     return prepare_for_scoring(loaded, device, dtype, quantize), tokenizer
