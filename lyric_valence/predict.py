@@ -137,9 +137,10 @@ def predict_parser() -> ArgumentParser:
         "--backend",
         default="torch",
         choices=("torch", "onnxruntime"),
-        help="torch (default), or onnxruntime on CPU: the model exported to ONNX and fused by onnxruntime when the run "
-        "starts (needs pip install onnxruntime onnx); with --quantize int8 the fastest CPU mode at "
-        "float32's quality (bench/SCORING_RESULTS.md).",
+        help="torch (default), or onnxruntime on CPU: the model exported to ONNX and fused by onnxruntime on the first "
+        "run, the export kept in the model folder's onnx/ (or ~/.cache/lyric-valence) for later runs (needs pip "
+        "install onnxruntime onnx); with --quantize int8 the fastest CPU mode at float32's quality "
+        "(bench/SCORING_RESULTS.md).",
     )
     parser.add_argument(
         "--quantize",
