@@ -146,3 +146,17 @@ def load_scoring_model(
         return load_onnxruntime_scorer(folder, quantize, beside_model=Path(name).is_dir()), tokenizer
     loaded = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
     return prepare_for_scoring(loaded, device, dtype, quantize), tokenizer
+
+
+def score_songs(
+    lyrics: list[str],
+    model: str | Path = DEFAULT_MODEL,
+    device=None,
+    backend: str = "torch",
+    dtype: str = "float32",
+    quantize: str | None = None,
+    batch_tokens: int | None = None,
+) -> list[float]:
+    """The valence of each whole song in `lyrics`: the model loaded by [`load_scoring_model`], then its `score_songs`."""
+    scorer, tokenizer = load_scoring_model(model, device, backend, dtype, quantize)
+    return scorer.score_songs(lyrics, tokenizer, batch_tokens=batch_tokens)
