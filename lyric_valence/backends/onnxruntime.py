@@ -112,10 +112,14 @@ def optimize_and_quantize(path: Path, encoder_config, quantize: str | None) -> P
 
 
 def file_sha256(paths: list[Path]) -> str:
+    """One SHA-256 over the SHA-256 of each file, in order."""
     digest = hashlib.sha256()
     for path in paths:
+        file_digest = hashlib.sha256()
         with path.open("rb") as handle:
-            digest.update(hashlib.file_digest(handle, "sha256").digest())
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                file_digest.update(block)
+        digest.update(file_digest.digest())
     return digest.hexdigest()
 
 
