@@ -118,10 +118,10 @@ def load_scoring_model(
     """
     The model `model` (a folder written by train.py or a Hub repository id) ready for scoring, and its tokenizer.
 
-    `device`: a torch device or its name (default: the one accelerate gives this process); `backend`: `"torch"` or
-    `"onnxruntime"` (CPU; the export is kept and reused, `lyric_valence.backends.onnxruntime`); `dtype`:
-    `"float32"`, `"bfloat16"` or `"float16"`; `quantize`: None or `"int8"` (CPU). Options are checked before any
-    model is loaded. Either backend scores with `score_songs(lyrics, tokenizer, batch_tokens=...)`; the torch one
+    `device`: a torch device or its name (default: the one accelerate gives this process; the CPU for onnxruntime);
+    `backend`: `"torch"` or `"onnxruntime"` (CPU; the export is kept and reused, `lyric_valence.backends.onnxruntime`);
+    `dtype`: `"float32"`, `"bfloat16"` or `"float16"`; `quantize`: None or `"int8"` (CPU). Options are checked
+    before any model is loaded. Either backend scores with `score_songs(lyrics, tokenizer, batch_tokens=...)`; the torch one
     also explains with `explain_song`. Raises `UserError`.
     """
     from transformers import AutoTokenizer
@@ -130,6 +130,8 @@ def load_scoring_model(
     from lyric_valence.backends.torch import prepare_for_scoring
     from modeling_lyric_valence import LyricValenceModel
 
+    if device is None and backend == "onnxruntime":
+        device = "cpu"  # the backend's only device, also on a machine whose process device is a GPU
     device = chosen_device(None if device is None else str(device))
     check_scoring_options(device, dtype, quantize, backend)
     name = str(model)
