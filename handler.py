@@ -12,8 +12,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+# The config fields that, with the pretrained encoder, rebuild the model a LoRA adapter was trained on.
+BASE_CONFIG_FIELDS = ("head_hidden_size", "head_dropout", "pooling", "max_length", "stride", "aggregation")
+
+
+def load_adapter_model(repo_id_or_path: str, subfolder: str = "adapter", **hub_kwargs):
+    """
+    A published LoRA model as a peft `PeftModel`: the encoder named by the adapter config (`subfolder`), wrapped by
+    the repository's `LyricValenceModel.from_encoder_pretrained` with the head and chunking fields of its
+    `config.json`, plus the adapter and trained head. `merge_and_unload()` makes it a plain `LyricValenceModel`.
+    `hub_kwargs` (e.g. `revision`) go to every download. The one home of these steps: `lyric_valence.hub` and the
+    model card's PEFT snippet load this function from the repository.
+    """
+    from peft import PeftConfig, PeftModel
+
+    config = AutoConfig.from_pretrained(repo_id_or_path, trust_remote_code=True, **hub_kwargs)
+    model_class = get_class_from_dynamic_module(
+        "modeling_lyric_valence.LyricValenceModel", repo_id_or_path, **hub_kwargs
+    )
+    encoder = PeftConfig.from_pretrained(repo_id_or_path, subfolder=subfolder, **hub_kwargs).base_model_name_or_path
+    base = model_class.from_encoder_pretrained(encoder, **{name: getattr(config, name) for name in BASE_CONFIG_FIELDS})
+    return PeftModel.from_pretrained(base, repo_id_or_path, subfolder=subfolder, **hub_kwargs)
 
 
 def _has_merged_weights(path: Path) -> bool:
@@ -30,8 +52,7 @@ class EndpointHandler:
             self.model = AutoModel.from_pretrained(folder, trust_remote_code=True)
         else:
             # An adapter-only repository: the encoder, the LoRA adapter and the trained head, merged.
-            model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", str(folder))
-            self.model = model_class.from_adapter_pretrained(str(folder)).merge_and_unload()
+            self.model = load_adapter_model(str(folder)).merge_and_unload()
         self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
         self.label = self.model.config.id2label[0]
 

@@ -182,8 +182,6 @@ def score_songs_in_batches(
 
 
 EXPLAIN_METHODS = ("line", "stanza", "occlusion")
-# The config fields that, with a pretrained encoder, rebuild the model a LoRA adapter was trained on.
-BASE_CONFIG_FIELDS = ("head_hidden_size", "head_dropout", "pooling", "max_length", "stride", "aggregation")
 
 
 def split_stanzas(lyrics: str) -> list[list[str]]:
@@ -339,21 +337,6 @@ class LyricValenceModel(LyricValencePreTrainedModel):
             raise ValueError(f"{encoder_name_or_path}: encoder weights missing for {missing}")
         model.config.encoder._name_or_path = str(encoder_name_or_path)
         return model
-
-    @classmethod
-    def from_adapter_pretrained(cls, repo_id_or_path: str, subfolder: str = "adapter", **hub_kwargs):
-        """
-        A published LoRA model as a peft `PeftModel`: the encoder named by the adapter config (`subfolder` of
-        `repo_id_or_path`), wrapped by [`~LyricValenceModel.from_encoder_pretrained`] with the head and chunking
-        fields of the repository's `config.json`, plus the adapter and trained head. `merge_and_unload()` turns it
-        into a plain `LyricValenceModel`. Needs peft; `hub_kwargs` (e.g. `revision`) go to every download.
-        """
-        from peft import PeftConfig, PeftModel
-
-        config = cls.config_class.from_pretrained(repo_id_or_path, **hub_kwargs)
-        encoder = PeftConfig.from_pretrained(repo_id_or_path, subfolder=subfolder, **hub_kwargs).base_model_name_or_path
-        base = cls.from_encoder_pretrained(encoder, **{field: getattr(config, field) for field in BASE_CONFIG_FIELDS})
-        return PeftModel.from_pretrained(base, repo_id_or_path, subfolder=subfolder, **hub_kwargs)
 
     def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One vector per chunk, as `config.pooling` says."""

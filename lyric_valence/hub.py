@@ -318,12 +318,12 @@ def take_over_hub_push(training_args, base_model: str | None = None) -> HubPush 
 
 def load_peft_model(repo_id_or_folder: str | Path, revision: str | None = None, **hub_kwargs):
     """
-    The published LoRA model as a `PeftModel`, built by the repository's own `LyricValenceModel.from_adapter_pretrained`
-    (its code, as the model card's PEFT snippet runs it).
+    The published LoRA model as a `PeftModel`, built by the repository's own `handler.load_adapter_model` (its code,
+    as the model card's PEFT snippet runs it).
     """
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     name = str(repo_id_or_folder)
     kwargs = {"revision": revision, **hub_kwargs}
-    model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", name, **kwargs)
-    return model_class.from_adapter_pretrained(name, subfolder=ADAPTER_DIR, **kwargs)
+    load_adapter_model = get_class_from_dynamic_module("handler.load_adapter_model", name, **kwargs)
+    return load_adapter_model(name, subfolder=ADAPTER_DIR, **kwargs)

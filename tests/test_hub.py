@@ -301,7 +301,7 @@ for job in jobs:
         for block in re.findall(r"```python\n(.*?)```", readme, re.S):
             namespace = {}
             exec(block, namespace)
-            key = "peft_snippet" if "from_adapter_pretrained" in block else "automodel_snippet"
+            key = "peft_snippet" if "load_adapter_model" in block else "automodel_snippet"
             out[key] = namespace["model"].score_songs(songs, namespace["tokenizer"])
             if "scorer" in namespace:
                 out["pipeline"] = [namespace["scorer"](song)[0]["score"] for song in songs]
