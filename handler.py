@@ -13,26 +13,33 @@ from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
-ADAPTER_DIR = "adapter"
+# The config fields that, with the pretrained encoder, rebuild the model a LoRA adapter was trained on.
 BASE_CONFIG_FIELDS = ("head_hidden_size", "head_dropout", "pooling", "max_length", "stride", "aggregation")
+
+
+def load_adapter_model(repo_id_or_path: str, subfolder: str = "adapter", **hub_kwargs):
+    """
+    A published LoRA model as a peft `PeftModel`: the encoder named by the adapter config (`subfolder`), wrapped by
+    the repository's `LyricValenceModel.from_encoder_pretrained` with the head and chunking fields of its
+    `config.json`, plus the adapter and trained head. `merge_and_unload()` makes it a plain `LyricValenceModel`.
+    `hub_kwargs` (e.g. `revision`) go to every download. The one home of these steps: `lyric_valence.hub` and the
+    model card's PEFT snippet load this function from the repository.
+    """
+    from peft import PeftConfig, PeftModel
+
+    config = AutoConfig.from_pretrained(repo_id_or_path, trust_remote_code=True, **hub_kwargs)
+    model_class = get_class_from_dynamic_module(
+        "modeling_lyric_valence.LyricValenceModel", repo_id_or_path, **hub_kwargs
+    )
+    encoder = PeftConfig.from_pretrained(repo_id_or_path, subfolder=subfolder, **hub_kwargs).base_model_name_or_path
+    base = model_class.from_encoder_pretrained(encoder, **{name: getattr(config, name) for name in BASE_CONFIG_FIELDS})
+    return PeftModel.from_pretrained(base, repo_id_or_path, subfolder=subfolder, **hub_kwargs)
 
 
 def _has_merged_weights(path: Path) -> bool:
     return (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
-
-
-def _load_from_adapter(path: Path):
-    """The model of an adapter-only repository: the encoder named by the adapter config, a fresh head, the adapter
-    and trained head from `adapter/`, merged."""
-    from peft import PeftConfig, PeftModel
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-    model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", str(path))
-    encoder = PeftConfig.from_pretrained(path / ADAPTER_DIR).base_model_name_or_path
-    base = model_class.from_encoder_pretrained(encoder, **{name: getattr(config, name) for name in BASE_CONFIG_FIELDS})
-    return PeftModel.from_pretrained(base, path / ADAPTER_DIR).merge_and_unload()
 
 
 class EndpointHandler:
@@ -44,7 +51,8 @@ class EndpointHandler:
         if _has_merged_weights(folder):
             self.model = AutoModel.from_pretrained(folder, trust_remote_code=True)
         else:
-            self.model = _load_from_adapter(folder)
+            # An adapter-only repository: the encoder, the LoRA adapter and the trained head, merged.
+            self.model = load_adapter_model(str(folder)).merge_and_unload()
         self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
         self.label = self.model.config.id2label[0]
 

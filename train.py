@@ -29,14 +29,14 @@ from transformers.utils import is_torch_bf16_gpu_available
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.card import DEFAULT_BASE_MODEL, write_model_card
-from lyric_valence.data import Columns, DataError, load_splits
+from lyric_valence.data import Columns, load_splits
+from lyric_valence.errors import UserError
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.ridge import fit_ridge
 from lyric_valence.training import (
     FINETUNING_MODES,
     LABEL_NAMES,
-    CheckpointError,
     ChunkedSongTrainer,
     make_compute_metrics,
     chunk_split,
@@ -187,7 +187,7 @@ class DataArguments:
         if self.text_column is None and self.label_column is None:
             return None
         if self.text_column is None or self.label_column is None:
-            raise DataError(f"{self.data_file}: name both --text_column and --label_column, or neither")
+            raise UserError(f"{self.data_file}: name both --text_column and --label_column, or neither")
         return Columns(self.text_column, self.label_column, self.id_column, self.group_column, self.split_column)
 
 
@@ -431,6 +431,6 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (DataError, CheckpointError) as error:
+    except UserError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)

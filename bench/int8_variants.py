@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.scoring import emobank_test  # noqa: E402
 from bench.songs import make_catalogue  # noqa: E402
-from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
+from lyric_valence.backends.torch import prepare_for_scoring  # noqa: E402
 from modeling_lyric_valence import LyricValenceModel  # noqa: E402
 
 PER_CHANNEL = torch.ao.quantization.per_channel_dynamic_qconfig

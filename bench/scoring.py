@@ -1,6 +1,6 @@
 """
-Catalogue scoring benchmark: `lyric_valence.scoring` (token-budget batches, CLS-only last layer, each precision) and
-the onnxruntime backend (`lyric_valence.onnx_scoring`, CPU) against the naive per-chunk `pipeline("text-classification")`
+Catalogue scoring benchmark: `lyric_valence.backends.torch` (token-budget batches, CLS-only last layer, each precision) and
+the onnxruntime backend (`lyric_valence.backends.onnxruntime`, CPU) against the naive per-chunk `pipeline("text-classification")`
 loop, side by side in one process, rounds interleaved; the host's share of the work (chunking and padding); a sweep of
 `batch_tokens`; and each mode's EmoBank test quality against float32 of the same trained model.
 
@@ -38,8 +38,7 @@ from bench.flops import (  # noqa: E402
 )
 from bench.models import ENCODERS, build_model, load_tokenizer  # noqa: E402
 from bench.songs import length_summary, make_catalogue  # noqa: E402
-from lyric_valence.onnx_scoring import OnnxRuntimeScorer  # noqa: E402
-from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
+from lyric_valence.loading import load_scoring_model  # noqa: E402
 from modeling_lyric_valence import (  # noqa: E402
     DEFAULT_BATCH_TOKENS,
     DEFAULT_SONGS_PER_BLOCK,
@@ -90,28 +89,24 @@ class NaivePipeline:
 
 
 class OurScorer:
-    """`lyric-valence predict`'s engine: the model loaded, `prepare_for_scoring` (unless `prepared=False`: token-budget
-    batches alone) or exported to onnxruntime (`backend="onnxruntime"`), `score_songs` in `batch_tokens` budgets,
-    `songs_per_block` songs at a time."""
+    """`lyric-valence predict`'s engine: the model loaded by `load_scoring_model` (unless `prepared=False`: token-budget
+    batches alone), `score_songs` in `batch_tokens` budgets, `songs_per_block` songs at a time."""
 
     def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
                  batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False,
                  backend: str = "torch", songs_per_block: int | None = None):
         from transformers import AutoTokenizer
 
-        model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
-        if backend == "onnxruntime":
-            model = OnnxRuntimeScorer(model, quantize)
-        elif prepared:
-            model = prepare_for_scoring(model, device, dtype, quantize)
-        else:
-            model = model.to(device).eval()
+        if prepared:
+            model, self.tokenizer = load_scoring_model(folder, device, backend, dtype, quantize)
+        else:  # token-budget batches alone: the model as `from_pretrained` gives it
+            model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if torchao_int8:
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
             quantize_(model, Int8DynamicActivationInt8WeightConfig())
         self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # the folder holds our own code
 
     def __call__(self, songs: list[str]) -> list[float]:
         return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)

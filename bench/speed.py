@@ -245,16 +245,13 @@ def peak_rss_mib() -> float:
 
 
 class OurScorer:
-    """`lyric-valence predict`'s code path: the saved model loaded with trust_remote_code, `prepare_for_scoring`
-    (float32), `score_songs` with the device's default token budget."""
+    """`lyric-valence predict`'s code path: `load_scoring_model` (float32), `score_songs` with the device's default
+    token budget."""
 
     def __init__(self, model_dir: str, device: str):
-        from transformers import AutoModel, AutoTokenizer
+        from lyric_valence.loading import load_scoring_model
 
-        from lyric_valence.scoring import prepare_for_scoring
-
-        self.model = prepare_for_scoring(AutoModel.from_pretrained(model_dir, trust_remote_code=True), device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+        self.model, self.tokenizer = load_scoring_model(model_dir, device)
 
     def __call__(self, songs: list[str]) -> list[float]:
         return self.model.score_songs(songs, self.tokenizer)

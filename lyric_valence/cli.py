@@ -189,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean {close[0]}?)" if close else f"; the commands are {', '.join(COMMANDS)}"
         print(f"lyric-valence: error: unknown command {argv[0]!r}{hint}", file=sys.stderr)
         return 2
-    from lyric_valence.data import DataError  # after --help and --version, which need no library
+    from lyric_valence.errors import UserError  # after --help and --version, which need no library
 
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except DataError as error:
+    except UserError as error:
         print(f"lyric-valence {argv[0]}: error: {error}", file=sys.stderr)
         return 2
 

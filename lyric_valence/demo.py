@@ -11,8 +11,9 @@ import argparse
 import importlib.util
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError
-from lyric_valence.predict import add_model_arguments, chosen_device, load_model
+from lyric_valence.errors import UserError
+from lyric_valence.loading import load_scoring_model
+from lyric_valence.predict import add_model_arguments
 from lyric_valence import REPO_ROOT
 
 APP = REPO_ROOT / "app.py"
@@ -34,9 +35,9 @@ def demo_parser() -> ArgumentParser:
 def load_app():
     """app.py as a module (it is the Space's entry file, not part of the installed package)."""
     if importlib.util.find_spec("gradio") is None:
-        raise DataError("gradio is not installed: pip install -e \".[demo]\"")
+        raise UserError("gradio is not installed: pip install -e \".[demo]\"")
     if not APP.is_file():
-        raise DataError(f"{APP}: the demo app is missing (run from a source checkout)")
+        raise UserError(f"{APP}: the demo app is missing (run from a source checkout)")
     spec = importlib.util.spec_from_file_location("lyric_valence_app", APP)
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
@@ -46,6 +47,6 @@ def load_app():
 def main(argv: list[str]) -> int:
     args = demo_parser().parse_args(argv)
     app = load_app()
-    model, tokenizer = load_model(args.model, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device)
     app.build_demo(model, tokenizer, model_label=args.model).launch(server_name=args.host, server_port=args.port)
     return 0

@@ -23,7 +23,8 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from lyric_valence import REPO_ROOT
 from lyric_valence.card import is_hub_id
-from lyric_valence.hub import PublishError, PublishResult, _first_line, _network_errors, _refusal, check_token
+from lyric_valence.errors import UserError
+from lyric_valence.hub import PublishResult, _first_line, _network_errors, _refusal, check_token
 
 logger = logging.getLogger("lyric_valence")
 
@@ -62,15 +63,15 @@ def space_card(space_id: str, model_id: str) -> SpaceCard:
 def stage_space(stage_dir: str | Path, space_id: str, model_id: str) -> list[str]:
     """Write the Space for `model_id` (a Hub model id) into the empty folder `stage_dir`; return its files, sorted."""
     if not is_hub_id(model_id) or "/" not in model_id:
-        raise PublishError(
+        raise UserError(
             f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model"
         )
     stage_dir = Path(stage_dir)
     if stage_dir.exists() and any(stage_dir.iterdir()):
-        raise PublishError(f"{stage_dir}: the staging folder must be empty")
+        raise UserError(f"{stage_dir}: the staging folder must be empty")
     missing = [name for name in SPACE_CODE if not (REPO_ROOT / name).is_file()]
     if missing:
-        raise PublishError(f"{REPO_ROOT}: {missing} missing (run from a source checkout)")
+        raise UserError(f"{REPO_ROOT}: {missing} missing (run from a source checkout)")
     for name in [*SPACE_CODE, *(path.relative_to(REPO_ROOT) for path in (REPO_ROOT / "examples").glob("*.txt"))]:
         (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO_ROOT / name, stage_dir / name)
@@ -90,7 +91,7 @@ def publish_space(
 ) -> PublishResult:
     """
     Create (if needed) the Gradio Space `space_id` and upload the demo for the Hub model `model_id`. `dry_run`
-    builds the folder (kept in `stage_dir` when given) and contacts nothing. Raises `PublishError`.
+    builds the folder (kept in `stage_dir` when given) and contacts nothing. Raises `UserError`.
     """
     if not dry_run:
         check_token(space_id)
@@ -113,8 +114,8 @@ def publish_space(
                 commit_message=f"lyric-valence demo for {model_id}",
             )
     except HfHubHTTPError as error:
-        raise PublishError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
+        raise UserError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
     except _network_errors() as error:
-        raise PublishError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
+        raise UserError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
     url = getattr(info, "commit_url", None) or str(info)
     return PublishResult(space_id, None, files, commit_url=url, staged_folder=kept)
