@@ -169,7 +169,7 @@ def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_val
 
 
 def test_duplicate_songs_never_span_a_random_split_and_a_files_own_split_is_reported(tmp_path, monkeypatch, capsys):
-    import train
+    from lyric_valence import train
 
     frame = pd.read_csv(write_kaggle_csv(tmp_path / "base.csv", songs=30), index_col=0)
     frame.loc[[28, 29], "seq"] = frame.loc[3, "seq"]  # one song three times, under three artists
