@@ -1,8 +1,9 @@
 """lyric-valence: fine-tune BERT-family encoders to predict the emotional valence of song lyrics."""
 
-from pathlib import Path
+from importlib import resources
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The files the package writes to the Hub beside the model (handler, model card template, Space app and examples).
+TEMPLATES = resources.files("lyric_valence") / "templates"
 # No dropout on attention probabilities while fine-tuning: training then runs the fused SDPA attention kernel
 # (1.9x faster step on CPU at equal quality, bench/RECIPE.md).
 FINETUNING_ATTENTION_DROPOUT = 0.0

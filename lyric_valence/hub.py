@@ -38,14 +38,14 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
-from lyric_valence import REPO_ROOT
+from lyric_valence import TEMPLATES
 from lyric_valence.card import BASE_CONFIG_FIELDS, DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
 from lyric_valence.data import DataError
 
 logger = logging.getLogger("lyric_valence")
 
 ADAPTER_DIR = "adapter"
-HANDLER = REPO_ROOT / "handler.py"
+HANDLER = TEMPLATES / "handler.py"
 CODE_FILES = ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py")
 MERGED_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = (
@@ -141,8 +141,6 @@ def check_output_folder(output_dir: Path, adapter_only: bool) -> None:
         raise PublishError(f"{output_dir}: --adapter_only needs a LoRA run, and there is no {ADAPTER_DIR}/ adapter")
     if not adapter_only and not any(output_dir.glob("model*.safetensors")):
         raise PublishError(f"{output_dir}: no merged weights (model.safetensors)")
-    if not HANDLER.is_file():
-        raise PublishError(f"{HANDLER}: the Inference Endpoints handler is missing (run from a source checkout)")
 
 
 def _place(source: Path, target: Path) -> None:
@@ -191,7 +189,7 @@ def stage_repository(
     for name in top_level:
         if (output_dir / name).is_file():
             _place(output_dir / name, stage_dir / name)
-    shutil.copyfile(HANDLER, stage_dir / "handler.py")
+    (stage_dir / "handler.py").write_bytes(HANDLER.read_bytes())
 
     inputs = load_card_inputs(output_dir)
     base_model = base_model or inputs.get("base_model") or DEFAULT_BASE_MODEL
