@@ -18,15 +18,27 @@ def installed(tmp_path_factory):
     """A new venv (dependencies from this interpreter's site-packages) holding only the wheel built from REPO."""
     root = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(root / "dist"), "."],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            ".",
+        ],
         cwd=REPO,
         check=True,
     )
     (wheel,) = (root / "dist").glob("lyric_valence-*.whl")
     venv.create(root / "venv", system_site_packages=True, with_pip=False)
     python = root / "venv" / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)], check=True
+    )
     work = root / "work"
     work.mkdir()
     return python, work
@@ -44,7 +56,10 @@ def test_the_package_comes_from_the_venv_not_the_repository(installed):
     python, work = installed
     location = subprocess.run(
         [str(python), "-c", "import lyric_valence, modeling_lyric_valence; print(lyric_valence.__file__)"],
-        cwd=work, capture_output=True, text=True, check=True,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(location).is_relative_to(Path(python).parent.parent)
     assert not Path(location).is_relative_to(REPO)
@@ -53,10 +68,31 @@ def test_the_package_comes_from_the_venv_not_the_repository(installed):
 def test_every_command_runs_from_the_installed_wheel(installed, tiny_encoder_dir, lyrics_csv):
     _, work = installed
     model = work / "model"
-    run(installed, "train", "--model_name_or_path", tiny_encoder_dir, "--data_file", lyrics_csv, "--output_dir", model,
-        "--max_length", "64", "--stride", "16", "--max_steps", "1", "--per_device_train_batch_size", "4",
-        "--disable_tqdm", "True", "--report_to", "none")
-    assert {"test_results.json", "test_predictions.csv", "README.md", "config.json"} <= {p.name for p in model.iterdir()}
+    run(
+        installed,
+        "train",
+        "--model_name_or_path",
+        tiny_encoder_dir,
+        "--data_file",
+        lyrics_csv,
+        "--output_dir",
+        model,
+        "--max_length",
+        "64",
+        "--stride",
+        "16",
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--disable_tqdm",
+        "True",
+        "--report_to",
+        "none",
+    )
+    assert {"test_results.json", "test_predictions.csv", "README.md", "config.json"} <= {
+        p.name for p in model.iterdir()
+    }
 
     song = work / "song.txt"
     song.write_text(SONG)
@@ -72,13 +108,23 @@ def test_every_command_runs_from_the_installed_wheel(installed, tiny_encoder_dir
     run(installed, "prepare", lyrics_csv, "--out", work / "prepared")
     assert (work / "prepared" / "data_card.json").is_file()
 
-    run(installed, "publish", "--model", model, "--repo_id", "me/tiny-valence", "--dry_run", "--stage_dir",
-        work / "hub")
+    run(
+        installed, "publish", "--model", model, "--repo_id", "me/tiny-valence", "--dry_run", "--stage_dir", work / "hub"
+    )
     assert (work / "hub" / "handler.py").read_bytes() == (REPO / "handler.py").read_bytes()
     assert "me/tiny-valence" in (work / "hub" / "README.md").read_text()
 
-    run(installed, "publish", "--space", "me/tiny-space", "--repo_id", "me/tiny-valence", "--dry_run", "--stage_dir",
-        work / "space")
+    run(
+        installed,
+        "publish",
+        "--space",
+        "me/tiny-space",
+        "--repo_id",
+        "me/tiny-valence",
+        "--dry_run",
+        "--stage_dir",
+        work / "space",
+    )
     assert (work / "space" / "app.py").read_bytes() == (REPO / "app.py").read_bytes()
     assert {p.name for p in (work / "space" / "examples").iterdir()} == {p.name for p in (REPO / "examples").iterdir()}
 
@@ -88,6 +134,8 @@ def test_the_demo_app_loads_from_the_installed_wheel(installed):
     python, work = installed
     built = subprocess.run(
         [str(python), "-c", "from lyric_valence.demo import load_app; print(callable(load_app().build_demo))"],
-        cwd=work, capture_output=True, text=True,
+        cwd=work,
+        capture_output=True,
+        text=True,
     )
     assert built.stdout.strip() == "True", built.stderr[-3000:]
