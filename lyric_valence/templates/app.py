@@ -2,7 +2,7 @@
 lyric-valence demo (Gradio Blocks): paste or upload a song's lyrics, see its valence, each line coloured by how it
 pulls the song up or down, and the valence along the song.
 
-    lyric-valence demo --model outputs/lyric-valence          # from a source checkout
+    lyric-valence demo --model outputs/lyric-valence          # this file, from the installed package
     LYRIC_VALENCE_MODEL=me/lyric-valence-minilm python app.py  # a Hub id or a local folder
 
 In a Space (`lyric-valence publish --space`), the model is the first entry of `models:` in the Space's README.md.
