@@ -11,7 +11,7 @@ The public names are imported when first used, so `import lyric_valence` loads n
 """
 
 import importlib
-from pathlib import Path
+from importlib import resources
 
 # The public API, by the module that defines each name.
 _EXPORTS = {
@@ -24,7 +24,8 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The files the package writes to the Hub beside the model (handler, model card template, Space app and examples).
+TEMPLATES = resources.files("lyric_valence") / "templates"
 # No dropout on attention probabilities while fine-tuning: training then runs the fused SDPA attention kernel
 # (1.9x faster step on CPU at equal quality, bench/RECIPE.md).
 FINETUNING_ATTENTION_DROPOUT = 0.0

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lyric_valence import REPO_ROOT
+from lyric_valence import TEMPLATES
 
-TEMPLATE = REPO_ROOT / "model_card.md"
+TEMPLATE = TEMPLATES / "model_card.md"
 REPORTED_METRICS = ("mse", "rmse", "mae", "pearson", "spearman", "r2")
 # The inputs of the card, saved next to README.md so `lyric-valence publish` can render it again for a Hub repo id.
 CARD_INPUTS = "model_card.json"

@@ -38,14 +38,14 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
-from lyric_valence import REPO_ROOT
+from lyric_valence import TEMPLATES
 from lyric_valence.card import DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
 from lyric_valence.errors import UserError
 from lyric_valence.model_files import ADAPTER_DIR, ADAPTER_FILES, CODE_FILES, MERGED_WEIGHTS, TOKENIZER_FILES
 
 logger = logging.getLogger("lyric_valence")
 
-HANDLER = REPO_ROOT / "handler.py"
+HANDLER = TEMPLATES / "handler.py"
 RESULT_FILES = (
     "test_results.json", "eval_results.json", "train_results.json", "all_results.json", "training_args.json",
     "test_scatter.png", "loss_curve.png",
@@ -130,8 +130,6 @@ def check_output_folder(output_dir: Path, adapter_only: bool) -> None:
         raise UserError(f"{output_dir}: --adapter_only needs a LoRA run, and there is no {ADAPTER_DIR}/ adapter")
     if not adapter_only and not any(output_dir.glob("model*.safetensors")):
         raise UserError(f"{output_dir}: no merged weights (model.safetensors)")
-    if not HANDLER.is_file():
-        raise UserError(f"{HANDLER}: the Inference Endpoints handler is missing (run from a source checkout)")
 
 
 def _place(source: Path, target: Path) -> None:
@@ -180,7 +178,7 @@ def stage_repository(
     for name in top_level:
         if (output_dir / name).is_file():
             _place(output_dir / name, stage_dir / name)
-    shutil.copyfile(HANDLER, stage_dir / "handler.py")
+    (stage_dir / "handler.py").write_bytes(HANDLER.read_bytes())
 
     inputs = load_card_inputs(output_dir)
     base_model = base_model or inputs.get("base_model") or DEFAULT_BASE_MODEL

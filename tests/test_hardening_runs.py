@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-import train
+from lyric_valence import train
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, original_song, tiny_bert_config
 from lyric_valence.errors import UserError
