@@ -74,11 +74,11 @@ def aggregate_chunk_scores(
 
 
 # Tokens per batch (chunks x longest chunk) by device type: each the best of a sweep on lyrics-length chunks
-# (bench/SCORING_RESULTS.md; the CPU's small batches stay in its caches).
+# (the CPU's small batches stay in its caches).
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 # Songs chunked and sorted together by device type. A GPU scores a block while the host prepares the next, so smaller
 # blocks leave it less idle; a CPU shares its cores between the two and gains nothing from overlap, while its
-# batches are padded less when sorted among more chunks (bench/SCORING_RESULTS.md, "Host work").
+# batches are padded less when sorted among more chunks.
 DEFAULT_SONGS_PER_BLOCK = {"cpu": 1024, "cuda": 256}
 
 
@@ -120,7 +120,7 @@ def chunk_batches(
     batches = []
     for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
         # Padded to numpy arrays: torch.tensor on the same nested lists takes 3-4 times as long, host work a GPU
-        # waits for (bench/SCORING_RESULTS.md, "Host work").
+        # waits for.
         inputs = tokenizer.pad([features[i] for i in batch], return_tensors="np")
         batches.append((batch, {name: torch.from_numpy(ids) for name, ids in inputs.items()}))
     return ChunkBatches(len(lyrics), song_index, chunk_lengths, batches)
@@ -430,7 +430,7 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         - `"line"`: the line scored alone, without context. The cheapest: one short chunk per line.
 
         The default recomposes the song valence best (the mean of its line valences is closest to the song's),
-        measured on songs whose lines carry human valence labels (`experiments/EXPLAIN.md` in the lyric-valence repository).
+        measured on songs whose lines carry human valence labels.
 
         Raises:
             ValueError: the song is empty or whitespace-only, or `method` is unknown.

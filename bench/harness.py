@@ -9,8 +9,7 @@ import torch
 import transformers
 from torch.utils.benchmark import Compare, Timer
 
-from lyric_valence.onnx_scoring import OnnxRuntimeScorer
-from lyric_valence.scoring import prepare_for_scoring
+from lyric_valence.loading import load_scoring_model
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics
 
 NAIVE_BATCH = 32
@@ -42,26 +41,23 @@ class NaivePipeline:
 
 
 class OurScorer:
-    """`lyric-valence predict`'s engine: the model loaded, `prepare_for_scoring` (unless `prepared=False`: token-budget
-    batches alone) or exported to onnxruntime (`backend="onnxruntime"`), `score_songs` in `batch_tokens` budgets,
+    """`lyric-valence predict`'s engine: the model as `load_scoring_model` gives it (unless `prepared=False`: the model
+    as `from_pretrained` gives it, token-budget batches alone), `score_songs` in `batch_tokens` budgets,
     `songs_per_block` songs at a time."""
 
     def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
                  batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False,
                  backend: str = "torch", songs_per_block: int | None = None):
-        model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
-        if backend == "onnxruntime":
-            model = OnnxRuntimeScorer(model, quantize)
-        elif prepared:
-            model = prepare_for_scoring(model, device, dtype, quantize)
+        if prepared:
+            model, self.tokenizer = load_scoring_model(folder, device, backend, dtype, quantize)
         else:
-            model = model.to(device).eval()
+            model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
         if torchao_int8:
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
             quantize_(model, Int8DynamicActivationInt8WeightConfig())
         self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # our own code
 
     def __call__(self, songs: list[str]) -> list[float]:
         return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)

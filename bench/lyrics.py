@@ -9,6 +9,7 @@ The data files are research sets that never enter this repository (the team's bi
         --group_column artist --trials songs songs_no_lexical
     python -m bench.lyrics --data_file billboard_lyrics.csv ... --trials songs --tag mpnet -- --model_name_or_path DIR
 
+`--models DIR ...` adds rows for models trained on other data (e.g. the EmoBank quickstart), scored as they are.
 Flags after `--` go to every train.py run; `--tag` names the rows they make. Rows accumulate in OUT/lyrics.json, one
 record per data file (a run adds or replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it,
 and `--results_markdown bench/RESULTS.md` puts the tables into that file's lyrics section.
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.report import machine_info
+from bench.report import machine_info, write_section
 from lyric_valence.data import Columns, load_splits
 from lyric_valence.evaluation import song_metrics
 
@@ -40,7 +41,6 @@ TRIALS = {
 }
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 SPLITS = ("validation", "test")
-SECTION_START, SECTION_END = "<!-- bench/lyrics.py: start -->", "<!-- bench/lyrics.py: end -->"
 
 
 def log(message: str) -> None:
@@ -73,6 +73,17 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
     alpha = min(fits, key=lambda a: np.mean((fits[a].predict(features["validation"]) - frames["validation"]["label"]) ** 2))
     rows["TF-IDF + ridge"] = {split: fits[alpha].predict(features[split]) for split in SPLITS}
     return rows
+
+
+def trained_model_predictions(model_dir: str, frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """Validation and test predictions of a model trained elsewhere (e.g. the EmoBank quickstart), not refitted."""
+    from transformers import AutoTokenizer
+
+    from modeling_lyric_valence import LyricValenceModel
+
+    model = LyricValenceModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return {split: np.array(model.score_songs(frames[split]["text"].tolist(), tokenizer)) for split in SPLITS}
 
 
 def train_command(args: argparse.Namespace, trial: str, seed: int, output_dir: Path) -> list[str]:
@@ -114,6 +125,8 @@ def summary(record: dict) -> pd.DataFrame:
         line["test MSE vs ridge"] = f"{100 * (test_mse / ridge_mse - 1):+.1f}%"
         train_s = [seed["train_s"] for seed in seeds if seed.get("train_s") is not None]
         line["train s"] = f"{np.mean(train_s):.0f}" if train_s else ""
+        wall_s = [seed["wall_s"] for seed in seeds if seed.get("wall_s") is not None]
+        line["train.py run s"] = f"{np.mean(wall_s):.0f}" if wall_s else ""
         lines.append(line)
     return pd.DataFrame(lines)
 
@@ -156,13 +169,6 @@ def plot(records: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def write_section(markdown_path: Path, text: str) -> None:
-    """Replace the text between this benchmark's markers in `markdown_path`."""
-    content = markdown_path.read_text()
-    start, end = content.index(SECTION_START) + len(SECTION_START), content.index(SECTION_END)
-    markdown_path.write_text(content[:start] + "\n" + text + "\n" + content[end:])
-
-
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_file", required=True, help="A labelled lyrics file (not in this repository).")
@@ -171,11 +177,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--group_column", help="Its artist column: no artist spans two splits.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="Split seeds (train.py --seed).")
     parser.add_argument("--trials", nargs="*", default=[], choices=list(TRIALS), help="train.py trials to run.")
+    parser.add_argument("--models", nargs="*", default=[], help="Saved models to score as they are, without training "
+                        "on this set (e.g. the EmoBank quickstart's output folder).")
     parser.add_argument("--tag", default=None, help="Added to the trials' row names (e.g. the encoder given after --).")
     parser.add_argument("--out", type=Path, default=Path("lyrics-bench"), help="Folder of lyrics.json, .md and .png.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Where train.py runs write (default: temporary).")
     parser.add_argument("--results_markdown", type=Path, default=None, help="Also write the tables into this file's "
-                        f"lyrics section (between {SECTION_START} and {SECTION_END}).")
+                        "lyrics section (between its bench/lyrics.py markers).")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="After --: flags added to every train.py run.")
     args = parser.parse_args(argv)
     args.extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
@@ -203,13 +211,20 @@ def main(argv=None) -> None:
             row["seeds"][str(seed)] = {
                 split: song_metrics(predicted[split].tolist(), frames[split]["label"].tolist()) for split in SPLITS
             }
+        for model_dir in args.models:
+            row = record["rows"].setdefault(f"trained elsewhere: {Path(model_dir).name}", {"flags": "", "seeds": {}})
+            predicted = trained_model_predictions(model_dir, frames)
+            row["seeds"][str(seed)] = {
+                split: song_metrics(predicted[split].tolist(), frames[split]["label"].tolist()) for split in SPLITS
+            }
         log(f"seed {seed}: baselines done")
         for trial in args.trials:
             name = f"{trial} ({args.tag})" if args.tag else trial
-            output_dir = work_dir / f"{trial}-{args.tag}-{seed}"
+            run_name = "-".join(part for part in (trial, args.tag, str(seed)) if part)
+            output_dir = work_dir / run_name
             command = train_command(args, trial, seed, output_dir)
             row = record["rows"].setdefault(name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}})
-            row["seeds"][str(seed)] = run_trial(command, output_dir, args.out / f"{trial}-{args.tag}-{seed}.log")
+            row["seeds"][str(seed)] = run_trial(command, output_dir, args.out / f"{run_name}.log")
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
             records_path.write_text(json.dumps(records, indent=2) + "\n")
         records_path.write_text(json.dumps(records, indent=2) + "\n")
@@ -217,7 +232,7 @@ def main(argv=None) -> None:
     (args.out / "lyrics.md").write_text(text + "\n")
     plot(records, args.out / "lyrics.png")
     if args.results_markdown is not None:
-        write_section(args.results_markdown, text)
+        write_section(args.results_markdown, "bench/lyrics.py", text)
     log(f"wrote {args.out}")
 
 

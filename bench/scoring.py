@@ -1,6 +1,6 @@
 """
-Catalogue scoring benchmark: `lyric_valence.scoring` (token-budget batches, CLS-only last layer, each precision) and
-the onnxruntime backend (`lyric_valence.onnx_scoring`, CPU) against the naive per-chunk `pipeline("text-classification")`
+Catalogue scoring benchmark: `lyric_valence.backends.torch` (token-budget batches, CLS-only last layer, each precision) and
+the onnxruntime backend (`lyric_valence.backends.onnxruntime`, CPU) against the naive per-chunk `pipeline("text-classification")`
 loop, side by side in one process, rounds interleaved; the host's share of the work (chunking and padding); a sweep of
 `batch_tokens`; and each mode's EmoBank test quality against float32 of the same trained model.
 

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from scipy.stats import pearsonr  # noqa: E402
 
 from bench.report import machine_info  # noqa: E402
-from lyric_valence.predict import load_model  # noqa: E402
+from lyric_valence.loading import load_scoring_model  # noqa: E402
 from modeling_lyric_valence import EXPLAIN_METHODS  # noqa: E402
 
 EMOBANK = REPO / "data" / "emobank.csv"
@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    model, tokenizer = load_model(args.model, torch.device("cpu"))
+    model, tokenizer = load_scoring_model(args.model, "cpu")
     songs = emobank_songs(Path(args.data_file), args.songs, args.lines, args.seed)
     examples = [path.read_text(encoding="utf-8") for path in sorted((REPO / "examples").glob("*.txt"))]
     methods = measure(model, tokenizer, songs, examples)

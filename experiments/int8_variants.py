@@ -10,7 +10,6 @@ Prints a markdown table: variant, Pearson, change against float32, songs/s on 12
 
 import argparse
 import copy
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 from bench.scoring import emobank_test  # noqa: E402
 from bench.songs import make_catalogue  # noqa: E402
-from lyric_valence.scoring import prepare_for_scoring  # noqa: E402
+from lyric_valence.backends.torch import prepare_for_scoring  # noqa: E402
 from modeling_lyric_valence import LyricValenceModel  # noqa: E402
 
 PER_CHANNEL = torch.ao.quantization.per_channel_dynamic_qconfig

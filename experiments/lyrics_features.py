@@ -34,6 +34,7 @@ from lyric_valence.ridge import ENCODER_SCALES, RIDGE_ALPHAS, song_rows
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceLexicalChannel, LyricValenceModel, chunk_batches
 
 BUCKETS = (2**18, 2**20)
+LAST_LAYERS = (1, 2, 4)
 
 
 def chunk_inputs(model: LyricValenceModel, tokenizer, texts: list[str]):
@@ -43,10 +44,11 @@ def chunk_inputs(model: LyricValenceModel, tokenizer, texts: list[str]):
 
 @torch.inference_mode()
 def encode(model: LyricValenceModel, chunks) -> torch.Tensor:
-    """The pooled encoder vector of every chunk (the expensive part, cached)."""
-    pooled = torch.empty(len(chunks.song_index), model.config.hidden_size)
+    """The pooled vector of every chunk at every hidden layer, [chunks, layers, hidden] (the expensive part, cached)."""
+    pooled = torch.empty(len(chunks.song_index), model.encoder.config.num_hidden_layers + 1, model.config.hidden_size)
     for indices, inputs in tqdm(chunks.batches, desc="encoding", unit="batch"):
-        pooled[indices] = model.pool(model.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+        hidden_states = model.encoder(**inputs, output_hidden_states=True).hidden_states
+        pooled[indices] = torch.stack([model.pool(h, inputs["attention_mask"]) for h in hidden_states], dim=1)
     return pooled
 
 
@@ -98,6 +100,8 @@ def main(argv=None) -> None:
     parser.add_argument("--label_column", default="valence")
     parser.add_argument("--group_column", default="artist")
     parser.add_argument("--encoder", default=None, help="Encoder folder (default: the packaged MiniLM).")
+    parser.add_argument("--max_length", type=int, default=512, help="Chunk length in tokens (train.py --max_length).")
+    parser.add_argument("--stride", type=int, default=128, help="Tokens shared by consecutive chunks.")
     parser.add_argument("--cache", type=Path, required=True, help="Cached encoder pass (written if missing).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--out", type=Path, required=True, help="JSON of the results.")
@@ -106,14 +110,18 @@ def main(argv=None) -> None:
     columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
     encoder = args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = LyricValenceModel.from_encoder_pretrained(encoder, pooling="mean").eval()
+    model = LyricValenceModel.from_encoder_pretrained(
+        encoder, pooling="mean", max_length=args.max_length, stride=args.stride
+    ).eval()
     first, _ = load_splits(args.data_file, columns=columns, seed=args.seeds[0])
     songs = pd.concat([first[name].to_pandas() for name in ("train", "validation", "test")])
     chunks = chunk_inputs(model, tokenizer, songs["text"].tolist())
     if not args.cache.exists():
         torch.save(encode(model, chunks), args.cache)
     to_songs = song_rows(chunks.song_index, torch.ones(len(chunks.song_index)), len(songs))
-    pooled = to_songs @ torch.load(args.cache).double().numpy()
+    layers = torch.load(args.cache).double()
+    # mean pooling is linear: the mean of the last k layers' pooled vectors is the pooled mean of those layers
+    encoders = {f"last {k} layers": to_songs @ layers[:, -k:].mean(1).numpy() for k in LAST_LAYERS}
     position = {song_id: i for i, song_id in enumerate(songs["song_id"])}
 
     results = {}
@@ -122,19 +130,22 @@ def main(argv=None) -> None:
         index = {name: np.array([position[s] for s in splits[name]["song_id"]]) for name in splits}
         labels = {name: np.asarray(splits[name]["label"]) for name in splits}
         training_chunks = torch.from_numpy(np.isin(chunks.song_index.numpy(), index["train"]))
-        by_split = {name: pooled[i] for name, i in index.items()}
-        results[seed] = {"encoder only": fit(None, by_split, labels)}
+        results[seed] = {}
+        for encoder_name, pooled in encoders.items():
+            results[seed][f"encoder {encoder_name}"] = fit(None, {name: pooled[i] for name, i in index.items()}, labels)
         for buckets in BUCKETS:
             config = copy.deepcopy(model.config)
             config.lexical_buckets = buckets
             rows = (to_songs @ lexical_rows(LyricValenceLexicalChannel(config), chunks, training_chunks)).tocsr()
             lexical = {name: rows[i] for name, i in index.items()}
             results[seed][f"lexical {buckets}"] = fit(lexical, None, labels)
-            results[seed][f"lexical {buckets} + encoder"] = fit(lexical, by_split, labels)
+            for encoder_name, pooled in encoders.items():
+                by_split = {name: pooled[i] for name, i in index.items()}
+                results[seed][f"lexical {buckets} + encoder {encoder_name}"] = fit(lexical, by_split, labels)
         print(seed, {name: round(row["test"]["mse"], 5) for name, row in results[seed].items()}, flush=True)
     for name in results[args.seeds[0]]:
         test = [results[seed][name]["test"] for seed in args.seeds]
-        print(f"{name:28s} test mse {np.mean([t['mse'] for t in test]):.5f} ± {np.std([t['mse'] for t in test]):.5f}"
+        print(f"{name:48s} test mse {np.mean([t['mse'] for t in test]):.5f} ± {np.std([t['mse'] for t in test]):.5f}"
               f"  r {np.mean([t['pearson'] for t in test]):.3f} ± {np.std([t['pearson'] for t in test]):.3f}")
     args.out.write_text(json.dumps({"encoder": str(encoder), "seeds": results}, indent=2) + "\n")
 

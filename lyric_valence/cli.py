@@ -1,6 +1,7 @@
 """
 The `lyric-valence` command: one subcommand per module, registered in `COMMANDS`.
 
+    lyric-valence train --data_file lyrics.csv --output_dir outputs/lyric-valence  # or: accelerate launch -m lyric_valence.cli train
     lyric-valence predict happy.txt                              # score songs (lyric_valence.predict)
     lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
     lyric-valence prepare lyrics.csv --out prepared/
@@ -116,6 +117,14 @@ def publish(argv: list[str]) -> int:
     return 0
 
 
+def train(argv: list[str]) -> int:
+    """Fine-tune an encoder on lyrics: the flags of train.py (`accelerate launch -m lyric_valence.cli train ...`)."""
+    from lyric_valence.train import run
+
+    run(argv)
+    return 0
+
+
 def prepare(argv: list[str]) -> int:
     """Clean, deduplicate and split a raw lyrics file into a folder train.py reads."""
     from lyric_valence.data.prepare import main as prepare_main
@@ -145,6 +154,7 @@ def evaluate(argv: list[str]) -> int:
 
 
 COMMANDS = {
+    "train": train,
     "predict": predict, "publish": publish, "prepare": prepare, "explain": explain, "demo": demo, "evaluate": evaluate
 }
 
@@ -167,7 +177,7 @@ def usage() -> str:
         "Fine-tune encoders to predict the valence of song lyrics, publish them, score catalogues.\n\n"
         f"commands:\n{commands}\n\n"
         "`lyric-valence COMMAND --help` lists a command's flags; every flag takes both spellings, --text_column and "
-        "--text-column.\nTraining: `accelerate launch train.py` (`python train.py --help`).\n"
+        "--text-column.\nTraining on several devices: `accelerate launch -m lyric_valence.cli train ...`.\n"
     )
 
 
@@ -189,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean {close[0]}?)" if close else f"; the commands are {', '.join(COMMANDS)}"
         print(f"lyric-valence: error: unknown command {argv[0]!r}{hint}", file=sys.stderr)
         return 2
-    from lyric_valence.data import DataError  # after --help and --version, which need no library
+    from lyric_valence.errors import UserError  # after --help and --version, which need no library
 
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except DataError as error:
+    except UserError as error:
         print(f"lyric-valence {argv[0]}: error: {error}", file=sys.stderr)
         return 2
 

@@ -3,19 +3,19 @@
 
     lyric-valence demo --model outputs/lyric-valence [--host 127.0.0.1] [--port 7860]
 
-Needs the `demo` extra (`pip install -e ".[demo]"`) and a source checkout (app.py sits at the repository root, the
-file a Space runs).
+Needs the `demo` extra (`pip install "lyric-valence[demo]"`). app.py is package data: the file a Space runs.
 """
 
 import argparse
 import importlib.util
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError
-from lyric_valence.predict import add_model_arguments, chosen_device, load_model
-from lyric_valence import REPO_ROOT
+from lyric_valence.errors import UserError
+from lyric_valence.loading import load_scoring_model
+from lyric_valence.predict import add_model_arguments
+from lyric_valence import TEMPLATES
 
-APP = REPO_ROOT / "app.py"
+APP = TEMPLATES / "app.py"
 
 
 def demo_parser() -> ArgumentParser:
@@ -32,12 +32,10 @@ def demo_parser() -> ArgumentParser:
 
 
 def load_app():
-    """app.py as a module (it is the Space's entry file, not part of the installed package)."""
+    """app.py as a module (the Space's entry file, shipped as package data rather than as a module)."""
     if importlib.util.find_spec("gradio") is None:
-        raise DataError("gradio is not installed: pip install -e \".[demo]\"")
-    if not APP.is_file():
-        raise DataError(f"{APP}: the demo app is missing (run from a source checkout)")
-    spec = importlib.util.spec_from_file_location("lyric_valence_app", APP)
+        raise UserError("gradio is not installed: pip install -e \".[demo]\"")
+    spec = importlib.util.spec_from_file_location("lyric_valence_app", str(APP))
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
     return app
@@ -46,6 +44,6 @@ def load_app():
 def main(argv: list[str]) -> int:
     args = demo_parser().parse_args(argv)
     app = load_app()
-    model, tokenizer = load_model(args.model, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device)
     app.build_demo(model, tokenizer, model_label=args.model).launch(server_name=args.host, server_port=args.port)
     return 0

@@ -56,18 +56,19 @@ def main(argv: list[str]) -> int:
     # imported here: lyric_valence.training imports this module, also where `datasets` is missing (bench/models.py)
     import datasets
 
-    from lyric_valence.data import DataError, read_table
+    from lyric_valence.data import read_table
+    from lyric_valence.errors import UserError
     from lyric_valence.data.clean import read_labels
 
     args = evaluate_parser().parse_args(argv)
     datasets.disable_progress_bars()  # datasets' "Generating train split" bar, for a file read in a blink
     path = Path(args.predictions)
     if args.output is not None and not Path(args.output).absolute().parent.is_dir():
-        raise DataError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
+        raise UserError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
     table = read_table(path)
     for column in (args.prediction_column, args.reference_column):
         if column not in table.columns:
-            raise DataError(
+            raise UserError(
                 f"{path}: no column {column!r}; the columns are {list(table.columns)} "
                 "(see --prediction_column and --reference_column)"
             )
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> int:
     true = read_labels(path, table, args.reference_column, None)
     complete = predicted.notna() & true.notna()
     if complete.sum() < 2:
-        raise DataError(f"{path}: {int(complete.sum())} rows with both a prediction and a true value; 2 are needed")
+        raise UserError(f"{path}: {int(complete.sum())} rows with both a prediction and a true value; 2 are needed")
     metrics = song_metrics(predicted[complete].tolist(), true[complete].tolist())
     metrics.update(songs=int(complete.sum()), skipped=int((~complete).sum()))
     if metrics["skipped"]:

@@ -12,8 +12,9 @@ import logging
 from pathlib import Path
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError
-from lyric_valence.predict import add_model_arguments, chosen_device, load_model
+from lyric_valence.errors import UserError
+from lyric_valence.loading import load_scoring_model
+from lyric_valence.predict import add_model_arguments
 from lyric_valence.predict_io import read_text_file
 
 logger = logging.getLogger("lyric_valence")
@@ -49,7 +50,7 @@ def explain_parser() -> ArgumentParser:
 def read_song(path: Path) -> str:
     text = read_text_file(path)
     if not text.strip():
-        raise DataError(f"{path}: no lyrics (empty or whitespace-only)")
+        raise UserError(f"{path}: no lyrics (empty or whitespace-only)")
     return text
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> int:
     songs = {Path(name): read_song(Path(name)) for name in args.songs}
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(args.model, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device)
     for path, lyrics in songs.items():
         explanation = model.explain_song(lyrics, tokenizer, method=args.method)
         page, curve = output_dir / f"{path.stem}.html", output_dir / f"{path.stem}.png"

@@ -17,7 +17,7 @@ root instead of the merged model. Checkpoints, optimizer and scheduler state, lo
 local. The token comes from huggingface_hub's own lookup (`HF_TOKEN`, `hf auth login`); it is never printed, logged
 or written.
 
-A push that fails (token, permissions, network) raises `PublishError`: one line naming the repository, the reason,
+A push that fails (token, permissions, network) raises `UserError`: one line naming the repository, the reason,
 and the `lyric-valence publish` command that pushes the output folder, which a push never modifies. Re-running sends
 only what the Hub lacks: `upload_folder` skips files whose blob id the Hub already holds at that revision.
 """
@@ -38,25 +38,18 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
-from lyric_valence import REPO_ROOT
-from lyric_valence.card import BASE_CONFIG_FIELDS, DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
-from lyric_valence.data import DataError
+from lyric_valence import TEMPLATES
+from lyric_valence.card import DEFAULT_BASE_MODEL, load_card_inputs, render_model_card
+from lyric_valence.errors import UserError
+from lyric_valence.model_files import ADAPTER_DIR, ADAPTER_FILES, CODE_FILES, MERGED_WEIGHTS, TOKENIZER_FILES
 
 logger = logging.getLogger("lyric_valence")
 
-ADAPTER_DIR = "adapter"
-HANDLER = REPO_ROOT / "handler.py"
-CODE_FILES = ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py")
-MERGED_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model",
-)
+HANDLER = TEMPLATES / "handler.py"
 RESULT_FILES = (
     "test_results.json", "eval_results.json", "train_results.json", "all_results.json", "training_args.json",
     "test_scatter.png", "loss_curve.png",
 )
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # What a push may upload, and what it never does even if it shows up in the staged folder. The same patterns go to
 # `upload_folder`; `delete_patterns` removes stale files of the same kinds (a merged model from an earlier push, say)
 # and leaves files added on the Hub by hand alone.
@@ -68,10 +61,6 @@ IGNORE_PATTERNS = [
     "checkpoint-*", "runs/*", "*.pt", "*.pth", "*.bin", "*.ckpt", "optimizer*", "scheduler*", "rng_state*",
     "trainer_state.json", "training_args.bin", "test_predictions.csv", "split_song_ids.json",
 ]
-
-
-class PublishError(DataError):
-    """A publishing problem the user can fix: one line, exit code 2 (handled like `DataError`)."""
 
 
 @dataclass
@@ -125,24 +114,22 @@ def _publish_command(output_dir, repo_id, adapter_only, private, revision, base_
 def check_token(repo_id: str) -> None:
     """Fail early, before any training or upload, when huggingface_hub finds no token; never reveal the token."""
     if get_token() is None:
-        raise PublishError(f"{repo_id}: no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
+        raise UserError(f"{repo_id}: no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
 
 
 def check_output_folder(output_dir: Path, adapter_only: bool) -> None:
     if not output_dir.is_dir():
-        raise PublishError(f"{output_dir}: no such folder")
+        raise UserError(f"{output_dir}: no such folder")
     if not (output_dir / "config.json").is_file():
-        raise PublishError(f"{output_dir}: not a folder written by train.py (no config.json)")
+        raise UserError(f"{output_dir}: not a folder written by train.py (no config.json)")
     missing = [name for name in CODE_FILES if not (output_dir / name).is_file()]
     if missing:
-        raise PublishError(f"{output_dir}: the custom code files {missing} are missing")
+        raise UserError(f"{output_dir}: the custom code files {missing} are missing")
     has_adapter = all((output_dir / ADAPTER_DIR / name).is_file() for name in ADAPTER_FILES)
     if adapter_only and not has_adapter:
-        raise PublishError(f"{output_dir}: --adapter_only needs a LoRA run, and there is no {ADAPTER_DIR}/ adapter")
+        raise UserError(f"{output_dir}: --adapter_only needs a LoRA run, and there is no {ADAPTER_DIR}/ adapter")
     if not adapter_only and not any(output_dir.glob("model*.safetensors")):
-        raise PublishError(f"{output_dir}: no merged weights (model.safetensors)")
-    if not HANDLER.is_file():
-        raise PublishError(f"{HANDLER}: the Inference Endpoints handler is missing (run from a source checkout)")
+        raise UserError(f"{output_dir}: no merged weights (model.safetensors)")
 
 
 def _place(source: Path, target: Path) -> None:
@@ -181,7 +168,7 @@ def stage_repository(
     output_dir, stage_dir = Path(output_dir), Path(stage_dir)
     check_output_folder(output_dir, adapter_only)
     if stage_dir.exists() and any(stage_dir.iterdir()):
-        raise PublishError(f"{stage_dir}: the staging folder must be empty")
+        raise UserError(f"{stage_dir}: the staging folder must be empty")
     stage_dir.mkdir(parents=True, exist_ok=True)
 
     has_adapter = all((output_dir / ADAPTER_DIR / name).is_file() for name in ADAPTER_FILES)
@@ -191,7 +178,7 @@ def stage_repository(
     for name in top_level:
         if (output_dir / name).is_file():
             _place(output_dir / name, stage_dir / name)
-    shutil.copyfile(HANDLER, stage_dir / "handler.py")
+    (stage_dir / "handler.py").write_bytes(HANDLER.read_bytes())
 
     inputs = load_card_inputs(output_dir)
     base_model = base_model or inputs.get("base_model") or DEFAULT_BASE_MODEL
@@ -246,7 +233,7 @@ def publish(
     """
     Push the output folder of a training run to the Hub repository `repo_id` (created if needed; `private` applies
     on creation) on branch `revision` (created from main if needed). `adapter_only` leaves out the merged weights.
-    `dry_run` stages the repository (in `stage_dir` when given) and contacts nothing. Raises `PublishError`.
+    `dry_run` stages the repository (in `stage_dir` when given) and contacts nothing. Raises `UserError`.
     """
     output_dir = Path(output_dir)
     revision = revision or None
@@ -285,7 +272,7 @@ def publish(
             else f"could not reach the Hub at {api.endpoint} ({_first_line(error)})"
         )
         retry = _publish_command(output_dir, repo_id, adapter_only, private, revision, base_model)
-        raise PublishError(f"{repo_id}: {problem}; {output_dir} is complete and unchanged, to push it: {retry}") from None
+        raise UserError(f"{repo_id}: {problem}; {output_dir} is complete and unchanged, to push it: {retry}") from None
     url = getattr(info, "commit_url", None) or str(info)
     logger.warning("pushed %s", url)
     return PublishResult(repo_id, revision, files, commit_url=url, staged_folder=Path(stage_dir) if stage_dir else None)
@@ -315,7 +302,7 @@ def take_over_hub_push(training_args, base_model: str | None = None) -> HubPush 
     if not training_args.push_to_hub:
         return None
     if getattr(training_args, "hub_token", None):
-        raise PublishError("--hub_token is not accepted: set HF_TOKEN or run `hf auth login` instead")
+        raise UserError("--hub_token is not accepted: set HF_TOKEN or run `hf auth login` instead")
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
     check_token(repo_id)
     training_args.push_to_hub = False
@@ -329,18 +316,12 @@ def take_over_hub_push(training_args, base_model: str | None = None) -> HubPush 
 
 def load_peft_model(repo_id_or_folder: str | Path, revision: str | None = None, **hub_kwargs):
     """
-    The published LoRA model as a `PeftModel`: the encoder named by the adapter config, wrapped with a fresh head by
-    `LyricValenceModel.from_encoder_pretrained` (config fields from the repository's `config.json`), plus the
-    adapter and trained head from `adapter/`. The model card's PEFT snippet spells out the same steps.
+    The published LoRA model as a `PeftModel`, built by the repository's own `handler.load_adapter_model` (its code,
+    as the model card's PEFT snippet runs it).
     """
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoConfig
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     name = str(repo_id_or_folder)
     kwargs = {"revision": revision, **hub_kwargs}
-    config = AutoConfig.from_pretrained(name, trust_remote_code=True, **kwargs)
-    model_class = get_class_from_dynamic_module("modeling_lyric_valence.LyricValenceModel", name, **kwargs)
-    encoder = PeftConfig.from_pretrained(name, subfolder=ADAPTER_DIR, **kwargs).base_model_name_or_path
-    base = model_class.from_encoder_pretrained(encoder, **{field: getattr(config, field) for field in BASE_CONFIG_FIELDS})
-    return PeftModel.from_pretrained(base, name, subfolder=ADAPTER_DIR, **kwargs)
+    load_adapter_model = get_class_from_dynamic_module("handler.load_adapter_model", name, **kwargs)
+    return load_adapter_model(name, subfolder=ADAPTER_DIR, **kwargs)

@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data import DataError
+from lyric_valence.errors import UserError
+from lyric_valence.loading import DEFAULT_MODEL, load_scoring_model
 from lyric_valence.predict_io import (
     OUTPUT_FORMATS,
     STDIN_FORMATS,
@@ -31,22 +32,6 @@ from lyric_valence.predict_io import (
     song_blocks,
 )
 
-DEFAULT_MODEL = "outputs/lyric-valence"
-# Files a lyric-valence model needs, downloaded from a Hub repository: weights, config and tokenizer; never Python code.
-MODEL_FILES = [
-    "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "*.model",
-]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 EXIT_NOTHING_SCORED = 1
 logger = logging.getLogger("lyric_valence")
 
@@ -81,7 +66,7 @@ def predict_parser() -> ArgumentParser:
         "  id        the --id_column value; else the 0-based row number in its table; a .txt file's name without "
         "suffix\n"
         "  ...       the --keep_columns, copied from the input\n"
-        "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals\n"
+        "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals (named by --score_column)\n"
         "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
         "Every flag takes both spellings: --text_column and --text-column.\n"
         "Several devices: accelerate launch -m lyric_valence.cli predict ... (each block split between processes).",
@@ -99,6 +84,11 @@ def predict_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--keep_columns", nargs="+", default=[], metavar="COLUMN", help="Input columns copied to the output."
+    )
+    parser.add_argument(
+        "--score_column",
+        default="valence",
+        help="Name of the output column holding the scores (default: %(default)s); it may not be a kept column's.",
     )
     parser.add_argument(
         "--stdin_format",
@@ -147,9 +137,10 @@ def predict_parser() -> ArgumentParser:
         "--backend",
         default="torch",
         choices=("torch", "onnxruntime"),
-        help="torch (default), or onnxruntime on CPU: the model exported to ONNX and fused by onnxruntime when the run "
-        "starts (needs pip install onnxruntime onnx); with --quantize int8 the fastest CPU mode at "
-        "float32's quality (bench/SCORING_RESULTS.md).",
+        help="torch (default), or onnxruntime on CPU: the model exported to ONNX and fused by onnxruntime on the first "
+        "run, the export kept in the model folder's onnx/ (or ~/.cache/lyric-valence) for later runs (needs pip "
+        "install onnxruntime onnx); with --quantize int8 the fastest CPU mode at float32's quality "
+        "(bench/SCORING_RESULTS.md).",
     )
     parser.add_argument(
         "--quantize",
@@ -163,143 +154,25 @@ def predict_parser() -> ArgumentParser:
     return parser
 
 
-def check_device(name: str):
-    """The torch device `name`, checked to exist on this machine before any model is loaded."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DataError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cpu":
-        return device
-    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
-    if backend is None or not backend.is_available():
-        raise DataError(f"--device {name}: no {device.type} device on this machine; use --device cpu")
-    count = backend.device_count() if hasattr(backend, "device_count") else 1
-    if device.index is not None and device.index >= count:
-        raise DataError(f"--device {name}: this machine has {count} {device.type} device(s), numbered from 0")
-    return device
-
-
-def chosen_device(name: str | None):
-    """The device `--device name` names, checked, or else the one accelerate gives this process."""
-    from accelerate import PartialState
-
-    return check_device(name) if name else PartialState().device
-
-
-def model_folder(name: str) -> Path:
-    """The local folder of model `name`: the folder itself, or a Hub repository's weights, config and tokenizer."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-    from huggingface_hub.utils import validate_repo_id
-
-    path = Path(name)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise DataError(f"--model {name}: a file, not a model folder")
-    if name == DEFAULT_MODEL:
-        raise DataError(
-            f"--model {name}: no such folder; train a model first (`accelerate launch train.py` writes it) "
-            "or pass --model FOLDER or a Hub repo id"
-        )
-    try:
-        validate_repo_id(name)
-        is_repo_id = name.count("/") == 1
-    except HFValidationError:
-        is_repo_id = False
-    if not is_repo_id:
-        raise DataError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
-    try:
-        return Path(snapshot_download(name, allow_patterns=MODEL_FILES))
-    except RepositoryNotFoundError:
-        raise DataError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
-                        "`hf auth login`)") from None
-    except RevisionNotFoundError:
-        raise DataError(f"--model {name}: the Hub repository has no such revision") from None
-    except LocalEntryNotFoundError:
-        raise DataError(f"--model {name}: no such folder, and the Hub cannot be reached to download it "
-                        "(offline, and not in the local cache)") from None
-    except (HfHubHTTPError, OSError) as error:
-        raise DataError(f"--model {name}: Hub download failed: {str(error).strip().splitlines()[0]}") from None
-
-
-def check_model_folder(folder: Path, name: str) -> None:
-    """Raise a one-line `DataError` unless `folder` holds a lyric-valence config, safetensors weights and a tokenizer."""
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise DataError(f"--model {name}: not a trained model folder (no config.json)")
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError):
-        raise DataError(f"--model {name}: config.json is not a JSON object") from None
-    if model_type != "lyric-valence":
-        raise DataError(
-            f"--model {name}: a {model_type or 'untyped'} model, not a lyric-valence one (config.json model_type); "
-            "train one with train.py"
-        )
-    if not any(folder.glob("*.safetensors")):
-        raise DataError(f"--model {name}: no safetensors weights; pickled weights (pytorch_model.bin) are never loaded")
-    if not any((folder / file).is_file() for file in TOKENIZER_FILES):
-        raise DataError(f"--model {name}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); train.py saves them")
-
-
-def load_model(name: str, device):
-    """
-    The model and tokenizer of a folder written by train.py or of a Hub repository, on `device`.
-
-    Loaded with this package's own `LyricValenceModel`, never `trust_remote_code`: naming a Hub repository cannot run
-    its Python files (they are not even downloaded).
-    """
-    from transformers import AutoTokenizer
-
-    from modeling_lyric_valence import LyricValenceModel
-
-    folder = model_folder(name)
-    check_model_folder(folder, name)
-    model = LyricValenceModel.from_pretrained(folder, use_safetensors=True)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
-    return model.to(device).eval(), tokenizer
-
-
-def load_scoring_model(args: argparse.Namespace, device):
-    """
-    The model of `--model` prepared for scoring (`--backend`, `--dtype`, `--quantize`), and its tokenizer; flags
-    checked first. Either way the result scores with `score_songs(texts, tokenizer, batch_tokens=...)`.
-    """
-    from lyric_valence.scoring import ScoringOptionError, check_scoring_options, prepare_for_scoring
-
-    try:
-        check_scoring_options(device, args.dtype, args.quantize, args.backend)
-    except ScoringOptionError as error:
-        raise DataError(str(error)) from None
-    model, tokenizer = load_model(args.model, device)
-    if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
-        raise DataError(
-            f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
-            "so that a full chunk fits in a batch"
-        )
-    if args.backend == "onnxruntime":
-        from lyric_valence.onnx_scoring import OnnxRuntimeScorer
-
-        logger.warning("exporting the model to ONNX for onnxruntime%s", " (int8)" if args.quantize else "")
-        return OnnxRuntimeScorer(model, args.quantize), tokenizer
-    return prepare_for_scoring(model, device, args.dtype, args.quantize), tokenizer
+def check_output_columns(keep_columns: list[str], score_column: str) -> None:
+    """Raise a `UserError` when an output column would overwrite a kept input column: nothing is silently lost."""
+    own_columns = {"source": "the songs' source", "id": "the songs' id", "text": "the lyrics"}
+    for column in keep_columns:
+        if column == score_column:
+            raise UserError(
+                f"--keep_columns {column}: the scores' column --score_column {score_column} has the same name; "
+                f"pass --score_column with another name (e.g. --score_column predicted_{column})"
+            )
+        if column in own_columns:
+            raise UserError(
+                f"--keep_columns {column}: the output's own {column!r} column ({own_columns[column]}) has the same name"
+            )
+    if score_column in own_columns:
+        raise UserError(f"--score_column {score_column}: the output's own {score_column!r} column has that name")
 
 
 def score_texts(model, tokenizer, texts: list[str], batch_tokens: int | None) -> list[float]:
-    """The valence of each song in `texts`: the one call to the scoring engine."""
+    """The valence of each song in `texts`, this process's share of a block."""
     return model.score_songs(texts, tokenizer, batch_tokens=batch_tokens)
 
 
@@ -316,8 +189,8 @@ class Progress:
 
 def run_settings(args: argparse.Namespace) -> dict:
     """The flags that decide the output's rows and scores: `--resume` continues only a run with the same ones."""
-    keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "stdin_format", "format", "decimals",
-            "block_size", "backend", "dtype", "quantize")
+    keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "score_column", "stdin_format", "format",
+            "decimals", "block_size", "backend", "dtype", "quantize")
     return {key: getattr(args, key) for key in keys}
 
 
@@ -331,18 +204,18 @@ def starting_progress(args: argparse.Namespace, output_format: str) -> Progress:
     if not args.resume:
         return Progress(settings)
     if args.output is None or not args.inputs or "-" in args.inputs:
-        raise DataError("--resume needs input files and an --output file")
+        raise UserError("--resume needs input files and an --output file")
     if output_format == "parquet":
-        raise DataError(f"{args.output}: --resume needs a csv, tsv or jsonl output (a cut Parquet file is unreadable)")
+        raise UserError(f"{args.output}: --resume needs a csv, tsv or jsonl output (a cut Parquet file is unreadable)")
     state = progress_file(args.output)
     if not state.is_file():
         if Path(args.output).exists():
-            raise DataError(f"{args.output}: nothing to resume (no {state.name}: the run finished or never started)")
+            raise UserError(f"{args.output}: nothing to resume (no {state.name}: the run finished or never started)")
         return Progress(settings)
     progress = Progress(**json.loads(state.read_text(encoding="utf-8")))
     if progress.settings != settings:
         changed = sorted(key for key in settings if settings[key] != progress.settings.get(key))
-        raise DataError(f"{args.output}: --resume with other flags than the killed run ({', '.join(changed)})")
+        raise UserError(f"{args.output}: --resume with other flags than the killed run ({', '.join(changed)})")
     return progress
 
 
@@ -384,14 +257,20 @@ def main(argv: list[str]) -> int:
 
     args = predict_parser().parse_args(argv)
     silence(args.quiet)
-    writer = ScoreWriter(args.output, args.format, args.decimals)
+    check_output_columns(args.keep_columns, args.score_column)
+    writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
     blocks = song_blocks(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
                          args.block_size)
     first = next(blocks, None)  # the inputs' errors (a missing file or column) come before the model loads
     blocks = itertools.chain([] if first is None else [first], blocks)
     state = PartialState()
-    model, tokenizer = load_scoring_model(args, chosen_device(args.device))
+    model, tokenizer = load_scoring_model(args.model, args.device, args.backend, args.dtype, args.quantize)
+    if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
+        raise UserError(
+            f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "
+            "so that a full chunk fits in a batch"
+        )
 
     if state.is_main_process:
         writer.open(progress.output_bytes)
@@ -408,7 +287,7 @@ def main(argv: list[str]) -> int:
             scores = score_texts(model, tokenizer, share, args.batch_tokens)
         scores = gather_object(scores)
         if state.is_main_process:
-            progress.output_bytes = writer.write(songs.drop(columns="text").assign(valence=scores))
+            progress.output_bytes = writer.write(songs.drop(columns="text").assign(**{args.score_column: scores}))
             progress.rows_read += len(block)
             progress.scored += len(songs)
             progress.skipped += int(blank.sum())

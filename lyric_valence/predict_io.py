@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lyric_valence.data import DataError
+from lyric_valence.errors import UserError
 from lyric_valence.data.read import check_utf8
 
 TEXT_SUFFIXES = (".txt", ".lyrics")
@@ -44,23 +44,23 @@ def decode(data: bytes, source: str) -> str:
     try:
         return data.decode(text_encoding(data[:2]))
     except UnicodeDecodeError as error:
-        raise DataError(f"{source}: not valid {error.encoding.upper()} (byte {error.start})") from None
+        raise UserError(f"{source}: not valid {error.encoding.upper()} (byte {error.start})") from None
 
 
 def read_text_file(path: Path) -> str:
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     try:
         return decode(path.read_bytes(), str(path))
     except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+        raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def folder_songs(folder: Path) -> list[Path]:
     """The .txt songs of a folder, sorted by name."""
     songs = sorted(path for path in folder.iterdir() if path.suffix.lower() in TEXT_SUFFIXES and path.is_file())
     if not songs:
-        raise DataError(f"{folder}: a folder without .txt files; give song files, a folder of them, or a table")
+        raise UserError(f"{folder}: a folder without .txt files; give song files, a folder of them, or a table")
     return songs
 
 
@@ -120,7 +120,7 @@ def table_blocks(source, name: str, table_format: str, text_column: str, id_colu
             missing = [column for column in (text_column, id_column, *keep_columns) if column and column not in table]
             if missing:
                 flag = "--text_column" if missing[0] == text_column else "--id_column / --keep_columns"
-                raise DataError(f"{name}: no column {missing[0]!r}; the columns are {list(table.columns)} (see {flag})")
+                raise UserError(f"{name}: no column {missing[0]!r}; the columns are {list(table.columns)} (see {flag})")
             ids = table[id_column].astype(str).to_numpy() if id_column else [str(i) for i in range(row, row + len(table))]
             block = pd.DataFrame({"source": name, "id": ids}, index=table.index)
             for column in keep_columns:
@@ -131,29 +131,29 @@ def table_blocks(source, name: str, table_format: str, text_column: str, id_colu
     except UnicodeDecodeError as error:
         if isinstance(source, Path):
             check_utf8(source)  # names the line
-        raise DataError(f"{name}: not valid {error.encoding.upper()} after row {row}") from None
-    except DataError:
+        raise UserError(f"{name}: not valid {error.encoding.upper()} after row {row}") from None
+    except UserError:
         raise
     except Exception as error:  # pandas' and pyarrow's parser errors: name the file, keep the cause in one line
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{name}: cannot be read as {table_format} after row {row}: {message}") from None
+        raise UserError(f"{name}: cannot be read as {table_format} after row {row}: {message}") from None
 
 
 def table_format_of(path: Path) -> str:
     table_format = TABLE_FORMATS.get(path.suffix.lower())
     if table_format is None:
         known = ", ".join(sorted({*TEXT_SUFFIXES, *TABLE_FORMATS}))
-        raise DataError(f"{path}: unknown format {path.suffix!r}; expected one of {known}, or a folder")
+        raise UserError(f"{path}: unknown format {path.suffix!r}; expected one of {known}, or a folder")
     return table_format
 
 
 def check_input(path: Path) -> None:
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     try:
         open(path, "rb").close()
     except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+        raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def song_blocks(inputs: list[str], text_column: str, id_column: str | None, keep_columns: list[str],
@@ -207,15 +207,16 @@ class ScoreWriter:
     `write` returns the file's size after the block, which `--resume` cuts a killed run's output back to.
     """
 
-    def __init__(self, output: str | None, output_format: str | None, decimals: int):
+    def __init__(self, output: str | None, output_format: str | None, decimals: int, score_column: str = "valence"):
         self.output = output
+        self.score_column = score_column
         self.format = output_format or self.format_of(output)
         self.decimals = decimals
         self.handle = None
         self.parquet_writer = None
         self.header_written = False
         if output is not None and not Path(output).absolute().parent.is_dir():
-            raise DataError(f"--output {output}: the folder {Path(output).absolute().parent} does not exist")
+            raise UserError(f"--output {output}: the folder {Path(output).absolute().parent} does not exist")
 
     @staticmethod
     def format_of(output: str | None) -> str:
@@ -223,7 +224,7 @@ class ScoreWriter:
             return "csv"
         suffix = Path(output).suffix.lower().lstrip(".")
         if suffix not in OUTPUT_FORMATS:
-            raise DataError(f"--output {output}: unknown format; end it in .{', .'.join(OUTPUT_FORMATS)} or pass --format")
+            raise UserError(f"--output {output}: unknown format; end it in .{', .'.join(OUTPUT_FORMATS)} or pass --format")
         return suffix
 
     def open(self, resume_at: int = 0) -> None:
@@ -234,15 +235,15 @@ class ScoreWriter:
         try:
             self.handle = open(self.output, "r+b" if resume_at else "wb")
         except OSError as error:
-            raise DataError(f"--output {self.output}: cannot be written ({error.strerror or error})") from None
+            raise UserError(f"--output {self.output}: cannot be written ({error.strerror or error})") from None
         if resume_at:
             self.handle.truncate(resume_at)
             self.handle.seek(resume_at)
             self.header_written = True
 
     def write(self, scores: pd.DataFrame) -> int:
-        """Append one block: `source`, `id`, kept columns, `valence` (rounded). Returns the output's size after it."""
-        scores = scores.assign(valence=scores["valence"].astype(float).round(self.decimals))
+        """Append one block: `source`, `id`, kept columns, the scores (rounded). Returns the output's size after it."""
+        scores = scores.assign(**{self.score_column: scores[self.score_column].astype(float).round(self.decimals)})
         if self.format == "parquet":
             self.write_parquet(scores)
         else:
@@ -281,7 +282,8 @@ class ScoreWriter:
     def close(self) -> None:
         if self.format == "parquet":
             if self.parquet_writer is None:  # nothing scored: still a valid, empty file
-                self.write_parquet(pd.DataFrame({"source": [], "id": [], "valence": []}).astype({"valence": float}))
+                empty = pd.DataFrame({"source": [], "id": [], self.score_column: []})
+                self.write_parquet(empty.astype({self.score_column: float}))
             self.parquet_writer.close()
         if self.output is not None and self.handle is not None:
             self.handle.close()

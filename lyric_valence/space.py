@@ -13,21 +13,27 @@ The model and its custom code (with `explain_song`) are loaded from the Hub by a
 """
 
 import logging
-import shutil
 import tempfile
+from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 from huggingface_hub.errors import HfHubHTTPError
 
-from lyric_valence import REPO_ROOT
+from lyric_valence import TEMPLATES
 from lyric_valence.card import is_hub_id
-from lyric_valence.hub import PublishError, PublishResult, _first_line, _network_errors, _refusal, check_token
+from lyric_valence.errors import UserError
+from lyric_valence.hub import PublishResult, _first_line, _network_errors, _refusal, check_token
 
 logger = logging.getLogger("lyric_valence")
 
-SPACE_CODE = ("app.py", "lyric_valence/__init__.py", "lyric_valence/render.py")
+# The Space runs app.py with its own copy of the two modules app.py imports.
+SPACE_CODE = {
+    "app.py": TEMPLATES / "app.py",
+    "lyric_valence/__init__.py": resources.files("lyric_valence") / "__init__.py",
+    "lyric_valence/render.py": resources.files("lyric_valence") / "render.py",
+}
 REQUIREMENTS = ("torch", "transformers>=5.24,<6", "matplotlib")
 FALLBACK_GRADIO_VERSION = "6.31.0"  # the version the demo was tested with, when gradio is not installed here
 
@@ -62,18 +68,16 @@ def space_card(space_id: str, model_id: str) -> SpaceCard:
 def stage_space(stage_dir: str | Path, space_id: str, model_id: str) -> list[str]:
     """Write the Space for `model_id` (a Hub model id) into the empty folder `stage_dir`; return its files, sorted."""
     if not is_hub_id(model_id) or "/" not in model_id:
-        raise PublishError(
+        raise UserError(
             f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model"
         )
     stage_dir = Path(stage_dir)
     if stage_dir.exists() and any(stage_dir.iterdir()):
-        raise PublishError(f"{stage_dir}: the staging folder must be empty")
-    missing = [name for name in SPACE_CODE if not (REPO_ROOT / name).is_file()]
-    if missing:
-        raise PublishError(f"{REPO_ROOT}: {missing} missing (run from a source checkout)")
-    for name in [*SPACE_CODE, *(path.relative_to(REPO_ROOT) for path in (REPO_ROOT / "examples").glob("*.txt"))]:
+        raise UserError(f"{stage_dir}: the staging folder must be empty")
+    examples = {f"examples/{song.name}": song for song in (TEMPLATES / "examples").iterdir() if song.name.endswith(".txt")}
+    for name, source in {**SPACE_CODE, **examples}.items():
         (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO_ROOT / name, stage_dir / name)
+        (stage_dir / name).write_bytes(source.read_bytes())
     (stage_dir / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
     space_card(space_id, model_id).save(stage_dir / "README.md")
     return sorted(path.relative_to(stage_dir).as_posix() for path in stage_dir.rglob("*") if path.is_file())
@@ -90,7 +94,7 @@ def publish_space(
 ) -> PublishResult:
     """
     Create (if needed) the Gradio Space `space_id` and upload the demo for the Hub model `model_id`. `dry_run`
-    builds the folder (kept in `stage_dir` when given) and contacts nothing. Raises `PublishError`.
+    builds the folder (kept in `stage_dir` when given) and contacts nothing. Raises `UserError`.
     """
     if not dry_run:
         check_token(space_id)
@@ -113,8 +117,8 @@ def publish_space(
                 commit_message=f"lyric-valence demo for {model_id}",
             )
     except HfHubHTTPError as error:
-        raise PublishError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
+        raise UserError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
     except _network_errors() as error:
-        raise PublishError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
+        raise UserError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
     url = getattr(info, "commit_url", None) or str(info)
     return PublishResult(space_id, None, files, commit_url=url, staged_folder=kept)

@@ -14,6 +14,7 @@ from sklearn.metrics import mean_squared_error
 from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from lyric_valence.errors import UserError
 from lyric_valence.evaluation import song_metrics
 from modeling_lyric_valence import aggregate_chunk_scores, chunk_lyrics
 
@@ -95,10 +96,6 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-class CheckpointError(ValueError):
-    """The checkpoint to resume from is missing or incomplete."""
-
-
 def checkpoint_is_complete(folder: str | Path) -> bool:
     """
     Whether a `checkpoint-N` folder was written to the end. The Trainer writes a checkpoint in place (no temporary
@@ -127,17 +124,17 @@ def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: st
     """
     The checkpoint folder `--resume_from_checkpoint` means: None for None, False or "false"; the last complete
     checkpoint of `output_dir` for True or "true" (skipping folders half-written by a killed run); else the path,
-    which must be a complete checkpoint. Raises `CheckpointError` otherwise.
+    which must be a complete checkpoint. Raises `UserError` otherwise.
     """
     if resume_from_checkpoint is None or str(resume_from_checkpoint).lower() == "false":
         return None
     if str(resume_from_checkpoint).lower() == "true":
         checkpoint = last_complete_checkpoint(output_dir)
         if checkpoint is None:
-            raise CheckpointError(f"{output_dir}: no complete checkpoint-* folder to resume from")
+            raise UserError(f"{output_dir}: no complete checkpoint-* folder to resume from")
         return checkpoint
     if not checkpoint_is_complete(resume_from_checkpoint):
-        raise CheckpointError(
+        raise UserError(
             f"{resume_from_checkpoint}: not a complete checkpoint (no readable trainer_state.json); "
             "pass --resume_from_checkpoint True to resume from the last complete one"
         )

@@ -4,9 +4,8 @@ import random
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from bench.lyrics import SECTION_END, SECTION_START, baselines, summary, write_section
+from bench.lyrics import baselines, summary, trained_model_predictions
 from conftest import WORDS
 
 
@@ -58,13 +57,11 @@ def test_the_table_averages_seeds_and_compares_with_ridge():
     assert table.loc["songs", "flags"] == "`--recipe songs`" and table.loc["songs", "seeds"] == 2
 
 
-def test_the_section_between_the_markers_is_replaced_and_the_rest_kept(tmp_path):
-    markdown = tmp_path / "RESULTS.md"
-    markdown.write_text(f"# Results\nbefore\n{SECTION_START}\nold table\n{SECTION_END}\nafter\n")
-    write_section(markdown, "new table")
-    assert markdown.read_text() == f"# Results\nbefore\n{SECTION_START}\nnew table\n{SECTION_END}\nafter\n"
-    plain = tmp_path / "plain.md"
-    plain.write_text("# no section\n")
-    with pytest.raises(ValueError):  # a file without the markers is not written to
-        write_section(plain, "new table")
-    assert plain.read_text() == "# no section\n"
+def test_a_model_trained_elsewhere_is_scored_as_saved_without_seeing_the_labels(tiny_model_dir):
+    frames = frames_where_words_carry_the_label(songs_per_split=6)
+    flipped = {split: frame.assign(label=1 - frame["label"]) for split, frame in frames.items()}
+    predicted = trained_model_predictions(str(tiny_model_dir), frames)
+    assert {split: len(values) for split, values in predicted.items()} == {"validation": 6, "test": 6}
+    assert all(np.all((values >= 0) & (values <= 1)) for values in predicted.values())
+    again = trained_model_predictions(str(tiny_model_dir), flipped)
+    assert all(np.array_equal(predicted[split], again[split]) for split in predicted)

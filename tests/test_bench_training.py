@@ -26,7 +26,7 @@ from bench.training import (
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from lyric_valence.training import chunk_split
 from tests.conftest import REPO
-from train import LyricValenceTrainingArguments, ModelArguments
+from lyric_valence.train import LyricValenceTrainingArguments, ModelArguments
 
 SONGS = ["light morning river " * 300, "paper window silver engine", "garden thunder candle " * 200]
 LABELS = [0.2, 0.5, 0.8]

@@ -110,6 +110,10 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(tiny_model_dir, table
         "unknown device": ([song, "--model", tiny_model_dir, "--device", "gpu0"], ["--device gpu0", "not a torch device"]),
         "missing column": ([table, "--model", tiny_model_dir, "--text_column", "lyrics"], ["no column 'lyrics'", "seq"]),
         "missing kept column": ([table, "--model", tiny_model_dir, "--keep_columns", "year"], ["no column 'year'"]),
+        "kept column named as the scores": (
+            [table, "--model", tiny_model_dir, "--keep_columns", "valence"], ["--keep_columns valence", "--score_column valence"]
+        ),
+        "kept column named as the ids": ([table, "--model", tiny_model_dir, "--keep_columns", "id"], ["--keep_columns id", "'id'"]),
         "output format": ([table, "--model", tiny_model_dir, "--output", tmp_path / "x.xlsx"], ["x.xlsx", "--format"]),
         "resume from stdin": (["--model", tiny_model_dir, "--resume", "--output", tmp_path / "o.csv"], ["--resume"]),
         "folder without songs": ([tmp_path / "cache", "--model", tiny_model_dir], ["cache", "without .txt files"]),
@@ -165,6 +169,18 @@ def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
     assert scores["id"].tolist() == ["a", "c", "d"] and scores["artist"].tolist() == ["ann", "cy", "di"]
     assert scores["valence"].tolist() == pytest.approx([round(value, 4) for value in expected], abs=1e-9)
     assert f"scored 3 songs, skipped 1 empty; scores written to {output}" in caplog.text
+
+
+def test_score_column_keeps_a_label_column_named_valence_beside_the_scores(tiny_model_dir, expected, tmp_path, capsys):
+    labelled = tmp_path / "labelled.csv"
+    pd.DataFrame({"seq": [SONGS[0], SONGS[2]], "valence": ["0.25", "0.75"]}).to_csv(labelled, index=False)
+    code, out, err = predict_in_process(capsys, labelled, "--model", tiny_model_dir, "--keep_columns", "valence",
+                                        "--score_column", "predicted_valence")
+    assert code == 0, err
+    scores = pd.read_csv(io.StringIO(out))
+    assert scores.columns.tolist() == ["source", "id", "valence", "predicted_valence"]
+    assert scores["valence"].tolist() == [0.25, 0.75]
+    assert scores["predicted_valence"].tolist() == pytest.approx(expected[:2], abs=1e-6)
 
 
 def test_stdout_takes_every_format_too(tiny_model_dir, expected, table, capsysbinary):

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lyric_valence.data import DataError, PreparationOptions, load_splits, prepare
+from lyric_valence.data import PreparationOptions, load_splits, prepare
+from lyric_valence.errors import UserError
 from lyric_valence.data.prepare import main
 
 EMOBANK = Path(__file__).resolve().parents[1] / "data" / "emobank.csv"
@@ -209,17 +210,17 @@ def test_json_jsonl_and_parquet_prepare_like_csv(tmp_path, kaggle_csv, prepared)
 def test_bad_rows_raise_data_error_naming_row_and_column(tmp_path, change, message):
     rows = kaggle_rows()
     change(rows)
-    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
         prepare(write_kaggle_csv(tmp_path / "bad.csv", rows))
 
 
 def test_repeated_song_id_and_bad_encoding_raise_data_error(tmp_path):
     frame = pd.DataFrame({"id": ["a", "b", "a"], "text": ["one two", "three four", "five six"], "label": [0.1, 0.2, 0.3]})
     frame.to_csv(tmp_path / "ids.csv", index=False)
-    with pytest.raises(DataError, match=r"ids.csv: row 1, column 'id': song id 'a' is not unique"):
+    with pytest.raises(UserError, match=r"ids.csv: row 1, column 'id': song id 'a' is not unique"):
         prepare(tmp_path / "ids.csv")
     (tmp_path / "latin1.csv").write_bytes("text,label\ncaf\xe9,0.5\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1.csv: line 2 is not valid UTF-8"):
+    with pytest.raises(UserError, match=r"latin1.csv: line 2 is not valid UTF-8"):
         prepare(tmp_path / "latin1.csv")
 
 
@@ -238,7 +239,7 @@ def test_songs_without_artist_are_not_grouped_together_and_missing_ids_are_error
     assert rows["group"].tolist() == ["Solo"] * 4 + [f"s{i}" for i in range(4, 12)]
     frame.loc[6, "id"] = None
     frame.to_csv(tmp_path / "no_id.csv", index=False)
-    with pytest.raises(DataError, match=r"no_id.csv: row 7, column 'id': no song id"):
+    with pytest.raises(UserError, match=r"no_id.csv: row 7, column 'id': no song id"):
         prepare(tmp_path / "no_id.csv")
 
 

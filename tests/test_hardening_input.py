@@ -23,6 +23,7 @@ import torch
 from transformers import AutoTokenizer
 
 import lyric_valence.data
+import lyric_valence.train
 from conftest import REPO, assert_one_line_error, predict_in_process, write_kaggle_csv
 from lyric_valence.training import chunk_split
 from modeling_lyric_valence import LyricValenceModel
@@ -140,7 +141,7 @@ def data_stage(monkeypatch, capsys, tmp_path, data_file, *args):
     def stop(*a, **k):
         raise StopAfterSplits
 
-    monkeypatch.setattr(lyric_valence.data, "load_splits", spy)
+    monkeypatch.setattr(lyric_valence.train, "load_splits", spy)  # train.py runs lyric_valence.train's main
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", stop)
     with pytest.raises(StopAfterSplits):
         run_train_script(monkeypatch, capsys, "--data_file", data_file, "--output_dir", tmp_path / "out", *args)
@@ -169,7 +170,7 @@ def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_val
 
 
 def test_duplicate_songs_never_span_a_random_split_and_a_files_own_split_is_reported(tmp_path, monkeypatch, capsys):
-    import train
+    from lyric_valence import train
 
     frame = pd.read_csv(write_kaggle_csv(tmp_path / "base.csv", songs=30), index_col=0)
     frame.loc[[28, 29], "seq"] = frame.loc[3, "seq"]  # one song three times, under three artists

@@ -21,10 +21,11 @@ import torch
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-import train
+from lyric_valence import train
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, original_song, tiny_bert_config
-from lyric_valence.training import CheckpointError, checkpoint_is_complete, last_complete_checkpoint, resolve_checkpoint
+from lyric_valence.errors import UserError
+from lyric_valence.training import checkpoint_is_complete, last_complete_checkpoint, resolve_checkpoint
 from modeling_lyric_valence import LyricValenceModel
 
 FAKE_TOKEN = "hf_fakeTOKENdoNOTleak0123456789abcdEFGH"
@@ -184,7 +185,7 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_re
     # Naming the half-written folder is one clear line, not a traceback.
     monkeypatch.setattr(sys, "argv", ["train.py", *runs["arguments"], "--output_dir", str(killed),
                                       "--resume_from_checkpoint", str(second)])
-    with pytest.raises(CheckpointError, match=f"checkpoint-{2 * SAVE_STEPS}: not a complete checkpoint"):
+    with pytest.raises(UserError, match=f"checkpoint-{2 * SAVE_STEPS}: not a complete checkpoint"):
         train.main()
 
     monkeypatch.setattr(sys, "argv", ["train.py", *runs["arguments"], "--output_dir", str(killed),
@@ -247,7 +248,7 @@ def test_the_trained_folder_holds_safetensors_only_and_loads_without_unpickling(
 
 def test_resolving_checkpoints(tmp_path):
     assert resolve_checkpoint(None, tmp_path) is None and resolve_checkpoint("false", tmp_path) is None
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+    with pytest.raises(UserError, match="no complete checkpoint"):
         resolve_checkpoint(True, tmp_path)
     for step, state in ((5, "{}"), (10, '{"global_step": 1'), (20, None), (30, "{}")):
         folder = tmp_path / f"checkpoint-{step}"
@@ -260,5 +261,5 @@ def test_resolving_checkpoints(tmp_path):
     (tmp_path / "checkpoint-30" / "trainer_state.json").unlink()
     assert resolve_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint-5")
     for incomplete in ("checkpoint-10", "checkpoint-20", "checkpoint-99"):
-        with pytest.raises(CheckpointError, match="not a complete checkpoint"):
+        with pytest.raises(UserError, match="not a complete checkpoint"):
             resolve_checkpoint(str(tmp_path / incomplete), tmp_path)

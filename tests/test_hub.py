@@ -30,7 +30,8 @@ from conftest import REPO, original_song, write_kaggle_csv
 from hub_server import HubServer
 from lyric_valence.card import REPORTED_METRICS
 from lyric_valence.cli import main as cli_main
-from lyric_valence.hub import PublishError, publish, take_over_hub_push
+from lyric_valence.errors import UserError
+from lyric_valence.hub import publish, take_over_hub_push
 
 TOKEN = "hf_sentinelTOKENneverPRINTED0123456789"  # test-user's token: it must show up in no output and no file
 OTHER_TOKEN = "hf_otherUSERtoken0123456789abcdefghij"
@@ -300,7 +301,7 @@ for job in jobs:
         for block in re.findall(r"```python\n(.*?)```", readme, re.S):
             namespace = {}
             exec(block, namespace)
-            key = "peft_snippet" if "PeftModel" in block else "automodel_snippet"
+            key = "peft_snippet" if "load_adapter_model" in block else "automodel_snippet"
             out[key] = namespace["model"].score_songs(songs, namespace["tokenizer"])
             if "scorer" in namespace:
                 out["pipeline"] = [namespace["scorer"](song)[0]["score"] for song in songs]
@@ -419,11 +420,11 @@ def test_train_refuses_a_token_flag_and_needs_a_token_before_training(tmp_path, 
     from transformers import TrainingArguments
 
     args = TrainingArguments(output_dir=str(tmp_path / "run"), push_to_hub=True, hub_token="hf_flag")
-    with pytest.raises(PublishError, match="HF_TOKEN"):
+    with pytest.raises(UserError, match="HF_TOKEN"):
         take_over_hub_push(args)
     without_a_token(monkeypatch, tmp_path)
     args = TrainingArguments(output_dir=str(tmp_path / "run"), push_to_hub=True)
-    with pytest.raises(PublishError, match="hf auth login"):
+    with pytest.raises(UserError, match="hf auth login"):
         take_over_hub_push(args)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     push = take_over_hub_push(args)
@@ -432,7 +433,7 @@ def test_train_refuses_a_token_flag_and_needs_a_token_before_training(tmp_path, 
 
 def test_publish_refuses_a_folder_that_is_not_a_training_output(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PublishError, match="config.json"):
+    with pytest.raises(UserError, match="config.json"):
         publish(tmp_path / "empty", "me/tiny", dry_run=True)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-import train
+from lyric_valence import train
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import WORDS, assert_one_line_error, predict_in_process, tiny_bert_config
 from lyric_valence.ridge import fit_ridge, song_features

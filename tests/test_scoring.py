@@ -2,19 +2,27 @@
 their refusals."""
 
 import copy
+import hashlib
 import importlib.util
+import json
+import os
 import random
 import threading
+from pathlib import Path
 
 import onnx
+import onnxruntime
 import pandas as pd
 import pytest
 import torch
 
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
-from lyric_valence.onnx_scoring import OnnxRuntimeScorer, export_to_onnx, optimize_and_quantize
-from lyric_valence.scoring import ClsOnlyLastLayer, ScoringOptionError, check_scoring_options, prepare_for_scoring
+from lyric_valence.backends import check_scoring_options
+from lyric_valence.backends import onnxruntime as onnx_backend
+from lyric_valence.backends.onnxruntime import export_to_onnx, load_onnxruntime_scorer, optimize_and_quantize
+from lyric_valence.backends.torch import ClsOnlyLastLayer, prepare_for_scoring
+from lyric_valence.errors import UserError
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, score_songs_in_batches, token_budget_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -135,11 +143,69 @@ def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quanti
     assert torch.allclose(scores, expected, atol=0.01)
 
 
-def test_onnxruntime_in_float32_gives_the_chunk_by_chunk_reference_scores(tokenizer, songs):
+def saved(model, folder):
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_onnxruntime_in_float32_gives_the_chunk_by_chunk_reference_scores(tokenizer, songs, tmp_path):
     model = tiny_model(tokenizer)
     expected = chunk_by_chunk(model, tokenizer, songs)
-    scorer = OnnxRuntimeScorer(copy.deepcopy(model))
+    scorer = load_onnxruntime_scorer(saved(model, tmp_path))
     assert scorer.score_songs(songs, tokenizer, batch_tokens=200) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_onnx_export_is_kept_beside_the_model_and_reused(tokenizer, songs, tmp_path, monkeypatch):
+    folder = saved(tiny_model(tokenizer), tmp_path)
+    first = load_onnxruntime_scorer(folder).score_songs(songs, tokenizer)
+    assert sorted(path.name for path in (folder / "onnx").iterdir()) == ["model.json", "model.onnx"]
+    monkeypatch.setattr(onnx_backend, "export_to_onnx", lambda *args: pytest.fail("exported a second time"))
+    monkeypatch.setattr(LyricValenceModel, "from_pretrained", lambda *args, **kwargs: pytest.fail("torch weights loaded"))
+    assert load_onnxruntime_scorer(folder).score_songs(songs, tokenizer) == first
+
+
+def test_a_stale_onnx_export_is_rebuilt(tokenizer, songs, tmp_path):
+    folder = saved(tiny_model(tokenizer), tmp_path)
+    load_onnxruntime_scorer(folder)
+    retrained = tiny_model(tokenizer)
+    with torch.no_grad():
+        retrained.head.out_proj.bias += 0.25
+    saved(retrained, folder)  # same folder, new weights: the kept export no longer matches
+    expected = retrained.score_songs(songs, tokenizer)
+    assert load_onnxruntime_scorer(folder).score_songs(songs, tokenizer) == pytest.approx(expected, abs=1e-5)
+    key = json.loads((folder / "onnx" / "model.json").read_text())
+    assert key["precision"] == "float32" and key["versions"]["onnxruntime"] == onnxruntime.__version__
+
+
+@pytest.mark.parametrize("case", ["read-only folder", "Hub download"])
+def test_an_export_that_cannot_sit_beside_the_model_is_kept_in_the_cache_keyed_by_the_weights(
+    tokenizer, tmp_path, monkeypatch, case
+):
+    folder = saved(tiny_model(tokenizer), tmp_path / "model")
+    monkeypatch.setenv("LYRIC_VALENCE_CACHE", str(tmp_path / "cache"))
+    if case == "read-only folder":  # os.access, as chmod does not stop root
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder and access(path, mode))
+    load_onnxruntime_scorer(folder, quantize="int8", beside_model=case == "read-only folder")
+    assert not (folder / "onnx").exists()
+    weights = hashlib.sha256(hashlib.sha256((folder / "model.safetensors").read_bytes()).digest()).hexdigest()
+    assert sorted(path.name for path in (tmp_path / "cache" / "onnx" / weights[:16]).iterdir()) == [
+        "model_qint8.json", "model_qint8.onnx"
+    ]
+
+
+def test_onnxruntime_scores_a_model_with_a_lexical_channel_as_torch_does(tokenizer, songs, tmp_path):
+    torch.manual_seed(0)
+    config = LyricValenceConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size, layers=2), max_length=MAX_LENGTH, stride=10, lexical_buckets=2**16
+    )
+    model = LyricValenceModel(config).eval()
+    with torch.no_grad():
+        model.lexical.weight.normal_()
+        model.lexical.idf.uniform_(1, 3)
+    expected = model.score_songs(songs, tokenizer)
+    scores = load_onnxruntime_scorer(saved(model, tmp_path)).score_songs(songs, tokenizer, batch_tokens=200)
+    assert scores == pytest.approx(expected, abs=1e-5)
 
 
 def test_the_onnx_graph_is_fused_and_its_weights_quantized_to_int8(tokenizer, tmp_path):
@@ -153,10 +219,10 @@ def test_the_onnx_graph_is_fused_and_its_weights_quantized_to_int8(tokenizer, tm
     assert [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm") and set(node.input) & weights] == []
 
 
-def test_onnxruntime_int8_scores_close_to_float32(tokenizer, songs):
+def test_onnxruntime_int8_scores_close_to_float32(tokenizer, songs, tmp_path):
     model = tiny_model(tokenizer)
     expected = torch.tensor(model.score_songs(songs, tokenizer))
-    scores = torch.tensor(OnnxRuntimeScorer(copy.deepcopy(model), quantize="int8").score_songs(songs, tokenizer))
+    scores = torch.tensor(load_onnxruntime_scorer(saved(model, tmp_path), quantize="int8").score_songs(songs, tokenizer))
     assert not torch.equal(scores, expected)  # int8 really ran
     assert torch.allclose(scores, expected, atol=0.01)
 
@@ -175,7 +241,7 @@ def test_onnxruntime_int8_scores_close_to_float32(tokenizer, songs):
     ],
 )
 def test_options_a_device_cannot_run_are_refused_in_one_line(device, dtype, quantize, backend, message):
-    with pytest.raises(ScoringOptionError, match=message) as error:
+    with pytest.raises(UserError, match=message) as error:
         check_scoring_options(torch.device(device), dtype, quantize, backend)
     assert "\n" not in str(error.value)
 

@@ -1,6 +1,7 @@
 """train.py end to end on tiny random encoders and original lyrics-like text."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import train
+from lyric_valence import train
 from conftest import REPO
 from lyric_valence.training import cpu_has_native_bf16, make_compute_metrics, song_predictions
 from transformers import EvalPrediction
@@ -198,7 +199,7 @@ def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypa
 def test_the_songs_recipe_sets_its_flags_and_flags_given_with_it_win(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--max-length", "256"])
     model_args, _, _, _ = train.parse_arguments()
-    assert (model_args.finetuning_mode, model_args.pooling, model_args.lexical_buckets) == ("ridge", "mean", 2**18)
+    assert (model_args.finetuning_mode, model_args.pooling, model_args.lexical_buckets) == ("ridge", "mean", 2**20)
     assert model_args.max_length == 256
     config = tmp_path / "run.yaml"
     config.write_text("recipe: songs\nlexical_buckets: 65536\nstride: 16\n")
@@ -242,3 +243,18 @@ def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_d
     assert metrics["test_songs"] == len(predictions) > 1
     assert np.isfinite([metrics[f"test_{name}"] for name in ("mse", "mae", "pearson", "r2")]).all()
     assert predictions["predicted_valence"].nunique() == len(predictions)  # not collapsed onto bfloat16 steps
+
+
+def flags(help_text: str) -> set[str]:
+    return set(re.findall(r"--[a-z][a-z0-9_-]*", help_text))
+
+
+def test_lyric_valence_train_and_train_py_take_the_same_flags():
+    by_script = subprocess.run(
+        [sys.executable, "train.py", "--help"], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    by_command = subprocess.run(
+        [sys.executable, "-m", "lyric_valence.cli", "train", "--help"], capture_output=True, text=True, check=True
+    )
+    assert len(flags(by_script.stdout)) > 50  # the transformers TrainingArguments are there too
+    assert flags(by_command.stdout) == flags(by_script.stdout)

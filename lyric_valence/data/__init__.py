@@ -3,7 +3,7 @@
 from .columns import Columns
 from .load import PreparedData, load_splits, prepare
 from .options import PreparationOptions
-from .read import DataError, read_table
+from .read import read_table
 from .split import SPLITS
 
-__all__ = ["SPLITS", "Columns", "DataError", "PreparationOptions", "PreparedData", "load_splits", "prepare", "read_table"]
+__all__ = ["SPLITS", "Columns", "PreparationOptions", "PreparedData", "load_splits", "prepare", "read_table"]

@@ -7,7 +7,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .columns import Columns
-from .read import DataError
+from lyric_valence.errors import UserError
 from .text import normalise_lyrics
 
 
@@ -17,13 +17,13 @@ def first_row_where(mask: pd.Series | np.ndarray) -> int:
 
 
 def read_labels(path: Path, frame: pd.DataFrame, column: str, label_range: tuple[float, float] | None) -> pd.Series:
-    """The label column as floats rescaled from `label_range` to [0, 1]; NaN where missing; a `DataError` naming the
+    """The label column as floats rescaled from `label_range` to [0, 1]; NaN where missing; a `UserError` naming the
     row for a value that is not a number."""
     label = pd.to_numeric(frame[column], errors="coerce")
     not_numeric = label.isna() & frame[column].notna()
     if not_numeric.any():
         row = first_row_where(not_numeric)
-        raise DataError(f"{path}: row {row + 1}, column {column!r}: {frame[column].iloc[row]!r} is not a number")
+        raise UserError(f"{path}: row {row + 1}, column {column!r}: {frame[column].iloc[row]!r} is not a number")
     if label_range is not None:
         low, high = label_range
         label = (label - low) / (high - low)
@@ -31,17 +31,17 @@ def read_labels(path: Path, frame: pd.DataFrame, column: str, label_range: tuple
 
 
 def read_song_ids(path: Path, frame: pd.DataFrame, column: str | None, keep: pd.Series) -> pd.Series:
-    """The song ids as strings (the row number without an id column); a `DataError` naming the first kept row whose
+    """The song ids as strings (the row number without an id column); a `UserError` naming the first kept row whose
     id is missing or repeated."""
     song_id = (frame[column] if column else pd.Series(frame.index)).astype("str")
     missing = song_id.isna() & keep
     if missing.any():
         row = first_row_where(missing)
-        raise DataError(f"{path}: row {row + 1}, column {column!r}: no song id")
+        raise UserError(f"{path}: row {row + 1}, column {column!r}: no song id")
     repeated = song_id.duplicated(keep=False) & keep
     if repeated.any():
         row = first_row_where(repeated)
-        raise DataError(f"{path}: row {row + 1}, column {column!r}: song id {song_id.iloc[row]!r} is not unique")
+        raise UserError(f"{path}: row {row + 1}, column {column!r}: song id {song_id.iloc[row]!r} is not unique")
     return song_id
 
 
@@ -67,7 +67,7 @@ def clean_rows(
     """
     Standard columns (`song_id`, `text` normalised, `label` rescaled, and `artist` (from the group column), `title`,
     `split` where the file has them; missing artists and titles become ""), without the rows whose text is empty after
-    normalisation or whose label is missing (counted). Raises a `DataError` naming the row for a label outside [0, 1]
+    normalisation or whose label is missing (counted). Raises a `UserError` naming the row for a label outside [0, 1]
     after rescaling, or a song id that is missing or repeated.
     Returns the clean frame and a dict of counts.
     """
@@ -81,7 +81,7 @@ def clean_rows(
         row = first_row_where(bad)
         value = frame[columns.label].iloc[row]
         hint = "" if label_range is not None else "; pass --label_range LOW HIGH to rescale"
-        raise DataError(
+        raise UserError(
             f"{path}: row {row + 1}, column {columns.label!r}: label {value} is outside [0, 1]{hint} "
             f"({int(bad.sum())} such rows)"
         )

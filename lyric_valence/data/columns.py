@@ -4,7 +4,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .read import DataError
+from lyric_valence.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ def resolve_columns(
                 logger.info("%s: recognised the %s layout", path, layout_name)
                 columns = Columns(**{role: name if name in column_names else None for role, name in vars(layout).items()})
                 return columns, LAYOUT_LABEL_RANGES.get(layout_name)
-        raise DataError(
+        raise UserError(
             f"{path}: cannot tell the text and label columns among {column_names}; "
             "name them with --text_column and --label_column"
         )
     for role, name in vars(requested).items():
         if name is not None and name not in column_names:
-            raise DataError(f"{path}: no column {name!r} (for {role}); the columns are {column_names}")
+            raise UserError(f"{path}: no column {name!r} (for {role}); the columns are {column_names}")
     return requested, None

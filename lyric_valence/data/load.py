@@ -24,7 +24,9 @@ from .clean import clean_rows
 from .columns import Columns, resolve_columns
 from .duplicates import NearDuplicates, find_near_duplicates
 from .options import PreparationOptions
-from .read import DataError, read_table
+from lyric_valence.errors import UserError
+
+from .read import read_table
 from .split import SPLITS, group_and_split, to_dataset_dict
 
 logger = logging.getLogger(__name__)
@@ -58,10 +60,10 @@ def read_saved_splits(path: Path) -> tuple[datasets.DatasetDict, dict]:
     try:
         table = datasets.load_from_disk(str(path))
     except FileNotFoundError as error:
-        raise DataError(f"{path}: not a folder written by `save_to_disk` ({error})") from None
+        raise UserError(f"{path}: not a folder written by `save_to_disk` ({error})") from None
     missing = set(SPLITS) - set(table) if isinstance(table, datasets.DatasetDict) else set(SPLITS)
     if missing:
-        raise DataError(f"{path}: the saved data lacks the splits {sorted(missing)}")
+        raise UserError(f"{path}: the saved data lacks the splits {sorted(missing)}")
     return table, {f"{name}_songs": table[name].num_rows for name in SPLITS}
 
 
@@ -94,7 +96,7 @@ def prepare(
             rows, language_counts, languages = filter_languages(rows, options.language)
         counts.update(language_counts)
     if rows.empty:
-        raise DataError(f"{path}: no usable rows ({counts})")
+        raise UserError(f"{path}: no usable rows ({counts})")
     with timed(seconds, "duplicates"):
         duplicates = find_near_duplicates(rows["text"], options.duplicate_threshold, total=len(rows))
     with timed(seconds, "split"):

@@ -20,7 +20,7 @@ from ..arguments import ArgumentParser
 from .columns import Columns
 from .load import prepare
 from .options import PreparationOptions
-from .read import DataError
+from lyric_valence.errors import UserError
 from .report import summarise, write_data_card
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def run(input_path: Path, options: PreparationOptions, arguments: PrepareArgumen
     """Prepare `input_path` and write the splits and data card into `arguments.out`; returns the card's figures."""
     out = Path(arguments.out)
     if (out / "dataset_dict.json").exists() and not arguments.overwrite_output_dir:
-        raise DataError(f"{out}: already holds prepared splits; pass --overwrite_output_dir to replace them")
+        raise UserError(f"{out}: already holds prepared splits; pass --overwrite_output_dir to replace them")
     label_range = tuple(arguments.label_range) if arguments.label_range else None
     prepared = prepare(input_path, arguments.columns(), label_range, options)
     tokenizer = None if arguments.tokenizer == NO_TOKENIZER else arguments.tokenizer
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     input_path, options, arguments = parse_arguments(argv)
     try:
         summary = run(input_path, options, arguments)
-    except DataError as error:
+    except UserError as error:
         print(f"lyric-valence prepare: error: {error}", file=sys.stderr)
         return 2
     counts = summary["counts"]

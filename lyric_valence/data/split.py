@@ -9,7 +9,7 @@ import pandas as pd
 from .columns import Columns
 from .duplicates import NearDuplicates, components, leak_rate, star_edges
 from .options import PreparationOptions
-from .read import DataError
+from lyric_valence.errors import UserError
 
 SPLIT_NAMES = {
     "train": "train",
@@ -48,7 +48,7 @@ def split_by_column(path: Path, split: pd.Series) -> np.ndarray:
     """The file's own split column (train / dev|val|valid|validation / test) as standard split names."""
     unknown = sorted(set(split) - set(SPLIT_NAMES))
     if unknown:
-        raise DataError(f"{path}: the split column has unknown split names {unknown}; expected {sorted(SPLIT_NAMES)}")
+        raise UserError(f"{path}: the split column has unknown split names {unknown}; expected {sorted(SPLIT_NAMES)}")
     return split.map(SPLIT_NAMES).to_numpy()
 
 
@@ -114,7 +114,7 @@ def group_and_split(
     for name in SPLITS:
         counts[f"{name}_songs"] = int((rows["split"] == name).sum())
         if counts[f"{name}_songs"] == 0:
-            raise DataError(f"{path}: the {name} split is empty ({len(rows)} usable rows)")
+            raise UserError(f"{path}: the {name} split is empty ({len(rows)} usable rows)")
     split = rows["split"].to_numpy()
     counts["test_leak_rate"] = round(leak_rate(duplicates, split, "test"), 4)
     counts["validation_leak_rate"] = round(leak_rate(duplicates, split, "validation"), 4)

@@ -1,13 +1,13 @@
 """
-The scoring engine: a loaded [`LyricValenceModel`] made ready for fast catalogue scoring (device, precision, int8
-quantization, and a last encoder layer that computes only what CLS pooling reads). `model.score_songs(...,
-batch_tokens=...)` then scores it in token-budget batches.
+The torch backend: a loaded [`LyricValenceModel`] made ready for fast catalogue scoring (device, precision, int8
+quantization, and a last encoder layer that computes only what CLS pooling reads). The model's own `score_songs`
+then scores it in token-budget batches.
 
     model = prepare_for_scoring(model, device="cpu", dtype="float32", quantize="int8")
     scores = model.score_songs(songs, tokenizer, batch_tokens=2048)
 
-The onnxruntime backend (CPU) is `lyric_valence.onnx_scoring`; `check_scoring_options` checks both. Which mode pays on
-which hardware, and what each costs in quality, is measured in bench/SCORING_RESULTS.md (`python -m bench.scoring`).
+Which mode pays on which hardware, and what each costs in quality, is measured in bench/SCORING_RESULTS.md
+(`python -m bench.scoring`).
 """
 
 import warnings
@@ -15,55 +15,9 @@ import warnings
 import torch
 from torch import nn
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-QUANTIZATIONS = ("int8",)
-BACKENDS = ("torch", "onnxruntime")
+from lyric_valence.backends import DTYPES, check_scoring_options
 
-
-class ScoringOptionError(ValueError):
-    """A dtype, quantization or device that cannot score, or a combination of them that cannot run; one line."""
-
-
-def check_scoring_options(
-    device: torch.device, dtype: str = "float32", quantize: str | None = None, backend: str = "torch"
-) -> None:
-    """
-    Raise [`ScoringOptionError`] when `dtype` / `quantize` / `backend` are unknown, `device` cannot run them
-    together, or the onnxruntime backend is not installed.
-    """
-    if backend not in BACKENDS:
-        raise ScoringOptionError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
-    if backend == "onnxruntime":
-        check_onnxruntime_options(device, dtype)
-    if dtype not in DTYPES:
-        raise ScoringOptionError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ScoringOptionError(f"--quantize {quantize}: expected {' or '.join(QUANTIZATIONS)}")
-    if quantize is not None and device.type != "cpu":
-        raise ScoringOptionError(f"--quantize {quantize} runs on CPU only (device {device}); use --dtype on a GPU")
-    if quantize is not None and dtype != "float32":
-        raise ScoringOptionError(
-            f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}"
-        )
-    if dtype == "float16" and device.type == "cpu":
-        raise ScoringOptionError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU")
-    if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ScoringOptionError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
-
-
-def check_onnxruntime_options(device: torch.device, dtype: str) -> None:
-    import importlib.util
-
-    if device.type != "cpu":
-        raise ScoringOptionError(
-            f"--backend onnxruntime runs on CPU only (device {device}): add --device cpu, or use --backend torch on a GPU"
-        )
-    if dtype != "float32":
-        raise ScoringOptionError(f"--backend onnxruntime scores in float32 or, with --quantize int8, int8; not {dtype}")
-    if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx")):
-        raise ScoringOptionError(
-            "--backend onnxruntime needs onnxruntime and onnx: pip install onnxruntime onnx (the onnxruntime extra)"
-        )
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 
 
 class ClsOnlyLastLayer(nn.Module):
@@ -134,7 +88,7 @@ def prepare_for_scoring(
     The result is for `score_songs` and `forward` only: do not train or save it.
 
     Raises:
-        ScoringOptionError: an unknown dtype or quantization, or one the device cannot run.
+        lyric_valence.errors.UserError: an unknown dtype or quantization, or one the device cannot run.
     """
     device = torch.device(device)
     check_scoring_options(device, dtype, quantize)
@@ -142,7 +96,7 @@ def prepare_for_scoring(
     if can_compute_cls_only(model):
         layers = encoder_layers(model)
         layers[-1] = ClsOnlyLastLayer(layers[-1])
-    model.to(device=device, dtype=DTYPES[dtype])
+    model.to(device=device, dtype=TORCH_DTYPES[dtype])
     if quantize == "int8":
         # torch.ao's dynamic quantization, weights int8 per output channel (per tensor lost 2.5x more EmoBank Pearson
         # at the same speed, bench/SCORING_RESULTS.md), activations quantized per batch. The encoder only: the head
