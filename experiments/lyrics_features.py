@@ -33,10 +33,6 @@ from lyric_valence.evaluation import song_metrics
 from lyric_valence.ridge import ENCODER_SCALES, RIDGE_ALPHAS, song_rows
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceLexicalChannel, LyricValenceModel, chunk_batches
 
-BUCKETS = (2**18, 2**20)
-LAST_LAYERS = (1, 2, 4)
-
-
 def chunk_inputs(model: LyricValenceModel, tokenizer, texts: list[str]):
     """The chunks of `texts` in token-budget batches, as the model scores them (cheap: tokenizing only)."""
     return chunk_batches(tokenizer, texts, model.config, DEFAULT_BATCH_TOKENS["cpu"])
@@ -69,20 +65,20 @@ def lexical_rows(lexical: LyricValenceLexicalChannel, chunks, training_chunks: t
     return sp.csr_matrix((value, (chunk, feature)), shape=(len(chunks.song_index), lexical.buckets))
 
 
-def fit(lexical: dict | None, pooled: dict | None, labels: dict) -> dict:
+def fit(lexical: dict | None, pooled: dict | None, labels: dict, alphas=RIDGE_ALPHAS, scales=ENCODER_SCALES) -> dict:
     """The ridge grid of `lyric_valence.ridge.fit_ridge` on precomputed song rows; metrics of the validation pick."""
     if pooled is not None:
         mean, std = pooled["train"].mean(0), pooled["train"].std(0)
         std[std == 0] = 1.0
     best = None
-    for scale in ENCODER_SCALES if lexical and pooled else ENCODER_SCALES[:1]:
+    for scale in scales if lexical and pooled else scales[:1]:
         rows = {}
         for split in labels:
             blocks = [lexical[split]] if lexical else []
             if pooled is not None:
                 blocks.append(sp.csr_matrix((pooled[split] - mean) / std * scale / np.sqrt(mean.size)))
             rows[split] = sp.hstack(blocks).tocsr()
-        for alpha in RIDGE_ALPHAS:
+        for alpha in alphas:
             ridge = Ridge(alpha=alpha).fit(rows["train"], labels["train"])
             predicted = {split: ridge.predict(rows[split]) for split in ("validation", "test")}
             validation_mse = float(np.mean((predicted["validation"] - labels["validation"]) ** 2))
@@ -105,6 +101,12 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", type=Path, required=True, help="Cached encoder pass (written if missing).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--out", type=Path, required=True, help="JSON of the results.")
+    parser.add_argument("--buckets", type=int, nargs="+", default=[2**18, 2**20], help="Lexical channel sizes.")
+    parser.add_argument("--last_layers", type=int, nargs="+", default=[1, 2, 4],
+                        help="Encoder rows: the pooled mean of the last K layers, for each K.")
+    parser.add_argument("--alphas", type=float, nargs="+", default=list(RIDGE_ALPHAS), help="Ridge alphas tried.")
+    parser.add_argument("--encoder_scales", type=float, nargs="+", default=list(ENCODER_SCALES),
+                        help="Weights of the standardised encoder block beside the lexical one, tried.")
     args = parser.parse_args(argv)
 
     columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
@@ -121,9 +123,10 @@ def main(argv=None) -> None:
     to_songs = song_rows(chunks.song_index, torch.ones(len(chunks.song_index)), len(songs))
     layers = torch.load(args.cache).double()
     # mean pooling is linear: the mean of the last k layers' pooled vectors is the pooled mean of those layers
-    encoders = {f"last {k} layers": to_songs @ layers[:, -k:].mean(1).numpy() for k in LAST_LAYERS}
+    encoders = {f"last {k} layers": to_songs @ layers[:, -k:].mean(1).numpy() for k in args.last_layers}
     position = {song_id: i for i, song_id in enumerate(songs["song_id"])}
 
+    grid = (args.alphas, args.encoder_scales)
     results = {}
     for seed in args.seeds:
         splits, _ = load_splits(args.data_file, columns=columns, seed=seed)
@@ -132,16 +135,16 @@ def main(argv=None) -> None:
         training_chunks = torch.from_numpy(np.isin(chunks.song_index.numpy(), index["train"]))
         results[seed] = {}
         for encoder_name, pooled in encoders.items():
-            results[seed][f"encoder {encoder_name}"] = fit(None, {name: pooled[i] for name, i in index.items()}, labels)
-        for buckets in BUCKETS:
+            results[seed][f"encoder {encoder_name}"] = fit(None, {name: pooled[i] for name, i in index.items()}, labels, *grid)
+        for buckets in args.buckets:
             config = copy.deepcopy(model.config)
             config.lexical_buckets = buckets
             rows = (to_songs @ lexical_rows(LyricValenceLexicalChannel(config), chunks, training_chunks)).tocsr()
             lexical = {name: rows[i] for name, i in index.items()}
-            results[seed][f"lexical {buckets}"] = fit(lexical, None, labels)
+            results[seed][f"lexical {buckets}"] = fit(lexical, None, labels, *grid)
             for encoder_name, pooled in encoders.items():
                 by_split = {name: pooled[i] for name, i in index.items()}
-                results[seed][f"lexical {buckets} + encoder {encoder_name}"] = fit(lexical, by_split, labels)
+                results[seed][f"lexical {buckets} + encoder {encoder_name}"] = fit(lexical, by_split, labels, *grid)
         print(seed, {name: round(row["test"]["mse"], 5) for name, row in results[seed].items()}, flush=True)
     for name in results[args.seeds[0]]:
         test = [results[seed][name]["test"] for seed in args.seeds]
