@@ -3,15 +3,20 @@ A Gradio Space for a published model: `lyric-valence publish --space me/lyric-va
 
 The Hub's serverless widget does not run custom-code models, so a Space is where people try one. The Space folder:
 
-    app.py                                   the Gradio demo (the repository's own app.py)
-    lyric_valence/__init__.py, render.py     what app.py imports from this package (colours, curve)
+    app.py                                   the Gradio demo (the package's own app.py)
+    lyric_valence/...                        what app.py imports from this package: the one scoring loader
+                                             (loading, backends, errors, model_files) and render (colours, curve)
+    configuration_lyric_valence.py,          the model classes the loader builds the model with
+    modeling_lyric_valence.py
     examples/*.txt                           the example songs, written for this project
-    requirements.txt                         torch, transformers, matplotlib (gradio comes from `sdk_version`)
+    requirements.txt                         torch, transformers, accelerate, matplotlib (gradio: `sdk_version`)
     README.md                                Space metadata: sdk gradio, sdk_version, app_file, models: [the model]
 
-The model and its custom code (with `explain_song`) are loaded from the Hub by app.py, with trust_remote_code.
+app.py loads the model's weights, config and tokenizer from the Hub with `lyric_valence.loading.load_scoring_model`,
+as `lyric-valence predict` and `demo` do: with these classes, never the model repository's own code.
 """
 
+import importlib.util
 import logging
 import tempfile
 from importlib import resources
@@ -28,13 +33,26 @@ from lyric_valence.hub import PublishResult, _first_line, _network_errors, _refu
 
 logger = logging.getLogger("lyric_valence")
 
-# The Space runs app.py with its own copy of the two modules app.py imports.
+
+def module_file(name: str) -> Path:
+    """The installed file of top-level module `name` (the Hub files are modules, not package data)."""
+    return Path(importlib.util.find_spec(name).origin)
+
+
+PACKAGE = resources.files("lyric_valence")
+# The Space runs app.py with its own copy of the modules app.py imports (the package is not on PyPI).
 SPACE_CODE = {
     "app.py": TEMPLATES / "app.py",
-    "lyric_valence/__init__.py": resources.files("lyric_valence") / "__init__.py",
-    "lyric_valence/render.py": resources.files("lyric_valence") / "render.py",
+    **{
+        f"lyric_valence/{name}": PACKAGE / name
+        for name in (
+            "__init__.py", "render.py", "loading.py", "errors.py", "model_files.py", "backends/__init__.py",
+            "backends/torch.py",
+        )
+    },
+    **{f"{name}.py": module_file(name) for name in ("configuration_lyric_valence", "modeling_lyric_valence")},
 }
-REQUIREMENTS = ("torch", "transformers>=5.24,<6", "matplotlib")
+REQUIREMENTS = ("torch", "transformers>=5.24,<6", "accelerate>=1.0", "matplotlib")
 FALLBACK_GRADIO_VERSION = "6.31.0"  # the version the demo was tested with, when gradio is not installed here
 
 

@@ -157,7 +157,7 @@ def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     files = completed.stdout.split()
-    space_code = {"app.py", "lyric_valence/__init__.py", "lyric_valence/render.py"}
+    space_code = {"app.py", "lyric_valence/render.py", "lyric_valence/loading.py", "modeling_lyric_valence.py"}
     assert space_code | {"requirements.txt", "README.md"} <= set(files)
     assert any(name.startswith("examples/") for name in files)
     assert sorted(path.relative_to(stage).as_posix() for path in stage.rglob("*") if path.is_file()) == sorted(files)

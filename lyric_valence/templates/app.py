@@ -6,7 +6,8 @@ pulls the song up or down, and the valence along the song.
     LYRIC_VALENCE_MODEL=me/lyric-valence-minilm python app.py  # a Hub id or a local folder
 
 In a Space (`lyric-valence publish --space`), the model is the first entry of `models:` in the Space's README.md.
-Line valences come from `model.explain_song`, which travels with the model's own code (trust_remote_code).
+The model is loaded by `lyric_valence.loading.load_scoring_model`, as `lyric-valence predict` loads it; line
+valences come from its `explain_song`.
 """
 
 import io
@@ -14,11 +15,10 @@ import os
 from pathlib import Path
 
 import gradio as gr
-import torch
 from huggingface_hub import metadata_load
 from PIL import Image
-from transformers import AutoModel, AutoTokenizer
 
+from lyric_valence.loading import load_scoring_model
 from lyric_valence.render import curve_png, explanation_html
 
 HERE = Path(__file__).resolve().parent
@@ -31,12 +31,6 @@ def model_name() -> str:
     card = HERE / "README.md"
     models = (metadata_load(card) or {}).get("models") if card.is_file() else None
     return os.environ.get("LYRIC_VALENCE_MODEL") or (models[0] if models else DEFAULT_MODEL)
-
-
-def load_model(name: str):
-    model = AutoModel.from_pretrained(name, trust_remote_code=True, use_safetensors=True)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    return model, AutoTokenizer.from_pretrained(name, trust_remote_code=True)
 
 
 def example_songs() -> list[tuple[str, str]]:
@@ -90,7 +84,7 @@ def build_demo(model, tokenizer, model_label: str) -> gr.Blocks:
 def main() -> None:
     name = model_name()
     # Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as Spaces set them.
-    build_demo(*load_model(name), model_label=name).launch()
+    build_demo(*load_scoring_model(name), model_label=name).launch()
 
 
 if __name__ == "__main__":
