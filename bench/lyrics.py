@@ -77,12 +77,9 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
 
 def trained_model_predictions(model_dir: str, frames: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
     """Validation and test predictions of a model trained elsewhere (e.g. the EmoBank quickstart), not refitted."""
-    from transformers import AutoTokenizer
+    from lyric_valence.loading import load_scoring_model
 
-    from modeling_lyric_valence import LyricValenceModel
-
-    model = LyricValenceModel.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, tokenizer = load_scoring_model(model_dir, "cpu")
     return {split: np.array(model.score_songs(frames[split]["text"].tolist(), tokenizer)) for split in SPLITS}
 
 
