@@ -128,6 +128,7 @@ def load_scoring_model(
 
     from lyric_valence.backends import check_scoring_options
     from lyric_valence.backends.torch import prepare_for_scoring
+    from configuration_lyric_valence import LyricValenceConfig
     from modeling_lyric_valence import LyricValenceModel
 
     if device is None and backend == "onnxruntime":
@@ -138,7 +139,9 @@ def load_scoring_model(
     folder = model_folder(name)
     check_model_folder(folder, name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        # The config given: AutoTokenizer would otherwise read config.json as an unknown model type, with a warning.
+        config = LyricValenceConfig.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, config=config, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
     if backend == "onnxruntime":
