@@ -150,6 +150,21 @@ def predict_parser() -> ArgumentParser:
         "--backend onnxruntime (EmoBank test Pearson within 0.001 of float32); not with torch (torch.ao: 0.017 "
         "less Pearson). Speeds: bench/SCORING_RESULTS.md.",
     )
+    parser.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local (default): this process, or one per device under accelerate launch. ray: a Ray cluster "
+        "(RAY_ADDRESS, else a local one) reads Parquet/CSV/JSONL files, folders or glob patterns and writes one "
+        "Parquet file per input file into the --output folder; --resume continues a killed run (docs/distributed.md; "
+        'pip install "lyric-valence[ray]").',
+    )
+    parser.add_argument(
+        "--num_workers", type=positive_int, default=1, help="--engine ray: model actors scoring in parallel (default: 1)."
+    )
+    parser.add_argument(
+        "--gpus_per_worker", type=float, default=0, help="--engine ray: GPUs each actor holds (default: 0, the CPU)."
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
     return parser
 
@@ -250,6 +265,40 @@ def silence(quiet: bool) -> None:
     logger.setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
+def report(scored: int, skipped: int, destination: str) -> int:
+    """The run's summary line; exit 1 when nothing was scored."""
+    logger.warning("scored %d song%s, skipped %d empty; scores written to %s", scored, "" if scored == 1 else "s",
+                   skipped, destination)
+    if scored == 0:
+        print("lyric-valence predict: error: nothing to score: "
+              f"{'every song was empty' if skipped else 'the input holds no songs'}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    return 0
+
+
+def ray_main(args: argparse.Namespace) -> int:
+    """`--engine ray`: the catalogue scored by `lyric_valence.ray_scoring.score_catalogue`."""
+    from lyric_valence.ray_scoring import score_catalogue
+
+    if args.output is None:
+        raise UserError("--engine ray needs --output FOLDER (one Parquet file per input file is written there)")
+    if args.format not in (None, "parquet"):
+        raise UserError(f"--format {args.format}: --engine ray writes Parquet files")
+    counts = score_catalogue(
+        args.inputs, args.output, args.model, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
+        device=args.device, backend=args.backend, dtype=args.dtype, quantize=args.quantize,
+        batch_tokens=args.batch_tokens, batch_size=args.block_size, text_column=args.text_column,
+        id_column=args.id_column, keep_columns=args.keep_columns, score_column=args.score_column,
+        decimals=args.decimals, resume=args.resume, quiet=args.quiet,
+    )
+    if counts["files_already_done"]:
+        logger.warning("%d of %d files were scored by the earlier run and kept", counts["files_already_done"],
+                       counts["files"])
+    if counts["files_already_done"] == counts["files"]:
+        return 0
+    return report(counts["scored"], counts["skipped"], args.output)
+
+
 def main(argv: list[str]) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -258,6 +307,8 @@ def main(argv: list[str]) -> int:
     args = predict_parser().parse_args(argv)
     silence(args.quiet)
     check_output_columns(args.keep_columns, args.score_column)
+    if args.engine == "ray":
+        return ray_main(args)
     writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
     blocks = song_blocks(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
@@ -300,13 +351,5 @@ def main(argv: list[str]) -> int:
     writer.close()
     if args.output is not None:
         progress_file(args.output).unlink(missing_ok=True)
-    logger.warning(
-        "scored %d song%s, skipped %d empty; scores written to %s", progress.scored,
-        "" if progress.scored == 1 else "s", progress.skipped, args.output or "standard output",
-    )
-    if progress.scored == 0:
-        print("lyric-valence predict: error: nothing to score: "
-              f"{'every song was empty' if progress.skipped else 'the input holds no songs'}", file=sys.stderr)
-        return EXIT_NOTHING_SCORED
-    return 0
+    return report(progress.scored, progress.skipped, args.output or "standard output")
 
