@@ -156,10 +156,12 @@ def start_ray(ray, num_workers: int, quiet: bool) -> None:
     CPU for each worker and one more for reading: with fewer, Ray Data would wait forever for a free one.
     """
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines repeat the progress bars
-    if not ray.is_initialized():
+    if os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
+        ray.init(logging_level=logging.ERROR, log_to_driver=not quiet)
+    elif not ray.is_initialized():
         # A local cluster gets that many CPU slots even on a smaller machine: the workers then share its cores.
-        local_cpus = None if os.environ.get("RAY_ADDRESS") else max(os.cpu_count() or 1, num_workers + 1)
-        ray.init(num_cpus=local_cpus, logging_level=logging.ERROR, log_to_driver=not quiet, include_dashboard=False)
+        ray.init(num_cpus=max(os.cpu_count() or 1, num_workers + 1), logging_level=logging.ERROR,
+                 log_to_driver=not quiet, include_dashboard=False)
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if cpus < num_workers + 1:
         raise UserError(f"--num_workers {num_workers}: the Ray cluster has {cpus} CPUs; each worker takes one and "
@@ -172,7 +174,7 @@ def read_files(ray, table_format: str, paths: list[str], columns: list[str]):
     import pyarrow.csv
 
     if table_format == "parquet":
-        return ray.data.read_parquet(paths, columns=columns, include_paths=True)
+        return ray.data.read_parquet(paths, include_paths=True).select_columns([*columns, "path"])
     if table_format == "csv":  # lyrics span lines; ids such as 007 stay strings
         return ray.data.read_csv(
             paths, include_paths=True, parse_options=pa.csv.ParseOptions(newlines_in_values=True),
