@@ -3,10 +3,12 @@
 
     lyric-valence predict happy.txt                                   # the model train.py wrote to outputs/lyric-valence
     lyric-valence predict songs.csv --text_column seq --keep_columns artist --output scores.parquet
-    accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per device
+    accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per GPU
+    torchrun --nproc_per_node 2 -m lyric_valence.cli predict songs.csv --output scores.csv   # 2 processes on the CPU
 
-`main` reads top to bottom: parse -> quiet -> load the model -> for each block of songs: split it between the
-processes, score each share (`score_texts`), gather, append to the output and record the progress for `--resume`.
+`main` reads top to bottom: parse -> quiet -> load the model -> for each round of blocks (one block per process):
+each process takes its own block (`process_share`), scores it (`score_texts`), the main process gathers the round's
+scores in block order, appends them to the output and records the progress for `--resume`.
 """
 
 import argparse
@@ -69,7 +71,7 @@ def predict_parser() -> ArgumentParser:
         "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals (named by --score_column)\n"
         "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
         "Every flag takes both spellings: --text_column and --text-column.\n"
-        "Several devices: accelerate launch -m lyric_valence.cli predict ... (each block split between processes).",
+        "Several devices: accelerate launch -m lyric_valence.cli predict ... (blocks dealt round-robin to the processes).",
     )
     parser.add_argument(
         "inputs",
@@ -248,6 +250,45 @@ def unread_blocks(blocks: Iterator[pd.DataFrame], rows_read: int) -> Iterator[pd
         rows_read -= len(block)
 
 
+def runs_on_cpu(device: str | None, backend: str) -> bool:
+    """
+    Whether the processes score on the CPU: accelerate then joins the processes that torchrun started over gloo (a
+    plain `PartialState()` on a machine without an accelerator would leave each one alone, scoring every block).
+    """
+    import torch
+
+    if device is not None:
+        return device.split(":")[0] == "cpu"
+    return backend == "onnxruntime" or not torch.accelerator.is_available()
+
+
+def process_share(blocks: Iterator[pd.DataFrame], index: int, count: int) -> Iterator[pd.DataFrame | None]:
+    """
+    Blocks dealt round-robin to `count` processes: per round of `count` consecutive blocks, the one process `index`
+    takes (None when the last round has fewer). Every process walks the same blocks in the same order, so the rounds
+    line up; the other processes' blocks are dropped as they pass, never tokenised nor held.
+    """
+    blocks = iter(blocks)
+    while True:
+        mine, seen = None, 0
+        for position, block in enumerate(itertools.islice(blocks, count)):
+            seen += 1
+            if position == index:
+                mine = block
+        if not seen:
+            return
+        yield mine
+
+
+def score_block(block: pd.DataFrame, model, tokenizer, batch_tokens: int | None, score_column: str) -> tuple:
+    """One block's scores without the lyrics, its row count, and how many of its songs were empty (skipped)."""
+    blank = blank_rows(block["text"])
+    log_skipped(block[blank])
+    songs = block[~blank]
+    scores = score_texts(model, tokenizer, songs["text"].astype(str).tolist(), batch_tokens)
+    return songs.drop(columns="text").assign(**{score_column: scores}), len(block), int(blank.sum())
+
+
 def log_skipped(rows: pd.DataFrame) -> None:
     for source, song_id in rows[["source", "id"]].itertuples(index=False):
         logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
@@ -315,7 +356,7 @@ def main(argv: list[str]) -> int:
                          args.block_size)
     first = next(blocks, None)  # the inputs' errors (a missing file or column) come before the model loads
     blocks = itertools.chain([] if first is None else [first], blocks)
-    state = PartialState()
+    state = PartialState(cpu=runs_on_cpu(args.device, args.backend))
     model, tokenizer = load_scoring_model(args.model, args.device, args.backend, args.dtype, args.quantize)
     if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
         raise UserError(
@@ -329,22 +370,18 @@ def main(argv: list[str]) -> int:
             save_progress(args.output, progress)  # a run killed in its first block resumes too
     bar = tqdm(unit="song", initial=progress.rows_read, disable=True if args.quiet or not state.is_main_process else None,
                file=sys.stderr, dynamic_ncols=True)
-    for block in unread_blocks(blocks, progress.rows_read):
-        blank = blank_rows(block["text"])
-        if state.is_main_process:
-            log_skipped(block[blank])
-        songs = block[~blank]
-        with state.split_between_processes(songs["text"].astype(str).tolist()) as share:
-            scores = score_texts(model, tokenizer, share, args.batch_tokens)
-        scores = gather_object(scores)
-        if state.is_main_process:
-            progress.output_bytes = writer.write(songs.drop(columns="text").assign(**{args.score_column: scores}))
-            progress.rows_read += len(block)
-            progress.scored += len(songs)
-            progress.skipped += int(blank.sum())
-            if args.output is not None:
-                save_progress(args.output, progress)
-        bar.update(len(block))
+    share = process_share(unread_blocks(blocks, progress.rows_read), state.process_index, state.num_processes)
+    for block in share:
+        scored = [] if block is None else [score_block(block, model, tokenizer, args.batch_tokens, args.score_column)]
+        for scores, rows, skipped in gather_object(scored):  # the round's blocks, in input order
+            if state.is_main_process:
+                progress.output_bytes = writer.write(scores)
+                progress.rows_read += rows
+                progress.scored += rows - skipped
+                progress.skipped += skipped
+                if args.output is not None:
+                    save_progress(args.output, progress)
+            bar.update(rows)
     bar.close()
     if not state.is_main_process:
         return 0
