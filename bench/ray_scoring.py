@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
          "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
 FILE_ROWS = 10_000
+BLOCK = ["--block_size", "100"]  # songs per batch: 10 batches of the 1,000 songs to share between processes or actors
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
 # The driver of one Ray run: the CLI with a scorer that records its actor's peak RSS, then the driver's own.
@@ -119,7 +120,7 @@ def run(command: list[str], env: dict) -> float:
 def predict_one_process(catalogue: Path, model: Path, output: Path) -> float:
     files = sorted(str(path) for path in catalogue.iterdir())
     return run([sys.executable, "-m", "lyric_valence.cli", "predict", *files, "--model", str(model), "--id_column",
-                "song", "--keep_columns", "artist", "--output", str(output), "-q"], ENV)
+                "song", "--keep_columns", "artist", "--output", str(output), *BLOCK, "-q"], ENV)
 
 
 def ray_run(catalogue: Path, model: Path, output: Path, workers: int, work: Path) -> dict:
@@ -128,7 +129,7 @@ def ray_run(catalogue: Path, model: Path, output: Path, workers: int, work: Path
     peaks.mkdir()
     wall = run([sys.executable, "-c", RAY_RUN, "predict", "--engine", "ray", str(catalogue), "--model", str(model),
                 "--id_column", "song", "--keep_columns", "artist", "--output", str(output), "--num_workers",
-                str(workers), "-q"], {**ENV, "PEAKS_DIR": str(peaks)})
+                str(workers), *BLOCK, "-q"], {**ENV, "PEAKS_DIR": str(peaks)})
     workers_kib = [int(path.read_text()) for path in peaks.glob("worker-*")]
     return {"wall_s": round(wall, 1), "driver_peak_mib": round(int((peaks / "driver").read_text()) / 1024),
             "worker_peak_mib": round(max(workers_kib) / 1024), "actors_seen": len(workers_kib)}
@@ -146,7 +147,7 @@ def torchrun_predict(catalogue: Path, model: Path, output: Path, processes: int,
     files = sorted(str(path) for path in catalogue.iterdir())
     wall = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script),
                 "predict", *files, "--model", str(model), "--id_column", "song", "--keep_columns", "artist",
-                "--output", str(output), "-q"], {**ENV, "ROWS_DIR": str(rows)})
+                "--output", str(output), *BLOCK, "-q"], {**ENV, "ROWS_DIR": str(rows)})
     return {"wall_s": round(wall, 1),
             "rows_per_process": [int((rows / f"rows-{index}").read_text()) for index in range(processes)]}
 
@@ -167,7 +168,7 @@ def markdown(results: dict) -> str:
         "",
         f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Model: "
         "a tiny random lyric-valence model (1 layer, 32 wide, 512-token chunks) on CPU, float32; songs of 8-40 "
-        "random words in Parquet files of at most 10,000 rows. Each figure is one run in a fresh process (driver and "
+        "random words in Parquet files of at most 10,000 rows; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and "
         "local Ray cluster started per run, included in wall times); the cores were shared with other agents' jobs, "
         "so times vary by tens of percent between runs.",
         "",

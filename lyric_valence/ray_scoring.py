@@ -273,7 +273,9 @@ def score_catalogue(
     # One dataset per format: Ray Data reads JSON into pandas blocks and the others into Arrow blocks, and a union
     # of them neither batches nor keeps the files' order.
     for table_format, paths in by_format.items():
-        songs = read_files(ray, table_format, [str(path) for path in paths], columns)
+        # Blocks of at most one batch: a file is read as one block, which would go to a single actor.
+        songs = read_files(ray, table_format, [str(path) for path in paths], columns).repartition(
+            target_num_rows_per_block=batch_size)
         scored = songs.map_batches(
             ValenceScorer, fn_constructor_kwargs=scorer_options, batch_format="pandas", batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1, num_gpus=gpus_per_worker or None,
