@@ -11,8 +11,9 @@ songs; (4) the peak RSS of the Ray driver and of the worker actors at two catalo
 rows each one takes, and whether the output is byte-identical to one process's. Every run is a fresh process, one
 after the other. Writes bench/ray_scoring.json and bench/RAY_RESULTS.md.
 
-Model: a tiny random lyric-valence model (1 layer, 32 wide, the packaged tokenizer, 512-token chunks), so that the
-engines' own costs (actors, transfers, reading, writing) are visible next to scoring. Songs: 8-40 random words from a
+Models: MiniLM-L6 (the packaged encoder) with a random head for the 1,000-song runs, so that scoring is real work to
+share; a tiny random model (1 layer, 32 wide, 512-token chunks) for the memory runs, so that the engines' own memory
+(reading, transfers, writing) is visible next to the model's. Songs: 8-40 random words from a
 fixed list, written here (no lyrics are shipped), in Parquet files of at most 10,000 rows.
 """
 
@@ -77,7 +78,8 @@ def log(message: str) -> None:
     print(f"[ray-scoring {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def write_model(folder: Path) -> None:
+def write_models(tiny: Path, minilm: Path) -> None:
+    """A tiny random model, and MiniLM-L6 (the packaged encoder) with a random head: real scoring work per song."""
     import torch
     from transformers import AutoTokenizer, BertConfig
 
@@ -90,8 +92,10 @@ def write_model(folder: Path) -> None:
     torch.manual_seed(0)
     encoder = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=48, max_position_embeddings=512)
-    LyricValenceModel(LyricValenceConfig(encoder=encoder)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    LyricValenceModel(LyricValenceConfig(encoder=encoder)).save_pretrained(tiny)
+    LyricValenceModel.from_encoder_pretrained(default_encoder_path()).save_pretrained(minilm)
+    for folder in (tiny, minilm):
+        tokenizer.save_pretrained(folder)
 
 
 def write_catalogue(folder: Path, songs: int) -> Path:
@@ -166,8 +170,9 @@ def markdown(results: dict) -> str:
     lines = [
         "# Ray Data catalogue scoring and multi-process predict: measured",
         "",
-        f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Model: "
-        "a tiny random lyric-valence model (1 layer, 32 wide, 512-token chunks) on CPU, float32; songs of 8-40 "
+        f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Models, "
+        "on CPU in float32, one torch thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny "
+        "random one (1 layer, 32 wide) for the memory rows; songs of 8-40 "
         "random words in Parquet files of at most 10,000 rows; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and "
         "local Ray cluster started per run, included in wall times); the cores were shared with other agents' jobs, "
         "so times vary by tens of percent between runs.",
@@ -208,15 +213,15 @@ def main() -> None:
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "songs": args.songs}
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
-        write_model(work / "model")
+        write_models(work / "tiny", work / "minilm")
         catalogue = write_catalogue(work / "songs", args.songs)
 
         log("predict, one process")
-        results["predict_1000_s"] = round(predict_one_process(catalogue, work / "model", work / "predict.csv"), 1)
+        results["predict_1000_s"] = round(predict_one_process(catalogue, work / "minilm", work / "predict.csv"), 1)
         speed = {}
         for workers in (1, 2):
             log(f"ray, {workers} worker(s)")
-            speed[str(workers)] = ray_run(catalogue, work / "model", work / f"ray-{workers}", workers, work)
+            speed[str(workers)] = ray_run(catalogue, work / "minilm", work / f"ray-{workers}", workers, work)
             speed[str(workers)]["songs_per_s"] = round(args.songs / speed[str(workers)]["wall_s"], 1)
         speed["ratio_2_vs_1"] = round(speed["2"]["songs_per_s"] / speed["1"]["songs_per_s"], 2)
         results["workers_1000"] = speed
@@ -234,7 +239,7 @@ def main() -> None:
         two = {}
         for processes in (1, 2):
             log(f"predict, {processes} torchrun process(es)")
-            two[str(processes)] = torchrun_predict(catalogue, work / "model", work / f"torchrun-{processes}.csv",
+            two[str(processes)] = torchrun_predict(catalogue, work / "minilm", work / f"torchrun-{processes}.csv",
                                                    processes, work)
         two["byte_identical"] = (work / "torchrun-1.csv").read_bytes() == (work / "torchrun-2.csv").read_bytes()
         results["torchrun_1000"] = two
@@ -242,7 +247,7 @@ def main() -> None:
         memory = {}
         for size in args.memory_songs:
             log(f"ray, {size} songs")
-            memory[str(size)] = ray_run(write_catalogue(work / f"songs-{size}", size), work / "model",
+            memory[str(size)] = ray_run(write_catalogue(work / f"songs-{size}", size), work / "tiny",
                                         work / f"ray-memory-{size}", 1, work)
         results["memory"] = memory
         small, large = (memory[str(size)] for size in args.memory_songs)

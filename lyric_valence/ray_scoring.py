@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lyric_valence.errors import UserError
-from lyric_valence.loading import DEFAULT_MODEL, load_scoring_model
+from lyric_valence.loading import DEFAULT_MODEL, check_model_folder, load_scoring_model, model_folder
 from lyric_valence.predict_io import blank_rows, check_input, table_blocks
 
 CATALOGUE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
@@ -113,14 +113,13 @@ def catalogue_files(inputs: list[str]) -> list[Path]:
 
 def output_names(files: list[Path]) -> dict[Path, str]:
     """Each input file's output file name: its own name with a .parquet suffix, unique within the run."""
-    names = {}
+    owners = {}
     for path in files:
         name = f"{path.stem}.parquet"
-        clash = next((other for other, taken in names.items() if taken == name), None)
-        if clash is not None:
-            raise UserError(f"{path}: its scores would go to the same {name} as {clash}'s; rename one of them")
-        names[path] = name
-    return names
+        if name in owners:
+            raise UserError(f"{path}: its scores would go to the same {name} as {owners[name]}'s; rename one of them")
+        owners[name] = path
+    return {path: name for name, path in owners.items()}
 
 
 def check_table(path: Path, text_column: str, id_column: str | None, keep_columns: list[str]) -> None:
@@ -256,6 +255,7 @@ def score_catalogue(
     counts = {"files": len(files), "files_already_done": len(files) - len(pending), "scored": 0, "skipped": 0}
     if not pending:
         return counts
+    check_model_folder(model_folder(str(model)), str(model))  # here, not once per actor after Ray has started
     for path in pending:
         check_table(path, text_column, id_column, keep_columns)
 
@@ -280,7 +280,12 @@ def score_catalogue(
             ValenceScorer, fn_constructor_kwargs=scorer_options, batch_format="pandas", batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1, num_gpus=gpus_per_worker or None,
         )
-        write_scores(scored, paths, output, names, id_column, keep_columns, score_column, decimals, counts)
+        try:
+            write_scores(scored, paths, output, names, id_column, keep_columns, score_column, decimals, counts)
+        except ray.exceptions.RayTaskError as error:
+            if not isinstance(error.cause, (ValueError, OSError)):  # Arrow's and the model's input errors among them
+                raise
+            raise UserError(f"--engine ray: {str(error.cause).strip().splitlines()[0]}") from None
     return counts
 
 

@@ -148,3 +148,13 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(catalogue, tiny_model_dir, 
     code, _, err = predict_in_process(capsys, "--engine", "ray", folder / "a.csv", bad, "--model", tiny_model_dir,
                                       "--output", tmp_path / "scores", "-q")
     assert_one_line_error(code, err, str(bad))
+
+
+def test_a_file_that_breaks_midway_is_one_line_and_exit_2(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
+    folder, _ = catalogue
+    bad = tmp_path / "songs.csv"  # its first rows read well: the break is found while Ray reads it
+    bad.write_text("song,artist,seq\ns1,a,la la\ns2,b,do re\ns3,c,mi fa,sol\n", encoding="utf-8")
+    code, _, err = predict_in_process(capsys, "--engine", "ray", bad, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, str(bad))
+    assert not (tmp_path / "scores" / "songs.parquet").exists()
