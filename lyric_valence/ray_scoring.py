@@ -154,7 +154,9 @@ def start_ray(ray, num_workers: int, quiet: bool) -> None:
     Connect to the running Ray (`ray.init` done, or `RAY_ADDRESS`), else start a local one, and check that it has a
     CPU for each worker and one more for reading: with fewer, Ray Data would wait forever for a free one.
     """
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its INFO lines repeat the progress bars
+    # Its log repeats the progress bars (INFO) and the tracebacks of failed tasks (ERROR), which reach the driver as
+    # the exception that `score_catalogue` raises (one line for bad input).
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     if os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
         ray.init(logging_level=logging.ERROR, log_to_driver=not quiet)
     elif not ray.is_initialized():
