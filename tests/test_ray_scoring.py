@@ -158,3 +158,12 @@ def test_a_file_that_breaks_midway_is_one_line_and_exit_2(local_ray, catalogue, 
                                       "--output", tmp_path / "scores", "-q")
     assert_one_line_error(code, err, str(bad))
     assert not (tmp_path / "scores" / "songs.parquet").exists()
+
+
+def test_without_ray_installed_the_command_says_how_to_install_it(catalogue, tiny_model_dir, tmp_path, capsys,
+                                                                  monkeypatch):
+    folder, _ = catalogue
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, 'pip install "lyric-valence[ray]"')
