@@ -128,6 +128,19 @@ def check_table(path: Path, text_column: str, id_column: str | None, keep_column
     next(table_blocks(path, str(path), table_format, text_column, id_column, keep_columns, block_size=1), None)
 
 
+def check_worker_options(device, gpus_per_worker: float, backend: str, dtype: str, quantize: str | None) -> None:
+    """The options the actors load the model with, where the driver can check them: for CPU workers."""
+    import torch
+
+    from lyric_valence.backends import check_scoring_options
+
+    if gpus_per_worker:
+        return  # the GPUs are the workers', not the driver's
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise UserError(f"--device {device}: the workers hold no GPU; pass --gpus_per_worker 1 (or leave --device out)")
+    check_scoring_options(torch.device("cpu"), dtype, quantize, backend)
+
+
 def start_run(output: Path, settings: dict, resume: bool) -> None:
     """Create the output folder and record the run's settings; with `resume`, check they are the killed run's."""
     run_file = output / RUN_FILE
@@ -257,7 +270,9 @@ def score_catalogue(
     counts = {"files": len(files), "files_already_done": len(files) - len(pending), "scored": 0, "skipped": 0}
     if not pending:
         return counts
-    check_model_folder(model_folder(str(model)), str(model))  # here, not once per actor after Ray has started
+    # Checked here, not once per actor after Ray has started (where a failed actor is retried, noisily).
+    check_worker_options(device, gpus_per_worker, backend, dtype, quantize)
+    check_model_folder(model_folder(str(model)), str(model))
     for path in pending:
         check_table(path, text_column, id_column, keep_columns)
 
@@ -288,6 +303,12 @@ def score_catalogue(
             if not isinstance(error.cause, (ValueError, OSError)):  # Arrow's and the model's input errors among them
                 raise
             raise UserError(f"--engine ray: {str(error.cause).strip().splitlines()[0]}") from None
+        except ray.exceptions.ActorDiedError as error:  # keeps only the text of an actor's failed __init__
+            marker = f"{UserError.__module__}.{UserError.__name__}: "
+            message = next((line for line in str(error).splitlines() if line.startswith(marker)), None)
+            if message is None:
+                raise
+            raise UserError(message[len(marker):]) from None
     return counts
 
 

@@ -137,6 +137,16 @@ def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalo
     assert_same_scores(ray_output(output), reference)
 
 
+@pytest.mark.parametrize("flags, expected", [(["--device", "cuda"], "--gpus_per_worker"),
+                                             (["--dtype", "float16"], "--dtype float16")])
+def test_options_the_cpu_workers_cannot_run_are_one_line_before_ray_starts(catalogue, tiny_model_dir, tmp_path, capsys,
+                                                                            flags, expected):
+    folder, _ = catalogue
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir, *flags,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, expected)
+
+
 @pytest.mark.parametrize("problem", ["missing", "corrupt", "no text column"])
 def test_a_bad_file_is_one_line_naming_it_and_exit_2(catalogue, tiny_model_dir, tmp_path, capsys, problem):
     folder, _ = catalogue
