@@ -3,10 +3,12 @@
 
     lyric-valence predict happy.txt                                   # the model train.py wrote to outputs/lyric-valence
     lyric-valence predict songs.csv --text_column seq --keep_columns artist --output scores.parquet
-    accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per device
+    accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per GPU
+    torchrun --nproc_per_node 2 -m lyric_valence.cli predict songs.csv --output scores.csv   # 2 processes on the CPU
 
-`main` reads top to bottom: parse -> quiet -> load the model -> for each block of songs: split it between the
-processes, score each share (`score_texts`), gather, append to the output and record the progress for `--resume`.
+`main` reads top to bottom: parse -> quiet -> load the model -> for each round of blocks (one block per process):
+each process takes its own block (`process_share`), scores it (`score_texts`), the main process gathers the round's
+scores in block order, appends them to the output and records the progress for `--resume`.
 """
 
 import argparse
@@ -69,7 +71,7 @@ def predict_parser() -> ArgumentParser:
         "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals (named by --score_column)\n"
         "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
         "Every flag takes both spellings: --text_column and --text-column.\n"
-        "Several devices: accelerate launch -m lyric_valence.cli predict ... (each block split between processes).",
+        "Several devices: accelerate launch -m lyric_valence.cli predict ... (blocks dealt round-robin to the processes).",
     )
     parser.add_argument(
         "inputs",
@@ -149,6 +151,21 @@ def predict_parser() -> ArgumentParser:
         help="int8: dynamic int8 quantization, weights per channel, CPU only, with --dtype float32. Recommended with "
         "--backend onnxruntime (float32's quality); not with torch (torch.ao loses Pearson). Speed and quality of "
         "each mode: bench/SCORING_RESULTS.md.",
+    )
+    parser.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local (default): this process, or one per device under accelerate launch. ray: a Ray cluster "
+        "(RAY_ADDRESS, else a local one) reads Parquet/CSV/JSONL files, folders or glob patterns and writes one "
+        "Parquet file per input file into the --output folder; --resume continues a killed run (docs/distributed.md; "
+        'pip install "lyric-valence[ray]").',
+    )
+    parser.add_argument(
+        "--num_workers", type=positive_int, default=1, help="--engine ray: model actors scoring in parallel (default: 1)."
+    )
+    parser.add_argument(
+        "--gpus_per_worker", type=float, default=0, help="--engine ray: GPUs each actor holds (default: 0, the CPU)."
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
     return parser
@@ -233,6 +250,45 @@ def unread_blocks(blocks: Iterator[pd.DataFrame], rows_read: int) -> Iterator[pd
         rows_read -= len(block)
 
 
+def runs_on_cpu(device: str | None, backend: str) -> bool:
+    """
+    Whether the processes score on the CPU: accelerate then joins the processes that torchrun started over gloo (a
+    plain `PartialState()` on a machine without an accelerator would leave each one alone, scoring every block).
+    """
+    import torch
+
+    if device is not None:
+        return device.split(":")[0] == "cpu"
+    return backend == "onnxruntime" or not torch.accelerator.is_available()
+
+
+def process_share(blocks: Iterator[pd.DataFrame], index: int, count: int) -> Iterator[pd.DataFrame | None]:
+    """
+    Blocks dealt round-robin to `count` processes: per round of `count` consecutive blocks, the one process `index`
+    takes (None when the last round has fewer). Every process walks the same blocks in the same order, so the rounds
+    line up; the other processes' blocks are dropped as they pass, never tokenised nor held.
+    """
+    blocks = iter(blocks)
+    while True:
+        mine, seen = None, 0
+        for position, block in enumerate(itertools.islice(blocks, count)):
+            seen += 1
+            if position == index:
+                mine = block
+        if not seen:
+            return
+        yield mine
+
+
+def score_block(block: pd.DataFrame, model, tokenizer, batch_tokens: int | None, score_column: str) -> tuple:
+    """One block's scores without the lyrics, its row count, and how many of its songs were empty (skipped)."""
+    blank = blank_rows(block["text"])
+    log_skipped(block[blank])
+    songs = block[~blank]
+    scores = score_texts(model, tokenizer, songs["text"].astype(str).tolist(), batch_tokens)
+    return songs.drop(columns="text").assign(**{score_column: scores}), len(block), int(blank.sum())
+
+
 def log_skipped(rows: pd.DataFrame) -> None:
     for source, song_id in rows[["source", "id"]].itertuples(index=False):
         logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
@@ -250,6 +306,40 @@ def silence(quiet: bool) -> None:
     logger.setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
+def report(scored: int, skipped: int, destination: str) -> int:
+    """The run's summary line; exit 1 when nothing was scored."""
+    logger.warning("scored %d song%s, skipped %d empty; scores written to %s", scored, "" if scored == 1 else "s",
+                   skipped, destination)
+    if scored == 0:
+        print("lyric-valence predict: error: nothing to score: "
+              f"{'every song was empty' if skipped else 'the input holds no songs'}", file=sys.stderr)
+        return EXIT_NOTHING_SCORED
+    return 0
+
+
+def ray_main(args: argparse.Namespace) -> int:
+    """`--engine ray`: the catalogue scored by `lyric_valence.ray_scoring.score_catalogue`."""
+    from lyric_valence.ray_scoring import score_catalogue
+
+    if args.output is None:
+        raise UserError("--engine ray needs --output FOLDER (one Parquet file per input file is written there)")
+    if args.format not in (None, "parquet"):
+        raise UserError(f"--format {args.format}: --engine ray writes Parquet files")
+    counts = score_catalogue(
+        args.inputs, args.output, args.model, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
+        device=args.device, backend=args.backend, dtype=args.dtype, quantize=args.quantize,
+        batch_tokens=args.batch_tokens, batch_size=args.block_size, text_column=args.text_column,
+        id_column=args.id_column, keep_columns=args.keep_columns, score_column=args.score_column,
+        decimals=args.decimals, resume=args.resume, quiet=args.quiet,
+    )
+    if counts["files_already_done"]:
+        logger.warning("%d of %d files were scored by the earlier run and kept", counts["files_already_done"],
+                       counts["files"])
+    if counts["files_already_done"] == counts["files"]:
+        return 0
+    return report(counts["scored"], counts["skipped"], args.output)
+
+
 def main(argv: list[str]) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -258,13 +348,15 @@ def main(argv: list[str]) -> int:
     args = predict_parser().parse_args(argv)
     silence(args.quiet)
     check_output_columns(args.keep_columns, args.score_column)
+    if args.engine == "ray":
+        return ray_main(args)
     writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
     blocks = song_blocks(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
                          args.block_size)
     first = next(blocks, None)  # the inputs' errors (a missing file or column) come before the model loads
     blocks = itertools.chain([] if first is None else [first], blocks)
-    state = PartialState()
+    state = PartialState(cpu=runs_on_cpu(args.device, args.backend))
     model, tokenizer = load_scoring_model(args.model, args.device, args.backend, args.dtype, args.quantize)
     if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
         raise UserError(
@@ -278,35 +370,23 @@ def main(argv: list[str]) -> int:
             save_progress(args.output, progress)  # a run killed in its first block resumes too
     bar = tqdm(unit="song", initial=progress.rows_read, disable=True if args.quiet or not state.is_main_process else None,
                file=sys.stderr, dynamic_ncols=True)
-    for block in unread_blocks(blocks, progress.rows_read):
-        blank = blank_rows(block["text"])
-        if state.is_main_process:
-            log_skipped(block[blank])
-        songs = block[~blank]
-        with state.split_between_processes(songs["text"].astype(str).tolist()) as share:
-            scores = score_texts(model, tokenizer, share, args.batch_tokens)
-        scores = gather_object(scores)
-        if state.is_main_process:
-            progress.output_bytes = writer.write(songs.drop(columns="text").assign(**{args.score_column: scores}))
-            progress.rows_read += len(block)
-            progress.scored += len(songs)
-            progress.skipped += int(blank.sum())
-            if args.output is not None:
-                save_progress(args.output, progress)
-        bar.update(len(block))
+    share = process_share(unread_blocks(blocks, progress.rows_read), state.process_index, state.num_processes)
+    for block in share:
+        scored = [] if block is None else [score_block(block, model, tokenizer, args.batch_tokens, args.score_column)]
+        for scores, rows, skipped in gather_object(scored):  # the round's blocks, in input order
+            if state.is_main_process:
+                progress.output_bytes = writer.write(scores)
+                progress.rows_read += rows
+                progress.scored += rows - skipped
+                progress.skipped += skipped
+                if args.output is not None:
+                    save_progress(args.output, progress)
+            bar.update(rows)
     bar.close()
     if not state.is_main_process:
         return 0
     writer.close()
     if args.output is not None:
         progress_file(args.output).unlink(missing_ok=True)
-    logger.warning(
-        "scored %d song%s, skipped %d empty; scores written to %s", progress.scored,
-        "" if progress.scored == 1 else "s", progress.skipped, args.output or "standard output",
-    )
-    if progress.scored == 0:
-        print("lyric-valence predict: error: nothing to score: "
-              f"{'every song was empty' if progress.skipped else 'the input holds no songs'}", file=sys.stderr)
-        return EXIT_NOTHING_SCORED
-    return 0
+    return report(progress.scored, progress.skipped, args.output or "standard output")
 

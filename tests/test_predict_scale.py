@@ -1,4 +1,5 @@
-"""`lyric-valence predict` on catalogues: two accelerate processes write what one does, and a run killed with
+"""`lyric-valence predict` on catalogues: two processes (torchrun, joined by accelerate) each take half the blocks and write the very file
+one does, and a run killed with
 SIGKILL (while scoring a block, or halfway through writing one) continues with `--resume` to the very file an
 uninterrupted run writes."""
 
@@ -14,7 +15,7 @@ import torch
 
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import REPO, WORDS, tiny_bert_config
-from lyric_valence import cli
+from lyric_valence import cli, predict
 from modeling_lyric_valence import LyricValenceModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,6 +50,23 @@ from lyric_valence.cli import main
 sys.exit(main(argv))
 """
 
+# Runs the CLI counting the input rows this process takes (`process_share`), written to ROWS_DIR/rows-INDEX.
+COUNTED_RUN = """
+import os, sys
+from lyric_valence import predict
+share = predict.process_share
+def counted(blocks, index, count):
+    rows = 0
+    for block in share(blocks, index, count):
+        rows += 0 if block is None else len(block)
+        yield block
+    with open(os.path.join(os.environ["ROWS_DIR"], f"rows-{index}"), "w") as handle:
+        handle.write(str(rows))
+predict.process_share = counted
+from lyric_valence.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory, tokenizer):
@@ -70,20 +88,37 @@ def subprocess_env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def test_two_accelerate_processes_write_the_scores_of_one(catalogue, tmp_path):
-    folder, reference = catalogue
-    output = tmp_path / "two.csv"
-    completed = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lyric_valence.cli", "predict",
-         str(folder / "songs.csv"), "--model", str(folder / "model"), "--id_column", "song", "--output", str(output),
-         *BLOCK],
-        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    one, two = pd.read_csv(reference), pd.read_csv(output)
-    assert two["id"].tolist() == one["id"].tolist() and len(one) == 27
-    assert two["valence"].tolist() == pytest.approx(one["valence"].tolist(), abs=1e-6)
+def test_blocks_are_dealt_round_robin_in_rounds_every_process_walks():
+    blocks = [pd.DataFrame({"id": range(start, start + rows)}) for start, rows in ((0, 4), (4, 4), (8, 4), (12, 3))]
+    first, second, third = (list(predict.process_share(iter(blocks), index, 3)) for index in range(3))
+    assert [block["id"].tolist()[0] for block in first] == [0, 12]
+    assert second[0]["id"].tolist()[0] == 4 and second[1] is None  # the last round is short
+    assert len(third) == 2 and third[1] is None
+    assert all(got is block for got, block in zip(predict.process_share(iter(blocks), 0, 1), blocks, strict=True))
+
+
+def test_two_processes_each_take_half_and_write_the_file_of_one(catalogue, tmp_path):
+    folder, _ = catalogue
+    script = tmp_path / "counted_run.py"
+    script.write_text(COUNTED_RUN, encoding="utf-8")
+    outputs = []
+    for processes in (1, 2):
+        output, rows = tmp_path / f"{processes}.csv", tmp_path / f"rows-of-{processes}"
+        rows.mkdir()
+        completed = subprocess.run(
+            # torchrun: `accelerate launch --cpu` starts one process unless MPI is set up
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script), "predict",
+             str(folder / "songs.csv"), "--model", str(folder / "model"), "--id_column", "song", "--output",
+             str(output), *BLOCK],
+            cwd=REPO, env={**subprocess_env(), "ROWS_DIR": str(rows)}, capture_output=True, text=True, timeout=600,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        outputs.append(output.read_bytes())
+    # 30 rows in blocks of 4: blocks 0, 2, 4, 6 to the first process, 1, 3, 5 and the last 2 rows to the second
+    assert [(tmp_path / "rows-of-2" / f"rows-{index}").read_text() for index in (0, 1)] == ["16", "14"]
+    assert (tmp_path / "rows-of-1" / "rows-0").read_text() == "30"
+    assert outputs[1] == outputs[0]
+    assert len(pd.read_csv(tmp_path / "2.csv")) == 27
 
 
 @pytest.mark.parametrize("mode, after", [("scoring", 3), ("writing", 4)])

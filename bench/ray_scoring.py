@@ -1,0 +1,279 @@
+"""
+Ray Data catalogue scoring (`lyric-valence predict --engine ray`) against `predict` in one process, and two predict
+processes (torchrun) against one, on this machine. Run from the repository root:
+
+    nice -n 10 python -m bench.ray_scoring                       # 1,000-song comparisons, memory at 10k and 100k
+    nice -n 10 python -m bench.ray_scoring --memory_songs 2000 20000   # quicker
+
+Measures: (1) Ray's scores against predict's on the same model and songs (max absolute difference); (2) songs per
+second with 1 and 2 Ray CPU workers on 1,000 songs; (3) Ray's wall time against predict in one process on the same
+songs; (4) the peak RSS of the Ray driver and of the worker actors at two catalogue sizes; (5) two predict processes:
+rows each one takes, and whether the output is byte-identical to one process's. Every run is a fresh process, one
+after the other. Writes bench/ray_scoring.json and bench/RAY_RESULTS.md.
+
+Models: MiniLM-L6 (the packaged encoder) with a random head for the 1,000-song runs, so that scoring is real work to
+share; a tiny random model (1 layer, 32 wide, 512-token chunks) for the memory runs, so that the engines' own memory
+(reading, transfers, writing) is visible next to the model's. Songs: 8-40 random words from a
+fixed list, written here (no lyrics are shipped), in Parquet files of at most 10,000 rows.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
+         "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
+FILE_ROWS = 10_000
+BLOCK = ["--block_size", "100"]  # songs per batch: 10 batches of the 1,000 songs to share between processes or actors
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+# The driver of one Ray run: the CLI with a scorer that records, per actor, its peak RSS and when it scored (first
+# batch started, last one ended), then the driver's own peak RSS. VmHWM, not getrusage's ru_maxrss, which a process
+# inherits from the (large) benchmark process that started it.
+RAY_RUN = """
+import json, os, sys, time
+from lyric_valence import cli, ray_scoring
+
+def peak_kib():
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+class MeasuredScorer(ray_scoring.ValenceScorer):
+    first = None
+    def __call__(self, batch):
+        self.first = self.first or time.time()
+        scored = super().__call__(batch)
+        with open(os.path.join(os.environ["PEAKS_DIR"], f"worker-{os.getpid()}"), "w") as handle:
+            json.dump({"peak_kib": peak_kib(), "first": self.first, "last": time.time()}, handle)
+        return scored
+
+ray_scoring.ValenceScorer = MeasuredScorer
+code = cli.main(sys.argv[1:])
+with open(os.path.join(os.environ["PEAKS_DIR"], "driver"), "w") as handle:
+    handle.write(str(peak_kib()))
+sys.exit(code)
+"""
+
+# One predict process of a torchrun group, recording the rows it takes (`process_share`).
+COUNTED_RUN = """
+import os, sys
+from lyric_valence import predict
+share = predict.process_share
+def counted(blocks, index, count):
+    rows = 0
+    for block in share(blocks, index, count):
+        rows += 0 if block is None else len(block)
+        yield block
+    with open(os.path.join(os.environ["ROWS_DIR"], f"rows-{index}"), "w") as handle:
+        handle.write(str(rows))
+predict.process_share = counted
+from lyric_valence.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def log(message: str) -> None:
+    print(f"[ray-scoring {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_models(tiny: Path, minilm: Path) -> None:
+    """A tiny random model, and MiniLM-L6 (the packaged encoder) with a random head: real scoring work per song."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig
+
+    sys.path.insert(0, str(REPO))
+    from configuration_lyric_valence import LyricValenceConfig
+    from lyric_valence import default_encoder_path
+    from modeling_lyric_valence import LyricValenceModel
+
+    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    torch.manual_seed(0)
+    encoder = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=48, max_position_embeddings=512)
+    LyricValenceModel(LyricValenceConfig(encoder=encoder)).save_pretrained(tiny)
+    LyricValenceModel.from_encoder_pretrained(default_encoder_path()).save_pretrained(minilm)
+    for folder in (tiny, minilm):
+        tokenizer.save_pretrained(folder)
+
+
+def write_catalogue(folder: Path, songs: int) -> Path:
+    """`songs` rows (song, artist, seq) in Parquet files of at most FILE_ROWS rows; every 50th song empty."""
+    folder.mkdir(parents=True)
+    rng = random.Random(songs)
+    for part, start in enumerate(range(0, songs, FILE_ROWS)):
+        rows = range(start, min(start + FILE_ROWS, songs))
+        pd.DataFrame({
+            "song": [f"song {row}" for row in rows],
+            "artist": [f"artist {row % 97}" for row in rows],
+            "seq": ["" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
+                    for row in rows],
+        }).to_parquet(folder / f"part-{part:04d}.parquet")
+    return folder
+
+
+def run(command: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{completed.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def predict_one_process(catalogue: Path, model: Path, output: Path) -> float:
+    files = sorted(str(path) for path in catalogue.iterdir())
+    return run([sys.executable, "-m", "lyric_valence.cli", "predict", *files, "--model", str(model), "--id_column",
+                "song", "--keep_columns", "artist", "--output", str(output), *BLOCK, "-q"], ENV)
+
+
+def ray_run(catalogue: Path, model: Path, output: Path, workers: int, work: Path) -> dict:
+    """One driver process starting its own local Ray: wall time and peak RSS (MiB) of the driver and the workers."""
+    peaks = work / f"peaks-{output.name}"
+    peaks.mkdir()
+    wall = run([sys.executable, "-c", RAY_RUN, "predict", "--engine", "ray", str(catalogue), "--model", str(model),
+                "--id_column", "song", "--keep_columns", "artist", "--output", str(output), "--num_workers",
+                str(workers), *BLOCK, "-q"], {**ENV, "PEAKS_DIR": str(peaks)})
+    actors = [json.loads(path.read_text()) for path in peaks.glob("worker-*")]
+    scoring = max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors)
+    return {"wall_s": round(wall, 1), "scoring_s": round(scoring, 1),
+            "driver_peak_mib": round(int((peaks / "driver").read_text()) / 1024),
+            "worker_peak_mib": round(max(actor["peak_kib"] for actor in actors) / 1024), "actors_seen": len(actors)}
+
+
+def ray_scores(output: Path) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(path) for path in sorted(output.glob("*.parquet"))], ignore_index=True)
+
+
+def torchrun_predict(catalogue: Path, model: Path, output: Path, processes: int, work: Path) -> dict:
+    rows = work / f"rows-{processes}"
+    rows.mkdir()
+    script = work / "counted_run.py"
+    script.write_text(COUNTED_RUN, encoding="utf-8")
+    files = sorted(str(path) for path in catalogue.iterdir())
+    wall = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script),
+                "predict", *files, "--model", str(model), "--id_column", "song", "--keep_columns", "artist",
+                "--output", str(output), *BLOCK, "-q"], {**ENV, "ROWS_DIR": str(rows)})
+    return {"wall_s": round(wall, 1),
+            "rows_per_process": [int((rows / f"rows-{index}").read_text()) for index in range(processes)]}
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other agents' "
+            f"jobs (busy), no GPU; Python {platform.python_version()}, {platform.system()}")
+
+
+def markdown(results: dict) -> str:
+    same = results["same_scores"]
+    speed = results["workers_1000"]
+    memory = results["memory"]
+    two = results["torchrun_1000"]
+    sizes = list(memory)
+    lines = [
+        "# Ray Data catalogue scoring and multi-process predict: measured",
+        "",
+        f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Models, "
+        "on CPU in float32, one torch thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny "
+        "random one (1 layer, 32 wide) for the memory rows; songs of 8-40 "
+        "random words in Parquet files of at most 10,000 rows; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and "
+        "local Ray cluster started per run, included in wall times); the cores were shared with other agents' jobs, "
+        "so times vary by tens of percent between runs.",
+        "",
+        "| measure | result |",
+        "|---|---|",
+        f"| Ray scores vs predict's, {same['songs']} songs | max abs difference {same['max_abs_difference']:.1e} "
+        f"({same['rows']} rows each, same ids in the same order: {same['same_ids']}) |",
+        *(f"| {workers} Ray CPU worker(s), 1,000 songs | {speed[workers]['wall_s']} s in all "
+          f"({speed[workers]['songs_per_s']} songs/s); scoring, first batch to last: {speed[workers]['scoring_s']} s "
+          f"({speed[workers]['scoring_songs_per_s']} songs/s, {speed[workers]['actors_seen']} actor(s) scored) |"
+          for workers in ("1", "2")),
+        f"| 2 vs 1 Ray workers | throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} "
+        "while scoring |",
+        f"| predict, one process, 1,000 songs | {results['predict_1000_s']} s; Ray with 1 worker takes "
+        f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s) |",
+        *(f"| Ray, {size} songs, 1 worker | {memory[size]['wall_s']} s; driver peak {memory[size]['driver_peak_mib']} "
+          f"MiB, worker peak {memory[size]['worker_peak_mib']} MiB |" for size in sizes),
+        f"| peak memory {sizes[-1]} vs {sizes[0]} songs | driver x{results['memory_ratio']['driver']}, worker "
+        f"x{results['memory_ratio']['worker']} |",
+        f"| predict, 2 processes (torchrun), 1,000 songs | rows taken per process {two['2']['rows_per_process']}; "
+        f"output byte-identical to 1 process: {two['byte_identical']}; {two['2']['wall_s']} s vs "
+        f"{two['1']['wall_s']} s for 1 process |",
+        "",
+        "Method: every run is a subprocess of the benchmark, one after another (`nice -n 10`). Ray runs are "
+        "`lyric-valence predict --engine ray` drivers that start their own local cluster (one CPU slot per worker plus "
+        "one for reading, even beyond the 2 cores); a scorer subclass records each actor's peak RSS (VmHWM) and "
+        "when it started its first batch and ended its last; the driver records its own peak RSS at exit. Wall times "
+        "include starting the cluster and the actors (model loading), which dominate at 1,000 songs. predict runs are the CLI in one process, or two started "
+        "by torchrun and joined by accelerate over gloo; each records the rows `process_share` gives it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--songs", type=int, default=1000, help="Songs of the speed comparisons (default: 1000).")
+    parser.add_argument("--memory_songs", type=int, nargs=2, default=[10_000, 100_000],
+                        help="The two catalogue sizes of the memory comparison (default: 10000 100000).")
+    args = parser.parse_args()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "songs": args.songs}
+    with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
+        work = Path(tmp)
+        write_models(work / "tiny", work / "minilm")
+        catalogue = write_catalogue(work / "songs", args.songs)
+
+        log("predict, one process")
+        results["predict_1000_s"] = round(predict_one_process(catalogue, work / "minilm", work / "predict.csv"), 1)
+        speed = {}
+        for workers in (1, 2):
+            log(f"ray, {workers} worker(s)")
+            speed[str(workers)] = ray_run(catalogue, work / "minilm", work / f"ray-{workers}", workers, work)
+            speed[str(workers)]["songs_per_s"] = round(args.songs / speed[str(workers)]["wall_s"], 1)
+            speed[str(workers)]["scoring_songs_per_s"] = round(args.songs / speed[str(workers)]["scoring_s"], 1)
+        speed["ratio_2_vs_1"] = round(speed["2"]["songs_per_s"] / speed["1"]["songs_per_s"], 2)
+        speed["scoring_ratio_2_vs_1"] = round(speed["2"]["scoring_songs_per_s"] / speed["1"]["scoring_songs_per_s"], 2)
+        results["workers_1000"] = speed
+        results["ray_overhead_ratio"] = round(speed["1"]["wall_s"] / results["predict_1000_s"], 2)
+        results["ray_overhead_s"] = round(speed["1"]["wall_s"] - results["predict_1000_s"], 1)
+
+        reference = pd.read_csv(work / "predict.csv", dtype={"id": str})
+        ray = ray_scores(work / "ray-1")
+        results["same_scores"] = {
+            "songs": args.songs, "rows": len(ray),
+            "same_ids": ray["id"].tolist() == reference["id"].tolist() and len(ray) == len(reference),
+            "max_abs_difference": float((ray["valence"] - reference["valence"]).abs().max()),
+        }
+
+        two = {}
+        for processes in (1, 2):
+            log(f"predict, {processes} torchrun process(es)")
+            two[str(processes)] = torchrun_predict(catalogue, work / "minilm", work / f"torchrun-{processes}.csv",
+                                                   processes, work)
+        two["byte_identical"] = (work / "torchrun-1.csv").read_bytes() == (work / "torchrun-2.csv").read_bytes()
+        results["torchrun_1000"] = two
+
+        memory = {}
+        for size in args.memory_songs:
+            log(f"ray, {size} songs")
+            memory[str(size)] = ray_run(write_catalogue(work / f"songs-{size}", size), work / "tiny",
+                                        work / f"ray-memory-{size}", 1, work)
+        results["memory"] = memory
+        small, large = (memory[str(size)] for size in args.memory_songs)
+        results["memory_ratio"] = {"driver": round(large["driver_peak_mib"] / small["driver_peak_mib"], 2),
+                                   "worker": round(large["worker_peak_mib"] / small["worker_peak_mib"], 2)}
+
+    (REPO / "bench" / "ray_scoring.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (REPO / "bench" / "RAY_RESULTS.md").write_text(markdown(results), encoding="utf-8")
+    log(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

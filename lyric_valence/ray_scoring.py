@@ -1,0 +1,351 @@
+"""
+Catalogue scoring on a Ray cluster with Ray Data: files are read in parallel, a pool of actors (one per GPU, or per CPU
+slice) each load the model once and score batches, Ray retries the batches of an actor that dies.
+
+    import ray
+    from lyric_valence.ray_scoring import ValenceScorer
+
+    songs = ray.data.read_parquet("s3://bucket/lyrics/")
+    scored = songs.map_batches(ValenceScorer, fn_constructor_kwargs={"model": "me/lyric-valence-minilm"},
+                               concurrency=8, num_gpus=1, batch_size=1024, batch_format="pandas")
+
+    from lyric_valence.ray_scoring import score_catalogue
+    score_catalogue("lyrics/*.parquet", "scores/", model="me/lyric-valence-minilm", num_workers=8, gpus_per_worker=1)
+
+or `lyric-valence predict --engine ray lyrics/ --output scores/`. `score_catalogue` writes one Parquet file per input
+file, named after it, and only once the file is complete (a temporary name renamed into place): a killed driver run
+again with `resume=True` skips the finished files and rescores only the unfinished ones, so no row is written twice.
+
+Ray is an optional extra (`pip install "lyric-valence[ray]"`); importing this module does not import it.
+"""
+
+import glob
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lyric_valence.errors import UserError
+from lyric_valence.loading import DEFAULT_MODEL, check_model_folder, load_scoring_model, model_folder
+from lyric_valence.predict_io import blank_rows, check_input, table_blocks
+
+CATALOGUE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+RUN_FILE = "lyric-valence-run.json"
+logger = logging.getLogger("lyric_valence")
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UserError('--engine ray needs Ray Data: pip install "lyric-valence[ray]"') from None
+    return ray
+
+
+class ValenceScorer:
+    """
+    Scores a batch of songs for `ray.data.Dataset.map_batches` (with `batch_format="pandas"`): the model is loaded once
+    per actor by `load_scoring_model`, with any backend and precision it offers. Returns the batch with a
+    `score_column`; songs whose `text_column` is empty or whitespace-only get NaN (the caller skips and counts them).
+    `drop_text` leaves the lyrics out of the returned batch, so they do not travel back from the actor.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        device=None,
+        backend: str = "torch",
+        dtype: str = "float32",
+        quantize: str | None = None,
+        batch_tokens: int | None = None,
+        text_column: str = "seq",
+        score_column: str = "valence",
+        drop_text: bool = False,
+    ):
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()  # each actor would repeat the loading notices
+        transformers.utils.logging.disable_progress_bar()
+        self.scorer, self.tokenizer = load_scoring_model(model, device, backend, dtype, quantize)
+        self.batch_tokens = batch_tokens
+        self.text_column = text_column
+        self.score_column = score_column
+        self.drop_text = drop_text
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        blank = blank_rows(batch[self.text_column]).to_numpy()
+        scores = np.full(len(batch), np.nan)
+        songs = batch[self.text_column][~blank].astype(str).tolist()
+        if songs:
+            scores[~blank] = self.scorer.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens)
+        batch = batch.assign(**{self.score_column: scores})
+        return batch.drop(columns=self.text_column) if self.drop_text else batch
+
+
+def catalogue_files(inputs: list[str]) -> list[Path]:
+    """The Parquet, CSV and JSONL files that `inputs` (files, folders, glob patterns) name, in order, each checked."""
+    files = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            matches = sorted(child for child in path.iterdir() if child.suffix.lower() in CATALOGUE_FORMATS)
+            if not matches:
+                raise UserError(f"{name}: a folder without .parquet, .csv or .jsonl files")
+        elif glob.has_magic(name):
+            matches = sorted(Path(match) for match in glob.glob(name, recursive=True))
+            if not matches:
+                raise UserError(f"{name}: no file matches")
+        else:
+            matches = [path]
+        for match in matches:
+            if match.suffix.lower() not in CATALOGUE_FORMATS:
+                raise UserError(f"{match}: unknown format {match.suffix!r}; --engine ray reads .parquet, .csv, .jsonl")
+            check_input(match)
+            files.append(match)
+    if not files:
+        raise UserError("--engine ray needs input files, folders or glob patterns (standard input is not read)")
+    return files
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """Each input file's output file name: its own name with a .parquet suffix, unique within the run."""
+    owners = {}
+    for path in files:
+        name = f"{path.stem}.parquet"
+        if name in owners:
+            raise UserError(f"{path}: its scores would go to the same {name} as {owners[name]}'s; rename one of them")
+        owners[name] = path
+    return {path: name for name, path in owners.items()}
+
+
+def check_table(path: Path, text_column: str, id_column: str | None, keep_columns: list[str]) -> None:
+    """The file opens as its format and holds the columns: one `UserError` naming the file before Ray starts."""
+    table_format = CATALOGUE_FORMATS[path.suffix.lower()]
+    next(table_blocks(path, str(path), table_format, text_column, id_column, keep_columns, block_size=1), None)
+
+
+def check_worker_options(device, gpus_per_worker: float, backend: str, dtype: str, quantize: str | None) -> None:
+    """The options the actors load the model with, where the driver can check them: for CPU workers."""
+    import torch
+
+    from lyric_valence.backends import check_scoring_options
+
+    if gpus_per_worker:
+        return  # the GPUs are the workers', not the driver's
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise UserError(f"--device {device}: the workers hold no GPU; pass --gpus_per_worker 1 (or leave --device out)")
+    check_scoring_options(torch.device("cpu"), dtype, quantize, backend)
+
+
+def start_run(output: Path, settings: dict, resume: bool) -> None:
+    """Create the output folder and record the run's settings; with `resume`, check they are the killed run's."""
+    run_file = output / RUN_FILE
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output}: a file; --engine ray writes a folder of Parquet files")
+    if run_file.is_file():
+        if not resume:
+            raise UserError(f"--output {output}: holds an earlier run's scores; pass --resume to continue it, or "
+                            "choose another folder")
+        earlier = json.loads(run_file.read_text(encoding="utf-8"))
+        changed = sorted(key for key in settings if settings[key] != earlier.get(key))
+        if changed:
+            raise UserError(f"--output {output}: --resume with other flags than the earlier run ({', '.join(changed)})")
+        return
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--output {output}: cannot be created ({error.strerror or error})") from None
+    run_file.write_text(json.dumps(settings), encoding="utf-8")
+
+
+def start_ray(ray, num_workers: int, quiet: bool) -> None:
+    """
+    Connect to the running Ray (`ray.init` done, or `RAY_ADDRESS`), else start a local one, and check that it has a
+    CPU for each worker and one more for reading: with fewer, Ray Data would wait forever for a free one.
+    """
+    # Its log repeats the progress bars (INFO) and the tracebacks of failed tasks (ERROR), which reach the driver as
+    # the exception that `score_catalogue` raises (one line for bad input).
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    if os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
+        ray.init(logging_level=logging.ERROR, log_to_driver=not quiet)
+    elif not ray.is_initialized():
+        # A local cluster gets that many CPU slots even on a smaller machine: the workers then share its cores.
+        ray.init(num_cpus=max(os.cpu_count() or 1, num_workers + 1), logging_level=logging.ERROR,
+                 log_to_driver=not quiet, include_dashboard=False)
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < num_workers + 1:
+        raise UserError(f"--num_workers {num_workers}: the Ray cluster has {cpus} CPUs; each worker takes one and "
+                        "reading the files one more")
+
+
+def read_files(ray, table_format: str, paths: list[str], columns: list[str]):
+    """A Ray dataset of the files' rows (`columns`, all strings in CSV as in predict), each with its file's `path`."""
+    import pyarrow as pa
+    import pyarrow.csv
+
+    if table_format == "parquet":
+        return ray.data.read_parquet(paths, include_paths=True).select_columns([*columns, "path"])
+    if table_format == "csv":  # lyrics span lines; ids such as 007 stay strings
+        return ray.data.read_csv(
+            paths, include_paths=True, parse_options=pa.csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa.csv.ConvertOptions(include_columns=columns,
+                                                  column_types={column: pa.string() for column in columns}),
+        )
+    return ray.data.read_json(paths, lines=True, include_paths=True).select_columns([*columns, "path"])
+
+
+class FileWriter:
+    """
+    Writes one input file's scores, a batch at a time, to a hidden temporary file in the output folder, renamed to
+    its final name once the file's last row is in: a finished file is complete, and a killed run leaves no partial one.
+    """
+
+    def __init__(self, folder: Path, name: str, source: str):
+        self.final = folder / name
+        self.partial = folder / f".{name}.partial"
+        self.source = source
+        self.rows_read = 0  # rows of the input file, scored or skipped: the next row's number
+        self.writer = None
+
+    def write(self, scores: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(scores, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.partial, table.schema)
+        self.writer.write_table(table.cast(self.writer.schema))
+
+    def finish(self, empty: pd.DataFrame) -> None:
+        if self.writer is None:  # every song of the file was empty: still a valid, empty file
+            self.write(empty)
+        self.writer.close()
+        os.replace(self.partial, self.final)
+
+
+def score_catalogue(
+    inputs: str | list[str],
+    output: str | Path,
+    model: str | Path = DEFAULT_MODEL,
+    *,
+    num_workers: int = 1,
+    gpus_per_worker: float = 0,
+    device=None,
+    backend: str = "torch",
+    dtype: str = "float32",
+    quantize: str | None = None,
+    batch_tokens: int | None = None,
+    batch_size: int = 1024,
+    text_column: str = "seq",
+    id_column: str | None = None,
+    keep_columns: list[str] = (),
+    score_column: str = "valence",
+    decimals: int = 6,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """
+    Score every song of `inputs` (Parquet, CSV or JSONL files, folders of them, glob patterns) with `num_workers`
+    Ray actors and write one Parquet file per input file into the folder `output`: columns `source`, `id` (the
+    `id_column` value, else the row number in its file), the `keep_columns`, and `score_column`, rows in input order.
+    Songs with empty lyrics are skipped and counted. Uses the running Ray (`ray.init` or `RAY_ADDRESS`), else starts
+    a local one. With `resume`, a folder left by a killed run is continued: its finished files are kept, the others
+    scored. `quiet`: no progress bars. Returns counts: `files`, `files_already_done`, `scored`, `skipped`. Raises `UserError`.
+    """
+    ray = import_ray()
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    keep_columns = list(keep_columns)
+    files = catalogue_files([str(name) for name in inputs])
+    names = output_names(files)
+    output = Path(output)
+    settings = {"model": str(model), "text_column": text_column, "id_column": id_column, "keep_columns": keep_columns,
+                "score_column": score_column, "decimals": decimals, "backend": backend, "dtype": dtype,
+                "quantize": quantize}
+    start_run(output, settings, resume)
+    pending = [path for path in files if not (output / names[path]).is_file()]
+    counts = {"files": len(files), "files_already_done": len(files) - len(pending), "scored": 0, "skipped": 0}
+    if not pending:
+        return counts
+    # Checked here, not once per actor after Ray has started (where a failed actor is retried, noisily).
+    check_worker_options(device, gpus_per_worker, backend, dtype, quantize)
+    check_model_folder(model_folder(str(model)), str(model))
+    for path in pending:
+        check_table(path, text_column, id_column, keep_columns)
+
+    start_ray(ray, num_workers, quiet)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = not quiet
+    context.execution_options.preserve_order = True  # each file's rows arrive in order: row numbers are its ids
+    columns = list(dict.fromkeys(column for column in (id_column, *keep_columns, text_column) if column))
+    scorer_options = {"model": model, "device": device, "backend": backend, "dtype": dtype, "quantize": quantize,
+                      "batch_tokens": batch_tokens, "text_column": text_column, "score_column": score_column,
+                      "drop_text": True}
+    by_format = {}
+    for path in pending:
+        by_format.setdefault(CATALOGUE_FORMATS[path.suffix.lower()], []).append(path)
+    # One dataset per format: Ray Data reads JSON into pandas blocks and the others into Arrow blocks, and a union
+    # of them neither batches nor keeps the files' order.
+    for table_format, paths in by_format.items():
+        # Blocks of at most one batch: a file is read as one block, which would go to a single actor.
+        songs = read_files(ray, table_format, [str(path) for path in paths], columns).repartition(
+            target_num_rows_per_block=batch_size)
+        scored = songs.map_batches(
+            ValenceScorer, fn_constructor_kwargs=scorer_options, batch_format="pandas", batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1, num_gpus=gpus_per_worker or None,
+        )
+        try:
+            write_scores(scored, paths, output, names, id_column, keep_columns, score_column, decimals, counts)
+        except ray.exceptions.RayTaskError as error:
+            if not isinstance(error.cause, (ValueError, OSError)):  # Arrow's and the model's input errors among them
+                raise
+            raise UserError(f"--engine ray: {str(error.cause).strip().splitlines()[0]}") from None
+        except ray.exceptions.ActorDiedError as error:  # keeps only the text of an actor's failed __init__
+            marker = f"{UserError.__module__}.{UserError.__name__}: "
+            message = next((line for line in str(error).splitlines() if line.startswith(marker)), None)
+            if message is None:
+                raise
+            raise UserError(message[len(marker):]) from None
+    return counts
+
+
+def write_scores(scored, paths: list[Path], output: Path, names: dict[Path, str], id_column: str | None,
+                 keep_columns: list[str], score_column: str, decimals: int, counts: dict) -> None:
+    """Stream the scored rows into one file per input file, finished as the next file's rows begin; count them."""
+    sources = {os.path.abspath(path): path for path in paths}
+    empty = pd.DataFrame({"source": [], "id": [], **{column: [] for column in keep_columns}, score_column: []})
+    writer = None
+    for batch in scored.iter_batches(batch_size=None, batch_format="pandas"):
+        for ray_path, rows in batch.groupby("path", sort=False):
+            path = sources[os.path.abspath(ray_path)]
+            if writer is None or writer.source != str(path):
+                if writer is not None:
+                    writer.finish(empty)
+                if (output / names[path]).exists():
+                    raise RuntimeError(f"{path}: rows arrived after its file was finished")  # preserve_order broken
+                writer = FileWriter(output, names[path], str(path))
+            frame = scores_frame(rows, path, writer.rows_read, id_column, keep_columns, score_column, decimals)
+            writer.rows_read += len(rows)
+            blank = frame[score_column].isna().to_numpy()
+            counts["skipped"] += int(blank.sum())
+            counts["scored"] += int((~blank).sum())
+            writer.write(frame[~blank])
+    if writer is not None:
+        writer.finish(empty)
+    for path in paths:  # files without rows
+        if not (output / names[path]).exists():
+            FileWriter(output, names[path], str(path)).finish(empty)
+
+
+def scores_frame(rows: pd.DataFrame, path: Path, first_row: int, id_column: str | None, keep_columns: list[str],
+                 score_column: str, decimals: int) -> pd.DataFrame:
+    """`source`, `id` (the id column, else the row number in the file), the kept columns and the rounded scores."""
+    ids = rows[id_column].astype(str).to_numpy() if id_column else [str(row) for row in range(first_row, first_row + len(rows))]
+    frame = pd.DataFrame({"source": str(path), "id": ids})
+    for column in keep_columns:
+        frame[column] = rows[column].to_numpy()
+    frame[score_column] = rows[score_column].astype(float).round(decimals).to_numpy()
+    return frame

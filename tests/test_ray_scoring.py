@@ -1,0 +1,179 @@
+"""
+`lyric-valence predict --engine ray` and `lyric_valence.ray_scoring` on a local Ray cluster of 2 CPUs (one actor, one
+CPU for reading): the scores of `predict`, an actor that dies mid-batch retried without a lost or doubled row, a
+killed driver resumed without rescoring, bad files as one line and exit 2.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import ray
+from ray import cloudpickle
+
+from conftest import REPO, WORDS, assert_one_line_error, predict_in_process
+from lyric_valence import cli, ray_scoring
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FLAGS = ["--id_column", "song", "--keep_columns", "artist", "--decimals", "9", "--block_size", "4", "-q"]
+
+# A driver that SIGKILLs itself once its first output file is finished.
+KILLED_DRIVER = """
+import os, signal, sys
+from lyric_valence import ray_scoring
+finish = ray_scoring.FileWriter.finish
+def finish_then_die(self, empty):
+    finish(self, empty)
+    os.kill(os.getpid(), signal.SIGKILL)
+ray_scoring.FileWriter.finish = finish_then_die
+from lyric_valence.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class DyingOnceScorer(ray_scoring.ValenceScorer):
+    """A scorer whose process exits in its first batch unless `marker` exists (it creates it): one lost actor."""
+
+    marker = None
+
+    def __call__(self, batch):
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return super().__call__(batch)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def songs_table(rng: random.Random, name: str, rows: int) -> pd.DataFrame:
+    """Songs of a few lines of random words, every seventh one empty, ids with leading zeros."""
+    texts = ["" if i % 7 == 3 else "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 25)))
+                                             for _ in range(rng.randint(1, 4))) for i in range(rows)]
+    return pd.DataFrame({"song": [f"{name}{i:03d}" for i in range(rows)], "artist": [f"artist {i % 3}" for i in range(rows)],
+                         "seq": texts})
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, tiny_model_dir):
+    """A folder of a CSV, a Parquet and a JSONL file, and `predict`'s scores of them (local engine) as reference."""
+    folder = tmp_path_factory.mktemp("catalogue")
+    rng = random.Random(7)
+    songs_table(rng, "a", 13).to_csv(folder / "a.csv", index=False)
+    songs_table(rng, "b", 9).to_parquet(folder / "b.parquet")
+    songs_table(rng, "c", 11).to_json(folder / "c.jsonl", orient="records", lines=True)
+    reference = folder.parent / f"{folder.name}-reference.csv"
+    files = [folder / name for name in ("a.csv", "b.parquet", "c.jsonl")]
+    args = [*files, "--model", tiny_model_dir, "--output", reference, *FLAGS]
+    assert cli.main(["predict", *map(str, args)]) == 0
+    return folder, pd.read_csv(reference, dtype={"id": str})
+
+
+def ray_output(folder) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(folder / name) for name in ("a.parquet", "b.parquet", "c.parquet")],
+                     ignore_index=True)
+
+
+def assert_same_scores(output: pd.DataFrame, reference: pd.DataFrame) -> None:
+    assert output[["source", "id", "artist"]].values.tolist() == reference[["source", "id", "artist"]].values.tolist()
+    assert output["valence"].tolist() == pytest.approx(reference["valence"].tolist(), abs=1e-6)
+
+
+def test_ray_engine_writes_the_scores_of_predict(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
+    folder, reference = catalogue
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", *FLAGS)
+    assert code == 0, err
+    assert sorted(path.name for path in (tmp_path / "scores").iterdir()) == [
+        "a.parquet", "b.parquet", "c.parquet", ray_scoring.RUN_FILE]
+    assert len(reference) == 33 - 5  # the empty songs skipped
+    assert_same_scores(ray_output(tmp_path / "scores"), reference)
+
+
+def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(local_ray, catalogue, tiny_model_dir, tmp_path,
+                                                               monkeypatch):
+    folder, reference = catalogue
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
+    monkeypatch.setattr(DyingOnceScorer, "marker", str(tmp_path / "died"))
+    monkeypatch.setattr(ray_scoring, "ValenceScorer", DyingOnceScorer)
+    counts = ray_scoring.score_catalogue(str(folder), tmp_path / "scores", tiny_model_dir, id_column="song",
+                                         keep_columns=["artist"], decimals=9, batch_size=4, quiet=True)
+    assert (tmp_path / "died").exists()  # an actor did exit in its first batch
+    assert counts == {"files": 3, "files_already_done": 0, "scored": 28, "skipped": 5}
+    assert_same_scores(ray_output(tmp_path / "scores"), reference)
+
+
+def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalogue, tiny_model_dir, tmp_path,
+                                                               capsys):
+    folder, reference = catalogue
+    output = tmp_path / "scores"
+    args = ["predict", "--engine", "ray", str(folder), "--model", str(tiny_model_dir), "--output", str(output), *FLAGS]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_DRIVER, *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (output / "a.parquet").is_file() and not (output / "b.parquet").exists()
+    finished = (output / "a.parquet").stat().st_mtime_ns
+
+    code, _, err = predict_in_process(capsys, *args[1:])  # without --resume the folder is left alone
+    assert_one_line_error(code, err, "--resume")
+    code, _, err = predict_in_process(capsys, *args[1:], "--resume", "--decimals", "3")
+    assert_one_line_error(code, err, "--resume with other flags", "decimals")
+
+    code, _, err = predict_in_process(capsys, *args[1:], "--resume")
+    assert code == 0, err
+    assert (output / "a.parquet").stat().st_mtime_ns == finished  # not scored again
+    assert sorted(path.name for path in output.iterdir()) == [
+        "a.parquet", "b.parquet", "c.parquet", ray_scoring.RUN_FILE]  # no partial file left
+    assert_same_scores(ray_output(output), reference)
+
+
+@pytest.mark.parametrize("flags, expected", [(["--device", "cuda"], "--gpus_per_worker"),
+                                             (["--dtype", "float16"], "--dtype float16")])
+def test_options_the_cpu_workers_cannot_run_are_one_line_before_ray_starts(catalogue, tiny_model_dir, tmp_path, capsys,
+                                                                            flags, expected):
+    folder, _ = catalogue
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir, *flags,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, expected)
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "no text column"])
+def test_a_bad_file_is_one_line_naming_it_and_exit_2(catalogue, tiny_model_dir, tmp_path, capsys, problem):
+    folder, _ = catalogue
+    bad = tmp_path / ("songs.csv" if problem == "no text column" else "songs.parquet")
+    if problem == "corrupt":
+        bad.write_bytes(b"PAR1 this is not a parquet file")
+    elif problem == "no text column":
+        bad.write_text("song,lyrics\ns1,la la\n", encoding="utf-8")
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder / "a.csv", bad, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, str(bad))
+
+
+def test_a_file_that_breaks_midway_is_one_line_and_exit_2(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
+    folder, _ = catalogue
+    bad = tmp_path / "songs.csv"  # its first rows read well: the break is found while Ray reads it
+    bad.write_text("song,artist,seq\ns1,a,la la\ns2,b,do re\ns3,c,mi fa,sol\n", encoding="utf-8")
+    code, _, err = predict_in_process(capsys, "--engine", "ray", bad, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, str(bad))
+    assert not (tmp_path / "scores" / "songs.parquet").exists()
+
+
+def test_without_ray_installed_the_command_says_how_to_install_it(catalogue, tiny_model_dir, tmp_path, capsys,
+                                                                  monkeypatch):
+    folder, _ = catalogue
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", "-q")
+    assert_one_line_error(code, err, 'pip install "lyric-valence[ray]"')
