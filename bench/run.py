@@ -17,19 +17,18 @@ import argparse
 import functools
 import json
 import shlex
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import transformers
 
 from bench import harness
 from bench.flops import bf16_dense_peak, flops_per_length
 from bench.models import ENCODERS, build_model, import_training_module, load_tokenizer
 from bench.quality import measure_quality
-from bench.report import logger, machine_line, machine_info, spread, summary, table, write_section
+from bench.report import (command_line, logger, machine_info, machine_line, pick_device, spread, summary, table,
+                          write_section)
 from bench.songs import length_summary, make_catalogue
 from bench.training import chunk_features, epoch_sample, measure_training, profile_scoring, profile_training_step
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
@@ -163,7 +162,7 @@ def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.d
     model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
     variants = {name: VARIANT_FLAGS[name] for name in args.variants or DEFAULT_VARIANTS[device.type]}
     run = {"mode": "quick" if args.quick else "full",
-           "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
+           "command": command_line("bench.run"),
            "encoder_description": ENCODER_DESCRIPTIONS[args.encoder], "machine": machine_info(device),
            "settings": asdict(settings),
            "inputs": {"training_pool_songs": length_summary(pool.tokens),
@@ -292,9 +291,7 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    device = pick_device(args.device)
     settings = settings_from(args)
     key = f"{device.type}-{args.encoder}"
     run = run_benchmarks(args, settings, device)

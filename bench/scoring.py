@@ -8,27 +8,24 @@ loop, side by side in one process, rounds interleaved; the host's share of the w
     python -m bench.scoring --device cuda --encoder bert-base --vocab_file vocab.txt
     python -m bench.scoring --quality_model outputs/lyric-valence --emobank data/emobank.csv --no_speed
 
-Writes scoring_results.json and SCORING_RESULTS.md to --out (default: $OUT when set, else bench/scoring/latest/);
-bench/SCORING_RESULTS.md cites such runs (the ones kept are in bench/scoring/*.json).
+Writes scoring_results.json and SCORING_RESULTS.md to --out (default: bench/scoring/latest/); bench/SCORING_RESULTS.md
+cites such runs (the ones kept are in bench/scoring/*.json).
 """
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
 from bench.models import ENCODERS, build_model, load_tokenizer
-from bench.report import logger, machine_info, machine_line, spread, summary, table
+from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, spread, summary,
+                          table)
 from bench.songs import length_summary, make_catalogue
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
@@ -38,25 +35,16 @@ from modeling_lyric_valence import (
     token_budget_batches,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
 log = logger("scoring")
 HOST_WORK = "chunking and padding (`score_songs`' host work)"
 STAND_IN = "`score_songs` with a device stand-in as fast as the host"
-
 
 DEFAULT_METHODS = {
     "cpu": ("ours-float32", "ours-int8", "ours-onnxruntime-float32", "ours-onnxruntime-int8"),
     "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-bfloat16-one-block",
              "ours-float16"),
 }
-
-
-def methods_for(device: torch.device, only: list[str] | None = None) -> dict:
-    """name -> (description, OurScorer options; None for the naive loops): naive, then `only` or the device's default
-    list."""
-    names = only or DEFAULT_METHODS[device.type]
-    return {name: METHODS[name] for name in ["naive", *names]}
 
 
 def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
@@ -80,7 +68,7 @@ def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
 
 
 def is_int8(options: dict | None) -> bool:
-    return bool(options) and (options.get("quantize") == "int8" or options.get("torchao_int8", False))
+    return bool(options) and options.get("quantize") == "int8"
 
 
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
@@ -300,7 +288,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
     parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench" / "scoring" / "latest")))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "scoring" / "latest")
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
     return parser.parse_args(argv)
 
@@ -308,13 +296,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     started = time.perf_counter()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    run = {"command": shlex.join(["python", "-m", "bench.scoring", *(sys.argv[1:] if argv is None else argv)]),
-           "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
+    run = {"command": command_line("bench.scoring", argv), "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
     if not args.no_speed:
         tokenizer = load_tokenizer(args.encoder, args.vocab_file)
         catalogue = make_catalogue(tokenizer.get_vocab(), args.songs, seed=1)
@@ -323,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(args.encoder, tokenizer.vocab_size)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        methods = methods_for(device, args.methods)
+        methods = {name: METHODS[name] for name in ["naive", *(args.methods or DEFAULT_METHODS[device.type])]}
         run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config)
         run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
                                      args.budget_s, started)
