@@ -3,6 +3,7 @@ The encoders the benchmark runs: the packaged all-MiniLM-L6-v2 (pretrained) or a
 weights (speed only; needs no download, only a WordPiece vocab.txt), each under the lyric-valence head.
 """
 
+import argparse
 import importlib
 import sys
 import types
@@ -16,6 +17,15 @@ from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from modeling_lyric_valence import LyricValenceModel
 
 ENCODERS = ("minilm", "bert-base")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --encoder and --vocab_file, as every speed benchmark takes them."""
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
+    parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
+                        "all-MiniLM-L6-v2; bert-base: a bert-base-shaped encoder with random weights (speed only).")
+    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
+                        "packaged MiniLM's, which is bert-base-uncased's).")
 
 
 def minilm_path() -> str:

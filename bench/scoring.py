@@ -23,7 +23,7 @@ import torch
 
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
-from bench.models import ENCODERS, build_model, load_tokenizer
+from bench.models import add_model_arguments, build_model, load_tokenizer
 from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, spread, summary,
                           table)
 from bench.songs import length_summary, make_catalogue
@@ -275,9 +275,7 @@ def render(run: dict) -> str:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available).")
-    parser.add_argument("--encoder", default="minilm", choices=ENCODERS)
-    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base.")
+    add_model_arguments(parser)
     parser.add_argument("--songs", type=int, default=1000, help="Synthetic catalogue size (default: 1000).")
     parser.add_argument("--sweep_songs", type=int, default=300, help="Songs of the batch_tokens sweep (0: no sweep).")
     parser.add_argument("--rounds", type=int, default=3)
