@@ -58,12 +58,9 @@ def build_model(encoder: str, vocab_size: int, reference: bool = False, seed: in
 
 
 def import_training_module() -> types.ModuleType:
-    """
-    `lyric_valence.training`, also on machines without the `datasets` package (the GPU machine): the module names
-    `datasets.Dataset` only in `chunk_split`'s annotations, which the speed benchmark never calls, so a placeholder
-    module stands in while it is imported and is removed at once. peft and transformers' Trainer, which probe for
-    `datasets`, are imported before the placeholder goes in, so they see it missing.
-    """
+    """`lyric_valence.training`, also without the `datasets` package (the GPU machine): it names `datasets.Dataset` only
+    in `chunk_split`, which the benchmarks never call, so a placeholder stands in while it is imported (after peft and
+    transformers' Trainer, which probe for `datasets` and must see it missing)."""
     try:
         import datasets  # noqa: F401
     except ImportError:

@@ -12,12 +12,12 @@ predict_memory.json and a section of RESULTS.md in $OUT when that is set (a devi
 """
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import torch
 from transformers import BertConfig
 
@@ -42,11 +42,9 @@ def write_model(folder: Path, tokenizer) -> None:
 
 def write_catalogue(path: Path, pool: list[str], songs: int) -> int:
     """A CSV of `songs` rows (artist, song, seq) cycling through `pool`; returns its size in bytes."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["artist", "song", "seq"])
-        for row in range(songs):
-            writer.writerow([f"artist {row % 997}", f"song {row}", pool[row % len(pool)]])
+    pd.DataFrame({"artist": [f"artist {row % 997}" for row in range(songs)],
+                  "song": [f"song {row}" for row in range(songs)],
+                  "seq": [pool[row % len(pool)] for row in range(songs)]}).to_csv(path, index=False)
     return path.stat().st_size
 
 

@@ -110,52 +110,40 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
 def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
     The host's share of scoring, which a GPU waits for: chunking a block of songs alone; padding its chunks at the
-    GPU's token budget into tensors through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the
-    engine's way); `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation); and the
-    engine with a device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for the host
-    work's time of that round spread over the padded tokens), which takes the two added unless the engine overlaps
-    them. Interleaved `rounds` times.
+    GPU's token budget through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the engine's way);
+    `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation); and the engine with a
+    device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for the host work's time of
+    that round spread over the padded tokens), which takes the two added unless the engine overlaps them.
+    Interleaved `rounds` times.
     """
-    budget = DEFAULT_BATCH_TOKENS["cuda"]
+    budget, block = DEFAULT_BATCH_TOKENS["cuda"], DEFAULT_SONGS_PER_BLOCK["cuda"]
     encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
     encoded.pop("overflow_to_sample_mapping")
     features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
     batches = token_budget_batches([len(ids) for ids in encoded["input_ids"]], budget)
+    padded_tokens = []
 
-    def chunking() -> None:
-        chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
-
-    def padding_through(tensor_type: str):
-        def padding() -> None:
-            for batch in batches:
-                inputs = tokenizer.pad([features[i] for i in batch], return_tensors=tensor_type)
-                [torch.as_tensor(ids) for ids in inputs.values()]
-
-        return padding
+    def padding(tensor_type: str) -> None:
+        for batch in batches:
+            inputs = tokenizer.pad([features[i] for i in batch], return_tensors=tensor_type)
+            [torch.as_tensor(ids) for ids in inputs.values()]
 
     def no_model(inputs: dict) -> torch.Tensor:
         return torch.zeros(len(inputs["input_ids"]))
-
-    def counting_tokens(inputs: dict) -> torch.Tensor:
-        padded_tokens.append(inputs["input_ids"].numel())
-        return no_model(inputs)
 
     def device_stand_in(inputs: dict) -> torch.Tensor:
         time.sleep(inputs["input_ids"].numel() * seconds[HOST_WORK][-1] / sum(padded_tokens))
         return no_model(inputs)
 
-    def engine(score_batch):
-        return lambda: score_songs_in_batches(
-            score_batch, songs, tokenizer, config, budget, DEFAULT_SONGS_PER_BLOCK["cuda"]
-        )
+    def engine(score_batch) -> None:
+        score_songs_in_batches(score_batch, songs, tokenizer, config, budget, block)
 
-    ways = {"chunking (tokenizer)": chunking,
-            "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": padding_through("pt"),
-            "padding through numpy (`return_tensors=\"np\"`, the engine's)": padding_through("np"),
-            HOST_WORK: engine(no_model),
-            STAND_IN: engine(device_stand_in)}
-    padded_tokens = []
-    engine(counting_tokens)()
+    ways = {"chunking (tokenizer)": lambda: chunk_lyrics(tokenizer, songs, config.max_length, config.stride),
+            "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": lambda: padding("pt"),
+            "padding through numpy (`return_tensors=\"np\"`, the engine's)": lambda: padding("np"),
+            HOST_WORK: lambda: engine(no_model),
+            STAND_IN: lambda: engine(device_stand_in)}
+    engine(lambda inputs: padded_tokens.append(inputs["input_ids"].numel()) or no_model(inputs))
     seconds = {name: [] for name in ways}
     for _ in range(rounds):
         for name, way in ways.items():
@@ -163,8 +151,8 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
             way()
             seconds[name].append(time.perf_counter() - start)
     log("host: " + ", ".join(f"{name} {min(runs):.3f} s" for name, runs in seconds.items()))
-    blocks = -(-len(songs) // DEFAULT_SONGS_PER_BLOCK["cuda"])
-    return {"songs": len(songs), "rounds": rounds, "songs_per_block": DEFAULT_SONGS_PER_BLOCK["cuda"],
+    blocks = -(-len(songs) // block)
+    return {"songs": len(songs), "rounds": rounds, "songs_per_block": block,
             "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()},
             "overlap": {"vs_serial": summary([2 * alone / both
                                               for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN])]),

@@ -103,12 +103,10 @@ class Reference:
         synchronize(self.device)
         start = time.perf_counter()
         set_tf32(False)  # the notebook's plain fp32 (a tf32 variant of ours may have turned tf32 on)
-        input_ids, token_type_ids, attention_mask, labels = next(self.batches)
+        batch = dict(zip((*MODEL_INPUTS, "labels"), next(self.batches)))
         self.model.train()
         self.optimizer.zero_grad()
-        inputs = zip(("input_ids", "token_type_ids", "attention_mask", "labels"),
-                     (input_ids, token_type_ids, attention_mask, labels))
-        self.model(**{name: tensor.to(self.device) for name, tensor in inputs}).loss.backward()
+        self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()}).loss.backward()
         self.optimizer.step()
         synchronize(self.device)
         return time.perf_counter() - start
@@ -121,11 +119,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def set_tf32(enabled: bool) -> None:
-    """
-    TF32 cuBLAS matrix products on or off. The legacy flag's setter sets the new per-backend precision too, so both
-    agree: torch 2.9+ raises at the next cuBLAS matmul (or `torch.compile`) when they differ, as after transformers'
-    `--tf32` has set only the new global `torch.backends.fp32_precision`.
-    """
+    """TF32 cuBLAS matrix products on or off. The legacy flag's setter sets the new per-backend precision too, so
+    both agree (torch 2.9+ raises when they differ, as after transformers' `--tf32` has set only the new global one)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
@@ -206,10 +201,7 @@ def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
     kernel time on CUDA (kernels only: an aten operator's self device time repeats its kernels'), each with its share
     of the total, and the share of all matrix products (linear layers and attention).
     """
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as profiler:
+    with torch.profiler.profile() as profiler:  # CPU, and CUDA where there is one
         run()
     if device.type == "cuda":
         counting = "GPU kernel time (kernels only)"
