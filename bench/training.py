@@ -223,20 +223,16 @@ def is_matrix_product(name: str) -> bool:
     return any(key in lowered for key in MATRIX_PRODUCT_KEYS)
 
 
-def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: list[int], model_flops: int,
-               executed_flops: list[int], peaks: list[float]) -> dict:
+def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: int, model_flops: int,
+               executed_flops: int, peaks: list[float]) -> dict:
     """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
-    return {
-        "seconds": summary(seconds),
-        "chunks_per_s": summary([chunks / s for s in seconds]),
-        "tokens_per_s": summary([tokens / s for s in seconds]),
-        "padded_tokens_per_s": summary([padded / s for padded, s in zip(padded_tokens, seconds)]),
-        "model_flops_per_s": summary([model_flops / s for s in seconds]),
-        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
-        "hfu": summary([executed / s / peak for executed, s, peak in zip(executed_flops, seconds, peaks)]),
-        "model_flops": model_flops,
-        "executed_flops": summary(executed_flops),
-    }
+    return {"seconds": summary(seconds), "chunks_per_s": summary([chunks / s for s in seconds]),
+            "tokens_per_s": summary([tokens / s for s in seconds]),
+            "padded_tokens_per_s": summary([padded_tokens / s for s in seconds]),
+            "model_flops_per_s": summary([model_flops / s for s in seconds]),
+            "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
+            "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks)]),
+            "model_flops": model_flops, "executed_flops": executed_flops}
 
 
 def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, variants: dict[str, str],
@@ -292,29 +288,19 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
     model_flops = sum(training_flops(length) for length in lengths)
     executed_flops = sum(count * training_flops(length) for count, length in shapes)
     reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
-    results = {
-        "chunks": len(lengths),
-        "steps_per_epoch": len(shapes),
-        "real_tokens": sum(lengths),
-        "mean_chunk_tokens": sum(lengths) / len(lengths),
-        "gemm_peak_flops_per_s": summary(peaks),
-        "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
-        "reference": throughput(
-            reference_seconds, len(lengths), sum(lengths), [len(lengths) * MAX_LENGTH] * len(reference_seconds),
-            model_flops, [len(lengths) * training_flops(MAX_LENGTH)] * len(reference_seconds),
-            peaks * len(variants),
-        ),
-        "reference_dropouts": "encoder's own",
-        "variants": {},
-        "failed": failed,
-    }
+    results = {"chunks": len(lengths), "steps_per_epoch": len(shapes), "real_tokens": sum(lengths),
+               "mean_chunk_tokens": sum(lengths) / len(lengths), "gemm_peak_flops_per_s": summary(peaks),
+               "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
+               "reference": throughput(reference_seconds, len(lengths), sum(lengths), len(lengths) * MAX_LENGTH,
+                                       model_flops, len(lengths) * training_flops(MAX_LENGTH), peaks * len(variants)),
+               "reference_dropouts": "encoder's own", "variants": {}, "failed": failed}
     for name, flags in variants.items():
         seconds = [epoch["ours_s"] for epoch in epochs[name]]
-        row = throughput(seconds, len(lengths), sum(lengths), [sum(c * n for c, n in shapes)] * rounds, model_flops,
-                         [executed_flops] * rounds, peaks)
-        row.update(flags=flags, warmup_s=warmup_s[name],
-                   ratio=summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]))
-        results["variants"][name] = row
+        results["variants"][name] = {
+            **throughput(seconds, len(lengths), sum(lengths), sum(c * n for c, n in shapes), model_flops,
+                         executed_flops, peaks),
+            "flags": flags, "warmup_s": warmup_s[name],
+            "ratio": summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]])}
     results["best"] = max(variants, key=lambda name: results["variants"][name]["ratio"]["median"])
     return results
 
