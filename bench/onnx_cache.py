@@ -33,7 +33,7 @@ def measure(rounds: int) -> dict:
     """Wall seconds and peak RSS of each precision's first and second run, and of the imports alone, per round."""
     tokenizer = load_tokenizer("minilm", None)
     runs = {(precision, run): [] for precision in PRECISIONS for run in ("first", "second")}
-    runs["imports only", "-"] = []
+    runs["imports only", ""] = []
     with tempfile.TemporaryDirectory() as folder:
         model, song = Path(folder) / "model", Path(folder) / "song.txt"
         build_model("minilm", tokenizer.vocab_size).save_pretrained(model)
@@ -52,8 +52,8 @@ def measure(rounds: int) -> dict:
                         f"{result['peak_rss_mib']:.0f} MiB")
             result = timed_process([sys.executable, "-c", IMPORTS])
             result.pop("stderr")
-            runs["imports only", "-"].append(result)
-    return {f"{precision} {run}": {key: summary([result[key] for result in results])
+            runs["imports only", ""].append(result)
+    return {f"{precision} {run}".strip(): {key: summary([result[key] for result in results])
                                    for key in ("wall_s", "peak_rss_mib")} for (precision, run), results in runs.items()}
 
 
