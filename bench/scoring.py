@@ -4,10 +4,6 @@ the onnxruntime backend (`lyric_valence.backends.onnxruntime`, CPU) against the 
 loop, side by side in one process, rounds interleaved; the host's share of the work (chunking and padding); a sweep of
 `batch_tokens`; and each mode's EmoBank test quality against float32 of the same trained model.
 
-    python -m bench.scoring                                   # CPU, packaged MiniLM, 1,000 songs
-    python -m bench.scoring --device cuda --encoder bert-base --vocab_file vocab.txt
-    python -m bench.scoring --quality_model outputs/lyric-valence --emobank data/emobank.csv --no_speed
-
 Writes scoring_results.json and SCORING_RESULTS.md to --out (default: bench/scoring/latest/); bench/SCORING_RESULTS.md
 cites such runs (the ones kept are in bench/scoring/*.json).
 """
@@ -271,7 +267,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no_speed", action="store_true", help="Quality only.")
     parser.add_argument("--methods", nargs="*", default=None, choices=[name for name in METHODS if name != "naive"],
                         help="Methods to time besides naive (default: the device's list in DEFAULT_METHODS).")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
     parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "scoring" / "latest")
@@ -283,8 +278,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     started = time.perf_counter()
     device = pick_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     run = {"command": command_line("bench.scoring", argv), "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
     if not args.no_speed:
         tokenizer = load_tokenizer(args.encoder, args.vocab_file)

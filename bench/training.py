@@ -1,9 +1,6 @@
 """
 Training throughput: our training step (train.py's Trainer) against the reference notebook's, interleaved step by step
-so that both see the same load on a shared machine, and a profile of where the steps spend their time.
-
-The steps are timed by a Trainer callback rather than `torch.utils.benchmark.Timer`: our step runs inside the
-Trainer's loop, and the reference step must run between two of ours with our clock paused.
+so that both see the same load, on a Trainer callback's clock (bench/README.md says why not `Timer`); profiles.
 """
 
 import shlex
