@@ -46,17 +46,13 @@ class OurScorer:
     `songs_per_block` songs at a time."""
 
     def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
-                 batch_tokens: int | None = None, prepared: bool = True, torchao_int8: bool = False,
-                 backend: str = "torch", songs_per_block: int | None = None):
+                 batch_tokens: int | None = None, prepared: bool = True, backend: str = "torch",
+                 songs_per_block: int | None = None):
         if prepared:
             model, self.tokenizer = load_scoring_model(folder, device, backend, dtype, quantize)
         else:
             model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        if torchao_int8:
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-            quantize_(model, Int8DynamicActivationInt8WeightConfig())
         self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
 
     def __call__(self, songs: list[str]) -> list[float]:
@@ -77,7 +73,6 @@ METHODS = {
     "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
     "ours-onnxruntime-int8": ("ours, onnxruntime (fused graph), dynamic int8, weights per channel",
                               {"backend": "onnxruntime", "quantize": "int8"}),
-    "ours-int8-torchao": ("ours, torchao Int8DynamicActivationInt8Weight", {"torchao_int8": True}),
 }
 
 

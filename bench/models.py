@@ -3,6 +3,7 @@ The encoders the benchmark runs: the packaged all-MiniLM-L6-v2 (pretrained) or a
 weights (speed only; needs no download, only a WordPiece vocab.txt), each under the lyric-valence head.
 """
 
+import argparse
 import importlib
 import sys
 import types
@@ -16,6 +17,15 @@ from lyric_valence import FINETUNING_ATTENTION_DROPOUT
 from modeling_lyric_valence import LyricValenceModel
 
 ENCODERS = ("minilm", "bert-base")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --encoder and --vocab_file, as every speed benchmark takes them."""
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
+    parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
+                        "all-MiniLM-L6-v2; bert-base: a bert-base-shaped encoder with random weights (speed only).")
+    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
+                        "packaged MiniLM's, which is bert-base-uncased's).")
 
 
 def minilm_path() -> str:
@@ -48,12 +58,9 @@ def build_model(encoder: str, vocab_size: int, reference: bool = False, seed: in
 
 
 def import_training_module() -> types.ModuleType:
-    """
-    `lyric_valence.training`, also on machines without the `datasets` package (the GPU machine): the module names
-    `datasets.Dataset` only in `chunk_split`'s annotations, which the speed benchmark never calls, so a placeholder
-    module stands in while it is imported and is removed at once. peft and transformers' Trainer, which probe for
-    `datasets`, are imported before the placeholder goes in, so they see it missing.
-    """
+    """`lyric_valence.training`, also without the `datasets` package (the GPU machine): it names `datasets.Dataset` only
+    in `chunk_split`, which the benchmarks never call, so a placeholder stands in while it is imported (after peft and
+    transformers' Trainer, which probe for `datasets` and must see it missing)."""
     try:
         import datasets  # noqa: F401
     except ImportError:

@@ -4,38 +4,30 @@ Peak memory of `lyric-valence predict` as the catalogue grows: the same command 
 catalogue, each in its own process, and the peak RSS of each process (`os.wait4`) is compared. Streaming keeps it
 flat: tables are read, scored and written `--block_size` songs at a time.
 
-    python -m bench.predict_memory                    # 10,000 and 100,000 songs (~1 h on 2 shared CPU cores)
-    python -m bench.predict_memory --songs 500 5000   # quick
-
-Writes predict_memory.json and a RESULTS.md section into $OUT when that is set (a device run), else into bench/.
-
-Songs come from bench/songs.py (the speed benchmarks' length mix: log-normal, median 250 tokens). Writing 100,000
-original songs takes half an hour there, so each catalogue cycles through one pool of 1,000 generated songs with a
-distinct id per row; both catalogues have the same mix. A tiny random lyric-valence model (1 layer, 32 wide, the
-packaged tokenizer, 512-token chunks) is scored: the model's own memory is the same at any catalogue size, so a small
-one makes the catalogue's share visible. Results go to bench/predict_memory.json and a section of bench/RESULTS.md.
+Songs come from bench/songs.py (the speed benchmarks' length mix). Writing 100,000 original songs takes half an hour,
+so each catalogue cycles through one pool of 1,000 generated songs with a distinct id per row. A tiny random
+lyric-valence model (1 layer, 32 wide, the packaged tokenizer, 512-token chunks) is scored: the model's own memory is
+the same at any catalogue size, so a small one makes the catalogue's share visible. Results go to
+predict_memory.json and a section of RESULTS.md in $OUT when that is set (a device run), else in bench/.
 """
 
 import argparse
-import csv
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import pandas as pd
 import torch
-from transformers import AutoTokenizer, BertConfig
+from transformers import BertConfig
 
-from bench.report import logger, machine_info, machine_line, table, write_section
+from bench.models import load_tokenizer
+from bench.report import (OUT, command_line, logger, machine_info, machine_line, pick_device, table, timed_process,
+                          write_section)
 from bench.songs import make_catalogue
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence import default_encoder_path
 from modeling_lyric_valence import LyricValenceModel
 
-REPO = Path(__file__).resolve().parent.parent
 POOL_SONGS = 1000
 log = logger("predict-memory")
 
@@ -50,27 +42,21 @@ def write_model(folder: Path, tokenizer) -> None:
 
 def write_catalogue(path: Path, pool: list[str], songs: int) -> int:
     """A CSV of `songs` rows (artist, song, seq) cycling through `pool`; returns its size in bytes."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["artist", "song", "seq"])
-        for row in range(songs):
-            writer.writerow([f"artist {row % 997}", f"song {row}", pool[row % len(pool)]])
+    pd.DataFrame({"artist": [f"artist {row % 997}" for row in range(songs)],
+                  "song": [f"song {row}" for row in range(songs)],
+                  "seq": [pool[row % len(pool)] for row in range(songs)]}).to_csv(path, index=False)
     return path.stat().st_size
 
 
 def score(catalogue: Path, model: Path, output: Path) -> dict:
-    """Run the command in its own process: peak RSS (wait4's ru_maxrss, KiB on Linux), wall time, rows written."""
+    """Run the command in its own process: peak RSS, wall time, rows written."""
     command = [sys.executable, "-m", "lyric_valence.cli", "predict", str(catalogue), "--model", str(model),
                "--id_column", "song", "--keep_columns", "artist", "--output", str(output), "-q"]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"predict failed on {catalogue} (exit {os.waitstatus_to_exitcode(status)})")
+    run = timed_process(command)
+    del run["stderr"]
     with output.open(encoding="utf-8") as handle:
         rows = sum(1 for _ in handle) - 1
-    return {"peak_rss_mib": usage.ru_maxrss / 1024, "wall_s": wall, "songs_per_s": rows / wall, "rows_written": rows,
+    return {**run, "songs_per_s": rows / run["wall_s"], "rows_written": rows,
             "command": " ".join(["lyric-valence", *command[3:]])}
 
 
@@ -91,12 +77,11 @@ def render(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs", type=int, nargs=2, default=[10_000, 100_000], metavar=("SMALL", "LARGE"))
-    folder = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench"
-    parser.add_argument("--results", type=Path, default=folder / "predict_memory.json")
-    parser.add_argument("--markdown", type=Path, default=folder / "RESULTS.md")
-    parser.add_argument("--note", default=None, help="A sentence on the machine's state, e.g. that it was shared.")
+    parser.add_argument("--results", type=Path, default=OUT / "predict_memory.json")
+    parser.add_argument("--markdown", type=Path, default=OUT / "RESULTS.md")
+    parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
     args = parser.parse_args()
-    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    tokenizer = load_tokenizer("minilm", None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_model(tmp / "model", tokenizer)
@@ -110,10 +95,8 @@ def main() -> None:
             run = {"songs": songs, "csv_mib": size / 2**20, **score(catalogue, tmp / "model", tmp / "scores.csv")}
             log(f"{songs:,} songs: peak RSS {run['peak_rss_mib']:.0f} MiB, {run['wall_s']:.0f} s")
             runs.append(run)
-    results = {"command": "python -m bench.predict_memory" + ("" if args.songs == [10_000, 100_000] else
-                                                              f" --songs {args.songs[0]} {args.songs[1]}"),
-               "machine": machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu")), "note": args.note or "", "runs": runs,
-               "rss_ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]}
+    results = {"command": command_line("bench.predict_memory"), "machine": machine_info(pick_device(None)),
+               "note": args.note, "runs": runs, "rss_ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     write_section(args.markdown, "bench.predict_memory", render(results))

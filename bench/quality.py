@@ -33,18 +33,6 @@ def train_command(mode: str, budget_flags: list[str], output_dir: Path) -> list[
             "--output_dir", str(output_dir), "--disable_tqdm", "True", "--report_to", "none"]
 
 
-def read_results(mode: str, output_dir: Path, wall_s: float) -> dict:
-    """A finished run's validation and test metrics, train seconds and wall seconds."""
-    results = json.loads((output_dir / "all_results.json").read_text())
-    return {
-        "flags": MODE_FLAGS[mode],
-        "train_s": results["train_runtime"],
-        "wall_s": wall_s,
-        "validation": {metric: results[f"eval_{metric}"] for metric in METRICS},
-        "test": {metric: results[f"test_{metric}"] for metric in METRICS},
-    }
-
-
 def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = False, log=print) -> dict:
     """
     Train and test every mode under `budget_flags` (one after the other, or all at once when `parallel`: on a GPU
@@ -69,9 +57,12 @@ def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = 
 
 
 def finish(mode: str, process: subprocess.Popen, output_dir: Path, started: float, log=print) -> dict:
-    """Wait for a train.py run; its results (an error if it failed)."""
+    """Wait for a train.py run; its validation and test metrics, train and wall seconds (an error if it failed)."""
     if process.wait() != 0:
         raise RuntimeError(f"train.py {mode} failed:\n{Path(f'{output_dir}.log').read_text()[-3000:]}")
-    result = read_results(mode, output_dir, time.perf_counter() - started)
+    results = json.loads((output_dir / "all_results.json").read_text())
+    result = {"flags": MODE_FLAGS[mode], "train_s": results["train_runtime"], "wall_s": time.perf_counter() - started,
+              "validation": {metric: results[f"eval_{metric}"] for metric in METRICS},
+              "test": {metric: results[f"test_{metric}"] for metric in METRICS}}
     log(f"quality: {mode} test r {result['test']['pearson']:.3f}, MSE {result['test']['mse']:.5f}")
     return result

@@ -3,8 +3,11 @@
 import datetime
 import os
 import platform
+import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +16,9 @@ import torch
 import transformers
 
 
+REPO = Path(__file__).resolve().parent.parent
+# Where device runs write their results ($OUT, fetched back from the device machine), else bench/.
+OUT = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench"
 # The CPU features that decide the speed of float32, bfloat16 and int8 matrix products.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
@@ -47,6 +53,32 @@ def machine_line(machine: dict) -> str:
     return (f"{machine['cpu']}{flags}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads){gpu}{load}; "
             f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}; "
             f"{machine['date']}.")
+
+
+def pick_device(name: str | None) -> torch.device:
+    """The device asked for, else cuda when there is one; quiets transformers' logs and progress bars."""
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """The command that ran `module` with `argv` (default: this process's arguments)."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def timed_process(command: list[str], cwd: Path = REPO) -> dict:
+    """Run `command` in its own process: wall seconds, peak RSS (`os.wait4`'s ru_maxrss), its stderr."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        stderr.seek(0)
+        errors = stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed (exit {os.waitstatus_to_exitcode(status)}):\n{errors[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "stderr": errors}
 
 
 def logger(name: str):

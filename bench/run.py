@@ -3,12 +3,6 @@ Benchmarks of lyric-valence against the reference recipe, in one command: traini
 the reference notebook's pad-to-512 loop), whole-song inference throughput (`lyric-valence predict`'s engine vs a
 per-chunk `pipeline("text-classification")` loop, through bench/harness.py), distance to the machine's GEMM peak (MFU),
 and EmoBank quality of head_only / lora / full fine-tuning, and of lora in mixed precision.
-
-    python -m bench.run --quick          # small sizes and quality budget
-    python -m bench.run                  # full sizes
-    python -m bench.run --device cuda --encoder bert-base --no_quality --vocab_file VOCAB.txt   # GPU speed table
-    bash bench/gpu.sh                    # the GPU check (see the script)
-
 Writes bench/results.json (a run per device and encoder; other runs already there are kept, and so are the sections
 a run skips) and that run's section of bench/RESULTS.md.
 """
@@ -17,19 +11,17 @@ import argparse
 import functools
 import json
 import shlex
-import sys
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import transformers
 
 from bench import harness
 from bench.flops import bf16_dense_peak, flops_per_length
-from bench.models import ENCODERS, build_model, import_training_module, load_tokenizer
+from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer
 from bench.quality import measure_quality
-from bench.report import logger, machine_line, machine_info, spread, summary, table, write_section
+from bench.report import (command_line, logger, machine_info, machine_line, pick_device, spread, summary, table,
+                          write_section)
 from bench.songs import length_summary, make_catalogue
 from bench.training import chunk_features, epoch_sample, measure_training, profile_scoring, profile_training_step
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
@@ -38,25 +30,14 @@ BENCH = Path(__file__).resolve().parent
 log = logger("bench")
 
 
-@dataclass
-class Settings:
-    """Sizes of one benchmark run."""
-
-    training_batches: int
-    catalogue_songs: int
-    rounds: int
-    gemm_size: int
-    gemm_seconds: float
-    quality_budget: str
-
-
 POOL_SONGS = 1440  # about 1,640 chunks: one length-grouped megabatch (1,600) to draw the timed batches from
 PROFILED_SONGS = 16
+# Sizes of each mode; the command line overrides the first four.
 PRESETS = {
-    "quick": Settings(training_batches=1, catalogue_songs=12, rounds=3, gemm_size=2048, gemm_seconds=1.0,
-                      quality_budget="--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200"),
-    "full": Settings(training_batches=5, catalogue_songs=64, rounds=5, gemm_size=4096, gemm_seconds=3.0,
-                     quality_budget="--num_train_epochs 3"),
+    "quick": {"training_batches": 1, "catalogue_songs": 12, "rounds": 3, "gemm_size": 2048, "gemm_seconds": 1.0,
+              "quality_budget": "--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200"},
+    "full": {"training_batches": 5, "catalogue_songs": 64, "rounds": 5, "gemm_size": 4096, "gemm_seconds": 3.0,
+             "quality_budget": "--num_train_epochs 3"},
 }
 # Our training step's variants (train.py flags), and those each device times by default. transformers' default
 # optimizer is already the fused AdamW (`adamw_torch_fused`), so every variant runs it.
@@ -83,11 +64,7 @@ ENCODER_DESCRIPTIONS = {
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Small sizes and a small quality budget.")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
-    parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
-                        "all-MiniLM-L6-v2; bert-base: a bert-base-shaped encoder with random weights (speed only).")
-    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
-                        "packaged MiniLM's, which is bert-base-uncased's).")
+    add_model_arguments(parser)
     parser.add_argument("--no_quality", action="store_true", help="Skip the EmoBank quality runs of the modes.")
     parser.add_argument("--no_precision", action="store_true", help="Skip the EmoBank quality runs of lora in fp32 "
                         "and mixed precision.")
@@ -110,14 +87,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         "this device and encoder is rewritten (default: bench/RESULTS.md).")
     args = parser.parse_args(argv)
     args.no_inference |= args.no_training
+    args.settings = {name: value if getattr(args, name, None) is None else getattr(args, name)
+                     for name, value in PRESETS["quick" if args.quick else "full"].items()}
     return args
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """The mode's preset with the command line's overrides."""
-    settings = PRESETS["quick" if args.quick else "full"]
-    overrides = {name: getattr(args, name) for name in ("training_batches", "catalogue_songs", "rounds", "gemm_size")}
-    return Settings(**{**asdict(settings), **{name: value for name, value in overrides.items() if value is not None}})
 
 
 def make_model(encoder: str, vocab_size: int, lora: bool = True, reference: bool = False):
@@ -153,26 +125,27 @@ def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds:
     return results
 
 
-def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.device) -> dict:
+def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
     """Every timed section asked for, in one process; the run's record for results.json."""
+    settings = args.settings
     tokenizer = load_tokenizer(args.encoder, args.vocab_file)
     pool = make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0)
     pool_chunks = chunk_features(tokenizer, pool.texts, pool.labels)
-    features = epoch_sample(pool_chunks, settings.training_batches)
-    catalogue = make_catalogue(tokenizer.get_vocab(), settings.catalogue_songs, seed=1)
+    features = epoch_sample(pool_chunks, settings["training_batches"])
+    catalogue = make_catalogue(tokenizer.get_vocab(), settings["catalogue_songs"], seed=1)
     model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
     variants = {name: VARIANT_FLAGS[name] for name in args.variants or DEFAULT_VARIANTS[device.type]}
     run = {"mode": "quick" if args.quick else "full",
-           "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
+           "command": command_line("bench.run"),
            "encoder_description": ENCODER_DESCRIPTIONS[args.encoder], "machine": machine_info(device),
-           "settings": asdict(settings),
+           "settings": settings,
            "inputs": {"training_pool_songs": length_summary(pool.tokens),
                       "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features]),
                       "catalogue_songs": length_summary(catalogue.tokens)}}
     if args.no_training:
         return run
-    training = measure_training(model_factory, tokenizer, features, device, variants, settings.rounds,
-                                settings.gemm_size, settings.gemm_seconds, log)
+    training = measure_training(model_factory, tokenizer, features, device, variants, settings["rounds"],
+                                settings["gemm_size"], settings["gemm_seconds"], log)
     training["bf16_dense_peak_flops_per_s"] = bf16_dense_peak(device)
     best = training["variants"][training["best"]]
     chunks = REFERENCE_RUN["songs"] * len(pool_chunks) / POOL_SONGS * REFERENCE_RUN["epochs"]
@@ -184,7 +157,7 @@ def run_benchmarks(args: argparse.Namespace, settings: Settings, device: torch.d
     training["profile"] = profile_training_step(model_factory, tokenizer, features, device, best["flags"])
     run["training"] = training
     if not args.no_inference:
-        run["inference"] = measure_inference(model_factory(lora=False), tokenizer, catalogue, device, settings.rounds,
+        run["inference"] = measure_inference(model_factory(lora=False), tokenizer, catalogue, device, settings["rounds"],
                                              training["gemm_peak_flops_per_s"]["median"])
         log("profiling scoring")
         run["inference"]["profile"] = profile_scoring(model_factory(lora=False), tokenizer,
@@ -198,22 +171,24 @@ def percent(stats: dict) -> str:
 
 def render_run(key: str, run: dict) -> str:
     """One run's section of RESULTS.md."""
-    machine, kept = run["machine"], run.get("kept", {})
+    machine = run["machine"]
     where = machine.get("gpu", f"{machine['cpu']}, {machine['cpu_cores']} cores")
-    lines = [f"## {key}: {run['encoder_description']} on {where}", "",
-             f"Command: `{run['command']}` ({run['mode']} mode). Machine: {machine_line(machine)}", "",
-             *(f"Note: {note}\n" for note in run.get("notes", [])),
-             "### Inputs", "",
+
+    def heading(section: str, title: str) -> list[str]:
+        kept = run.get("kept", {}).get(section)
+        return [f"### {title}", "", *([f"Kept from the run of {kept}.", ""] if kept else [])]
+
+    lines = [f"## {key}: {run['encoder_description']} on {where}", "", f"Command: `{run['command']}` ({run['mode']} mode). Machine: {machine_line(machine)}", "",
+             *(f"Note: {note}\n" for note in run.get("notes", [])), "### Inputs", "",
              table([{"set": name.replace("_", " "), "songs or chunks": row["songs"], "mean tokens": f"{row['mean']:.0f}",
                      "median": f"{row['median']:.0f}", "p99": f"{row['p99']:.0f}", "max": row["max"],
                      "> 512": f"{row['share_over_512']:.0%}"} for name, row in run["inputs"].items()]), ""]
     if "training" in run:
-        training = run["training"]
+        training, projection = run["training"], run["training"]["projection"]
         gpu_peak = training.get("bf16_dense_peak_flops_per_s")
-        rows = [*(("ours, " + name, row) for name, row in training["variants"].items()),
-                ("reference (pad to 512, fp32, plain loop, the encoder's dropouts)", training["reference"])]
-        lines += ["### 1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)", "",
-                  *([f"Kept from the run of {kept['training']}.", ""] if "training" in kept else []),
+        rows = {**{f"ours, {name}": row for name, row in training["variants"].items()},
+                "reference (pad to 512, fp32, plain loop, the encoder's dropouts)": training["reference"]}
+        lines += [*heading("training", "1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)"),
                   f"{training['chunks']} chunks ({training['real_tokens']:,} tokens) per pass; each round is one pass "
                   "of each of our variants, interleaved step by step with a pass of the reference step over the same "
                   "chunks. Median (min–max) over rounds; warm-up (first step, set-up, compilation) not timed. MFU: "
@@ -221,15 +196,13 @@ def render_run(key: str, run: dict) -> str:
                   "", table([{"step": name, "train.py flags": f"`{row['flags']}`" if row.get("flags") else "",
                               "chunks/s": spread(row["chunks_per_s"]), "tokens/s": spread(row["tokens_per_s"], ".0f"),
                               "MFU": percent(row["mfu"]), "HFU": percent(row["hfu"]),
-                              **({"MFU (bf16 dense peak)": percent(summary([flops / gpu_peak for flops in
-                                                                             row["model_flops_per_s"]["runs"]]))}
-                                 if gpu_peak else {}),
+                              **({"MFU (bf16 dense peak)": percent(summary(
+                                  [flops / gpu_peak for flops in row["model_flops_per_s"]["runs"]]))} if gpu_peak else {}),
                               "warm-up s": f"{row['warmup_s']:.1f}" if "warmup_s" in row else "",
                               "ours / reference": spread(row["ratio"], suffix="×") if "ratio" in row else "1"}
-                             for name, row in rows]), "",
-                  *(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items())]
-        projection = training["projection"]
-        lines += ["", f"Projected training-step time of the reference run ({projection['songs']:,} songs, "
+                             for name, row in rows.items()]), "",
+                  *(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items()), "",
+                  f"Projected training-step time of the reference run ({projection['songs']:,} songs, "
                   f"{projection['epochs']} epochs): **{projection['ours_minutes']:.1f} min** with this package "
                   f"({projection['variant']}), {projection['reference_minutes']:.1f} min with the reference step "
                   f"(the notebook: {projection['notebook_minutes']} min on a Colab GPU).", "",
@@ -238,23 +211,22 @@ def render_run(key: str, run: dict) -> str:
                   + (f"; data-sheet dense bf16 peak {gpu_peak / 1e12:.0f} TFLOP/s" if gpu_peak else "") + ".", ""]
     if "inference" in run:
         inference = run["inference"]
-        lines += ["### 2. Inference throughput (whole songs)", "",
-                  *([f"Kept from the run of {kept['inference']}.", ""] if "inference" in kept else []),
+        methods = {"ours": "ours: `score_songs` (`lyric-valence predict`)",
+                   "naive": "naive: `pipeline(\"text-classification\")` per chunk"}
+        lines += [*heading("inference", "2. Inference throughput (whole songs)"),
                   f"{inference['songs']} songs, {inference['chunks']} chunks, {inference['real_tokens']:,} tokens.", "",
                   table([{"method": label, "songs/s": spread(inference[name]["songs_per_s"]),
                           "tokens/s": spread(inference[name]["tokens_per_s"], ".0f"),
                           "MFU": percent(inference[name]["mfu"]),
                           "HFU": percent(inference[name]["hfu"]) if "hfu" in inference[name] else ""}
-                         for name, label in (("ours", "ours: `score_songs` (`lyric-valence predict`)"),
-                                             ("naive", "naive: `pipeline(\"text-classification\")` per chunk"))]),
+                         for name, label in methods.items()]),
                   "", f"Ours / naive (songs/s, per round): **{spread(inference['ratio'], suffix='×')}**; largest "
                   f"difference of the song scores: {inference['max_score_difference']:.1e}.", ""]
     for section, title in (("quality", "3. Quality of the fine-tuning modes"),
                            ("precision", "4. Quality in mixed precision (lora, same seed and budget)")):
         if section in run:
-            quality = run[section]
-            ridge = quality["ridge_reference"]
-            lines += [f"### {title}", "", *([f"Kept from the run of {kept[section]}.", ""] if section in kept else []),
+            quality, ridge = run[section], run[section]["ridge_reference"]
+            lines += [*heading(section, title),
                       f"EmoBank, its own split; budget: `{quality['budget_flags']}`, one seed (42).", "",
                       table([*({"mode": mode, "train.py flags": f"`{row['flags']}`", "train s": f"{row['train_s']:.0f}",
                                 "test Pearson": f"{row['test']['pearson']:.3f}", "test MSE": f"{row['test']['mse']:.5f}",
@@ -262,9 +234,9 @@ def render_run(key: str, run: dict) -> str:
                                for mode, row in quality["modes"].items()),
                              {"mode": "frozen mean-pooled MiniLM + ridge (reference)",
                               "test Pearson": f"{ridge['pearson']:.3f}", "test MSE": f"{ridge['mse']:.5f}"}]), ""]
-    profiles = [(run.get("training", {}).get("profile"), "our training step, one batch of 32 chunks"),
-                (run.get("inference", {}).get("profile"), "whole-song scoring")]
-    for profile, title in profiles:
+    for section, title in (("training", "our training step, one batch of 32 chunks"),
+                           ("inference", "whole-song scoring")):
+        profile = run.get(section, {}).get("profile")
         if profile:
             lines += [f"### Where the time goes: {title} (torch.profiler)", "",
                       f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
@@ -292,17 +264,14 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    settings = settings_from(args)
+    device = pick_device(args.device)
     key = f"{device.type}-{args.encoder}"
-    run = run_benchmarks(args, settings, device)
+    run = run_benchmarks(args, device)
     save(args.results, args.markdown, key, run)  # the speed sections are kept should the quality runs fail
     log(f"wrote {args.results} and {args.markdown} ({key})")
     for section, skip in (("precision", args.no_precision), ("quality", args.no_quality)):
         if not skip:
-            budget = shlex.split(settings.quality_budget) + shlex.split(args.quality_flags)
+            budget = shlex.split(args.settings["quality_budget"]) + shlex.split(args.quality_flags)
             run[section] = measure_quality(budget, QUALITY_SECTIONS[section][device.type],
                                            parallel=device.type == "cuda", log=log)
             run.get("kept", {}).pop(section, None)

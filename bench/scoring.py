@@ -4,31 +4,24 @@ the onnxruntime backend (`lyric_valence.backends.onnxruntime`, CPU) against the 
 loop, side by side in one process, rounds interleaved; the host's share of the work (chunking and padding); a sweep of
 `batch_tokens`; and each mode's EmoBank test quality against float32 of the same trained model.
 
-    python -m bench.scoring                                   # CPU, packaged MiniLM, 1,000 songs
-    python -m bench.scoring --device cuda --encoder bert-base --vocab_file vocab.txt
-    python -m bench.scoring --quality_model outputs/lyric-valence --emobank data/emobank.csv --no_speed
-
-Writes scoring_results.json and SCORING_RESULTS.md to --out (default: $OUT when set, else bench/scoring/latest/);
-bench/SCORING_RESULTS.md cites such runs (the ones kept are in bench/scoring/*.json).
+Writes scoring_results.json and SCORING_RESULTS.md to --out (default: bench/scoring/latest/); bench/SCORING_RESULTS.md
+cites such runs (the ones kept are in bench/scoring/*.json).
 """
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
-from bench.models import ENCODERS, build_model, load_tokenizer
-from bench.report import logger, machine_info, machine_line, spread, summary, table
+from bench.models import add_model_arguments, build_model, load_tokenizer
+from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, spread, summary,
+                          table)
 from bench.songs import length_summary, make_catalogue
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
@@ -38,25 +31,16 @@ from modeling_lyric_valence import (
     token_budget_batches,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
 log = logger("scoring")
 HOST_WORK = "chunking and padding (`score_songs`' host work)"
 STAND_IN = "`score_songs` with a device stand-in as fast as the host"
-
 
 DEFAULT_METHODS = {
     "cpu": ("ours-float32", "ours-int8", "ours-onnxruntime-float32", "ours-onnxruntime-int8"),
     "cuda": ("naive-batch32", "ours-float32", "ours-float32-budget-only", "ours-bfloat16", "ours-bfloat16-one-block",
              "ours-float16"),
 }
-
-
-def methods_for(device: torch.device, only: list[str] | None = None) -> dict:
-    """name -> (description, OurScorer options; None for the naive loops): naive, then `only` or the device's default
-    list."""
-    names = only or DEFAULT_METHODS[device.type]
-    return {name: METHODS[name] for name in ["naive", *names]}
 
 
 def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
@@ -80,7 +64,7 @@ def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
 
 
 def is_int8(options: dict | None) -> bool:
-    return bool(options) and (options.get("quantize") == "int8" or options.get("torchao_int8", False))
+    return bool(options) and options.get("quantize") == "int8"
 
 
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
@@ -122,52 +106,40 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
 def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
     The host's share of scoring, which a GPU waits for: chunking a block of songs alone; padding its chunks at the
-    GPU's token budget into tensors through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the
-    engine's way); `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation); and the
-    engine with a device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for the host
-    work's time of that round spread over the padded tokens), which takes the two added unless the engine overlaps
-    them. Interleaved `rounds` times.
+    GPU's token budget through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the engine's way);
+    `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation); and the engine with a
+    device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for the host work's time of
+    that round spread over the padded tokens), which takes the two added unless the engine overlaps them.
+    Interleaved `rounds` times.
     """
-    budget = DEFAULT_BATCH_TOKENS["cuda"]
+    budget, block = DEFAULT_BATCH_TOKENS["cuda"], DEFAULT_SONGS_PER_BLOCK["cuda"]
     encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
     encoded.pop("overflow_to_sample_mapping")
     features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
     batches = token_budget_batches([len(ids) for ids in encoded["input_ids"]], budget)
+    padded_tokens = []
 
-    def chunking() -> None:
-        chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
-
-    def padding_through(tensor_type: str):
-        def padding() -> None:
-            for batch in batches:
-                inputs = tokenizer.pad([features[i] for i in batch], return_tensors=tensor_type)
-                [torch.as_tensor(ids) for ids in inputs.values()]
-
-        return padding
+    def padding(tensor_type: str) -> None:
+        for batch in batches:
+            inputs = tokenizer.pad([features[i] for i in batch], return_tensors=tensor_type)
+            [torch.as_tensor(ids) for ids in inputs.values()]
 
     def no_model(inputs: dict) -> torch.Tensor:
         return torch.zeros(len(inputs["input_ids"]))
-
-    def counting_tokens(inputs: dict) -> torch.Tensor:
-        padded_tokens.append(inputs["input_ids"].numel())
-        return no_model(inputs)
 
     def device_stand_in(inputs: dict) -> torch.Tensor:
         time.sleep(inputs["input_ids"].numel() * seconds[HOST_WORK][-1] / sum(padded_tokens))
         return no_model(inputs)
 
-    def engine(score_batch):
-        return lambda: score_songs_in_batches(
-            score_batch, songs, tokenizer, config, budget, DEFAULT_SONGS_PER_BLOCK["cuda"]
-        )
+    def engine(score_batch) -> None:
+        score_songs_in_batches(score_batch, songs, tokenizer, config, budget, block)
 
-    ways = {"chunking (tokenizer)": chunking,
-            "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": padding_through("pt"),
-            "padding through numpy (`return_tensors=\"np\"`, the engine's)": padding_through("np"),
-            HOST_WORK: engine(no_model),
-            STAND_IN: engine(device_stand_in)}
-    padded_tokens = []
-    engine(counting_tokens)()
+    ways = {"chunking (tokenizer)": lambda: chunk_lyrics(tokenizer, songs, config.max_length, config.stride),
+            "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": lambda: padding("pt"),
+            "padding through numpy (`return_tensors=\"np\"`, the engine's)": lambda: padding("np"),
+            HOST_WORK: lambda: engine(no_model),
+            STAND_IN: lambda: engine(device_stand_in)}
+    engine(lambda inputs: padded_tokens.append(inputs["input_ids"].numel()) or no_model(inputs))
     seconds = {name: [] for name in ways}
     for _ in range(rounds):
         for name, way in ways.items():
@@ -175,8 +147,8 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
             way()
             seconds[name].append(time.perf_counter() - start)
     log("host: " + ", ".join(f"{name} {min(runs):.3f} s" for name, runs in seconds.items()))
-    blocks = -(-len(songs) // DEFAULT_SONGS_PER_BLOCK["cuda"])
-    return {"songs": len(songs), "rounds": rounds, "songs_per_block": DEFAULT_SONGS_PER_BLOCK["cuda"],
+    blocks = -(-len(songs) // block)
+    return {"songs": len(songs), "rounds": rounds, "songs_per_block": block,
             "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()},
             "overlap": {"vs_serial": summary([2 * alone / both
                                               for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN])]),
@@ -287,9 +259,7 @@ def render(run: dict) -> str:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available).")
-    parser.add_argument("--encoder", default="minilm", choices=ENCODERS)
-    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base.")
+    add_model_arguments(parser)
     parser.add_argument("--songs", type=int, default=1000, help="Synthetic catalogue size (default: 1000).")
     parser.add_argument("--sweep_songs", type=int, default=300, help="Songs of the batch_tokens sweep (0: no sweep).")
     parser.add_argument("--rounds", type=int, default=3)
@@ -297,10 +267,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no_speed", action="store_true", help="Quality only.")
     parser.add_argument("--methods", nargs="*", default=None, choices=[name for name in METHODS if name != "naive"],
                         help="Methods to time besides naive (default: the device's list in DEFAULT_METHODS).")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
     parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "bench" / "scoring" / "latest")))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "scoring" / "latest")
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
     return parser.parse_args(argv)
 
@@ -308,13 +277,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     started = time.perf_counter()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    run = {"command": shlex.join(["python", "-m", "bench.scoring", *(sys.argv[1:] if argv is None else argv)]),
-           "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
+    device = pick_device(args.device)
+    run = {"command": command_line("bench.scoring", argv), "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
     if not args.no_speed:
         tokenizer = load_tokenizer(args.encoder, args.vocab_file)
         catalogue = make_catalogue(tokenizer.get_vocab(), args.songs, seed=1)
@@ -323,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(args.encoder, tokenizer.vocab_size)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        methods = methods_for(device, args.methods)
+        methods = {name: METHODS[name] for name in ["naive", *(args.methods or DEFAULT_METHODS[device.type])]}
         run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config)
         run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
                                      args.budget_s, started)

@@ -38,20 +38,15 @@ def length_mix(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(lengths)
 
 
-def song_words(vocabulary: dict[str, int]) -> list[str]:
-    """Common whole words of a WordPiece vocabulary (ids 2000-12000, letters only, 3+ characters), by id."""
-    words = sorted((token_id, token) for token, token_id in vocabulary.items() if 2000 <= token_id < 12000)
-    return [token for _, token in words if token.isascii() and token.isalpha() and len(token) >= 3]
-
-
 class SongWriter:
-    """Writes original songs of an exact token count from Zipf-weighted common words."""
+    """Writes original songs of an exact token count from Zipf-weighted common words of a WordPiece vocabulary (ids
+    2000-12000, letters only, 3+ characters)."""
 
     def __init__(self, vocabulary: dict[str, int], rng: np.random.Generator):
-        self.words = np.array(song_words(vocabulary))
+        words = sorted((token_id, token) for token, token_id in vocabulary.items() if 2000 <= token_id < 12000)
+        self.words = np.array([token for _, token in words if token.isascii() and token.isalpha() and len(token) >= 3])
         weights = 1.0 / np.arange(1, len(self.words) + 1)
-        self.weights = weights / weights.sum()
-        self.rng = rng
+        self.weights, self.rng = weights / weights.sum(), rng
 
     def line(self) -> list[str]:
         """One line of 4-9 words, sometimes ending with a comma (a token of its own)."""
@@ -83,13 +78,6 @@ def make_catalogue(vocabulary: dict[str, int], count: int, seed: int = 0) -> Cat
 def length_summary(tokens: list[int]) -> dict[str, float]:
     """Mean, median, p90, p99 and max of song lengths in tokens, and the share of songs past 512 and 1,000 tokens."""
     lengths = np.asarray(tokens)
-    return {
-        "songs": int(lengths.size),
-        "mean": float(lengths.mean()),
-        "median": float(np.median(lengths)),
-        "p90": float(np.percentile(lengths, 90)),
-        "p99": float(np.percentile(lengths, 99)),
-        "max": int(lengths.max()),
-        "share_over_512": float((lengths > 512).mean()),
-        "share_over_1000": float((lengths > 1000).mean()),
-    }
+    return {"songs": int(lengths.size), "mean": float(lengths.mean()), "median": float(np.median(lengths)),
+            "p90": float(np.percentile(lengths, 90)), "p99": float(np.percentile(lengths, 99)), "max": int(lengths.max()),
+            "share_over_512": float((lengths > 512).mean()), "share_over_1000": float((lengths > 1000).mean())}

@@ -1,9 +1,6 @@
 """
 Training throughput: our training step (train.py's Trainer) against the reference notebook's, interleaved step by step
-so that both see the same load on a shared machine, and a profile of where the steps spend their time.
-
-The steps are timed by a Trainer callback rather than `torch.utils.benchmark.Timer`: our step runs inside the
-Trainer's loop, and the reference step must run between two of ours with our clock paused.
+so that both see the same load, on a Trainer callback's clock (bench/README.md says why not `Timer`); profiles.
 """
 
 import shlex
@@ -103,12 +100,10 @@ class Reference:
         synchronize(self.device)
         start = time.perf_counter()
         set_tf32(False)  # the notebook's plain fp32 (a tf32 variant of ours may have turned tf32 on)
-        input_ids, token_type_ids, attention_mask, labels = next(self.batches)
+        batch = dict(zip((*MODEL_INPUTS, "labels"), next(self.batches)))
         self.model.train()
         self.optimizer.zero_grad()
-        inputs = zip(("input_ids", "token_type_ids", "attention_mask", "labels"),
-                     (input_ids, token_type_ids, attention_mask, labels))
-        self.model(**{name: tensor.to(self.device) for name, tensor in inputs}).loss.backward()
+        self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()}).loss.backward()
         self.optimizer.step()
         synchronize(self.device)
         return time.perf_counter() - start
@@ -121,11 +116,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def set_tf32(enabled: bool) -> None:
-    """
-    TF32 cuBLAS matrix products on or off. The legacy flag's setter sets the new per-backend precision too, so both
-    agree: torch 2.9+ raises at the next cuBLAS matmul (or `torch.compile`) when they differ, as after transformers'
-    `--tf32` has set only the new global `torch.backends.fp32_precision`.
-    """
+    """TF32 cuBLAS matrix products on or off. The legacy flag's setter sets the new per-backend precision too, so
+    both agree (torch 2.9+ raises when they differ, as after transformers' `--tf32` has set only the new global one)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
 
 
@@ -206,10 +198,7 @@ def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
     kernel time on CUDA (kernels only: an aten operator's self device time repeats its kernels'), each with its share
     of the total, and the share of all matrix products (linear layers and attention).
     """
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as profiler:
+    with torch.profiler.profile() as profiler:  # CPU, and CUDA where there is one
         run()
     if device.type == "cuda":
         counting = "GPU kernel time (kernels only)"
@@ -231,20 +220,16 @@ def is_matrix_product(name: str) -> bool:
     return any(key in lowered for key in MATRIX_PRODUCT_KEYS)
 
 
-def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: list[int], model_flops: int,
-               executed_flops: list[int], peaks: list[float]) -> dict:
+def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: int, model_flops: int,
+               executed_flops: int, peaks: list[float]) -> dict:
     """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
-    return {
-        "seconds": summary(seconds),
-        "chunks_per_s": summary([chunks / s for s in seconds]),
-        "tokens_per_s": summary([tokens / s for s in seconds]),
-        "padded_tokens_per_s": summary([padded / s for padded, s in zip(padded_tokens, seconds)]),
-        "model_flops_per_s": summary([model_flops / s for s in seconds]),
-        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
-        "hfu": summary([executed / s / peak for executed, s, peak in zip(executed_flops, seconds, peaks)]),
-        "model_flops": model_flops,
-        "executed_flops": summary(executed_flops),
-    }
+    return {"seconds": summary(seconds), "chunks_per_s": summary([chunks / s for s in seconds]),
+            "tokens_per_s": summary([tokens / s for s in seconds]),
+            "padded_tokens_per_s": summary([padded_tokens / s for s in seconds]),
+            "model_flops_per_s": summary([model_flops / s for s in seconds]),
+            "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
+            "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks)]),
+            "model_flops": model_flops, "executed_flops": executed_flops}
 
 
 def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, variants: dict[str, str],
@@ -300,29 +285,19 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
     model_flops = sum(training_flops(length) for length in lengths)
     executed_flops = sum(count * training_flops(length) for count, length in shapes)
     reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
-    results = {
-        "chunks": len(lengths),
-        "steps_per_epoch": len(shapes),
-        "real_tokens": sum(lengths),
-        "mean_chunk_tokens": sum(lengths) / len(lengths),
-        "gemm_peak_flops_per_s": summary(peaks),
-        "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
-        "reference": throughput(
-            reference_seconds, len(lengths), sum(lengths), [len(lengths) * MAX_LENGTH] * len(reference_seconds),
-            model_flops, [len(lengths) * training_flops(MAX_LENGTH)] * len(reference_seconds),
-            peaks * len(variants),
-        ),
-        "reference_dropouts": "encoder's own",
-        "variants": {},
-        "failed": failed,
-    }
+    results = {"chunks": len(lengths), "steps_per_epoch": len(shapes), "real_tokens": sum(lengths),
+               "mean_chunk_tokens": sum(lengths) / len(lengths), "gemm_peak_flops_per_s": summary(peaks),
+               "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
+               "reference": throughput(reference_seconds, len(lengths), sum(lengths), len(lengths) * MAX_LENGTH,
+                                       model_flops, len(lengths) * training_flops(MAX_LENGTH), peaks * len(variants)),
+               "reference_dropouts": "encoder's own", "variants": {}, "failed": failed}
     for name, flags in variants.items():
         seconds = [epoch["ours_s"] for epoch in epochs[name]]
-        row = throughput(seconds, len(lengths), sum(lengths), [sum(c * n for c, n in shapes)] * rounds, model_flops,
-                         [executed_flops] * rounds, peaks)
-        row.update(flags=flags, warmup_s=warmup_s[name],
-                   ratio=summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]))
-        results["variants"][name] = row
+        results["variants"][name] = {
+            **throughput(seconds, len(lengths), sum(lengths), sum(c * n for c, n in shapes), model_flops,
+                         executed_flops, peaks),
+            "flags": flags, "warmup_s": warmup_s[name],
+            "ratio": summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]])}
     results["best"] = max(variants, key=lambda name: results["variants"][name]["ratio"]["median"])
     return results
 
