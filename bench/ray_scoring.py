@@ -64,7 +64,8 @@ with open(os.path.join(os.environ["PEAKS_DIR"], "driver"), "w") as handle:
 sys.exit(code)
 """
 
-# One predict process of a torchrun group, recording the rows it takes (`process_share`).
+# One predict process of a torchrun group, recording the rows it takes (`process_share`); tests/test_predict_scale.py
+# runs it too.
 COUNTED_RUN = """
 import os, sys
 from lyric_valence import predict

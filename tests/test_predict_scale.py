@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from configuration_lyric_valence import LyricValenceConfig
+from bench.ray_scoring import COUNTED_RUN
 from conftest import REPO, WORDS, tiny_bert_config
 from lyric_valence import cli, predict
 from modeling_lyric_valence import LyricValenceModel
@@ -48,23 +49,6 @@ else:
     predict_io.ScoreWriter.write_text = patched
 from lyric_valence.cli import main
 sys.exit(main(argv))
-"""
-
-# Runs the CLI counting the input rows this process takes (`process_share`), written to ROWS_DIR/rows-INDEX.
-COUNTED_RUN = """
-import os, sys
-from lyric_valence import predict
-share = predict.process_share
-def counted(blocks, index, count):
-    rows = 0
-    for block in share(blocks, index, count):
-        rows += 0 if block is None else len(block)
-        yield block
-    with open(os.path.join(os.environ["ROWS_DIR"], f"rows-{index}"), "w") as handle:
-        handle.write(str(rows))
-predict.process_share = counted
-from lyric_valence.cli import main
-sys.exit(main(sys.argv[1:]))
 """
 
 
