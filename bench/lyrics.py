@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.report import machine_info, write_section
+from bench.report import machine_info, write_json, write_section
 from lyric_valence.data import Columns, load_splits
 from lyric_valence.evaluation import song_metrics
 
@@ -223,8 +223,8 @@ def main(argv=None) -> None:
             row = record["rows"].setdefault(name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}})
             row["seeds"][str(seed)] = run_trial(command, output_dir, args.out / f"{run_name}.log")
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
-            records_path.write_text(json.dumps(records, indent=2) + "\n")
-        records_path.write_text(json.dumps(records, indent=2) + "\n")
+            write_json(records_path, records)
+        write_json(records_path, records)
     text = render(records)
     (args.out / "lyrics.md").write_text(text + "\n")
     plot(records, args.out / "lyrics.png")

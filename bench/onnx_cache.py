@@ -10,7 +10,6 @@ bench/onnx_cache.json and the ONNX export section of bench/SCORING_RESULTS.md.
 """
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import torch
 
 from bench.models import build_model, load_tokenizer
 from bench.report import (OUT, REPO, command_line, logger, machine_info, machine_line, spread, summary, table,
-                          timed_process, write_section)
+                          timed_process, write_json, write_section)
 
 PRECISIONS = {"float32": [], "int8": ["--quantize", "int8"]}
 # What a predict process imports before it reads a model: the floor under any start-up.
@@ -86,8 +85,7 @@ def main() -> None:
     record["runs"] = runs = measure(args.rounds)
     record["speedup"] = {precision: runs[f"{precision} first"]["wall_s"]["median"]
                          / runs[f"{precision} second"]["wall_s"]["median"] for precision in PRECISIONS}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.results, record)
     write_section(args.markdown, "bench.onnx_cache", render(record))
     log(f"wrote {args.results} and {args.markdown}")
 

@@ -12,7 +12,6 @@ predict_memory.json and a section of RESULTS.md in $OUT when that is set (a devi
 """
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from transformers import BertConfig
 
 from bench.models import load_tokenizer
 from bench.report import (OUT, command_line, logger, machine_info, machine_line, pick_device, table, timed_process,
-                          write_section)
+                          write_json, write_section)
 from bench.songs import make_catalogue
 from configuration_lyric_valence import LyricValenceConfig
 from modeling_lyric_valence import LyricValenceModel
@@ -97,8 +96,7 @@ def main() -> None:
             runs.append(run)
     results = {"command": command_line("bench.predict_memory"), "machine": machine_info(pick_device(None)),
                "note": args.note, "runs": runs, "rss_ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.results, results)
     write_section(args.markdown, "bench.predict_memory", render(results))
     log(f"ratio {results['rss_ratio']:.3f}; wrote {args.results} and {args.markdown}")
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.report import REPO, logger, write_json
+
 WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
          "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
 FILE_ROWS = 10_000
@@ -83,8 +84,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def log(message: str) -> None:
-    print(f"[ray-scoring {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logger("ray-scoring")
 
 
 def write_models(tiny: Path, minilm: Path) -> None:
@@ -92,7 +92,6 @@ def write_models(tiny: Path, minilm: Path) -> None:
     import torch
     from transformers import AutoTokenizer, BertConfig
 
-    sys.path.insert(0, str(REPO))
     from configuration_lyric_valence import LyricValenceConfig
     from lyric_valence import default_encoder_path
     from modeling_lyric_valence import LyricValenceModel
@@ -271,7 +270,7 @@ def main() -> None:
         results["memory_ratio"] = {"driver": round(large["driver_peak_mib"] / small["driver_peak_mib"], 2),
                                    "worker": round(large["worker_peak_mib"] / small["worker_peak_mib"], 2)}
 
-    (REPO / "bench" / "ray_scoring.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(REPO / "bench" / "ray_scoring.json", results)
     (REPO / "bench" / "RAY_RESULTS.md").write_text(markdown(results), encoding="utf-8")
     log(json.dumps(results))
 

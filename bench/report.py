@@ -1,6 +1,7 @@
 """What every benchmark shares: the machine description, spreads of repeated runs, markdown tables and sections."""
 
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -103,6 +104,12 @@ def spread(stats: dict, spec: str = ".2f", scale: float = 1.0, suffix: str = "")
 def table(rows: list[dict]) -> str:
     """A markdown table of `rows` (one dict per row, keys as columns)."""
     return pd.DataFrame(rows).fillna("").to_markdown(index=False, disable_numparse=True)
+
+
+def write_json(path: Path, record) -> None:
+    """`record` as indented JSON in `path`, its folder created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def write_section(path: Path, name: str, text: str) -> None:

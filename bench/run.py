@@ -21,7 +21,7 @@ from bench.flops import bf16_dense_peak, flops_per_length
 from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer
 from bench.quality import measure_quality
 from bench.report import (command_line, logger, machine_info, machine_line, pick_device, spread, summary, table,
-                          write_section)
+                          write_json, write_section)
 from bench.songs import length_summary, make_catalogue
 from bench.training import chunk_features, epoch_sample, measure_training, profile_scoring, profile_training_step
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
@@ -257,8 +257,7 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
             run.setdefault("kept", {})[section] = previous.get("kept", {}).get(
                 section, f"{previous['machine']['date']}, `{previous['command']}`")
     results["runs"][key] = run
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results_path, results)
     write_section(markdown_path, f"bench.run {key}", render_run(key, run))
 
 

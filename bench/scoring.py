@@ -9,7 +9,6 @@ cites such runs (the ones kept are in bench/scoring/*.json).
 """
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second
 from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
 from bench.models import add_model_arguments, build_model, load_tokenizer
 from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, spread, summary,
-                          table)
+                          table, write_json)
 from bench.songs import length_summary, make_catalogue
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
@@ -304,8 +303,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def save(out: Path, run: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scoring_results.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_json(out / "scoring_results.json", run)
     (out / "SCORING_RESULTS.md").write_text(render(run) + "\n")
 
 
