@@ -20,7 +20,6 @@ fixed list, written here (no lyrics are shipped), in Parquet files of at most 10
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -30,12 +29,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import REPO, logger, write_json
+import torch
+
+from bench.report import REPO, logger, machine_info, machine_line, write_json
 
 WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
          "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
 FILE_ROWS = 10_000
-BLOCK = ["--block_size", "100"]  # songs per batch: 10 batches of the 1,000 songs to share between processes or actors
+BLOCK_SIZE = 100  # songs per batch: 10 batches of the 1,000 songs to share between processes or actors
+BLOCK = ["--block_size", str(BLOCK_SIZE)]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
 # The driver of one Ray run: the CLI with a scorer that records, per actor, its peak RSS and when it scored (first
@@ -65,20 +67,28 @@ with open(os.path.join(os.environ["PEAKS_DIR"], "driver"), "w") as handle:
 sys.exit(code)
 """
 
-# One predict process of a torchrun group, recording the rows it takes (`process_share`); tests/test_predict_scale.py
-# runs it too.
+# One predict process of a torchrun group, recording the rows it takes (`process_share`) and the rows it reads
+# (every table row that reaches a block, every song file opened); tests/test_predict_scale.py runs it too.
 COUNTED_RUN = """
-import os, sys
-from lyric_valence import predict
-share = predict.process_share
-def counted(blocks, index, count):
-    rows = 0
-    for block in share(blocks, index, count):
-        rows += 0 if block is None else len(block)
+import json, os, sys
+from lyric_valence import predict, predict_io
+counts = {"taken": 0, "read": 0}
+share, song_frames, read_text_file = predict.process_share, predict_io.song_frames, predict_io.read_text_file
+def counted_share(shards, index, count):
+    for shard in share(shards, index, count):
+        counts["taken"] += 0 if shard is None else shard.rows
+        yield shard
+    with open(os.path.join(os.environ["ROWS_DIR"], f"rows-{index}.json"), "w") as handle:
+        json.dump(counts, handle)
+def counted_frames(*args):
+    for block in song_frames(*args):
+        counts["read"] += len(block)
         yield block
-    with open(os.path.join(os.environ["ROWS_DIR"], f"rows-{index}"), "w") as handle:
-        handle.write(str(rows))
-predict.process_share = counted
+def counted_text_file(path):
+    counts["read"] += 1
+    return read_text_file(path)
+predict.process_share = counted_share
+predict_io.song_frames, predict_io.read_text_file = counted_frames, counted_text_file
 from lyric_valence.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -107,7 +117,10 @@ def write_models(tiny: Path, minilm: Path) -> None:
 
 
 def write_catalogue(folder: Path, songs: int) -> Path:
-    """`songs` rows (song, artist, seq) in Parquet files of at most FILE_ROWS rows; every 50th song empty."""
+    """
+    `songs` rows (song, artist, seq) in Parquet files of at most FILE_ROWS rows, in row groups of BLOCK_SIZE rows (so
+    that each predict process reads only its own); every 50th song empty.
+    """
     folder.mkdir(parents=True)
     rng = random.Random(songs)
     for part, start in enumerate(range(0, songs, FILE_ROWS)):
@@ -117,7 +130,7 @@ def write_catalogue(folder: Path, songs: int) -> Path:
             "artist": [f"artist {row % 97}" for row in rows],
             "seq": ["" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
                     for row in rows],
-        }).to_parquet(folder / f"part-{part:04d}.parquet")
+        }).to_parquet(folder / f"part-{part:04d}.parquet", row_group_size=BLOCK_SIZE)
     return folder
 
 
@@ -162,13 +175,9 @@ def torchrun_predict(catalogue: Path, model: Path, output: Path, processes: int,
     wall = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script),
                 "predict", *files, "--model", str(model), "--id_column", "song", "--keep_columns", "artist",
                 "--output", str(output), *BLOCK, "-q"], {**ENV, "ROWS_DIR": str(rows)})
-    return {"wall_s": round(wall, 1),
-            "rows_per_process": [int((rows / f"rows-{index}").read_text()) for index in range(processes)]}
-
-
-def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other agents' "
-            f"jobs (busy), no GPU; Python {platform.python_version()}, {platform.system()}")
+    counts = [json.loads((rows / f"rows-{index}.json").read_text()) for index in range(processes)]
+    return {"wall_s": round(wall, 1), "rows_taken": [count["taken"] for count in counts],
+            "rows_read": [count["read"] for count in counts]}
 
 
 def markdown(results: dict) -> str:
@@ -203,7 +212,8 @@ def markdown(results: dict) -> str:
           f"MiB, worker peak {memory[size]['worker_peak_mib']} MiB |" for size in sizes),
         f"| peak memory {sizes[-1]} vs {sizes[0]} songs | driver x{results['memory_ratio']['driver']}, worker "
         f"x{results['memory_ratio']['worker']} |",
-        f"| predict, 2 processes (torchrun), 1,000 songs | rows taken per process {two['2']['rows_per_process']}; "
+        f"| predict, 2 processes (torchrun), 1,000 songs | rows taken per process {two['2']['rows_taken']}, rows "
+        f"read per process {two['2']['rows_read']}; "
         f"output byte-identical to 1 process: {two['byte_identical']}; {two['2']['wall_s']} s vs "
         f"{two['1']['wall_s']} s for 1 process |",
         "",
@@ -212,7 +222,8 @@ def markdown(results: dict) -> str:
         "one for reading, even beyond the 2 cores); a scorer subclass records each actor's peak RSS (VmHWM) and "
         "when it started its first batch and ended its last; the driver records its own peak RSS at exit. Wall times "
         "include starting the cluster and the actors (model loading), which dominate at 1,000 songs. predict runs are the CLI in one process, or two started "
-        "by torchrun and joined by accelerate over gloo; each records the rows `process_share` gives it.",
+        "by torchrun and joined by accelerate over gloo; each records the rows `process_share` gives it and the rows it "
+        "reads from the input (table rows that reach a block, song files opened).",
         "",
     ]
     return "\n".join(lines)
@@ -224,7 +235,8 @@ def main() -> None:
     parser.add_argument("--memory_songs", type=int, nargs=2, default=[10_000, 100_000],
                         help="The two catalogue sizes of the memory comparison (default: 10000 100000).")
     args = parser.parse_args()
-    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "songs": args.songs}
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "machine": machine_line(machine_info(torch.device("cpu"))), "songs": args.songs}
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
         write_models(work / "tiny", work / "minilm")

@@ -6,9 +6,10 @@
     accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per GPU
     torchrun --nproc_per_node 2 -m lyric_valence.cli predict songs.csv --output scores.csv   # 2 processes on the CPU
 
-`main` reads top to bottom: parse -> quiet -> load the model -> for each round of blocks (one block per process):
-each process takes its own block (`process_share`), scores it (`score_texts`), the main process gathers the round's
-scores in block order, appends them to the output and records the progress for `--resume`.
+`main` reads top to bottom: parse -> quiet -> load the model -> for each round of shards (one per process): each
+process takes its own shard (`process_share`), reads and scores it (`score_shard`), the main process gathers the
+round's scores in input order, appends them to the output and records the progress for `--resume`. A shard of song
+files or of a Parquet row group is read by the process that scores it alone (`lyric_valence.predict_io.Shard`).
 """
 
 import argparse
@@ -31,7 +32,8 @@ from lyric_valence.predict_io import (
     STDIN_FORMATS,
     ScoreWriter,
     blank_rows,
-    song_blocks,
+    Shard,
+    song_shards,
 )
 
 EXIT_NOTHING_SCORED = 1
@@ -71,7 +73,8 @@ def predict_parser() -> ArgumentParser:
         "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals (named by --score_column)\n"
         "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
         "Every flag takes both spellings: --text_column and --text-column.\n"
-        "Several devices: accelerate launch -m lyric_valence.cli predict ... (blocks dealt round-robin to the processes).",
+        "Several devices: accelerate launch -m lyric_valence.cli predict ... (shards dealt round-robin to the processes;\n"
+        "each process reads only its own song files and Parquet row groups, see --block_size).",
     )
     parser.add_argument(
         "inputs",
@@ -112,13 +115,14 @@ def predict_parser() -> ArgumentParser:
         "--block_size",
         type=positive_int,
         default=1024,
-        help="Songs read, scored and written at a time; memory grows with it, not with the catalogue (default: "
-        "%(default)s).",
+        help="Songs read, scored and written at a time; memory grows with it, not with the catalogue. Parquet files "
+        "whose row groups hold at most this many rows are split by row group, each read by one process only "
+        "(default: %(default)s).",
     )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="Continue a killed run after its last complete block (same inputs and flags; csv, tsv or jsonl "
+        help="Continue a killed run after its last complete shard (same inputs and flags; csv, tsv or jsonl "
         "--output).",
     )
     parser.add_argument(
@@ -242,12 +246,12 @@ def save_progress(output: str, progress: Progress) -> None:
     os.replace(state.with_suffix(".tmp"), state)
 
 
-def unread_blocks(blocks: Iterator[pd.DataFrame], rows_read: int) -> Iterator[pd.DataFrame]:
-    """The blocks after the first `rows_read` rows; a resumed run meets the same block boundaries as the killed one."""
-    for block in blocks:
+def unread_shards(shards: Iterator[Shard], rows_read: int) -> Iterator[Shard]:
+    """The shards after the first `rows_read` rows; a resumed run meets the same shard boundaries as the killed one."""
+    for shard in shards:
         if rows_read <= 0:
-            yield block
-        rows_read -= len(block)
+            yield shard
+        rows_read -= shard.rows
 
 
 def runs_on_cpu(device: str | None, backend: str) -> bool:
@@ -262,31 +266,38 @@ def runs_on_cpu(device: str | None, backend: str) -> bool:
     return backend == "onnxruntime" or not torch.accelerator.is_available()
 
 
-def process_share(blocks: Iterator[pd.DataFrame], index: int, count: int) -> Iterator[pd.DataFrame | None]:
+def process_share(shards: Iterator[Shard], index: int, count: int) -> Iterator[Shard | None]:
     """
-    Blocks dealt round-robin to `count` processes: per round of `count` consecutive blocks, the one process `index`
-    takes (None when the last round has fewer). Every process walks the same blocks in the same order, so the rounds
-    line up; the other processes' blocks are dropped as they pass, never tokenised nor held.
+    Shards dealt round-robin to `count` processes: per round of `count` consecutive shards, the one process `index`
+    takes (None when the last round has fewer). Every process walks the same shards in the same order, so the rounds
+    line up; the other processes' shards are dropped as they pass, never read (files, row groups) nor scored.
     """
-    blocks = iter(blocks)
+    shards = iter(shards)
     while True:
         mine, seen = None, 0
-        for position, block in enumerate(itertools.islice(blocks, count)):
+        for position, shard in enumerate(itertools.islice(shards, count)):
             seen += 1
             if position == index:
-                mine = block
+                mine = shard
         if not seen:
             return
         yield mine
 
 
-def score_block(block: pd.DataFrame, model, tokenizer, batch_tokens: int | None, score_column: str) -> tuple:
-    """One block's scores without the lyrics, its row count, and how many of its songs were empty (skipped)."""
+def score_block(block: pd.DataFrame, model, tokenizer, batch_tokens: int | None, score_column: str) -> pd.DataFrame:
+    """One block's scores without the lyrics; its empty songs are skipped and logged."""
     blank = blank_rows(block["text"])
     log_skipped(block[blank])
     songs = block[~blank]
     scores = score_texts(model, tokenizer, songs["text"].astype(str).tolist(), batch_tokens)
-    return songs.drop(columns="text").assign(**{score_column: scores}), len(block), int(blank.sum())
+    return songs.drop(columns="text").assign(**{score_column: pd.Series(scores, index=songs.index, dtype="float64")})
+
+
+def score_shard(shard: Shard, model, tokenizer, batch_tokens: int | None, score_column: str) -> tuple:
+    """A shard read and scored block by block: its scores, its row count, and how many of its songs were skipped."""
+    scores = pd.concat([score_block(block, model, tokenizer, batch_tokens, score_column) for block in shard.read()],
+                       ignore_index=True)
+    return scores, shard.rows, shard.rows - len(scores)
 
 
 def log_skipped(rows: pd.DataFrame) -> None:
@@ -352,10 +363,10 @@ def main(argv: list[str]) -> int:
         return ray_main(args)
     writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
-    blocks = song_blocks(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
+    shards = song_shards(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
                          args.block_size)
-    first = next(blocks, None)  # the inputs' errors (a missing file or column) come before the model loads
-    blocks = itertools.chain([] if first is None else [first], blocks)
+    first = next(shards, None)  # the inputs' errors (a missing file or column) come before the model loads
+    shards = itertools.chain([] if first is None else [first], shards)
     state = PartialState(cpu=runs_on_cpu(args.device, args.backend))
     model, tokenizer = load_scoring_model(args.model, args.device, args.backend, args.dtype, args.quantize)
     if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
@@ -370,10 +381,10 @@ def main(argv: list[str]) -> int:
             save_progress(args.output, progress)  # a run killed in its first block resumes too
     bar = tqdm(unit="song", initial=progress.rows_read, disable=True if args.quiet or not state.is_main_process else None,
                file=sys.stderr, dynamic_ncols=True)
-    share = process_share(unread_blocks(blocks, progress.rows_read), state.process_index, state.num_processes)
-    for block in share:
-        scored = [] if block is None else [score_block(block, model, tokenizer, args.batch_tokens, args.score_column)]
-        for scores, rows, skipped in gather_object(scored):  # the round's blocks, in input order
+    share = process_share(unread_shards(shards, progress.rows_read), state.process_index, state.num_processes)
+    for shard in share:
+        scored = [] if shard is None else [score_shard(shard, model, tokenizer, args.batch_tokens, args.score_column)]
+        for scores, rows, skipped in gather_object(scored):  # the round's shards, in input order
             if state.is_main_process:
                 progress.output_bytes = writer.write(scores)
                 progress.rows_read += rows

@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -77,14 +79,37 @@ def stdin_binary():
     return binary if hasattr(binary, "peek") else io.BufferedReader(binary)
 
 
-def text_blocks(paths: list[Path], keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
-    """Each .txt file one song, `block_size` files to a block; `id` is the file name without suffix."""
+@dataclass
+class Shard:
+    """
+    Consecutive input rows whose count is known before any of them is read: the unit `predict` deals to its
+    processes. `read()` yields the rows as song blocks of at most `block_size` rows; only the process that scores the
+    shard calls it, so a shard of song files or of a Parquet row group is read by that process alone.
+    """
+
+    rows: int
+    read: Callable[[], Iterator[pd.DataFrame]]
+
+
+def read_shards(blocks: Iterator[pd.DataFrame]) -> Iterator[Shard]:
+    """Blocks of a stream (CSV, JSON lines, standard input) as shards: a stream has no index, every process reads it."""
+    for block in blocks:
+        yield Shard(len(block), lambda block=block: iter([block]))
+
+
+def text_block(paths: list[Path], keep_columns: list[str]) -> pd.DataFrame:
+    """Song files as one block; `id` is the file name without suffix."""
+    return pd.DataFrame(
+        {"source": [str(path) for path in paths], "id": [path.stem for path in paths],
+         **{column: None for column in keep_columns}, "text": [read_text_file(path) for path in paths]}
+    )
+
+
+def text_shards(paths: list[Path], keep_columns: list[str], block_size: int) -> Iterator[Shard]:
+    """Each .txt file one song, `block_size` files to a shard."""
     for start in range(0, len(paths), block_size):
         batch = paths[start : start + block_size]
-        yield pd.DataFrame(
-            {"source": [str(path) for path in batch], "id": [path.stem for path in batch],
-             **{column: None for column in keep_columns}, "text": [read_text_file(path) for path in batch]}
-        )
+        yield Shard(len(batch), lambda batch=batch: iter([text_block(batch, keep_columns)]))
 
 
 def raw_table_blocks(source, table_format: str, block_size: int) -> Iterator[pd.DataFrame]:
@@ -111,16 +136,34 @@ def raw_table_blocks(source, table_format: str, block_size: int) -> Iterator[pd.
                                    keep_default_na=False)
 
 
-def table_blocks(source, name: str, table_format: str, text_column: str, id_column: str | None,
-                 keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
-    """Blocks of `source`, `id` (the id column or the 0-based row number), the kept columns and `text`."""
-    row = 0
+def check_columns(name: str, columns: list[str], text_column: str, id_column: str | None,
+                  keep_columns: list[str]) -> None:
+    missing = [column for column in (text_column, id_column, *keep_columns) if column and column not in columns]
+    if missing:
+        flag = "--text_column" if missing[0] == text_column else "--id_column / --keep_columns"
+        raise UserError(f"{name}: no column {missing[0]!r}; the columns are {list(columns)} (see {flag})")
+
+
+def read_error(error: Exception, source, name: str, table_format: str, row: int) -> UserError:
+    """A reader's exception as one line naming the file and the rows read before it."""
+    if isinstance(error, UserError):
+        return error
+    if isinstance(error, UnicodeDecodeError):
+        if isinstance(source, Path):
+            check_utf8(source)  # raises, naming the line
+        return UserError(f"{name}: not valid {error.encoding.upper()} after row {row}")
+    # pandas' and pyarrow's parser errors: name the file, keep the cause in one line
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UserError(f"{name}: cannot be read as {table_format} after row {row}: {message}")
+
+
+def song_frames(tables: Iterator[pd.DataFrame], source, name: str, table_format: str, first_row: int,
+                text_column: str, id_column: str | None, keep_columns: list[str]) -> Iterator[pd.DataFrame]:
+    """Blocks of `tables`: `id` (the id column or the 0-based row number), the kept columns and `text`."""
+    row = first_row
     try:
-        for table in raw_table_blocks(source, table_format, block_size):
-            missing = [column for column in (text_column, id_column, *keep_columns) if column and column not in table]
-            if missing:
-                flag = "--text_column" if missing[0] == text_column else "--id_column / --keep_columns"
-                raise UserError(f"{name}: no column {missing[0]!r}; the columns are {list(table.columns)} (see {flag})")
+        for table in tables:
+            check_columns(name, table.columns, text_column, id_column, keep_columns)
             ids = table[id_column].astype(str).to_numpy() if id_column else [str(i) for i in range(row, row + len(table))]
             block = pd.DataFrame({"source": name, "id": ids}, index=table.index)
             for column in keep_columns:
@@ -128,15 +171,54 @@ def table_blocks(source, name: str, table_format: str, text_column: str, id_colu
             block["text"] = table[text_column].to_numpy()
             row += len(table)
             yield block.reset_index(drop=True)
-    except UnicodeDecodeError as error:
-        if isinstance(source, Path):
-            check_utf8(source)  # names the line
-        raise UserError(f"{name}: not valid {error.encoding.upper()} after row {row}") from None
-    except UserError:
-        raise
-    except Exception as error:  # pandas' and pyarrow's parser errors: name the file, keep the cause in one line
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{name}: cannot be read as {table_format} after row {row}: {message}") from None
+    except Exception as error:
+        raise read_error(error, source, name, table_format, row) from None
+
+
+def table_blocks(source, name: str, table_format: str, text_column: str, id_column: str | None,
+                 keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
+    """Blocks of a table file or stream, read from its start."""
+    tables = raw_table_blocks(source, table_format, block_size)
+    yield from song_frames(tables, source, name, table_format, 0, text_column, id_column, keep_columns)
+
+
+def row_group_blocks(path: Path, group: int, first_row: int, text_column: str, id_column: str | None,
+                     keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
+    """One row group of a Parquet file, only the columns used, as blocks."""
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys(column for column in (id_column, *keep_columns, text_column) if column))
+    batches = pq.ParquetFile(path).iter_batches(batch_size=block_size, row_groups=[group], columns=columns)
+    tables = (batch.to_pandas() for batch in batches)
+    yield from song_frames(tables, path, str(path), "parquet", first_row, text_column, id_column, keep_columns)
+
+
+def parquet_shards(path: Path, text_column: str, id_column: str | None, keep_columns: list[str],
+                   block_size: int) -> Iterator[Shard]:
+    """
+    A row group of at most `block_size` rows is one shard, read by the process that scores it: row groups are
+    Parquet's unit of random access, located from the file's footer. A file with larger row groups is read as a
+    stream, by every process (as pandas and pyarrow write it by default: one row group of up to a million rows).
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as error:
+        raise read_error(error, path, str(path), "parquet", 0) from None
+    check_columns(str(path), parquet.schema_arrow.names, text_column, id_column, keep_columns)
+    metadata = parquet.metadata
+    sizes = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
+    if max(sizes, default=0) > block_size:
+        blocks = table_blocks(path, str(path), "parquet", text_column, id_column, keep_columns, block_size)
+        yield from read_shards(blocks)
+        return
+    first_row = 0
+    for group, rows in enumerate(sizes):
+        if rows:
+            yield Shard(rows, partial(row_group_blocks, path, group, first_row, text_column, id_column, keep_columns,
+                                      block_size))
+        first_row += rows
 
 
 def table_format_of(path: Path) -> str:
@@ -156,15 +238,15 @@ def check_input(path: Path) -> None:
         raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def song_blocks(inputs: list[str], text_column: str, id_column: str | None, keep_columns: list[str],
-                stdin_format: str, block_size: int) -> Iterator[pd.DataFrame]:
+def song_shards(inputs: list[str], text_column: str, id_column: str | None, keep_columns: list[str],
+                stdin_format: str, block_size: int) -> Iterator[Shard]:
     """
-    Every input song as blocks of at most `block_size` rows with columns `source`, `id`, the kept columns and
-    `text`, in input order. Each file's problems (missing, unknown format, unreadable) are found before any block is
-    yielded, so a bad last argument fails the run before the model is loaded.
+    Every input song, in input order, as shards of rows with columns `source`, `id`, the kept columns and `text`.
+    Each file's problems (missing, unknown format, unreadable) are found before any shard is yielded, so a bad last
+    argument fails the run before the model is loaded.
     """
     if not inputs or inputs == ["-"]:
-        yield from stdin_blocks(text_column, id_column, keep_columns, stdin_format, block_size)
+        yield from read_shards(stdin_blocks(text_column, id_column, keep_columns, stdin_format, block_size))
         return
     sources = []
     for name in inputs:
@@ -177,16 +259,20 @@ def song_blocks(inputs: list[str], text_column: str, id_column: str | None, keep
             table_format = table_format_of(path)
             check_input(path)
             sources.append((table_format, path))
-    # Consecutive .txt songs share blocks, as one table's rows do.
+    # Consecutive .txt songs share shards, as one table's rows do.
     pending: list[Path] = []
     for kind, source in sources:
         if kind == "text":
             pending += source
             continue
-        yield from text_blocks(pending, keep_columns, block_size)
+        yield from text_shards(pending, keep_columns, block_size)
         pending = []
-        yield from table_blocks(source, str(source), kind, text_column, id_column, keep_columns, block_size)
-    yield from text_blocks(pending, keep_columns, block_size)
+        if kind == "parquet":
+            yield from parquet_shards(source, text_column, id_column, keep_columns, block_size)
+        else:
+            blocks = table_blocks(source, str(source), kind, text_column, id_column, keep_columns, block_size)
+            yield from read_shards(blocks)
+    yield from text_shards(pending, keep_columns, block_size)
 
 
 def stdin_blocks(text_column: str, id_column: str | None, keep_columns: list[str], stdin_format: str,
