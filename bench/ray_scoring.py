@@ -1,43 +1,33 @@
 """
 Ray Data catalogue scoring (`lyric-valence predict --engine ray`) against `predict` in one process, and two predict
-processes (torchrun) against one, on this machine. Run from the repository root:
-
-    nice -n 10 python -m bench.ray_scoring                       # 1,000-song comparisons, memory at 10k and 100k
-    nice -n 10 python -m bench.ray_scoring --memory_songs 2000 20000   # quicker
-
-Measures: (1) Ray's scores against predict's on the same model and songs (max absolute difference); (2) songs per
-second with 1 and 2 Ray CPU workers on 1,000 songs; (3) Ray's wall time against predict in one process on the same
-songs; (4) the peak RSS of the Ray driver and of the worker actors at two catalogue sizes; (5) two predict processes:
-rows each one takes, and whether the output is byte-identical to one process's. Every run is a fresh process, one
-after the other. Writes bench/ray_scoring.json and bench/RAY_RESULTS.md.
-
-Models: MiniLM-L6 (the packaged encoder) with a random head for the 1,000-song runs, so that scoring is real work to
-share; a tiny random model (1 layer, 32 wide, 512-token chunks) for the memory runs, so that the engines' own memory
-(reading, transfers, writing) is visible next to the model's. Songs: 8-40 random words from a
-fixed list, written here (no lyrics are shipped), in Parquet files of at most 10,000 rows.
+processes (torchrun) against one: (1) Ray's scores against predict's; (2) songs/s with 1 and 2 Ray CPU workers;
+(3) Ray's wall time against predict's; (4) peak RSS of the Ray driver and actors at two catalogue sizes; (5) the rows
+each of two predict processes takes and reads, and whether their output is byte-identical to one process's. Every run
+is a fresh process, one after the other. Models: MiniLM-L6 with a random head for the speed runs (real scoring work);
+the tiny random model for the memory runs. Songs: 8-40 random words from a fixed list, in Parquet files of at most
+10,000 rows. Writes bench/ray_scoring.json and bench/RAY_RESULTS.md (`--memory_songs 2000 20000`: quicker).
 """
 
 import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-
 import torch
 
-from bench.report import REPO, logger, machine_info, machine_line, write_json
+from bench.models import build_model, load_tokenizer, save_model
+from bench.report import REPO, logger, machine_info, machine_line, table, timed_process, write_json
 
 WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
          "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
 FILE_ROWS = 10_000
 BLOCK_SIZE = 100  # songs per batch: 10 batches of the 1,000 songs to share between processes or actors
-BLOCK = ["--block_size", str(BLOCK_SIZE)]
+PREDICT_FLAGS = ["--id_column", "song", "--keep_columns", "artist", "--block_size", str(BLOCK_SIZE), "-q"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
 # The driver of one Ray run: the CLI with a scorer that records, per actor, its peak RSS and when it scored (first
@@ -95,32 +85,19 @@ sys.exit(main(sys.argv[1:]))
 
 
 log = logger("ray-scoring")
+METHOD = (
+    "Method: every run is a subprocess of the benchmark, one after another (`nice -n 10`). Ray runs are "
+    "`lyric-valence predict --engine ray` drivers that start their own local cluster (one CPU slot per worker plus "
+    "one for reading, even beyond the 2 cores); a scorer subclass records each actor's peak RSS (VmHWM) and when it "
+    "started its first batch and ended its last; the driver records its own peak RSS at exit. Wall times include "
+    "starting the cluster and the actors (model loading), which dominate at 1,000 songs. predict runs are the CLI in "
+    "one process, or two started by torchrun and joined by accelerate over gloo; each records the rows "
+    "`process_share` gives it and the rows it reads from the input (table rows that reach a block, song files opened).")
 
 
-def write_models(tiny: Path, minilm: Path) -> None:
-    """A tiny random model, and MiniLM-L6 (the packaged encoder) with a random head: real scoring work per song."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig
-
-    from configuration_lyric_valence import LyricValenceConfig
-    from lyric_valence import default_encoder_path
-    from modeling_lyric_valence import LyricValenceModel
-
-    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
-    torch.manual_seed(0)
-    encoder = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=48, max_position_embeddings=512)
-    LyricValenceModel(LyricValenceConfig(encoder=encoder)).save_pretrained(tiny)
-    LyricValenceModel.from_encoder_pretrained(default_encoder_path()).save_pretrained(minilm)
-    for folder in (tiny, minilm):
-        tokenizer.save_pretrained(folder)
-
-
-def write_catalogue(folder: Path, songs: int) -> Path:
-    """
-    `songs` rows (song, artist, seq) in Parquet files of at most FILE_ROWS rows, in row groups of BLOCK_SIZE rows (so
-    that each predict process reads only its own); every 50th song empty.
-    """
+def write_catalogue(folder: Path, songs: int) -> list[str]:
+    """`songs` rows (song, artist, seq) in Parquet files of at most FILE_ROWS rows, in row groups of BLOCK_SIZE rows
+    (so that each predict process reads only its own); every 50th song empty. Returns the files."""
     folder.mkdir(parents=True)
     rng = random.Random(songs)
     for part, start in enumerate(range(0, songs, FILE_ROWS)):
@@ -131,30 +108,20 @@ def write_catalogue(folder: Path, songs: int) -> Path:
             "seq": ["" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
                     for row in rows],
         }).to_parquet(folder / f"part-{part:04d}.parquet", row_group_size=BLOCK_SIZE)
-    return folder
+    return sorted(str(path) for path in folder.iterdir())
 
 
-def run(command: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:6])} ... failed:\n{completed.stderr[-3000:]}")
-    return time.perf_counter() - start
+def run(command: list[str], **env: str) -> float:
+    return timed_process(command, {**ENV, **env})["wall_s"]
 
 
-def predict_one_process(catalogue: Path, model: Path, output: Path) -> float:
-    files = sorted(str(path) for path in catalogue.iterdir())
-    return run([sys.executable, "-m", "lyric_valence.cli", "predict", *files, "--model", str(model), "--id_column",
-                "song", "--keep_columns", "artist", "--output", str(output), *BLOCK, "-q"], ENV)
-
-
-def ray_run(catalogue: Path, model: Path, output: Path, workers: int, work: Path) -> dict:
+def ray_run(files: list[str], model: str, output: Path, workers: int) -> dict:
     """One driver process starting its own local Ray: wall time and peak RSS (MiB) of the driver and the workers."""
-    peaks = work / f"peaks-{output.name}"
+    peaks = output.with_name(f"peaks-{output.name}")
     peaks.mkdir()
-    wall = run([sys.executable, "-c", RAY_RUN, "predict", "--engine", "ray", str(catalogue), "--model", str(model),
-                "--id_column", "song", "--keep_columns", "artist", "--output", str(output), "--num_workers",
-                str(workers), *BLOCK, "-q"], {**ENV, "PEAKS_DIR": str(peaks)})
+    wall = run([sys.executable, "-c", RAY_RUN, "predict", "--engine", "ray", str(Path(files[0]).parent), "--model",
+                model, "--output", str(output), "--num_workers", str(workers), *PREDICT_FLAGS],
+               PEAKS_DIR=str(peaks))
     actors = [json.loads(path.read_text()) for path in peaks.glob("worker-*")]
     scoring = max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors)
     return {"wall_s": round(wall, 1), "scoring_s": round(scoring, 1),
@@ -162,71 +129,49 @@ def ray_run(catalogue: Path, model: Path, output: Path, workers: int, work: Path
             "worker_peak_mib": round(max(actor["peak_kib"] for actor in actors) / 1024), "actors_seen": len(actors)}
 
 
-def ray_scores(output: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(path) for path in sorted(output.glob("*.parquet"))], ignore_index=True)
-
-
-def torchrun_predict(catalogue: Path, model: Path, output: Path, processes: int, work: Path) -> dict:
+def torchrun_predict(files: list[str], model: str, output: Path, processes: int, work: Path) -> dict:
     rows = work / f"rows-{processes}"
     rows.mkdir()
     script = work / "counted_run.py"
     script.write_text(COUNTED_RUN, encoding="utf-8")
-    files = sorted(str(path) for path in catalogue.iterdir())
     wall = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script),
-                "predict", *files, "--model", str(model), "--id_column", "song", "--keep_columns", "artist",
-                "--output", str(output), *BLOCK, "-q"], {**ENV, "ROWS_DIR": str(rows)})
+                "predict", *files, "--model", model, "--output", str(output), *PREDICT_FLAGS], ROWS_DIR=str(rows))
     counts = [json.loads((rows / f"rows-{index}.json").read_text()) for index in range(processes)]
     return {"wall_s": round(wall, 1), "rows_taken": [count["taken"] for count in counts],
             "rows_read": [count["read"] for count in counts]}
 
 
 def markdown(results: dict) -> str:
-    same = results["same_scores"]
-    speed = results["workers_1000"]
-    memory = results["memory"]
-    two = results["torchrun_1000"]
+    same, speed, memory, two = (results[key] for key in ("same_scores", "workers_1000", "memory", "torchrun_1000"))
     sizes = list(memory)
-    lines = [
-        "# Ray Data catalogue scoring and multi-process predict: measured",
-        "",
-        f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Models, "
-        "on CPU in float32, one torch thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny "
-        "random one (1 layer, 32 wide) for the memory rows; songs of 8-40 "
-        "random words in Parquet files of at most 10,000 rows; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and "
-        "local Ray cluster started per run, included in wall times); the cores were shared with other agents' jobs, "
-        "so times vary by tens of percent between runs.",
-        "",
-        "| measure | result |",
-        "|---|---|",
-        f"| Ray scores vs predict's, {same['songs']} songs | max abs difference {same['max_abs_difference']:.1e} "
-        f"({same['rows']} rows each, same ids in the same order: {same['same_ids']}) |",
-        *(f"| {workers} Ray CPU worker(s), 1,000 songs | {speed[workers]['wall_s']} s in all "
-          f"({speed[workers]['songs_per_s']} songs/s); scoring, first batch to last: {speed[workers]['scoring_s']} s "
-          f"({speed[workers]['scoring_songs_per_s']} songs/s, {speed[workers]['actors_seen']} actor(s) scored) |"
+    rows = [
+        (f"Ray scores vs predict's, {same['songs']} songs", f"max abs difference {same['max_abs_difference']:.1e} "
+         f"({same['rows']} rows each, same ids in the same order: {same['same_ids']})"),
+        *((f"{workers} Ray CPU worker(s), 1,000 songs", f"{speed[workers]['wall_s']} s in all "
+           f"({speed[workers]['songs_per_s']} songs/s); scoring, first batch to last: {speed[workers]['scoring_s']} s "
+           f"({speed[workers]['scoring_songs_per_s']} songs/s, {speed[workers]['actors_seen']} actor(s) scored)")
           for workers in ("1", "2")),
-        f"| 2 vs 1 Ray workers | throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} "
-        "while scoring |",
-        f"| predict, one process, 1,000 songs | {results['predict_1000_s']} s; Ray with 1 worker takes "
-        f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s) |",
-        *(f"| Ray, {size} songs, 1 worker | {memory[size]['wall_s']} s; driver peak {memory[size]['driver_peak_mib']} "
-          f"MiB, worker peak {memory[size]['worker_peak_mib']} MiB |" for size in sizes),
-        f"| peak memory {sizes[-1]} vs {sizes[0]} songs | driver x{results['memory_ratio']['driver']}, worker "
-        f"x{results['memory_ratio']['worker']} |",
-        f"| predict, 2 processes (torchrun), 1,000 songs | rows taken per process {two['2']['rows_taken']}, rows "
-        f"read per process {two['2']['rows_read']}; "
-        f"output byte-identical to 1 process: {two['byte_identical']}; {two['2']['wall_s']} s vs "
-        f"{two['1']['wall_s']} s for 1 process |",
-        "",
-        "Method: every run is a subprocess of the benchmark, one after another (`nice -n 10`). Ray runs are "
-        "`lyric-valence predict --engine ray` drivers that start their own local cluster (one CPU slot per worker plus "
-        "one for reading, even beyond the 2 cores); a scorer subclass records each actor's peak RSS (VmHWM) and "
-        "when it started its first batch and ended its last; the driver records its own peak RSS at exit. Wall times "
-        "include starting the cluster and the actors (model loading), which dominate at 1,000 songs. predict runs are the CLI in one process, or two started "
-        "by torchrun and joined by accelerate over gloo; each records the rows `process_share` gives it and the rows it "
-        "reads from the input (table rows that reach a block, song files opened).",
-        "",
+        ("2 vs 1 Ray workers", f"throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} while "
+         "scoring"),
+        ("predict, one process, 1,000 songs", f"{results['predict_1000_s']} s; Ray with 1 worker takes "
+         f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s)"),
+        *((f"Ray, {size} songs, 1 worker", f"{memory[size]['wall_s']} s; driver peak {memory[size]['driver_peak_mib']} "
+           f"MiB, worker peak {memory[size]['worker_peak_mib']} MiB") for size in sizes),
+        (f"peak memory {sizes[-1]} vs {sizes[0]} songs", f"driver x{results['memory_ratio']['driver']}, worker "
+         f"x{results['memory_ratio']['worker']}"),
+        ("predict, 2 processes (torchrun), 1,000 songs", f"rows taken per process {two['2']['rows_taken']}, rows read "
+         f"per process {two['2']['rows_read']}; output byte-identical to 1 process: {two['byte_identical']}; "
+         f"{two['2']['wall_s']} s vs {two['1']['wall_s']} s for 1 process"),
     ]
-    return "\n".join(lines)
+    return "\n".join([
+        "# Ray Data catalogue scoring and multi-process predict: measured", "",
+        f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Models, on CPU "
+        "in float32, one torch thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny random "
+        "one (1 layer, 32 wide) for the memory rows; songs of 8-40 random words in Parquet files of at most 10,000 "
+        "rows; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and local Ray cluster "
+        "started per run, included in wall times); the cores were shared with other agents' jobs, so times vary by "
+        "tens of percent between runs.", "",
+        table([{"measure": measure, "result": result} for measure, result in rows]), "", METHOD, ""])
 
 
 def main() -> None:
@@ -239,17 +184,20 @@ def main() -> None:
                "machine": machine_line(machine_info(torch.device("cpu"))), "songs": args.songs}
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
-        write_models(work / "tiny", work / "minilm")
-        catalogue = write_catalogue(work / "songs", args.songs)
+        tokenizer = load_tokenizer()
+        tiny = save_model(work / "tiny", build_model("tiny", tokenizer.vocab_size), tokenizer)
+        minilm = save_model(work / "minilm", build_model("minilm", tokenizer.vocab_size), tokenizer)
+        files = write_catalogue(work / "songs", args.songs)
 
         log("predict, one process")
-        results["predict_1000_s"] = round(predict_one_process(catalogue, work / "minilm", work / "predict.csv"), 1)
+        results["predict_1000_s"] = round(run([sys.executable, "-m", "lyric_valence.cli", "predict", *files, "--model",
+                                               minilm, "--output", str(work / "predict.csv"), *PREDICT_FLAGS]), 1)
         speed = {}
-        for workers in (1, 2):
+        for workers in ("1", "2"):
             log(f"ray, {workers} worker(s)")
-            speed[str(workers)] = ray_run(catalogue, work / "minilm", work / f"ray-{workers}", workers, work)
-            speed[str(workers)]["songs_per_s"] = round(args.songs / speed[str(workers)]["wall_s"], 1)
-            speed[str(workers)]["scoring_songs_per_s"] = round(args.songs / speed[str(workers)]["scoring_s"], 1)
+            speed[workers] = ray_run(files, minilm, work / f"ray-{workers}", int(workers))
+            speed[workers]["songs_per_s"] = round(args.songs / speed[workers]["wall_s"], 1)
+            speed[workers]["scoring_songs_per_s"] = round(args.songs / speed[workers]["scoring_s"], 1)
         speed["ratio_2_vs_1"] = round(speed["2"]["songs_per_s"] / speed["1"]["songs_per_s"], 2)
         speed["scoring_ratio_2_vs_1"] = round(speed["2"]["scoring_songs_per_s"] / speed["1"]["scoring_songs_per_s"], 2)
         results["workers_1000"] = speed
@@ -257,7 +205,7 @@ def main() -> None:
         results["ray_overhead_s"] = round(speed["1"]["wall_s"] - results["predict_1000_s"], 1)
 
         reference = pd.read_csv(work / "predict.csv", dtype={"id": str})
-        ray = ray_scores(work / "ray-1")
+        ray = pd.concat(map(pd.read_parquet, sorted((work / "ray-1").glob("*.parquet"))), ignore_index=True)
         results["same_scores"] = {
             "songs": args.songs, "rows": len(ray),
             "same_ids": ray["id"].tolist() == reference["id"].tolist() and len(ray) == len(reference),
@@ -267,16 +215,14 @@ def main() -> None:
         two = {}
         for processes in (1, 2):
             log(f"predict, {processes} torchrun process(es)")
-            two[str(processes)] = torchrun_predict(catalogue, work / "minilm", work / f"torchrun-{processes}.csv",
-                                                   processes, work)
+            two[str(processes)] = torchrun_predict(files, minilm, work / f"torchrun-{processes}.csv", processes, work)
         two["byte_identical"] = (work / "torchrun-1.csv").read_bytes() == (work / "torchrun-2.csv").read_bytes()
         results["torchrun_1000"] = two
 
         memory = {}
         for size in args.memory_songs:
             log(f"ray, {size} songs")
-            memory[str(size)] = ray_run(write_catalogue(work / f"songs-{size}", size), work / "tiny",
-                                        work / f"ray-memory-{size}", 1, work)
+            memory[str(size)] = ray_run(write_catalogue(work / f"songs-{size}", size), tiny, work / f"ray-memory-{size}", 1)
         results["memory"] = memory
         small, large = (memory[str(size)] for size in args.memory_songs)
         results["memory_ratio"] = {"driver": round(large["driver_peak_mib"] / small["driver_peak_mib"], 2),

@@ -68,11 +68,11 @@ def command_line(module: str, argv: list[str] | None = None) -> str:
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
-def timed_process(command: list[str], cwd: Path = REPO) -> dict:
+def timed_process(command: list[str], env: dict | None = None) -> dict:
     """Run `command` in its own process: wall seconds, peak RSS (`os.wait4`'s ru_maxrss), its stderr."""
     with tempfile.TemporaryFile("w+") as stderr:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         stderr.seek(0)
@@ -93,6 +93,12 @@ def summary(values: list[float]) -> dict:
     """min/median/max of repeated measurements, with the runs themselves."""
     ordered = sorted(values)
     return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1], "runs": list(values)}
+
+
+def rates(seconds: list[float], **amounts: float) -> dict:
+    """The rounds' seconds and, per amount done in each round, its rate (key `NAME_per_s`), as `summary`s."""
+    return {"seconds": summary(seconds),
+            **{f"{name}_per_s": summary([amount / s for s in seconds]) for name, amount in amounts.items()}}
 
 
 def spread(stats: dict, spec: str = ".2f", scale: float = 1.0, suffix: str = "") -> str:
