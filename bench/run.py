@@ -1,10 +1,8 @@
 """
-Benchmarks of lyric-valence against the reference recipe, in one command: training throughput (our train.py step vs
-the reference notebook's pad-to-512 loop), whole-song inference throughput (`lyric-valence predict`'s engine vs a
-per-chunk `pipeline("text-classification")` loop, through bench/harness.py), distance to the machine's GEMM peak (MFU),
-and EmoBank quality of head_only / lora / full fine-tuning, and of lora in mixed precision.
-Writes bench/results.json (a run per device and encoder; other runs already there are kept, and so are the sections
-a run skips) and that run's section of bench/RESULTS.md.
+Training throughput (our train.py step vs the reference notebook's pad-to-512 loop), whole-song inference throughput
+(`lyric-valence predict`'s engine vs a per-chunk `pipeline`), MFU, and EmoBank quality of the fine-tuning modes and of
+lora in mixed precision. Writes a run per device and encoder into bench/results.json (sections a run skips are kept
+from the previous run) and its section of bench/RESULTS.md.
 """
 
 import argparse
@@ -18,9 +16,9 @@ import torch
 
 from bench import harness
 from bench.flops import bf16_dense_peak, flops_per_length
-from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer
+from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer, save_model
 from bench.quality import measure_quality
-from bench.report import (command_line, logger, machine_info, machine_line, pick_device, spread, summary, table,
+from bench.report import (command_line, logger, machine_info, machine_line, pick_device, rates, spread, summary, table,
                           write_json, write_section)
 from bench.songs import length_summary, make_catalogue
 from bench.training import chunk_features, epoch_sample, measure_training, profile_scoring, profile_training_step
@@ -78,7 +76,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         f"variants to time (default: the device's: {DEFAULT_VARIANTS}).")
     parser.add_argument("--training_batches", type=int, default=None, help="Batches of 32 chunks, of the 50 of a "
                         "length-grouped megabatch, that each training round times (default: the mode's).")
-    parser.add_argument("--catalogue_songs", type=int, default=None, help="Songs scored per inference round.")
     parser.add_argument("--rounds", type=int, default=None, help="Repetitions of each timing (default: the mode's).")
     parser.add_argument("--gemm_size", type=int, default=None, help="Side of the GEMM peak's square matrices.")
     parser.add_argument("--results", type=Path, default=BENCH / "results.json", help="JSON file the run is merged "
@@ -100,9 +97,7 @@ def make_model(encoder: str, vocab_size: int, lora: bool = True, reference: bool
 
 def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds: int, peak: float) -> dict:
     """Ours (`lyric-valence predict`'s engine, float32) and the naive per-chunk loop on the catalogue, side by side."""
-    folder = tempfile.mkdtemp(prefix="bench-model-")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_model(tempfile.mkdtemp(prefix="bench-model-"), model, tokenizer)
     forward = flops_per_length(model)
     lengths = [len(ids) for ids in chunk_lyrics(tokenizer, catalogue.texts, model.config.max_length,
                                                   model.config.stride)["input_ids"]]
@@ -116,8 +111,7 @@ def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds:
     results = {"songs": len(catalogue.texts), "chunks": len(lengths), "real_tokens": sum(lengths),
                "ours_padded_tokens": sum(count * length for count, length in shapes)}
     for method, runs in seconds.items():
-        results[method] = {"seconds": summary(runs), "songs_per_s": summary([len(catalogue.texts) / s for s in runs]),
-                           "tokens_per_s": summary([sum(lengths) / s for s in runs]),
+        results[method] = {**rates(runs, songs=len(catalogue.texts), tokens=sum(lengths)),
                            "mfu": summary([flops["naive"] / s / peak for s in runs]),
                            "hfu": summary([flops[method] / s / peak for s in runs])}
     results["ratio"] = summary([naive / ours for ours, naive in zip(seconds["ours"], seconds["naive"])])

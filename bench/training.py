@@ -1,7 +1,5 @@
-"""
-Training throughput: our training step (train.py's Trainer) against the reference notebook's, interleaved step by step
-so that both see the same load, on a Trainer callback's clock (bench/README.md says why not `Timer`); profiles.
-"""
+"""Our training step (train.py's Trainer) against the reference notebook's, interleaved step by step on a Trainer
+callback's clock (bench/README.md says why not `Timer`); profiles."""
 
 import shlex
 import tempfile
@@ -15,7 +13,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from bench.flops import flops_per_length, gemm_flops_per_second
 from bench.models import import_training_module
-from bench.report import summary
+from bench.report import rates, summary
 from modeling_lyric_valence import chunk_lyrics
 
 BATCH_SIZE = 32
@@ -54,12 +52,9 @@ def chunk_features(tokenizer, texts: list[str], labels: list[float]) -> list[dic
 
 
 def epoch_sample(features: list[dict], batches: int, seed: int = 42) -> list[dict]:
-    """
-    `batches` batches of 32 chunks from train.py's epoch order, flattened in batch order. transformers'
-    `get_length_grouped_indices` (what `LengthGroupedSampler` runs) orders the epoch; on a dataset of 6,400+ chunks
-    it sorts random megabatches of 50 batches by length, so its first megabatch is taken from `features` (1,600+
-    chunks) and `batches` of its 50 batches are picked evenly spaced, from the longest to the shortest.
-    """
+    """`batches` batches of 32 chunks of the first megabatch (50 batches sorted by length) of train.py's epoch order
+    (`get_length_grouped_indices`, what `LengthGroupedSampler` runs), evenly spaced from the longest to the shortest,
+    flattened in batch order."""
     megabatch = MEGABATCH_BATCHES * BATCH_SIZE
     if len(features) < megabatch or not 1 <= batches <= MEGABATCH_BATCHES:
         raise ValueError(f"need {megabatch}+ chunks (got {len(features)}) and 1..{MEGABATCH_BATCHES} batches")
@@ -75,38 +70,6 @@ def batch_shapes(features: list[dict]) -> list[tuple[int, int]]:
     """(chunks, padded length) of each batch of 32 that train.py's collator makes of `features`, read in order."""
     batches = [features[i : i + BATCH_SIZE] for i in range(0, len(features), BATCH_SIZE)]
     return [(len(batch), max(len(feature["input_ids"]) for feature in batch)) for batch in batches]
-
-
-class Reference:
-    """
-    The reference notebook's training step: every chunk padded to 512 tokens, shuffled batches of 32, a plain fp32
-    PyTorch loop (zero_grad, forward with the MSE loss, backward, AdamW at 2e-5 on the trainable weights; no
-    schedule, no clipping), on its own copy of the model.
-    """
-
-    def __init__(self, model, features: list[dict], tokenizer, device: torch.device, seed: int = 42):
-        self.model, self.device = model.to(device), device
-        self.optimizer = torch.optim.AdamW(
-            [parameter for parameter in model.parameters() if parameter.requires_grad], lr=REFERENCE_LEARNING_RATE
-        )
-        self.loader = reference_loader(features, tokenizer, seed)
-        self.batches = iter(())
-
-    def start_epoch(self) -> None:
-        self.batches = iter(self.loader)
-
-    def timed_step(self) -> float:
-        """Train on the epoch's next batch; the step's seconds, data loading included."""
-        synchronize(self.device)
-        start = time.perf_counter()
-        set_tf32(False)  # the notebook's plain fp32 (a tf32 variant of ours may have turned tf32 on)
-        batch = dict(zip((*MODEL_INPUTS, "labels"), next(self.batches)))
-        self.model.train()
-        self.optimizer.zero_grad()
-        self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()}).loss.backward()
-        self.optimizer.step()
-        synchronize(self.device)
-        return time.perf_counter() - start
 
 
 def synchronize(device: torch.device) -> None:
@@ -132,47 +95,56 @@ def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoa
 
 class InterleavedTimer(TrainerCallback):
     """
-    Times each epoch of our training steps (data loading included) and, after each of our steps, runs one reference
-    step with our clock paused, so the two step kinds alternate step by step and see the same load on a shared
-    machine. Both go over the same chunks with batch 32, so an epoch of each has the same number of steps.
+    Times each epoch of our training steps (data loading included) and, after each of our steps, runs one step of the
+    reference notebook's with our clock paused, so the two alternate step by step and see the same load on a shared
+    machine. The reference step: every chunk padded to 512 tokens, shuffled batches of 32 of the same chunks (so an
+    epoch of each has the same number of steps), a plain fp32 PyTorch loop (zero_grad, forward with the MSE loss,
+    backward, AdamW at 2e-5 on the trainable weights; no schedule, no clipping) on its own copy of the model.
     """
 
-    def __init__(self, reference: Reference):
-        self.reference = reference
+    def __init__(self, model, features: list[dict], tokenizer, device: torch.device, seed: int = 42):
+        self.model, self.device = model.to(device), device
+        self.optimizer = torch.optim.AdamW([weight for weight in model.parameters() if weight.requires_grad],
+                                           lr=REFERENCE_LEARNING_RATE)
+        self.loader, self.batches = reference_loader(features, tokenizer, seed), iter(())
         self.ours_s = self.reference_s = self.started = 0.0
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.ours_s = self.reference_s = 0.0
-        self.reference.start_epoch()
+        self.batches = iter(self.loader)
         set_tf32(bool(args.tf32))  # as this variant asks (the one before may have asked otherwise)
         self.resume()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.pause()
-        self.reference_s += self.reference.timed_step()
-        set_tf32(bool(args.tf32))  # as our variant asked: the reference step turned it off
+        start = time.perf_counter()
+        set_tf32(False)  # the notebook's plain fp32 (a tf32 variant of ours may have turned tf32 on)
+        batch = dict(zip((*MODEL_INPUTS, "labels"), next(self.batches)))
+        self.model.train()
+        self.optimizer.zero_grad()
+        self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()}).loss.backward()
+        self.optimizer.step()
+        synchronize(self.device)
+        self.reference_s += time.perf_counter() - start
+        set_tf32(bool(args.tf32))  # as our variant asked
         self.resume()
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.pause()
 
     def resume(self) -> None:
-        synchronize(self.reference.device)
+        synchronize(self.device)
         self.started = time.perf_counter()
 
     def pause(self) -> None:
-        synchronize(self.reference.device)
+        synchronize(self.device)
         self.ours_s += time.perf_counter() - self.started
 
 
 def our_trainer(model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=(),
                 flags: str = ""):
-    """
-    What train.py builds for `model` (LoRA-wrapped) with the extra train.py `flags` (e.g. "--bf16 True"):
-    `ChunkedSongTrainer`, dynamic padding, batches of 32, its learning rates, clipping and schedule; one epoch per
-    `train()`, no evaluation, logging or checkpoints. `features` come already in train.py's length-grouped batch
-    order (`epoch_sample`), so they are read sequentially.
-    """
+    """What train.py builds for `model` with the extra train.py `flags` (e.g. "--bf16 True"): one epoch per `train()`
+    over `features` read in order (`epoch_sample` gives train.py's batch order); no evaluation, logging or checkpoints."""
     training = import_training_module()
     args = TrainingArguments(
         output_dir=output_dir, num_train_epochs=1, label_names=list(training.LABEL_NAMES), eval_strategy="no",
@@ -193,11 +165,8 @@ def flag_values(flags: str) -> dict:
 
 
 def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
-    """
-    Profile `run()` with torch.profiler: the `top` operators by self CPU time on CPU, or the `top` GPU kernels by
-    kernel time on CUDA (kernels only: an aten operator's self device time repeats its kernels'), each with its share
-    of the total, and the share of all matrix products (linear layers and attention).
-    """
+    """torch.profiler's `top` operators of `run()` by self CPU time on CPU, or GPU kernels by kernel time on CUDA (an
+    aten operator's self device time repeats its kernels'), each with its share, and the matrix products' share."""
     with torch.profiler.profile() as profiler:  # CPU, and CUDA where there is one
         run()
     if device.type == "cuda":
@@ -216,17 +185,13 @@ def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
 
 def is_matrix_product(name: str) -> bool:
     """Whether a profiler event is a GEMM-like kernel: linear layers, batched products, fused attention."""
-    lowered = name.lower()
-    return any(key in lowered for key in MATRIX_PRODUCT_KEYS)
+    return any(key in name.lower() for key in MATRIX_PRODUCT_KEYS)
 
 
 def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: int, model_flops: int,
                executed_flops: int, peaks: list[float]) -> dict:
     """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
-    return {"seconds": summary(seconds), "chunks_per_s": summary([chunks / s for s in seconds]),
-            "tokens_per_s": summary([tokens / s for s in seconds]),
-            "padded_tokens_per_s": summary([padded_tokens / s for s in seconds]),
-            "model_flops_per_s": summary([model_flops / s for s in seconds]),
+    return {**rates(seconds, chunks=chunks, tokens=tokens, padded_tokens=padded_tokens, model_flops=model_flops),
             "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
             "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks)]),
             "model_flops": model_flops, "executed_flops": executed_flops}
@@ -235,17 +200,15 @@ def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: in
 def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, variants: dict[str, str],
                      rounds: int, gemm_size: int, gemm_seconds: float, log=print) -> dict:
     """
-    Our training step in each variant (name: extra train.py flags, e.g. "--bf16 True") against the reference step.
-    After a warm-up step of each (timed: it holds `torch.compile`'s compilation), rounds of: the GEMM peak, then per
-    variant one pass of our step over `features` (in batch order) interleaved step by step with one pass of the
-    reference step over the same chunks. Every variant and the reference train their own copy of the same LoRA model
-    (the reference's with the encoder's own dropouts, `model_factory(reference=True)`).
+    Our training step in each variant (name: extra train.py flags) against the reference step. After a warm-up step of
+    each (timed: it holds `torch.compile`'s compilation), rounds of: the GEMM peak, then per variant one pass of our
+    step over `features` interleaved with the reference step's. Each trains its own copy of the same LoRA model (the
+    reference's with the encoder's own dropouts).
     """
     lengths = [len(feature["input_ids"]) for feature in features]
     shapes = batch_shapes(features)
     output_dir = tempfile.mkdtemp(prefix="bench-train-")
-    reference = Reference(model_factory(reference=True), features, tokenizer, device)
-    timer = InterleavedTimer(reference)
+    timer = InterleavedTimer(model_factory(reference=True), features, tokenizer, device)
     gemm = {dtype: gemm_flops_per_second(BF16_PROBE_SIZE[device.type], 1.0, device, getattr(torch, dtype))
             for dtype in ("float32", "bfloat16")}
     trainers, warmup_s, failed = {}, {}, {}
