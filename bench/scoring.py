@@ -1,25 +1,24 @@
 """
-Catalogue scoring benchmark: `lyric_valence.backends.torch` (token-budget batches, CLS-only last layer, each precision) and
-the onnxruntime backend (`lyric_valence.backends.onnxruntime`, CPU) against the naive per-chunk `pipeline("text-classification")`
-loop, side by side in one process, rounds interleaved; the host's share of the work (chunking and padding); a sweep of
-`batch_tokens`; and each mode's EmoBank test quality against float32 of the same trained model.
-
-Writes scoring_results.json and SCORING_RESULTS.md to --out (default: bench/scoring/latest/); bench/SCORING_RESULTS.md
-cites such runs (the ones kept are in bench/scoring/*.json).
+Catalogue scoring: the torch backend in each precision and the onnxruntime backend against the naive per-chunk
+`pipeline("text-classification")` loop, side by side (bench/harness.py); the host's share of the work; a sweep of
+`batch_tokens`; each mode's EmoBank quality against float32 of one trained model. Writes scoring_results.json and
+SCORING_RESULTS.md to --out (bench/SCORING_RESULTS.md cites the runs kept in bench/scoring/*.json).
 """
 
 import argparse
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
-from bench.models import add_model_arguments, build_model, load_tokenizer
-from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, spread, summary,
+from bench.models import add_model_arguments, build_model, load_tokenizer, save_model
+from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, rates, spread, summary,
                           table, write_json)
 from bench.songs import length_summary, make_catalogue
 from modeling_lyric_valence import (
@@ -43,15 +42,12 @@ DEFAULT_METHODS = {
 
 
 def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
-    """
-    What MFU is measured against: on a GPU the bf16 dense data-sheet peak (a measured bf16 GEMM on an unlisted GPU);
-    on a CPU the measured fp32 GEMM, and with `int8` onnxruntime's int8 GEMM (`MatMulInteger`) for the int8 modes.
-    """
+    """What MFU is measured against: on a GPU the bf16 data-sheet peak (else a measured bf16 GEMM); on a CPU the
+    measured fp32 GEMM, and with `int8` onnxruntime's int8 GEMM (`MatMulInteger`) for the int8 modes."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        listed = bf16_dense_peak(device)
-        if listed:
-            return {"what": f"{name} bf16 dense peak (data sheet)", "flops_per_s": listed}
+        if bf16_dense_peak(device):
+            return {"what": f"{torch.cuda.get_device_name(device)} bf16 dense peak (data sheet)",
+                    "flops_per_s": bf16_dense_peak(device)}
         return {"what": "measured bf16 GEMM", "flops_per_s": gemm_flops_per_second(8192, seconds, device, torch.bfloat16)}
     threads = torch.get_num_threads()
     peak = {"what": f"measured fp32 GEMM (2048², {threads} threads)",
@@ -68,10 +64,8 @@ def is_int8(options: dict | None) -> bool:
 
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch.device, rounds: int,
                   methods: dict, budget_s: float, started: float) -> dict:
-    """
-    Every method over the same songs (bench/harness.py), `rounds` rounds in rotated order; ratios per round. The peaks
-    MFU is measured against are measured again at the start of each round, as noisy on a shared machine as the methods.
-    """
+    """Every method over the same songs, `rounds` rounds in rotated order; ratios per round. The peaks MFU is measured
+    against are measured at the start of each round, as noisy on a shared machine as the methods."""
     forward = flops_per_length(model)
     lengths = [len(ids) for ids in chunk_lyrics(tokenizer, songs, model.config.max_length,
                                                   model.config.stride)["input_ids"]]
@@ -91,9 +85,7 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
         against = "int8_ops_per_s" if is_int8(methods[name][1]) and "int8_ops_per_s" in peak else "flops_per_s"
         results["methods"][name] = {
             "description": methods[name][0],
-            "seconds": summary(runs),
-            "songs_per_s": summary([len(songs) / s for s in runs]),
-            "tokens_per_s": summary([sum(lengths) / s for s in runs]),
+            **rates(runs, songs=len(songs), tokens=sum(lengths)),
             "mfu_against": against,
             "mfu": summary([flops / s / round_peaks[against] for s, round_peaks in zip(runs, peaks)]),
             "ratio_vs_naive": summary([naive / s for naive, s in zip(seconds["naive"], runs)]),
@@ -104,12 +96,10 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
 
 def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
-    The host's share of scoring, which a GPU waits for: chunking a block of songs alone; padding its chunks at the
-    GPU's token budget through torch (`tokenizer.pad(return_tensors="pt")`) and through numpy (the engine's way);
-    `score_songs`' engine with a model that costs nothing (chunking, padding, aggregation); and the engine with a
-    device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for the host work's time of
-    that round spread over the padded tokens), which takes the two added unless the engine overlaps them.
-    Interleaved `rounds` times.
+    The host's share of scoring, which a GPU waits for, interleaved `rounds` times: chunking; padding at the GPU's
+    token budget through torch and through numpy (the engine's way); the engine with a model that costs nothing; and
+    the engine with a device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for that
+    round's host-work time spread over the padded tokens), which takes the two added unless the engine overlaps them.
     """
     budget, block = DEFAULT_BATCH_TOKENS["cuda"], DEFAULT_SONGS_PER_BLOCK["cuda"]
     encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
@@ -165,18 +155,14 @@ def measure_sweep(folder: str, songs: list[str], device: torch.device, dtype: st
 
 def emobank_test(path: str) -> tuple[list[str], np.ndarray]:
     """EmoBank's own test split: sentences and valence rescaled from 1..5 to 0..1 (blank sentences dropped)."""
-    import pandas as pd
-
-    table = pd.read_csv(path, keep_default_na=False)
-    test = table[(table["split"] == "test") & (table["text"].str.strip() != "")]
+    frame = pd.read_csv(path, keep_default_na=False)
+    test = frame[(frame["split"] == "test") & (frame["text"].str.strip() != "")]
     return test["text"].tolist(), ((test["V"].to_numpy(dtype=float) - 1.0) / 4.0)
 
 
 def quality_modes(device: torch.device) -> list[tuple[str, str, str | None, str]]:
     """(device, dtype, quantize, backend) of every mode a machine can measure: CPU modes always (onnxruntime's where it
     is installed), GPU modes when there is one."""
-    import importlib.util
-
     modes = [("cpu", "float32", None, "torch"), ("cpu", "bfloat16", None, "torch"), ("cpu", "float32", "int8", "torch")]
     if importlib.util.find_spec("onnxruntime"):  # an optional extra: a GPU machine may not have it
         modes += [("cpu", "float32", None, "onnxruntime"), ("cpu", "float32", "int8", "onnxruntime")]
@@ -277,15 +263,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     started = time.perf_counter()
     device = pick_device(args.device)
-    run = {"command": command_line("bench.scoring", argv), "device": str(device), "encoder": args.encoder, "machine": machine_info(device), "note": args.note}
+    run = {"command": command_line("bench.scoring", argv), "device": str(device), "encoder": args.encoder,
+           "machine": machine_info(device), "note": args.note}
     if not args.no_speed:
         tokenizer = load_tokenizer(args.encoder, args.vocab_file)
         catalogue = make_catalogue(tokenizer.get_vocab(), args.songs, seed=1)
         run["inputs"] = length_summary(catalogue.tokens)
-        folder = tempfile.mkdtemp(prefix="bench-scoring-")
         model = build_model(args.encoder, tokenizer.vocab_size)
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        folder = save_model(tempfile.mkdtemp(prefix="bench-scoring-"), model, tokenizer)
         methods = {name: METHODS[name] for name in ["naive", *(args.methods or DEFAULT_METHODS[device.type])]}
         run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config)
         run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, args.rounds, methods,
