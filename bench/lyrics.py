@@ -9,10 +9,8 @@ The data files are research sets that never enter this repository (the team's bi
         --group_column artist --trials songs songs_no_lexical
     python -m bench.lyrics --data_file billboard_lyrics.csv ... --trials songs --tag mpnet -- --model_name_or_path DIR
 
-`--models DIR ...` adds rows for models trained on other data (e.g. the EmoBank quickstart), scored as they are.
-Flags after `--` go to every train.py run; `--tag` names the rows they make. Rows accumulate in OUT/lyrics.json, one
-record per data file (a run adds or replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it,
-and `--results_markdown bench/RESULTS.md` puts the tables into that file's lyrics section.
+Flags after `--` go to every train.py run. Rows accumulate in OUT/lyrics.json, one record per data file (a run adds or
+replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it.
 """
 
 import argparse
@@ -28,11 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.report import machine_info, write_json, write_section
+from bench.report import REPO, command_line, logger, machine_info, write_json, write_section
 from lyric_valence.data import Columns, load_splits
 from lyric_valence.evaluation import song_metrics
 
-REPO = Path(__file__).resolve().parent.parent
 TRIALS = {
     "songs": "--recipe songs",
     "songs_no_lexical": "--recipe songs --lexical_buckets 0",
@@ -41,10 +38,7 @@ TRIALS = {
 }
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 SPLITS = ("validation", "test")
-
-
-def log(message: str) -> None:
-    print(f"[lyrics {time.strftime('%H:%M:%S')}] {message}", flush=True)
+log = logger("lyrics")
 
 
 def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
@@ -196,21 +190,17 @@ def main(argv=None) -> None:
     data_file = Path(args.data_file).name
     record = records.setdefault(data_file, {"rows": {}, "commands": []})
     record.update(seeds=args.seeds, machine=machine_info(torch.device("cpu")))
-    command = shlex.join(["python", "-m", "bench.lyrics", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("bench.lyrics", argv)
     record["commands"] = [c for c in record["commands"] if c != command] + [command]
     columns = Columns(args.text_column, args.label_column, None, args.group_column, None) if args.text_column else None
     for seed in args.seeds:
         splits, counts = load_splits(args.data_file, columns=columns, seed=seed)
         record.setdefault("counts", counts)
         frames = {name: splits[name].to_pandas() for name in splits}
-        for name, predicted in baselines(frames).items():
+        untrained = {**baselines(frames), **{f"trained elsewhere: {Path(model_dir).name}":
+                                              trained_model_predictions(model_dir, frames) for model_dir in args.models}}
+        for name, predicted in untrained.items():
             row = record["rows"].setdefault(name, {"flags": "", "seeds": {}})
-            row["seeds"][str(seed)] = {
-                split: song_metrics(predicted[split].tolist(), frames[split]["label"].tolist()) for split in SPLITS
-            }
-        for model_dir in args.models:
-            row = record["rows"].setdefault(f"trained elsewhere: {Path(model_dir).name}", {"flags": "", "seeds": {}})
-            predicted = trained_model_predictions(model_dir, frames)
             row["seeds"][str(seed)] = {
                 split: song_metrics(predicted[split].tolist(), frames[split]["label"].tolist()) for split in SPLITS
             }
