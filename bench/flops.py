@@ -1,12 +1,7 @@
 """
-Model FLOPs, counted by `torch.utils.flop_counter.FlopCounterMode` on the model itself, and the machine's GEMM
-throughput (fp32 or bf16 through torch, int8 through onnxruntime), timed with `torch.utils.benchmark.Timer`.
-
-FlopCounterMode counts matrix products and attention (2mkn per product); embeddings (lookups), norms, activations,
-softmax and the optimizer are not counted: they are the overhead MFU measures against. In a training step autograd
-computes no weight gradients for frozen weights and no input gradients below the lowest trainable layer, so the count
-is the work actually done. A chunk's count is a quadratic in its length L (weights·L, attention L²): it is counted at
-three lengths and the quadratic read off them, which gives every length's count exactly.
+Model FLOPs, counted by `FlopCounterMode` on the model itself (matrix products and attention; the rest is the overhead
+MFU measures against), and the machine's GEMM throughput (fp32 or bf16 through torch, int8 through onnxruntime).
+A chunk's count is a quadratic in its length (weights·L, attention L²), so three counts give every length's exactly.
 """
 
 import numpy as np
@@ -57,10 +52,8 @@ def gemm_flops_per_second(size: int, seconds: float, device: torch.device, dtype
 
 
 def int8_gemm_ops_per_second(size: int, seconds: float, threads: int) -> float:
-    """
-    Sustained onnxruntime `MatMulInteger` throughput on `size` x `size` matrices (uint8 activations x int8 weights ->
-    int32: the product inside its dynamically quantized Linear layers) on `threads` CPU threads.
-    """
+    """Sustained onnxruntime `MatMulInteger` throughput on `size` x `size` matrices (uint8 activations x int8 weights:
+    the product inside its dynamically quantized Linear layers) on `threads` CPU threads."""
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 

@@ -1,8 +1,5 @@
-"""
-The one inference harness every scoring benchmark times: the naive per-chunk `pipeline("text-classification")`
-loop, and this package's scoring engine in each precision and backend, loaded from one saved model folder; timed
-side by side with `torch.utils.benchmark`, round by round in rotated order.
-"""
+"""The scoring methods every benchmark times (the naive per-chunk `pipeline` loop, our engine in each precision and
+backend), loaded from one saved model folder and timed side by side with `torch.utils.benchmark`."""
 
 import numpy as np
 import torch
@@ -16,11 +13,8 @@ NAIVE_BATCH = 32
 
 
 class NaivePipeline:
-    """
-    The stock path: each song split into the same chunks (as text), a `pipeline("text-classification")` called once
-    per chunk (`batch_size=None`, float32) or over all chunks at once with `batch_size=32` (what its docs suggest),
-    chunk scores averaged per song.
-    """
+    """The stock path: the same chunks as text, a `pipeline("text-classification")` called once per chunk, or over all
+    chunks with `batch_size=32` (what its docs suggest), float32; chunk scores averaged per song."""
 
     def __init__(self, folder: str, device: str, batch_size: int | None = None):
         self.pipe = transformers.pipeline("text-classification", model=folder, trust_remote_code=True, device=device)
@@ -86,10 +80,9 @@ def build_scorer(name: str, folder: str, device: torch.device, **options):
 def time_side_by_side(scorers: dict, songs: list[str], rounds: int, label: str, log=print, before_round=None,
                       stop=lambda: False) -> tuple[dict, dict]:
     """
-    Score `songs` with every scorer in each round, the order rotated each round. Each scorer's turn is one
-    `Timer.blocked_autorange`: its block-size estimate is a first, untimed call (the warm-up: kernels, allocator,
-    caches), the timed call follows it. `before_round(index)` runs first in each round; `stop()` after it ends the
-    rounds early. Returns each scorer's seconds per round and its scores; logs torch's Compare table.
+    Score `songs` with every scorer in each round, in rotated order, each turn one `Timer.blocked_autorange` (its
+    untimed first call is the warm-up). `before_round(index)` runs first in each round; `stop()` ends the rounds early.
+    Returns each scorer's seconds per round and its scores; logs torch's Compare table.
     """
     seconds, scores, measurements = {name: [] for name in scorers}, {}, []
     for index in range(rounds):

@@ -1,8 +1,5 @@
-"""
-Quality: EmoBank test metrics of `head_only`, `lora` and `full` fine-tuning of all-MiniLM-L6-v2, and of `lora` in
-mixed precision, each trained by train.py under the same budget (epochs over the same training sentences, batch 32,
-seed 42), with the recipe's settings for that mode (experiments/RECIPE.md).
-"""
+"""EmoBank test metrics of the fine-tuning modes of all-MiniLM-L6-v2 and of lora in mixed precision, each trained by
+train.py under the same budget and seed, with the recipe's settings for that mode (experiments/RECIPE.md)."""
 
 import json
 import shlex
@@ -34,10 +31,8 @@ def train_command(mode: str, budget_flags: list[str], output_dir: Path) -> list[
 
 
 def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = False, log=print) -> dict:
-    """
-    Train and test every mode under `budget_flags` (one after the other, or all at once when `parallel`: on a GPU
-    the runs' training seconds then overlap and are not comparable); the ridge reference alongside.
-    """
+    """Train and test every mode under `budget_flags`, one after the other, or all at once when `parallel` (their
+    training seconds then overlap and are not comparable); the ridge reference alongside."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as root:
         running = {}

@@ -1,12 +1,7 @@
 """
-Synthetic song catalogues for the speed benchmarks: original random text (nothing copyrighted) with a realistic
-length mix.
-
-Song lengths in tokens follow a log-normal distribution (median 250, sigma 0.6: mean about 300 tokens, about 1% of
-songs past 1,000 tokens, clipped to 24..3,000). Lengths are the distribution's quantiles at (i + 0.5) / n in shuffled
-order, so even a small catalogue spans the mix from short songs to the long tail. Each song is verses of 4-9
-Zipf-weighted common words per line with a two-line chorus after every fourth line; every word is a whole word of the
-tokenizer's vocabulary and the only punctuation is a comma, so a song's token count is known exactly.
+Synthetic song catalogues of original random text: log-normal lengths in tokens (median 250, sigma 0.6, clipped to
+24..3,000), the quantiles at (i + 0.5) / n in shuffled order so that even a small catalogue spans the long tail; lines
+of whole vocabulary words and commas, so a song's token count is exact.
 """
 
 from dataclasses import dataclass
@@ -39,8 +34,8 @@ def length_mix(count: int, seed: int) -> np.ndarray:
 
 
 class SongWriter:
-    """Writes original songs of an exact token count from Zipf-weighted common words of a WordPiece vocabulary (ids
-    2000-12000, letters only, 3+ characters)."""
+    """Songs of Zipf-weighted common words of a WordPiece vocabulary (ids 2000-12000, letters only, 3+ characters):
+    verses of 4-9 words a line, a two-line chorus after every fourth line."""
 
     def __init__(self, vocabulary: dict[str, int], rng: np.random.Generator):
         words = sorted((token_id, token) for token, token_id in vocabulary.items() if 2000 <= token_id < 12000)
