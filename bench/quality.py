@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.report import REPO
 
 # Per-mode settings from experiments/RECIPE.md: head_only reads mean-pooled vectors (the frozen MiniLM's [CLS] is a poor
 # feature), full fine-tuning takes lr 1e-4; lora is train.py's default.

@@ -14,7 +14,6 @@ import os
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -180,8 +179,8 @@ def main() -> None:
     parser.add_argument("--memory_songs", type=int, nargs=2, default=[10_000, 100_000],
                         help="The two catalogue sizes of the memory comparison (default: 10000 100000).")
     args = parser.parse_args()
-    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "machine": machine_line(machine_info(torch.device("cpu"))), "songs": args.songs}
+    machine = machine_info(torch.device("cpu"))
+    results = {"date": machine["date"], "machine": machine_line(machine), "songs": args.songs}
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
         tokenizer = load_tokenizer()
