@@ -164,11 +164,11 @@ def markdown(results: dict) -> str:
     ]
     return "\n".join([
         "# Ray Data catalogue scoring and multi-process predict: measured", "",
-        f"Written by `python -m bench.ray_scoring` on {results['date']}. Machine: {results['machine']}. Models, on CPU "
-        "in float32, one torch thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny random "
-        "one (1 layer, 32 wide) for the memory rows; songs of 8-40 random words in Parquet files of at most 10,000 "
-        "rows; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and local Ray cluster "
-        "started per run, included in wall times); the cores were shared with other agents' jobs, so times vary by "
+        f"Written by `python -m bench.ray_scoring`. Machine: {results['machine']} Models, on CPU in float32, one torch "
+        "thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny random one (1 layer, 32 "
+        "wide) for the memory rows; songs of 8-40 random words in Parquet files of at most 10,000 rows, in row groups "
+        "of 100; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and local Ray "
+        "cluster started per run, included in wall times); on a 2-core machine shared with other jobs, times vary by "
         "tens of percent between runs.", "",
         table([{"measure": measure, "result": result} for measure, result in rows]), "", METHOD, ""])
 
