@@ -24,7 +24,7 @@ bench() {  # bench SECONDS RESULTS_DIR run.py-flags...: one bench.run, stopped a
     local limit=$1 dir=$2
     shift 2
     timeout "$limit" python -m bench.run --device "$DEVICE" --encoder "$ENCODER" --vocab_file "$ASSETS/vocab.txt" \
-        $SIZES --no_inference --no_quality --results "$dir/results.json" --markdown "$dir/RESULTS.md" "$@"
+        $SIZES --no_quality --results "$dir/results.json" --markdown "$dir/RESULTS.md" "$@"
 }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>/dev/null | tee "$OUT/nvidia-smi.csv"
@@ -35,12 +35,9 @@ echo "[gpu.sh] part 1: training throughput"
 bench "$SPEED_S" "$OUT" --no_precision --variants $VARIANTS 2>&1 | tee "$OUT/speed.log"
 echo "[gpu.sh] part 1 exit ${PIPESTATUS[0]} at $(elapsed) s"
 
-emobank=""
-for candidate in data/emobank.csv ../../data/emobank.csv; do
-    if [ -f "$candidate" ]; then emobank="$(realpath "$candidate")"; break; fi
-done
-if [ -z "$emobank" ] || [ ! -d "$ASSETS/minilm" ]; then
-    echo "[gpu.sh] part 2 skipped: EmoBank '${emobank}' or $ASSETS/minilm missing"
+emobank="$(realpath data/emobank.csv)"
+if [ ! -d "$ASSETS/minilm" ]; then
+    echo "[gpu.sh] part 2 skipped: $ASSETS/minilm missing"
 else
     echo "[gpu.sh] part 2: EmoBank quality in fp32 / bf16 / fp16 ($emobank)"
     bench $((BUDGET_S - 25 - $(elapsed))) "$OUT" --no_training \

@@ -24,12 +24,9 @@ timeout $((120 * T)) python -m bench.scoring --device "$DEVICE" --encoder bert-b
   || echo "[gpu_scoring] speed step failed or timed out (exit $?)"
 echo "[gpu_scoring] speed done at $((SECONDS - start)) s"
 
-emobank=""
-for candidate in data/emobank.csv ../../data/emobank.csv "$ASSETS/emobank.csv"; do
-  if [ -f "$candidate" ]; then emobank=$candidate; break; fi
-done
-if [ -z "$emobank" ] || [ ! -d "$ASSETS/minilm" ]; then
-  echo "[gpu_scoring] no EmoBank CSV or no $ASSETS/minilm: quality skipped"
+emobank=data/emobank.csv
+if [ ! -d "$ASSETS/minilm" ]; then
+  echo "[gpu_scoring] no $ASSETS/minilm: quality skipped"
   exit 0
 fi
 echo "[gpu_scoring] quality: training MiniLM (LoRA, 1 epoch) on $emobank"

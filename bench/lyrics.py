@@ -16,8 +16,6 @@ replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it.
 import argparse
 import json
 import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.report import REPO, command_line, logger, machine_info, write_json, write_section
+from bench.report import command_line, logger, machine_info, start_train_py, train_py_results, write_json, write_section
 from lyric_valence.data import Columns, load_splits
 from lyric_valence.evaluation import song_metrics
 
@@ -77,26 +75,21 @@ def trained_model_predictions(model_dir: str, frames: dict[str, pd.DataFrame]) -
     return {split: np.array(model.score_songs(frames[split]["text"].tolist(), tokenizer)) for split in SPLITS}
 
 
-def train_command(args: argparse.Namespace, trial: str, seed: int, output_dir: Path) -> list[str]:
+def train_flags(args: argparse.Namespace, trial: str, seed: int) -> list[str]:
     columns = [item for flag in ("text_column", "label_column", "group_column") if getattr(args, flag)
                for item in (f"--{flag}", getattr(args, flag))]
-    return [sys.executable, "train.py", "--data_file", args.data_file, *columns, "--seed", str(seed),
-            *shlex.split(TRIALS[trial]), *args.extra, "--output_dir", str(output_dir), "--report_to", "none",
-            "--disable_tqdm", "True", "--save_total_limit", "1"]
+    return ["--data_file", args.data_file, *columns, "--seed", str(seed), *shlex.split(TRIALS[trial]), *args.extra,
+            "--save_total_limit", "1"]
 
 
-def run_trial(command: list[str], output_dir: Path, log_file: Path) -> dict:
+def run_trial(flags: list[str], output_dir: Path) -> dict:
     """Run train.py; its song-level validation and test metrics, and its training seconds."""
     start = time.perf_counter()
-    with log_file.open("w") as output:
-        completed = subprocess.run(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-    if completed.returncode != 0:
-        raise SystemExit(f"bench/lyrics.py: error: train.py failed (exit {completed.returncode}), see {log_file}")
-    results = {name: json.loads((output_dir / f"{name}_results.json").read_text()) for name in ("train", "eval", "test")}
+    results = train_py_results(start_train_py(flags, output_dir), output_dir)
     return {
-        "validation": {key.removeprefix("eval_"): value for key, value in results["eval"].items()},
-        "test": {key.removeprefix("test_"): value for key, value in results["test"].items()},
-        "train_s": results["train"].get("train_runtime"),
+        "validation": {key.removeprefix("eval_"): value for key, value in results.items() if key.startswith("eval_")},
+        "test": {key.removeprefix("test_"): value for key, value in results.items() if key.startswith("test_")},
+        "train_s": results.get("train_runtime"),
         "wall_s": time.perf_counter() - start,
     }
 
@@ -208,10 +201,8 @@ def main(argv=None) -> None:
         for trial in args.trials:
             name = f"{trial} ({args.tag})" if args.tag else trial
             run_name = "-".join(part for part in (trial, args.tag, str(seed)) if part)
-            output_dir = work_dir / run_name
-            command = train_command(args, trial, seed, output_dir)
             row = record["rows"].setdefault(name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}})
-            row["seeds"][str(seed)] = run_trial(command, output_dir, args.out / f"{run_name}.log")
+            row["seeds"][str(seed)] = run_trial(train_flags(args, trial, seed), work_dir / run_name)
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
             write_json(records_path, records)
         write_json(records_path, records)

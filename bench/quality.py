@@ -1,15 +1,12 @@
 """EmoBank test metrics of the fine-tuning modes of all-MiniLM-L6-v2 and of lora in mixed precision, each trained by
 train.py under the same budget and seed, with the recipe's settings for that mode (experiments/RECIPE.md)."""
 
-import json
 import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.report import REPO
+from bench.report import start_train_py, train_py_results
 
 # Per-mode settings from experiments/RECIPE.md: head_only reads mean-pooled vectors (the frozen MiniLM's [CLS] is a poor
 # feature), full fine-tuning takes lr 1e-4; lora is train.py's default.
@@ -25,11 +22,6 @@ RIDGE_REFERENCE = {"pearson": 0.630, "mse": 0.00449}  # frozen mean-pooled MiniL
 METRICS = ("mse", "pearson", "spearman", "r2")
 
 
-def train_command(mode: str, budget_flags: list[str], output_dir: Path) -> list[str]:
-    return [sys.executable, "train.py", *shlex.split(MODE_FLAGS[mode]), *budget_flags,
-            "--output_dir", str(output_dir), "--disable_tqdm", "True", "--report_to", "none"]
-
-
 def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = False, log=print) -> dict:
     """Train and test every mode under `budget_flags`, one after the other, or all at once when `parallel` (their
     training seconds then overlap and are not comparable); the ridge reference alongside."""
@@ -39,9 +31,7 @@ def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = 
         for mode in modes:
             log(f"quality: training {mode}")
             output_dir = Path(root) / mode.replace(", ", "-")
-            with open(f"{output_dir}.log", "w") as log_file:  # a file, not a pipe: parallel runs never block on it
-                process = subprocess.Popen(train_command(mode, budget_flags, output_dir), cwd=REPO,
-                                           stdout=log_file, stderr=subprocess.STDOUT)
+            process = start_train_py([*shlex.split(MODE_FLAGS[mode]), *budget_flags], output_dir)
             running[mode] = (process, output_dir, time.perf_counter())
             if not parallel:
                 results[mode] = finish(mode, *running.pop(mode), log)
@@ -51,11 +41,9 @@ def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = 
             "ridge_reference": RIDGE_REFERENCE}
 
 
-def finish(mode: str, process: subprocess.Popen, output_dir: Path, started: float, log=print) -> dict:
-    """Wait for a train.py run; its validation and test metrics, train and wall seconds (an error if it failed)."""
-    if process.wait() != 0:
-        raise RuntimeError(f"train.py {mode} failed:\n{Path(f'{output_dir}.log').read_text()[-3000:]}")
-    results = json.loads((output_dir / "all_results.json").read_text())
+def finish(mode: str, process, output_dir: Path, started: float, log=print) -> dict:
+    """Wait for a mode's train.py run; its validation and test metrics, train and wall seconds."""
+    results = train_py_results(process, output_dir)
     result = {"flags": MODE_FLAGS[mode], "train_s": results["train_runtime"], "wall_s": time.perf_counter() - started,
               "validation": {metric: results[f"eval_{metric}"] for metric in METRICS},
               "test": {metric: results[f"test_{metric}"] for metric in METRICS}}

@@ -1,11 +1,10 @@
 """
-Ray Data catalogue scoring (`lyric-valence predict --engine ray`) against `predict` in one process, and two predict
-processes (torchrun) against one: (1) Ray's scores against predict's; (2) songs/s with 1 and 2 Ray CPU workers;
-(3) Ray's wall time against predict's; (4) peak RSS of the Ray driver and actors at two catalogue sizes; (5) the rows
-each of two predict processes takes and reads, and whether their output is byte-identical to one process's. Every run
-is a fresh process, one after the other. Models: MiniLM-L6 with a random head for the speed runs (real scoring work);
-the tiny random model for the memory runs. Songs: 8-40 random words from a fixed list, in Parquet files of at most
-10,000 rows. Writes bench/ray_scoring.json and bench/RAY_RESULTS.md (`--memory_songs 2000 20000`: quicker).
+Ray Data catalogue scoring (`lyric-valence predict --engine ray`) and multi-process predict against `predict` in one
+process: Ray's scores against predict's; songs/s with 1 and 2 Ray CPU workers; Ray's wall time against predict's;
+the rows each of two torchrun predict processes takes and reads, and whether their output is byte-identical to one
+process's; peak RSS of predict and of the Ray driver and actors at two catalogue sizes. Every run is a fresh process,
+one after the other. Writes bench/ray_scoring.json and its section of bench/RAY_RESULTS.md, whose text outside the
+section says how it measures (`--memory_songs 2000 20000`: quicker).
 """
 
 import argparse
@@ -20,7 +19,8 @@ import pandas as pd
 import torch
 
 from bench.models import build_model, load_tokenizer, save_model
-from bench.report import REPO, logger, machine_info, machine_line, table, timed_process, write_json
+from bench.report import REPO, command_line, logger, machine_info, machine_line, table, timed_process, write_json, write_section
+from bench.songs import make_catalogue
 
 WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
          "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
@@ -29,10 +29,10 @@ BLOCK_SIZE = 100  # songs per batch: 10 batches of the 1,000 songs to share betw
 PREDICT_FLAGS = ["--id_column", "song", "--keep_columns", "artist", "--block_size", str(BLOCK_SIZE), "-q"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 
-# The driver of one Ray run: the CLI with a scorer that records, per actor, its peak RSS and when it scored (first
-# batch started, last one ended), then the driver's own peak RSS. VmHWM, not getrusage's ru_maxrss, which a process
-# inherits from the (large) benchmark process that started it.
-RAY_RUN = """
+# One CLI run recording its own peak RSS and, with `--engine ray`, per actor its peak RSS and when it scored (first
+# batch started, last one ended). VmHWM, not getrusage's ru_maxrss, which a process inherits from the (large)
+# benchmark process that started it.
+MEASURED_RUN = """
 import json, os, sys, time
 from lyric_valence import cli, ray_scoring
 
@@ -84,14 +84,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 log = logger("ray-scoring")
-METHOD = (
-    "Method: every run is a subprocess of the benchmark, one after another (`nice -n 10`). Ray runs are "
-    "`lyric-valence predict --engine ray` drivers that start their own local cluster (one CPU slot per worker plus "
-    "one for reading, even beyond the 2 cores); a scorer subclass records each actor's peak RSS (VmHWM) and when it "
-    "started its first batch and ended its last; the driver records its own peak RSS at exit. Wall times include "
-    "starting the cluster and the actors (model loading), which dominate at 1,000 songs. predict runs are the CLI in "
-    "one process, or two started by torchrun and joined by accelerate over gloo; each records the rows "
-    "`process_share` gives it and the rows it reads from the input (table rows that reach a block, song files opened).")
+POOL_SONGS = 1000
 
 
 def write_catalogue(folder: Path, songs: int) -> list[str]:
@@ -110,22 +103,34 @@ def write_catalogue(folder: Path, songs: int) -> list[str]:
     return sorted(str(path) for path in folder.iterdir())
 
 
+def write_song_table(path: Path, pool: list[str], songs: int) -> str:
+    """A CSV of `songs` rows (song, artist, seq) cycling through `pool` (bench/songs.py's length mix)."""
+    pd.DataFrame({"song": [f"song {row}" for row in range(songs)], "artist": [f"artist {row % 997}" for row in range(songs)],
+                  "seq": [pool[row % len(pool)] for row in range(songs)]}).to_csv(path, index=False)
+    return str(path)
+
+
 def run(command: list[str], **env: str) -> float:
     return timed_process(command, {**ENV, **env})["wall_s"]
 
 
-def ray_run(files: list[str], model: str, output: Path, workers: int) -> dict:
-    """One driver process starting its own local Ray: wall time and peak RSS (MiB) of the driver and the workers."""
+def measured_predict(source: str, model: str, output: Path, *flags: str) -> dict:
+    """One `predict` process (Ray's driver with `--engine ray`): wall time and peak RSS (MiB), and the Ray actors'."""
     peaks = output.with_name(f"peaks-{output.name}")
     peaks.mkdir()
-    wall = run([sys.executable, "-c", RAY_RUN, "predict", "--engine", "ray", str(Path(files[0]).parent), "--model",
-                model, "--output", str(output), "--num_workers", str(workers), *PREDICT_FLAGS],
-               PEAKS_DIR=str(peaks))
+    wall = run([sys.executable, "-c", MEASURED_RUN, "predict", source, "--model", model, "--output", str(output),
+                *flags, *PREDICT_FLAGS], PEAKS_DIR=str(peaks))
+    result = {"wall_s": round(wall, 1), "peak_mib": round(int((peaks / "driver").read_text()) / 1024)}
     actors = [json.loads(path.read_text()) for path in peaks.glob("worker-*")]
-    scoring = max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors)
-    return {"wall_s": round(wall, 1), "scoring_s": round(scoring, 1),
-            "driver_peak_mib": round(int((peaks / "driver").read_text()) / 1024),
-            "worker_peak_mib": round(max(actor["peak_kib"] for actor in actors) / 1024), "actors_seen": len(actors)}
+    if actors:
+        result.update(scoring_s=round(max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors), 1),
+                      worker_peak_mib=round(max(actor["peak_kib"] for actor in actors) / 1024), actors_seen=len(actors))
+    return result
+
+
+def ray_run(source: str, model: str, output: Path, workers: int) -> dict:
+    """One driver process starting its own local Ray with `workers` CPU workers."""
+    return measured_predict(source, model, output, "--engine", "ray", "--num_workers", str(workers))
 
 
 def torchrun_predict(files: list[str], model: str, output: Path, processes: int, work: Path) -> dict:
@@ -142,7 +147,6 @@ def torchrun_predict(files: list[str], model: str, output: Path, processes: int,
 
 def markdown(results: dict) -> str:
     same, speed, memory, two = (results[key] for key in ("same_scores", "workers_1000", "memory", "torchrun_1000"))
-    sizes = list(memory)
     rows = [
         (f"Ray scores vs predict's, {same['songs']} songs", f"max abs difference {same['max_abs_difference']:.1e} "
          f"({same['rows']} rows each, same ids in the same order: {same['same_ids']})"),
@@ -154,23 +158,17 @@ def markdown(results: dict) -> str:
          "scoring"),
         ("predict, one process, 1,000 songs", f"{results['predict_1000_s']} s; Ray with 1 worker takes "
          f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s)"),
-        *((f"Ray, {size} songs, 1 worker", f"{memory[size]['wall_s']} s; driver peak {memory[size]['driver_peak_mib']} "
-           f"MiB, worker peak {memory[size]['worker_peak_mib']} MiB") for size in sizes),
-        (f"peak memory {sizes[-1]} vs {sizes[0]} songs", f"driver x{results['memory_ratio']['driver']}, worker "
-         f"x{results['memory_ratio']['worker']}"),
         ("predict, 2 processes (torchrun), 1,000 songs", f"rows taken per process {two['2']['rows_taken']}, rows read "
          f"per process {two['2']['rows_read']}; output byte-identical to 1 process: {two['byte_identical']}; "
          f"{two['2']['wall_s']} s vs {two['1']['wall_s']} s for 1 process"),
+        *((f"{size} songs (CSV, tiny model)", f"predict, one process: {run['predict']['wall_s']} s, peak "
+           f"{run['predict']['peak_mib']} MiB; Ray, 1 worker: {run['ray']['wall_s']} s, driver peak "
+           f"{run['ray']['peak_mib']} MiB, worker peak {run['ray']['worker_peak_mib']} MiB") for size, run in memory.items()),
+        (f"peak memory {list(memory)[1]} vs {list(memory)[0]} songs", f"predict x{results['memory_ratio']['predict']}, "
+         f"Ray driver x{results['memory_ratio']['driver']}, Ray worker x{results['memory_ratio']['worker']}"),
     ]
-    return "\n".join([
-        "# Ray Data catalogue scoring and multi-process predict: measured", "",
-        f"Written by `python -m bench.ray_scoring`. Machine: {results['machine']} Models, on CPU in float32, one torch "
-        "thread per process: MiniLM-L6 with a random head for the 1,000-song rows, a tiny random one (1 layer, 32 "
-        "wide) for the memory rows; songs of 8-40 random words in Parquet files of at most 10,000 rows, in row groups "
-        "of 100; `--block_size 100` everywhere. Each figure is one run in a fresh process (driver and local Ray "
-        "cluster started per run, included in wall times); on a 2-core machine shared with other jobs, times vary by "
-        "tens of percent between runs.", "",
-        table([{"measure": measure, "result": result} for measure, result in rows]), "", METHOD, ""])
+    return "\n".join([f"Command: `{results['command']}`. Machine: {results['machine']}", "",
+                      table([{"measure": measure, "result": result} for measure, result in rows])])
 
 
 def main() -> None:
@@ -180,7 +178,8 @@ def main() -> None:
                         help="The two catalogue sizes of the memory comparison (default: 10000 100000).")
     args = parser.parse_args()
     machine = machine_info(torch.device("cpu"))
-    results = {"date": machine["date"], "machine": machine_line(machine), "songs": args.songs}
+    results = {"command": command_line("bench.ray_scoring"), "date": machine["date"], "machine": machine_line(machine),
+               "songs": args.songs}
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
         tokenizer = load_tokenizer()
@@ -194,7 +193,7 @@ def main() -> None:
         speed = {}
         for workers in ("1", "2"):
             log(f"ray, {workers} worker(s)")
-            speed[workers] = ray_run(files, minilm, work / f"ray-{workers}", int(workers))
+            speed[workers] = ray_run(str(work / "songs"), minilm, work / f"ray-{workers}", int(workers))
             speed[workers]["songs_per_s"] = round(args.songs / speed[workers]["wall_s"], 1)
             speed[workers]["scoring_songs_per_s"] = round(args.songs / speed[workers]["scoring_s"], 1)
         speed["ratio_2_vs_1"] = round(speed["2"]["songs_per_s"] / speed["1"]["songs_per_s"], 2)
@@ -218,17 +217,22 @@ def main() -> None:
         two["byte_identical"] = (work / "torchrun-1.csv").read_bytes() == (work / "torchrun-2.csv").read_bytes()
         results["torchrun_1000"] = two
 
+        pool = make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0).texts
         memory = {}
         for size in args.memory_songs:
-            log(f"ray, {size} songs")
-            memory[str(size)] = ray_run(write_catalogue(work / f"songs-{size}", size), tiny, work / f"ray-memory-{size}", 1)
+            log(f"memory, {size} songs: predict, then ray")
+            table_file = write_song_table(work / f"songs-{size}.csv", pool, size)
+            memory[str(size)] = {"predict": measured_predict(table_file, tiny, work / f"predict-{size}.csv"),
+                                 "ray": ray_run(table_file, tiny, work / f"ray-memory-{size}", 1)}
         results["memory"] = memory
         small, large = (memory[str(size)] for size in args.memory_songs)
-        results["memory_ratio"] = {"driver": round(large["driver_peak_mib"] / small["driver_peak_mib"], 2),
-                                   "worker": round(large["worker_peak_mib"] / small["worker_peak_mib"], 2)}
+        results["memory_ratio"] = {
+            "predict": round(large["predict"]["peak_mib"] / small["predict"]["peak_mib"], 2),
+            "driver": round(large["ray"]["peak_mib"] / small["ray"]["peak_mib"], 2),
+            "worker": round(large["ray"]["worker_peak_mib"] / small["ray"]["worker_peak_mib"], 2)}
 
     write_json(REPO / "bench" / "ray_scoring.json", results)
-    (REPO / "bench" / "RAY_RESULTS.md").write_text(markdown(results), encoding="utf-8")
+    write_section(REPO / "bench" / "RAY_RESULTS.md", "bench.ray_scoring", markdown(results))
     log(json.dumps(results))
 
 

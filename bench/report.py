@@ -82,6 +82,23 @@ def timed_process(command: list[str], env: dict | None = None) -> dict:
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "stderr": errors}
 
 
+def start_train_py(flags: list[str], output_dir: Path) -> subprocess.Popen:
+    """train.py with `flags`, writing to `output_dir`; its output goes to `output_dir`.log (a file, not a pipe: parallel
+    runs never block on it)."""
+    command = [sys.executable, "train.py", *flags, "--output_dir", str(output_dir), "--disable_tqdm", "True",
+               "--report_to", "none"]
+    with open(f"{output_dir}.log", "w") as log_file:
+        return subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def train_py_results(process: subprocess.Popen, output_dir: Path) -> dict:
+    """Wait for a `start_train_py` run; its all_results.json (an error with the log's tail if it failed)."""
+    if process.wait() != 0:
+        log_tail = Path(f"{output_dir}.log").read_text()[-3000:]
+        raise RuntimeError(f"train.py {shlex.join(process.args[2:])} failed (exit {process.returncode}):\n{log_tail}")
+    return json.loads((output_dir / "all_results.json").read_text())
+
+
 def logger(name: str):
     def log(message: str) -> None:
         print(f"[{name} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

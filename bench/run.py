@@ -1,40 +1,36 @@
 """
-Training throughput (our train.py step vs the reference notebook's pad-to-512 loop), whole-song inference throughput
-(`lyric-valence predict`'s engine vs a per-chunk `pipeline`), MFU, and EmoBank quality of the fine-tuning modes and of
-lora in mixed precision. Writes a run per device and encoder into bench/results.json (sections a run skips are kept
-from the previous run) and its section of bench/RESULTS.md.
+Training throughput (our train.py step vs the reference notebook's pad-to-512 loop), MFU, and EmoBank quality of the
+fine-tuning modes and of lora in mixed precision. Writes a run per device and encoder into bench/results.json (sections
+a run skips are kept from the previous run) and its section of bench/RESULTS.md. Scoring speed (our engine against the
+per-chunk `pipeline`) is bench/scoring.py's.
 """
 
 import argparse
 import functools
 import json
 import shlex
-import tempfile
 from pathlib import Path
 
 import torch
 
-from bench import harness
-from bench.flops import bf16_dense_peak, flops_per_length
-from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer, save_model
+from bench.flops import bf16_dense_peak
+from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer
 from bench.quality import measure_quality
-from bench.report import (command_line, logger, machine_info, machine_line, pick_device, rates, spread, summary, table,
+from bench.report import (command_line, logger, machine_info, machine_line, pick_device, spread, summary, table,
                           write_json, write_section)
 from bench.songs import length_summary, make_catalogue
-from bench.training import chunk_features, epoch_sample, measure_training, profile_scoring, profile_training_step
-from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, chunk_lyrics, token_budget_batches
+from bench.training import chunk_features, epoch_sample, measure_training, profile_training_step
 
 BENCH = Path(__file__).resolve().parent
 log = logger("bench")
 
 
 POOL_SONGS = 1440  # about 1,640 chunks: one length-grouped megabatch (1,600) to draw the timed batches from
-PROFILED_SONGS = 16
-# Sizes of each mode; the command line overrides the first four.
+# Sizes of each mode; the command line overrides the first three.
 PRESETS = {
-    "quick": {"training_batches": 1, "catalogue_songs": 12, "rounds": 3, "gemm_size": 2048, "gemm_seconds": 1.0,
+    "quick": {"training_batches": 1, "rounds": 3, "gemm_size": 2048, "gemm_seconds": 1.0,
               "quality_budget": "--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200"},
-    "full": {"training_batches": 5, "catalogue_songs": 64, "rounds": 5, "gemm_size": 4096, "gemm_seconds": 3.0,
+    "full": {"training_batches": 5, "rounds": 5, "gemm_size": 4096, "gemm_seconds": 3.0,
              "quality_budget": "--num_train_epochs 3"},
 }
 # Our training step's variants (train.py flags), and those each device times by default. transformers' default
@@ -46,7 +42,8 @@ VARIANT_FLAGS = {
     "bf16+workers4": "--bf16 True --dataloader_num_workers 4 --dataloader_pin_memory True",
     "bf16+compile": "--bf16 True --torch_compile True",
 }
-DEFAULT_VARIANTS = {"cpu": ["fp32", "bf16"], "cuda": ["fp32", "tf32", "bf16", "bf16+workers4", "bf16+compile"]}
+# bf16 on a CPU when asked (`--variants fp32 bf16`): only one with native bf16 (AVX512-BF16, AMX) runs it fast.
+DEFAULT_VARIANTS = {"cpu": ["fp32"], "cuda": ["fp32", "tf32", "bf16", "bf16+workers4", "bf16+compile"]}
 # EmoBank quality runs (bench/quality.py): the fine-tuning modes, and lora in each precision the device runs.
 QUALITY_SECTIONS = {
     "quality": {"cpu": ["head_only", "lora", "full"], "cuda": ["head_only", "lora", "full"]},
@@ -68,10 +65,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         "and mixed precision.")
     parser.add_argument("--quality_flags", default="", help="train.py flags added to every quality run, e.g. "
                         "'--model_name_or_path DIR --data_file emobank.csv' on a machine without the defaults.")
-    parser.add_argument("--no_training", action="store_true", help="Skip the training throughput (implies "
-                        "--no_inference): only the quality runs.")
-    parser.add_argument("--no_inference", action="store_true", help="Skip the inference throughput. Sections a run "
-                        "skips are kept from the previous run of the same device and encoder.")
+    parser.add_argument("--no_training", action="store_true", help="Skip the training throughput: only the quality "
+                        "runs. Sections a run skips are kept from the previous run of the same device and encoder.")
     parser.add_argument("--variants", nargs="+", default=None, choices=VARIANT_FLAGS, help="Our training step's "
                         f"variants to time (default: the device's: {DEFAULT_VARIANTS}).")
     parser.add_argument("--training_batches", type=int, default=None, help="Batches of 32 chunks, of the 50 of a "
@@ -83,40 +78,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, default=BENCH / "RESULTS.md", help="Markdown file whose section of "
                         "this device and encoder is rewritten (default: bench/RESULTS.md).")
     args = parser.parse_args(argv)
-    args.no_inference |= args.no_training
     args.settings = {name: value if getattr(args, name, None) is None else getattr(args, name)
                      for name, value in PRESETS["quick" if args.quick else "full"].items()}
     return args
 
 
-def make_model(encoder: str, vocab_size: int, lora: bool = True, reference: bool = False):
-    """A fresh model: LoRA-wrapped as train.py's default mode, or plain for scoring; ours, or the reference's."""
-    model = build_model(encoder, vocab_size, reference=reference)
-    return import_training_module().prepare_for_finetuning(model, "lora") if lora else model
-
-
-def measure_inference(model, tokenizer, catalogue, device: torch.device, rounds: int, peak: float) -> dict:
-    """Ours (`lyric-valence predict`'s engine, float32) and the naive per-chunk loop on the catalogue, side by side."""
-    folder = save_model(tempfile.mkdtemp(prefix="bench-model-"), model, tokenizer)
-    forward = flops_per_length(model)
-    lengths = [len(ids) for ids in chunk_lyrics(tokenizer, catalogue.texts, model.config.max_length,
-                                                  model.config.stride)["input_ids"]]
-    budget_batches = token_budget_batches(lengths, DEFAULT_BATCH_TOKENS[device.type])
-    shapes = [(len(batch), lengths[batch[0]]) for batch in budget_batches]  # each padded to its longest chunk
-    flops = {"naive": sum(map(forward, lengths))}
-    flops["ours"] = sum(count * forward(length) for count, length in shapes)
-    scorers = {"ours": harness.build_scorer("ours-float32", folder, device),
-               "naive": harness.build_scorer("naive", folder, device)}
-    seconds, scores = harness.time_side_by_side(scorers, catalogue.texts, rounds, "inference", log)
-    results = {"songs": len(catalogue.texts), "chunks": len(lengths), "real_tokens": sum(lengths),
-               "ours_padded_tokens": sum(count * length for count, length in shapes)}
-    for method, runs in seconds.items():
-        results[method] = {**rates(runs, songs=len(catalogue.texts), tokens=sum(lengths)),
-                           "mfu": summary([flops["naive"] / s / peak for s in runs]),
-                           "hfu": summary([flops[method] / s / peak for s in runs])}
-    results["ratio"] = summary([naive / ours for ours, naive in zip(seconds["ours"], seconds["naive"])])
-    results["max_score_difference"] = max(abs(a - b) for a, b in zip(scores["ours"], scores["naive"]))
-    return results
+def make_model(encoder: str, vocab_size: int, reference: bool = False):
+    """A fresh model, LoRA-wrapped as train.py's default mode: ours, or the reference's."""
+    return import_training_module().prepare_for_finetuning(build_model(encoder, vocab_size, reference=reference), "lora")
 
 
 def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
@@ -126,7 +95,6 @@ def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
     pool = make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0)
     pool_chunks = chunk_features(tokenizer, pool.texts, pool.labels)
     features = epoch_sample(pool_chunks, settings["training_batches"])
-    catalogue = make_catalogue(tokenizer.get_vocab(), settings["catalogue_songs"], seed=1)
     model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
     variants = {name: VARIANT_FLAGS[name] for name in args.variants or DEFAULT_VARIANTS[device.type]}
     run = {"mode": "quick" if args.quick else "full",
@@ -134,8 +102,7 @@ def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
            "encoder_description": ENCODER_DESCRIPTIONS[args.encoder], "machine": machine_info(device),
            "settings": settings,
            "inputs": {"training_pool_songs": length_summary(pool.tokens),
-                      "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features]),
-                      "catalogue_songs": length_summary(catalogue.tokens)}}
+                      "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features])}}
     if args.no_training:
         return run
     training = measure_training(model_factory, tokenizer, features, device, variants, settings["rounds"],
@@ -150,12 +117,6 @@ def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
     log("profiling our training step")
     training["profile"] = profile_training_step(model_factory, tokenizer, features, device, best["flags"])
     run["training"] = training
-    if not args.no_inference:
-        run["inference"] = measure_inference(model_factory(lora=False), tokenizer, catalogue, device, settings["rounds"],
-                                             training["gemm_peak_flops_per_s"]["median"])
-        log("profiling scoring")
-        run["inference"]["profile"] = profile_scoring(model_factory(lora=False), tokenizer,
-                                                      catalogue.texts[:PROFILED_SONGS], device)
     return run
 
 
@@ -203,21 +164,8 @@ def render_run(key: str, run: dict) -> str:
                   f"GEMM peak (fp32 `torch.mm`, {run['settings']['gemm_size']}², before each round): "
                   f"{spread(training['gemm_peak_flops_per_s'], '.1f', 1e-9)} GFLOP/s"
                   + (f"; data-sheet dense bf16 peak {gpu_peak / 1e12:.0f} TFLOP/s" if gpu_peak else "") + ".", ""]
-    if "inference" in run:
-        inference = run["inference"]
-        methods = {"ours": "ours: `score_songs` (`lyric-valence predict`)",
-                   "naive": "naive: `pipeline(\"text-classification\")` per chunk"}
-        lines += [*heading("inference", "2. Inference throughput (whole songs)"),
-                  f"{inference['songs']} songs, {inference['chunks']} chunks, {inference['real_tokens']:,} tokens.", "",
-                  table([{"method": label, "songs/s": spread(inference[name]["songs_per_s"]),
-                          "tokens/s": spread(inference[name]["tokens_per_s"], ".0f"),
-                          "MFU": percent(inference[name]["mfu"]),
-                          "HFU": percent(inference[name]["hfu"]) if "hfu" in inference[name] else ""}
-                         for name, label in methods.items()]),
-                  "", f"Ours / naive (songs/s, per round): **{spread(inference['ratio'], suffix='×')}**; largest "
-                  f"difference of the song scores: {inference['max_score_difference']:.1e}.", ""]
-    for section, title in (("quality", "3. Quality of the fine-tuning modes"),
-                           ("precision", "4. Quality in mixed precision (lora, same seed and budget)")):
+    for section, title in (("quality", "2. Quality of the fine-tuning modes"),
+                           ("precision", "3. Quality in mixed precision (lora, same seed and budget)")):
         if section in run:
             quality, ridge = run[section], run[section]["ridge_reference"]
             lines += [*heading(section, title),
@@ -228,15 +176,13 @@ def render_run(key: str, run: dict) -> str:
                                for mode, row in quality["modes"].items()),
                              {"mode": "frozen mean-pooled MiniLM + ridge (reference)",
                               "test Pearson": f"{ridge['pearson']:.3f}", "test MSE": f"{ridge['mse']:.5f}"}]), ""]
-    for section, title in (("training", "our training step, one batch of 32 chunks"),
-                           ("inference", "whole-song scoring")):
-        profile = run.get(section, {}).get("profile")
-        if profile:
-            lines += [f"### Where the time goes: {title} (torch.profiler)", "",
-                      f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
-                      f"{profile['matrix_product_share']:.0%}.", "",
-                      table([{"operator or kernel": f"`{row['op'][:70]}`", "s": f"{row['s']:.3f}",
-                              "share": f"{row['share']:.1%}"} for row in profile["top"]]), ""]
+    profile = run.get("training", {}).get("profile")
+    if profile:
+        lines += ["### Where the time goes: our training step, one batch of 32 chunks (torch.profiler)", "",
+                  f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
+                  f"{profile['matrix_product_share']:.0%}.", "",
+                  table([{"operator or kernel": f"`{row['op'][:70]}`", "s": f"{row['s']:.3f}",
+                          "share": f"{row['share']:.1%}"} for row in profile["top"]]), ""]
     return "\n".join(lines)
 
 
@@ -245,7 +191,7 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
     the run that measured it) and rewrite its section of the markdown."""
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     previous = results["runs"].get(key, {})
-    for section in ("training", "inference", *QUALITY_SECTIONS):
+    for section in ("training", *QUALITY_SECTIONS):
         if section not in run and section in previous:
             run[section] = previous[section]
             run.setdefault("kept", {})[section] = previous.get("kept", {}).get(

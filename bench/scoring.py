@@ -21,13 +21,7 @@ from bench.models import add_model_arguments, build_model, load_tokenizer, save_
 from bench.report import (REPO, command_line, logger, machine_info, machine_line, pick_device, rates, spread, summary,
                           table, write_json)
 from bench.songs import length_summary, make_catalogue
-from modeling_lyric_valence import (
-    DEFAULT_BATCH_TOKENS,
-    DEFAULT_SONGS_PER_BLOCK,
-    chunk_lyrics,
-    score_songs_in_batches,
-    token_budget_batches,
-)
+from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, DEFAULT_SONGS_PER_BLOCK, chunk_lyrics, score_songs_in_batches
 
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
 log = logger("scoring")
@@ -96,22 +90,13 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device: torch
 
 def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
     """
-    The host's share of scoring, which a GPU waits for, interleaved `rounds` times: chunking; padding at the GPU's
-    token budget through torch and through numpy (the engine's way); the engine with a model that costs nothing; and
-    the engine with a device stand-in as fast as the host (it sleeps, releasing the GIL as a GPU wait does, for that
-    round's host-work time spread over the padded tokens), which takes the two added unless the engine overlaps them.
+    The host's share of scoring, which a GPU waits for, interleaved `rounds` times: chunking; the engine at the GPU's
+    token budget with a model that costs nothing; and the engine with a device stand-in as fast as the host (it sleeps,
+    releasing the GIL as a GPU wait does, for that round's host-work time spread over the padded tokens), which takes
+    the two added unless the engine overlaps them.
     """
     budget, block = DEFAULT_BATCH_TOKENS["cuda"], DEFAULT_SONGS_PER_BLOCK["cuda"]
-    encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
-    encoded.pop("overflow_to_sample_mapping")
-    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-    batches = token_budget_batches([len(ids) for ids in encoded["input_ids"]], budget)
     padded_tokens = []
-
-    def padding(tensor_type: str) -> None:
-        for batch in batches:
-            inputs = tokenizer.pad([features[i] for i in batch], return_tensors=tensor_type)
-            [torch.as_tensor(ids) for ids in inputs.values()]
 
     def no_model(inputs: dict) -> torch.Tensor:
         return torch.zeros(len(inputs["input_ids"]))
@@ -124,8 +109,6 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
         score_songs_in_batches(score_batch, songs, tokenizer, config, budget, block)
 
     ways = {"chunking (tokenizer)": lambda: chunk_lyrics(tokenizer, songs, config.max_length, config.stride),
-            "padding through torch (`tokenizer.pad(return_tensors=\"pt\")`)": lambda: padding("pt"),
-            "padding through numpy (`return_tensors=\"np\"`, the engine's)": lambda: padding("np"),
             HOST_WORK: lambda: engine(no_model),
             STAND_IN: lambda: engine(device_stand_in)}
     engine(lambda inputs: padded_tokens.append(inputs["input_ids"].numel()) or no_model(inputs))
@@ -203,9 +186,7 @@ def render(run: dict) -> str:
         lines += [f"## Speed: {run['encoder']}, {speed['songs']:,} synthetic songs (bench/songs.py mix)", "",
                   f"{speed['chunks']:,} chunks, {speed['real_tokens']:,} tokens (song tokens: mean {inputs['mean']:.0f}, "
                   f"median {inputs['median']:.0f}, p99 {inputs['p99']:.0f}, max {inputs['max']}); {speed['rounds']} "
-                  "rounds, every method once per round in rotated order, one process (bench/harness.py); median "
-                  f"(min–max). MFU: model FLOPs of the full forward on real tokens against the {peaks}, measured at the "
-                  "start of every round. Default `batch_tokens`: "
+                  f"rounds, median (min–max). MFU against the {peaks}. Default `batch_tokens`: "
                   f"{DEFAULT_BATCH_TOKENS.get(run['device'].split(':')[0], '')}.", "",
                   table([{"method": method["description"], "songs/s": spread(method["songs_per_s"], ".1f"),
                           "× naive (per round)": spread(method["ratio_vs_naive"], suffix="×"),
@@ -215,15 +196,13 @@ def render(run: dict) -> str:
                          for method in speed["methods"].values()]), ""]
     host = run.get("host")
     if host:
-        lines += [f"## Host work: {host['songs']:,} songs chunked and padded, {host['rounds']} interleaved rounds", "",
-                  "What a GPU waits for unless it overlaps with the forward passes (batches at the GPU's "
-                  f"{DEFAULT_BATCH_TOKENS['cuda']:,}-token budget).", "",
+        lines += [f"## Host work: {host['songs']:,} songs, {host['rounds']} interleaved rounds, batches at the GPU's "
+                  f"{DEFAULT_BATCH_TOKENS['cuda']:,}-token budget", "",
                   table([{"host work": name, "songs/s": spread(value, ".0f")}
                          for name, value in host["songs_per_s"].items()]),
-                  "", f"With the device stand-in, the engine ({host['songs_per_block']}-song blocks, the GPU's) ran "
-                  f"{spread(host['overlap']['vs_serial'])}× as fast as host work and device one after the other "
-                  f"would; a perfect overlap of the {host['songs']:,} songs' blocks gives "
-                  f"{host['overlap']['ideal']:.2f}× (the first block's host work has nothing to overlap with).", ""]
+                  "", f"Overlap of host work with a device stand-in ({host['songs_per_block']}-song blocks): "
+                  f"{spread(host['overlap']['vs_serial'])}× as fast as the two one after the other; ideal "
+                  f"{host['overlap']['ideal']:.2f}×.", ""]
     sweep = run.get("sweep")
     if sweep:
         lines += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", "",
@@ -232,8 +211,7 @@ def render(run: dict) -> str:
     quality = run.get("quality")
     if quality:
         lines += [f"## Quality: EmoBank test ({quality['sentences']:,} sentences), model `{quality['model']}`", "",
-                  "Each mode against float32 of the same model on the same device; a mode losing more than 0.01 "
-                  "Pearson is not recommended.", "",
+                  "Against float32 of the same model on the same device; recommended: within 0.01 Pearson.", "",
                   table([{"mode": name, "Pearson": f"{mode['pearson']:.4f}", "MSE": f"{mode['mse']:.5f}",
                           "Pearson change vs float32": f"{mode['pearson_change']:+.4f}",
                           "max \\|score − float32\\|": f"{mode['max_score_difference']:.1e}",

@@ -32,9 +32,6 @@ OUR_TRAINING_ARGUMENTS = {
 }
 OUR_HEAD_LEARNING_RATE = 1e-3
 REFERENCE_LEARNING_RATE = 2e-5
-# Side of the square matrices of the fp32-vs-bf16 GEMM probe (small on CPU: a CPU without native bf16 runs it
-# tens of times slower than fp32).
-BF16_PROBE_SIZE = {"cpu": 512, "cuda": 8192}
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 # Profiler event names of GEMM-like work: aten ops on CPU, kernel names on CUDA.
 MATRIX_PRODUCT_KEYS = ("addmm", "aten::mm", "bmm", "gemm", "xmma", "nvjet", "cutlass", "scaled_dot_product", "attention",
@@ -209,15 +206,8 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
     shapes = batch_shapes(features)
     output_dir = tempfile.mkdtemp(prefix="bench-train-")
     timer = InterleavedTimer(model_factory(reference=True), features, tokenizer, device)
-    gemm = {dtype: gemm_flops_per_second(BF16_PROBE_SIZE[device.type], 1.0, device, getattr(torch, dtype))
-            for dtype in ("float32", "bfloat16")}
     trainers, warmup_s, failed = {}, {}, {}
     for name, flags in variants.items():
-        if flag_values(flags).get("bf16") and gemm["bfloat16"] < gemm["float32"]:
-            failed[name] = (f"skipped: bf16 matrix products run at {gemm['bfloat16'] / 1e9:.1f} GFLOP/s here against "
-                            f"fp32's {gemm['float32'] / 1e9:.1f} (no native bf16: AVX512-BF16 or AMX on a CPU)")
-            log(f"training: {name} {failed[name]}")
-            continue
         log(f"training: warm-up step of {name}")
         start = time.perf_counter()
         try:
@@ -250,7 +240,6 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
     reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
     results = {"chunks": len(lengths), "steps_per_epoch": len(shapes), "real_tokens": sum(lengths),
                "mean_chunk_tokens": sum(lengths) / len(lengths), "gemm_peak_flops_per_s": summary(peaks),
-               "gemm_probe": {"size": BF16_PROBE_SIZE[device.type], **{f"{k}_flops_per_s": v for k, v in gemm.items()}},
                "reference": throughput(reference_seconds, len(lengths), sum(lengths), len(lengths) * MAX_LENGTH,
                                        model_flops, len(lengths) * training_flops(MAX_LENGTH), peaks * len(variants)),
                "reference_dropouts": "encoder's own", "variants": {}, "failed": failed}
@@ -280,8 +269,3 @@ def profile_training_step(model_factory, tokenizer, features: list[dict], device
     profile = profile_top_operations(trainer.train, device)
     return {**profile, "flags": flags, "chunks": len(batch), "max_tokens": max(len(f["input_ids"]) for f in batch)}
 
-
-def profile_scoring(model, tokenizer, songs: list[str], device: torch.device) -> dict:
-    """Profile of whole-song scoring of `songs`."""
-    model = model.to(device)
-    return {**profile_top_operations(lambda: model.score_songs(songs, tokenizer), device), "songs": len(songs)}

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.scoring import emobank_test
+from bench.songs import make_catalogue
+from lyric_valence.backends.torch import prepare_for_scoring
+from modeling_lyric_valence import LyricValenceModel
 
-from bench.scoring import emobank_test  # noqa: E402
-from bench.songs import make_catalogue  # noqa: E402
-from lyric_valence.backends.torch import prepare_for_scoring  # noqa: E402
-from modeling_lyric_valence import LyricValenceModel  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 PER_CHANNEL = torch.ao.quantization.per_channel_dynamic_qconfig
 PER_TENSOR = torch.ao.quantization.default_dynamic_qconfig

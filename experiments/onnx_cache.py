@@ -1,8 +1,8 @@
 """
-Start-up of `lyric-valence predict --backend onnxruntime` with and without a kept export: the first run on a model
-exports (and quantizes) it into the model folder's `onnx/`, a second run loads that file. Each run is the real command
-in its own process on one short song, so its wall time is the start-up; peak RSS from `os.wait4`. Writes
-bench/onnx_cache.json and the ONNX export section of bench/SCORING_RESULTS.md.
+One-off study behind keeping the ONNX export: start-up of `lyric-valence predict --backend onnxruntime` with and
+without it. The first run on a model exports (and quantizes) it into the model folder's `onnx/`, a second run loads
+that file. Each run is the real command in its own process on one short song, so its wall time is the start-up; peak
+RSS from `os.wait4`. Writes experiments/onnx_cache.json and the ONNX export section of bench/SCORING_RESULTS.md.
 """
 
 import argparse
@@ -15,7 +15,7 @@ import onnxruntime
 import torch
 
 from bench.models import build_model, load_tokenizer, save_model
-from bench.report import (OUT, REPO, command_line, logger, machine_info, machine_line, spread, summary, table,
+from bench.report import (REPO, command_line, logger, machine_info, machine_line, spread, summary, table,
                           timed_process, write_json, write_section)
 
 PRECISIONS = {"float32": [], "int8": ["--quantize", "int8"]}
@@ -70,10 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
-    parser.add_argument("--results", type=Path, default=OUT / "onnx_cache.json")
+    parser.add_argument("--results", type=Path, default=REPO / "experiments" / "onnx_cache.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "SCORING_RESULTS.md")
     args = parser.parse_args()
-    record = {"command": command_line("bench.onnx_cache"), "machine": machine_info(torch.device("cpu")),
+    record = {"command": command_line("experiments.onnx_cache"), "machine": machine_info(torch.device("cpu")),
               "onnxruntime": onnxruntime.__version__, "note": args.note, "rounds": args.rounds}
     record["runs"] = runs = measure(args.rounds)
     record["speedup"] = {precision: runs[f"{precision} first"]["wall_s"]["median"]
