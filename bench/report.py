@@ -18,8 +18,6 @@ import transformers
 
 
 REPO = Path(__file__).resolve().parent.parent
-# Where device runs write their results ($OUT, fetched back from the device machine), else bench/.
-OUT = Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "bench"
 # The CPU features that decide the speed of float32, bfloat16 and int8 matrix products.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
