@@ -36,6 +36,10 @@ class LyricValenceConfig(PretrainedConfig):
         lexical_buckets (`int`, *optional*, defaults to 0):
             Size of the lexical channel ([`LyricValenceLexicalChannel`]): the chunk's token unigrams and bigrams,
             hashed into this many TF-IDF features, add a linear score to the head's. 0: no lexical channel.
+        lexical_bigrams (`bool`, *optional*, defaults to `True`):
+            Whether the lexical channel also counts token bigrams. `False`: unigrams only (one feature per vocabulary
+            id; `lexical_buckets` may then equal the vocabulary size), for text whose word order carries nothing,
+            such as word counts rendered as text.
 
     Example:
 
@@ -59,6 +63,7 @@ class LyricValenceConfig(PretrainedConfig):
     stride: int = 128
     aggregation: Literal["mean", "median", "length_weighted"] = "mean"
     lexical_buckets: int = 0
+    lexical_bigrams: bool = True
     id2label: dict[int, str] | dict[str, str] | None = None
     problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = (
         "regression"
@@ -89,7 +94,12 @@ class LyricValenceConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
         if self.stride >= self.max_length - 2:
             raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
-        if self.lexical_buckets and self.lexical_buckets <= self.encoder.vocab_size:
+        if self.lexical_buckets and not self.lexical_bigrams and self.lexical_buckets < self.encoder.vocab_size:
+            raise ValueError(
+                f"lexical_buckets ({self.lexical_buckets}) must be at least the encoder's vocabulary "
+                f"({self.encoder.vocab_size}): every token has a bucket of its own"
+            )
+        if self.lexical_buckets and self.lexical_bigrams and self.lexical_buckets <= self.encoder.vocab_size:
             raise ValueError(
                 f"lexical_buckets ({self.lexical_buckets}) must exceed the encoder's vocabulary ({self.encoder.vocab_size}):"
                 " every token has a bucket of its own, bigrams share the rest"

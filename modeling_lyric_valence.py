@@ -237,10 +237,10 @@ class LyricValenceHead(nn.Module):
 class LyricValenceLexicalChannel(nn.Module):
     """
     A bag of tokens beside the encoder: each chunk's token unigrams (one feature per vocabulary id) and bigrams (hashed
-    into the remaining `config.lexical_buckets - vocab_size` features) as sublinear TF-IDF, L2-normalised, weighted
-    into one score per chunk. This is TF-IDF + ridge regression computed from the model's own input ids, so it saves,
-    loads, exports and scores with the model. `idf` and `weight` are fitted on training songs
-    (`lyric_valence.ridge.fit_ridge`); freshly initialised, the channel scores every chunk 0.
+    into the remaining `config.lexical_buckets - vocab_size` features; none if `config.lexical_bigrams` is off) as
+    sublinear TF-IDF, L2-normalised, weighted into one score per chunk. This is TF-IDF + ridge regression computed
+    from the model's own input ids, so it saves, loads, exports and scores with the model. `idf` and `weight` are
+    fitted on training songs (`lyric_valence.ridge.fit_ridge`); freshly initialised, the channel scores every chunk 0.
     """
 
     # Knuth's multiplicative hash: spreads the bigram ids (a * vocab_size + b) over the bigram buckets.
@@ -250,12 +250,18 @@ class LyricValenceLexicalChannel(nn.Module):
         super().__init__()
         self.buckets = config.lexical_buckets
         self.vocab_size = config.encoder.vocab_size
+        self.bigrams = config.lexical_bigrams
         self.register_buffer("idf", torch.ones(self.buckets))
         self.weight = nn.Parameter(torch.zeros(self.buckets))
 
     def token_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The feature index of every unigram and bigram of each chunk, shape `(batch, 2 * length - 1)`; -1: padding."""
+        """
+        The feature index of every unigram and bigram of each chunk, shape `(batch, 2 * length - 1)` (`(batch,
+        length)` without bigrams); -1: padding.
+        """
         ids = input_ids.long()
+        if not self.bigrams:
+            return ids.masked_fill(~attention_mask.bool(), -1)
         bigrams = self.vocab_size + (ids[:, :-1] * self.vocab_size + ids[:, 1:]) * self.BIGRAM_HASH_MULTIPLIER % (
             self.buckets - self.vocab_size
         )

@@ -102,6 +102,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--out", type=Path, required=True, help="JSON of the results.")
     parser.add_argument("--buckets", type=int, nargs="+", default=[2**18, 2**20], help="Lexical channel sizes.")
+    parser.add_argument("--no_lexical_bigrams", action="store_true",
+                        help="Lexical channel of token unigrams only (config.lexical_bigrams False).")
     parser.add_argument("--last_layers", type=int, nargs="+", default=[1, 2, 4],
                         help="Encoder rows: the pooled mean of the last K layers, for each K.")
     parser.add_argument("--alphas", type=float, nargs="+", default=list(RIDGE_ALPHAS), help="Ridge alphas tried.")
@@ -139,6 +141,7 @@ def main(argv=None) -> None:
         for buckets in args.buckets:
             config = copy.deepcopy(model.config)
             config.lexical_buckets = buckets
+            config.lexical_bigrams = not args.no_lexical_bigrams
             rows = (to_songs @ lexical_rows(LyricValenceLexicalChannel(config), chunks, training_chunks)).tocsr()
             lexical = {name: rows[i] for name, i in index.items()}
             results[seed][f"lexical {buckets}"] = fit(lexical, None, labels, *grid)

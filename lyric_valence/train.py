@@ -123,6 +123,13 @@ class ModelArguments:
             "features, scored linearly beside the head (0: none). Needs --finetuning_mode ridge."
         },
     )
+    lexical_bigrams: bool = field(
+        default=True,
+        metadata={
+            "help": "Count token bigrams in the lexical channel (--no_lexical_bigrams: unigrams only, for word "
+            "counts rendered as text, whose word order carries nothing)."
+        },
+    )
 
     def __post_init__(self):
         if self.lexical_buckets and self.finetuning_mode != "ridge":
@@ -307,6 +314,7 @@ def save_results(
         recipe["ridge (picked on validation)"] = (
             f"alpha {train_metrics['ridge_alpha']}, encoder scale {train_metrics['ridge_encoder_scale']}, "
             f"lexical channel of {model_args.lexical_buckets} features"
+            + ("" if model_args.lexical_bigrams else " (unigrams only)")
         )
     else:
         recipe.update(
@@ -377,6 +385,7 @@ def main(argv: list[str] | None = None):
         stride=model_args.stride,
         aggregation=model_args.aggregation,
         lexical_buckets=model_args.lexical_buckets,
+        lexical_bigrams=model_args.lexical_bigrams,
     )
     if model_args.init_head_bias_to_label_mean:
         with torch.no_grad():

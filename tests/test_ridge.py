@@ -113,6 +113,32 @@ def test_too_few_buckets_for_the_vocabulary_is_an_error(tokenizer):
         LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), lexical_buckets=1000)
 
 
+def test_a_unigram_channel_counts_each_token_once_and_learns_what_words_say(tokenizer, songs, tmp_path, one_torch_thread):
+    model = lexical_model(tokenizer, lexical_buckets=tokenizer.vocab_size, lexical_bigrams=False)
+    inputs = tokenizer(["river river thunder", "candle"], padding=True, return_tensors="pt")
+    chunk, feature, count = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
+    assert int(count.sum()) == int(inputs["attention_mask"].sum())  # one feature per token: no bigrams
+    assert bool((feature < tokenizer.vocab_size).all())
+    river = tokenizer.convert_tokens_to_ids("river")
+    assert int(count[(chunk == 0) & (feature == river)]) == 2
+    fit = fit_ridge(model, tokenizer, *songs["train"], *songs["validation"])
+    lyrics, labels = songs["validation"]
+    assert mse(model.score_songs(lyrics, tokenizer), labels) == pytest.approx(fit.validation_mse, rel=1e-5)
+    bright, dark = (tokenizer.convert_tokens_to_ids(words) for words in (BRIGHT, DARK))
+    assert model.lexical.weight[bright].mean() > 0 > model.lexical.weight[dark].mean()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    assert loaded.config.lexical_bigrams is False
+    assert loaded.score_songs(lyrics[:8], tokenizer) == pytest.approx(model.score_songs(lyrics[:8], tokenizer), abs=1e-6)
+
+
+def test_a_unigram_channel_needs_a_bucket_per_token(tokenizer):
+    with pytest.raises(ValueError, match="must be at least the encoder's vocabulary"):
+        LyricValenceConfig(
+            encoder=tiny_bert_config(tokenizer.vocab_size, 2), lexical_buckets=1000, lexical_bigrams=False
+        )
+
+
 def test_saved_lexical_model_loads_anywhere_with_identical_scores(fitted, tokenizer, songs, tmp_path, capsys):
     model, _ = fitted
     model.save_pretrained(tmp_path)
@@ -147,6 +173,13 @@ def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, m
     assert test["test_mse"] == pytest.approx(mse(predictions.predicted_valence, predictions.true_valence), rel=1e-4)
     assert test["test_mse"] < mse([np.mean(labels)] * len(predictions), predictions.true_valence)
     assert AutoModel.from_pretrained(output, trust_remote_code=True).lexical is not None
+
+
+def test_no_lexical_bigrams_flag_reaches_the_model_arguments(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--no_lexical_bigrams"])
+    assert train.parse_arguments()[0].lexical_bigrams is False
+    monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs"])
+    assert train.parse_arguments()[0].lexical_bigrams is True
 
 
 def test_a_lexical_channel_outside_ridge_mode_is_a_usage_error(monkeypatch, capsys):
