@@ -85,6 +85,7 @@ def start_train_py(flags: list[str], output_dir: Path) -> subprocess.Popen:
     runs never block on it)."""
     command = [sys.executable, "train.py", *flags, "--output_dir", str(output_dir), "--disable_tqdm", "True",
                "--report_to", "none"]
+    Path(output_dir).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{output_dir}.log", "w") as log_file:
         return subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
 
