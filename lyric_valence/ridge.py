@@ -12,6 +12,11 @@ A song's score is the mean of its chunk scores (`aggregation` mean or length_wei
 the score of the mean features, so the regression runs on one row per song. The ridge penalty and the weight of the
 encoder block against the lexical one are picked on the validation songs' MSE, as a TF-IDF + ridge baseline picks its
 alpha; only training songs set any weight.
+
+Whether the lexical channel counts token bigrams can be picked first (`choose_lexical_bigrams`): by grouped
+cross-validation of the channel alone on the training songs. Bigrams carry word order, which full lyrics have and word
+counts rendered as text do not; a validation split of a few hundred songs is too small to tell the two apart
+(experiments/LYRICS_FEATURES.md), five folds of the training songs are not, and without the encoder they cost seconds.
 """
 
 import logging
@@ -21,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import GroupKFold
 from tqdm.auto import tqdm
 
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceModel, chunk_batches
@@ -32,6 +38,7 @@ RIDGE_ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0)
 # scaled by 1/sqrt(hidden), as a TF-IDF row has): ridge then penalises the two blocks by this ratio.
 ENCODER_SCALES = (0.35, 0.5, 0.7)
 LINEAR_AGGREGATIONS = ("mean", "length_weighted")
+BIGRAM_CHOICE_FOLDS = 5
 
 
 @dataclass
@@ -43,16 +50,44 @@ class SongFeatures:
 
 
 @dataclass
+class ChunkCounts:
+    """The lexical channel's term counts of every chunk (chunks x buckets), each chunk's song, and chunks -> songs."""
+
+    counts: sp.csr_matrix
+    song_index: np.ndarray
+    to_songs: sp.csr_matrix
+
+
+@dataclass
+class BigramChoice:
+    """Whether the lexical channel counts bigrams, and the grouped cross-validated song MSE with and without them."""
+
+    bigrams: bool
+    cv_mse_bigrams: float
+    cv_mse_unigrams: float
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "lexical_bigrams": self.bigrams,
+            "lexical_cv_mse_bigrams": self.cv_mse_bigrams,
+            "lexical_cv_mse_unigrams": self.cv_mse_unigrams,
+        }
+
+
+@dataclass
 class RidgeFit:
-    """The chosen ridge penalty and encoder scale, their validation song MSE, and every setting tried."""
+    """The chosen ridge penalty and encoder scale, their validation song MSE, every setting tried, and the bigram
+    choice if one was made."""
 
     alpha: float
     encoder_scale: float
     validation_mse: float
     trials: list[dict]
+    bigram_choice: BigramChoice | None = None
 
     def metrics(self) -> dict[str, float]:
-        return {"ridge_alpha": self.alpha, "ridge_encoder_scale": self.encoder_scale, "ridge_validation_mse": self.validation_mse}
+        metrics = {"ridge_alpha": self.alpha, "ridge_encoder_scale": self.encoder_scale, "ridge_validation_mse": self.validation_mse}
+        return metrics | (self.bigram_choice.metrics() if self.bigram_choice else {})
 
 
 def song_rows(song_index: torch.Tensor, weights: torch.Tensor, songs: int) -> sp.csr_matrix:
@@ -87,16 +122,86 @@ def song_features(
     return SongFeatures(to_songs @ pooled.double().numpy(), lexical)
 
 
+def chunk_term_counts(model: LyricValenceModel, tokenizer, lyrics: list[str]) -> ChunkCounts:
+    """The lexical channel's term counts of every chunk of `lyrics`."""
+    block = chunk_batches(tokenizer, lyrics, model.config, DEFAULT_BATCH_TOKENS["cpu"])
+    triples = []  # (chunk, feature, count)
+    for indices, inputs in block.batches:
+        chunk, feature, count = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
+        triples.append((torch.tensor(indices)[chunk], feature, count))
+    chunk, feature, count = (torch.cat(parts).numpy() for parts in zip(*triples))
+    chunks = len(block.song_index)
+    counts = sp.csr_matrix((count.astype(np.float64), (chunk, feature)), shape=(chunks, model.lexical.buckets))
+    weights = block.chunk_lengths if model.config.aggregation == "length_weighted" else torch.ones(chunks)
+    return ChunkCounts(counts, block.song_index.numpy(), song_rows(block.song_index, weights, len(lyrics)))
+
+
+def smoothed_idf(counts: sp.csr_matrix) -> np.ndarray:
+    """`ln((1 + chunks) / (1 + chunks with the feature)) + 1` of count rows (scikit-learn's `smooth_idf`)."""
+    document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
+    return np.log((1 + counts.shape[0]) / (1 + document_frequency)) + 1
+
+
+def tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """The channel's sublinear, L2-normalised TF-IDF of count rows (`LyricValenceLexicalChannel.tfidf`, on scipy
+    matrices: cross-validation needs it for many idf vectors over the same counts)."""
+    values = counts.copy()
+    values.data = 1 + np.log(values.data)
+    values = values @ sp.diags(idf)
+    norms = np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
+    return (sp.diags(1 / np.maximum(norms, 1e-12)) @ values).tocsr()
+
+
 @torch.no_grad()
 def fit_idf(model: LyricValenceModel, tokenizer, lyrics: list[str]) -> None:
-    """Set the lexical channel's smoothed idf, `ln((1 + chunks) / (1 + chunks with the feature)) + 1`, from `lyrics`."""
-    block = chunk_batches(tokenizer, lyrics, model.config, DEFAULT_BATCH_TOKENS["cpu"])
-    document_frequency = torch.zeros(model.lexical.buckets, dtype=torch.float64)
-    for _, inputs in block.batches:
-        _, feature, _ = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
-        document_frequency.index_add_(0, feature, torch.ones(len(feature), dtype=torch.float64))
-    chunks = len(block.song_index)
-    model.lexical.idf.copy_(((1 + chunks) / (1 + document_frequency)).log() + 1)
+    """Set the lexical channel's idf (`smoothed_idf`) from the chunks of `lyrics`."""
+    model.lexical.idf.copy_(torch.from_numpy(smoothed_idf(chunk_term_counts(model, tokenizer, lyrics).counts)))
+
+
+def lexical_cv_mse(chunks: ChunkCounts, labels: np.ndarray, folds: list, alphas: tuple[float, ...]) -> float:
+    """The lowest over `alphas` of TF-IDF + ridge's song MSE over `folds` (idf from each fold's training chunks)."""
+    errors = np.zeros(len(alphas))
+    for fit_songs, held_out in folds:
+        idf = smoothed_idf(chunks.counts[np.isin(chunks.song_index, fit_songs)])
+        x = (chunks.to_songs @ tfidf_rows(chunks.counts, idf)).tocsr()
+        for i, alpha in enumerate(alphas):
+            predicted = Ridge(alpha=alpha).fit(x[fit_songs], labels[fit_songs]).predict(x[held_out])
+            errors[i] += np.mean((predicted - labels[held_out]) ** 2) / len(folds)
+    return float(errors.min())
+
+
+def choose_lexical_bigrams(
+    model: LyricValenceModel,
+    tokenizer,
+    lyrics: list[str],
+    labels: list[float],
+    groups: list[str],
+    alphas: tuple[float, ...] = RIDGE_ALPHAS,
+) -> BigramChoice | None:
+    """
+    Switch the lexical channel's bigrams on or off (`config.lexical_bigrams`), whichever gives the channel alone the
+    lower song MSE in grouped 5-fold cross-validation on the training songs (`groups`: their split groups, so that no
+    artist spans a fold's two sides). None, and the model left as it is, if the songs form fewer than 2 groups.
+    """
+    folds = min(BIGRAM_CHOICE_FOLDS, len(set(groups)))
+    if folds < 2:
+        logger.warning("lexical bigrams: kept %s, cross-validation needs songs of 2 groups or more", model.lexical.bigrams)
+        return None
+    labels = np.asarray(labels, dtype=np.float64)
+    fold_songs = list(GroupKFold(folds).split(labels, groups=groups))
+    model.config.lexical_bigrams = model.lexical.bigrams = True
+    chunks = chunk_term_counts(model, tokenizer, lyrics)
+    # Unigram features are the vocabulary ids, the first columns with or without bigrams.
+    unigrams = ChunkCounts(chunks.counts[:, : model.lexical.vocab_size], chunks.song_index, chunks.to_songs)
+    with_bigrams = lexical_cv_mse(chunks, labels, fold_songs, alphas)
+    without_bigrams = lexical_cv_mse(unigrams, labels, fold_songs, alphas)
+    choice = BigramChoice(with_bigrams <= without_bigrams, with_bigrams, without_bigrams)
+    model.config.lexical_bigrams = model.lexical.bigrams = choice.bigrams
+    logger.info(
+        "lexical bigrams: %s (grouped %d-fold song MSE of the channel alone: bigrams %.5f, unigrams %.5f)",
+        "on" if choice.bigrams else "off", folds, choice.cv_mse_bigrams, choice.cv_mse_unigrams,
+    )
+    return choice
 
 
 def design_matrix(features: SongFeatures, mean: np.ndarray, std: np.ndarray, encoder_scale: float) -> sp.csr_matrix:
@@ -129,12 +234,15 @@ def fit_ridge(
     train_labels: list[float],
     validation_lyrics: list[str],
     validation_labels: list[float],
+    train_groups: list[str] | None = None,
     alphas: tuple[float, ...] = RIDGE_ALPHAS,
     encoder_scales: tuple[float, ...] = ENCODER_SCALES,
 ) -> RidgeFit:
     """
     Fit the head (and the lexical channel, if any) of `model` in closed form on the training songs, the ridge penalty
-    and encoder scale picked on the validation songs (see the module docstring). The encoder is not changed.
+    and encoder scale picked on the validation songs (see the module docstring). The encoder is not changed. Given
+    `train_groups` (the training songs' split groups) and a lexical channel, its bigrams are first switched on or off
+    by `choose_lexical_bigrams`.
 
     Raises:
         ValueError: the model's aggregation is not linear (median), or its head has fewer than 2 hidden units.
@@ -147,6 +255,9 @@ def fit_ridge(
     if model.config.head_hidden_size < 2:
         raise ValueError("ridge fitting writes the linear solution into two hidden units: head_hidden_size >= 2")
     model.eval()
+    bigram_choice = None
+    if model.lexical is not None and train_groups is not None:
+        bigram_choice = choose_lexical_bigrams(model, tokenizer, train_lyrics, train_labels, train_groups, alphas)
     if model.lexical is not None:
         fit_idf(model, tokenizer, train_lyrics)
     train = song_features(model, tokenizer, train_lyrics, desc="training songs")
@@ -168,4 +279,4 @@ def fit_ridge(
     logger.info("ridge: alpha %s, encoder scale %s, validation song MSE %.5f", alpha, scale, mse)
     with torch.no_grad():
         write_solution(model, ridge, mean, std, scale)
-    return RidgeFit(alpha, scale, mse, trials)
+    return RidgeFit(alpha, scale, mse, trials, bigram_choice)

@@ -123,11 +123,13 @@ class ModelArguments:
             "features, scored linearly beside the head (0: none). Needs --finetuning_mode ridge."
         },
     )
-    lexical_bigrams: bool = field(
-        default=True,
+    lexical_bigrams: str = field(
+        default="auto",
         metadata={
-            "help": "Count token bigrams in the lexical channel (--no_lexical_bigrams: unigrams only, for word "
-            "counts rendered as text, whose word order carries nothing)."
+            "help": "Whether the lexical channel counts token bigrams besides unigrams: on, off (for text whose word "
+            "order carries nothing, such as word counts rendered as text), or auto: whichever scores the lower song "
+            "MSE in grouped 5-fold cross-validation of the channel alone on the training songs.",
+            "choices": ["auto", "on", "off"],
         },
     )
 
@@ -313,8 +315,9 @@ def save_results(
     if model_args.finetuning_mode == "ridge":
         recipe["ridge (picked on validation)"] = (
             f"alpha {train_metrics['ridge_alpha']}, encoder scale {train_metrics['ridge_encoder_scale']}, "
-            f"lexical channel of {model_args.lexical_buckets} features"
-            + ("" if model_args.lexical_bigrams else " (unigrams only)")
+            f"lexical channel of {model_args.lexical_buckets} features, bigrams "
+            + ("on" if model.config.lexical_bigrams else "off")
+            + (" (picked by grouped 5-fold cross-validation on the training songs)" if "lexical_bigrams" in train_metrics else "")
         )
     else:
         recipe.update(
@@ -385,7 +388,7 @@ def main(argv: list[str] | None = None):
         stride=model_args.stride,
         aggregation=model_args.aggregation,
         lexical_buckets=model_args.lexical_buckets,
-        lexical_bigrams=model_args.lexical_bigrams,
+        lexical_bigrams=model_args.lexical_bigrams != "off",
     )
     if model_args.init_head_bias_to_label_mean:
         with torch.no_grad():
@@ -416,7 +419,13 @@ def main(argv: list[str] | None = None):
         train, validation = splits["train"], splits["validation"]
         start = time.perf_counter()
         train_metrics = fit_ridge(
-            model, tokenizer, list(train["text"]), list(train["label"]), list(validation["text"]), list(validation["label"])
+            model,
+            tokenizer,
+            list(train["text"]),
+            list(train["label"]),
+            list(validation["text"]),
+            list(validation["label"]),
+            train_groups=list(train["group"]) if model_args.lexical_bigrams == "auto" else None,
         ).metrics()
         train_metrics["train_runtime"] = round(time.perf_counter() - start, 2)
     else:

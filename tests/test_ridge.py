@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoTokenizer
 from lyric_valence import train
 from configuration_lyric_valence import LyricValenceConfig
 from conftest import WORDS, assert_one_line_error, predict_in_process, tiny_bert_config
-from lyric_valence.ridge import fit_ridge, song_features
+from lyric_valence.ridge import choose_lexical_bigrams, fit_ridge, song_features
 from modeling_lyric_valence import LyricValenceModel
 
 BRIGHT, DARK = WORDS[:5], WORDS[5:10]
@@ -34,10 +34,24 @@ def worded_song(rng: random.Random, valence: float) -> str:
     return "\n".join(lines)
 
 
-def worded_songs(count: int, seed: int) -> tuple[list[str], list[float]]:
+def ordered_song(rng: random.Random, valence: float) -> str:
+    """Lines of two neutral words around the pair "bright dark" (at the share `valence` sets) or "dark bright": every
+    line has each word once, so only their order says anything."""
+    lines = []
+    for _ in range(rng.randint(3, 12)):
+        pair = [BRIGHT[0], DARK[0]] if rng.random() < valence else [DARK[0], BRIGHT[0]]
+        lines.append(" ".join([rng.choice(NEUTRAL), *pair, rng.choice(NEUTRAL)]))
+    return "\n".join(lines)
+
+
+def worded_songs(count: int, seed: int, song=worded_song) -> tuple[list[str], list[float]]:
     rng = random.Random(seed)
     labels = [round(rng.random(), 3) for _ in range(count)]
-    return [worded_song(rng, label) for label in labels], labels
+    return [song(rng, label) for label in labels], labels
+
+
+def artists(count: int) -> list[str]:
+    return [f"a{i % 30}" for i in range(count)]
 
 
 def lexical_model(tokenizer, **config) -> LyricValenceModel:
@@ -139,6 +153,43 @@ def test_a_unigram_channel_needs_a_bucket_per_token(tokenizer):
         )
 
 
+def test_bigrams_are_kept_where_word_order_tells_valence(tokenizer, one_torch_thread):
+    model = lexical_model(tokenizer, lexical_bigrams=False)
+    lyrics, labels = worded_songs(150, 3, song=ordered_song)
+    choice = choose_lexical_bigrams(model, tokenizer, lyrics, labels, artists(len(lyrics)))
+    assert choice.bigrams and model.config.lexical_bigrams and model.lexical.bigrams
+    assert choice.cv_mse_bigrams < 0.5 * choice.cv_mse_unigrams  # one of each word per line: unigrams see nothing
+    assert choice.cv_mse_unigrams > 0.9 * float(np.var(labels))
+
+
+def test_bigrams_are_dropped_where_words_come_in_any_order(tokenizer, songs, one_torch_thread):
+    model = lexical_model(tokenizer)
+    choice = choose_lexical_bigrams(model, tokenizer, *songs["train"], artists(len(songs["train"][0])))
+    assert not choice.bigrams and not model.config.lexical_bigrams and not model.lexical.bigrams
+    assert choice.cv_mse_unigrams < choice.cv_mse_bigrams
+
+
+def test_bigrams_are_left_as_they_are_without_two_groups(tokenizer, songs):
+    model = lexical_model(tokenizer)
+    assert choose_lexical_bigrams(model, tokenizer, *songs["train"], ["one artist"] * len(songs["train"][0])) is None
+    assert model.config.lexical_bigrams and model.lexical.bigrams
+
+
+def test_ridge_fit_with_training_groups_chooses_bigrams_first(tokenizer, songs, tmp_path, one_torch_thread):
+    model = lexical_model(tokenizer)
+    fit = fit_ridge(model, tokenizer, *songs["train"], *songs["validation"], train_groups=artists(len(songs["train"][0])))
+    assert fit.metrics()["lexical_bigrams"] is False and fit.bigram_choice.cv_mse_unigrams > 0
+    inputs = tokenizer(["river thunder"], return_tensors="pt")
+    features = model.lexical.token_features(inputs["input_ids"], inputs["attention_mask"])
+    assert bool((features < tokenizer.vocab_size).all())  # the fitted channel counts unigrams only
+    lyrics = songs["validation"][0]
+    assert mse(model.score_songs(lyrics, tokenizer), songs["validation"][1]) == pytest.approx(fit.validation_mse, rel=1e-5)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+    assert loaded.config.lexical_bigrams is False
+    assert loaded.score_songs(lyrics[:8], tokenizer) == pytest.approx(model.score_songs(lyrics[:8], tokenizer), abs=1e-6)
+
+
 def test_saved_lexical_model_loads_anywhere_with_identical_scores(fitted, tokenizer, songs, tmp_path, capsys):
     model, _ = fitted
     model.save_pretrained(tmp_path)
@@ -159,7 +210,7 @@ def test_saved_lexical_model_loads_anywhere_with_identical_scores(fitted, tokeni
 def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, monkeypatch, songs):
     lyrics, labels = songs["train"]
     data = tmp_path / "songs.csv"
-    pd.DataFrame({"seq": lyrics, "label": labels, "artist": [f"a{i % 30}" for i in range(len(lyrics))]}).to_csv(data)
+    pd.DataFrame({"seq": lyrics, "label": labels, "artist": artists(len(lyrics))}).to_csv(data)
     output = tmp_path / "out"
     monkeypatch.setattr(sys, "argv", [
         "train.py", "--recipe", "songs", "--model_name_or_path", str(tiny_encoder_dir), "--data_file", str(data),
@@ -167,19 +218,29 @@ def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, m
         "--per_device_eval_batch_size", "8", "--report_to", "none", "--disable_tqdm", "True",
     ])
     train.main()
-    assert json.loads((output / "train_results.json").read_text())["ridge_alpha"] in (0.3, 1.0, 3.0, 10.0, 30.0)
+    train_results = json.loads((output / "train_results.json").read_text())
+    assert train_results["ridge_alpha"] in (0.3, 1.0, 3.0, 10.0, 30.0)
+    # --lexical_bigrams auto: words in any order, so the training songs' cross-validation drops the bigrams
+    assert train_results["lexical_bigrams"] is False
+    assert train_results["lexical_cv_mse_unigrams"] < train_results["lexical_cv_mse_bigrams"]
     test = json.loads((output / "test_results.json").read_text())
     predictions = pd.read_csv(output / "test_predictions.csv")
     assert test["test_mse"] == pytest.approx(mse(predictions.predicted_valence, predictions.true_valence), rel=1e-4)
     assert test["test_mse"] < mse([np.mean(labels)] * len(predictions), predictions.true_valence)
-    assert AutoModel.from_pretrained(output, trust_remote_code=True).lexical is not None
+    loaded = AutoModel.from_pretrained(output, trust_remote_code=True)
+    assert loaded.lexical is not None and loaded.config.lexical_bigrams is False
+    assert "bigrams off (picked by grouped 5-fold cross-validation" in (output / "README.md").read_text()
 
 
-def test_no_lexical_bigrams_flag_reaches_the_model_arguments(monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--no_lexical_bigrams"])
-    assert train.parse_arguments()[0].lexical_bigrams is False
+def test_lexical_bigrams_flag_reaches_the_model_arguments(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--lexical_bigrams", "off"])
+    assert train.parse_arguments()[0].lexical_bigrams == "off"
     monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs"])
-    assert train.parse_arguments()[0].lexical_bigrams is True
+    assert train.parse_arguments()[0].lexical_bigrams == "auto"
+    monkeypatch.setattr(sys, "argv", ["train.py", "--recipe", "songs", "--lexical_bigrams", "no"])
+    with pytest.raises(SystemExit) as exit:
+        train.parse_arguments()
+    assert_one_line_error(exit.value.code, capsys.readouterr().err, "--lexical-bigrams: invalid choice: 'no'")
 
 
 def test_a_lexical_channel_outside_ridge_mode_is_a_usage_error(monkeypatch, capsys):
