@@ -31,11 +31,10 @@ def main():
     encoder = args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
+    # One model for every seed: the choice counts with bigrams on whatever the last seed picked.
+    model = LyricValenceModel.from_encoder_pretrained(encoder, pooling="mean", lexical_buckets=RECIPES["songs"]["lexical_buckets"])
     for seed in args.seeds:
         train = load_splits(args.data_file, columns=columns, seed=seed)[0]["train"]
-        model = LyricValenceModel.from_encoder_pretrained(
-            encoder, pooling="mean", lexical_buckets=RECIPES["songs"]["lexical_buckets"]
-        )
         start = time.perf_counter()
         choice = choose_lexical_bigrams(model, tokenizer, list(train["text"]), list(train["label"]), list(train["group"]))
         print(f"seed {seed}: {train.num_rows} training songs, {choice} ({time.perf_counter() - start:.0f} s)", flush=True)
