@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import logging
 
 try:
     from .configuration_lyric_valence import LyricValenceConfig
@@ -22,6 +23,7 @@ except ImportError:  # imported as a top-level module from a source checkout rat
     from configuration_lyric_valence import LyricValenceConfig
     from pipeline_lyric_valence import LyricValencePipeline
 
+logger = logging.get_logger(__name__)
 
 def check_lyrics(lyrics: list[str]) -> None:
     """Raise a `ValueError` naming the position of the first song that is not a non-blank string."""
@@ -80,6 +82,13 @@ DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536}
 # blocks leave it less idle; a CPU shares its cores between the two and gains nothing from overlap, while its
 # batches are padded less when sorted among more chunks.
 DEFAULT_SONGS_PER_BLOCK = {"cpu": 1024, "cuda": 256}
+# Chunks scored per song at most. With 512-token chunks sharing 128 tokens, 64 chunks hold about 24,600 tokens (some
+# 18,000 words), many times the longest real song; a pathological "song" (a book, a log file pasted whole) then costs
+# a catalogue no more than that.
+DEFAULT_MAX_CHUNKS_PER_SONG = 64
+# Characters of a long song read to find its first chunks, per token of them: English lyrics run 4 to 5 characters
+# per token. A song whose opening holds fewer tokens than that is tokenized whole.
+CHARACTERS_PER_TOKEN_BOUND = 8
 
 
 def token_budget_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
@@ -107,14 +116,49 @@ class ChunkBatches:
     song_index: torch.Tensor
     chunk_lengths: torch.Tensor
     batches: list[tuple[list[int], dict[str, torch.Tensor]]]
+    capped: list[int]  # the songs (positions in the block) kept to their first `max_chunks_per_song` chunks
+
+
+def song_opening(tokenizer: PreTrainedTokenizerBase, text: str, config: PreTrainedConfig, max_chunks: int) -> str:
+    """
+    `text`, or its opening when that alone makes more than `max_chunks` chunks. The opening ends at a whitespace, so
+    its tokens are the whole song's up to there, and so are its first `max_chunks` chunks; the rest of a song of
+    hundreds of thousands of words is never tokenized.
+    """
+    limit = CHARACTERS_PER_TOKEN_BOUND * max_chunks * config.max_length
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    if len(text) <= limit or cut <= 0:
+        return text
+    opening = text[:cut]
+    chunks = chunk_lyrics(tokenizer, [opening], config.max_length, config.stride)["input_ids"]
+    return opening if len(chunks) > max_chunks else text
 
 
 def chunk_batches(
-    tokenizer: PreTrainedTokenizerBase, lyrics: list[str], config: PreTrainedConfig, batch_tokens: int
+    tokenizer: PreTrainedTokenizerBase,
+    lyrics: list[str],
+    config: PreTrainedConfig,
+    batch_tokens: int,
+    max_chunks_per_song: int | None = None,
 ) -> ChunkBatches:
-    """`lyrics` chunked (`config.max_length`, `config.stride`) and batched by [`token_budget_batches`]."""
+    """
+    `lyrics` chunked (`config.max_length`, `config.stride`) and batched by [`token_budget_batches`]. With
+    `max_chunks_per_song`, a song of more chunks keeps its first that many ([`song_opening`]) and is listed in
+    `capped`.
+    """
+    if max_chunks_per_song is not None:
+        lyrics = [song_opening(tokenizer, text, config, max_chunks_per_song) for text in lyrics]
     encoded = chunk_lyrics(tokenizer, lyrics, config.max_length, config.stride)
-    song_index = torch.tensor(encoded.pop("overflow_to_sample_mapping"))
+    song_of_chunk = encoded.pop("overflow_to_sample_mapping")
+    capped = []
+    if max_chunks_per_song is not None:
+        first_chunk = {}
+        keep = [i - first_chunk.setdefault(song, i) < max_chunks_per_song for i, song in enumerate(song_of_chunk)]
+        if not all(keep):
+            capped = list(dict.fromkeys(song for song, kept in zip(song_of_chunk, keep) if not kept))
+            song_of_chunk = [song for song, kept in zip(song_of_chunk, keep) if kept]
+            encoded = {name: [value for value, kept in zip(values, keep) if kept] for name, values in encoded.items()}
+    song_index = torch.tensor(song_of_chunk)
     chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
     features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
     batches = []
@@ -123,7 +167,7 @@ def chunk_batches(
         # waits for.
         inputs = tokenizer.pad([features[i] for i in batch], return_tensors="np")
         batches.append((batch, {name: torch.from_numpy(ids) for name, ids in inputs.items()}))
-    return ChunkBatches(len(lyrics), song_index, chunk_lengths, batches)
+    return ChunkBatches(len(lyrics), song_index, chunk_lengths, batches, capped)
 
 
 def prefetched(pool: Executor, prepare: Callable, items: Iterable) -> Iterator:
@@ -146,12 +190,17 @@ def score_songs_in_batches(
     batch_tokens: int,
     songs_per_block: int,
     show_progress: bool = False,
+    *,
+    max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
+    capped_songs: list[int] | None = None,
 ) -> list[float]:
     """
     The scoring engine of [`~LyricValenceModel.score_songs`], for any backend that can score one batch:
     `score_batch` maps a batch padded by the tokenizer (CPU tensors by name) to its chunk valences, shape
     `(chunks,)`. Songs are chunked and batched `songs_per_block` at a time ([`chunk_batches`]), the next block in a
     background thread while `score_batch` runs on this one, and their chunk scores combined with `config.aggregation`.
+    A song of more than `max_chunks_per_song` chunks (None: no limit) is scored on its first that many; the positions
+    of such songs are appended to `capped_songs` when it is given, else logged as a warning.
     """
     if batch_tokens < config.max_length:
         raise ValueError(
@@ -160,15 +209,21 @@ def score_songs_in_batches(
         )
     if songs_per_block < 1:
         raise ValueError(f"songs_per_block ({songs_per_block}) must be positive")
+    if max_chunks_per_song is not None and max_chunks_per_song < 1:
+        raise ValueError(f"max_chunks_per_song ({max_chunks_per_song}) must be positive, or None for no limit")
     check_lyrics(lyrics)
-    blocks = (lyrics[start : start + songs_per_block] for start in range(0, len(lyrics), songs_per_block))
-    prepare = partial(chunk_batches, tokenizer, config=config, batch_tokens=batch_tokens)
-    scores = []
+    starts = range(0, len(lyrics), songs_per_block)
+    blocks = (lyrics[start : start + songs_per_block] for start in starts)
+    prepare = partial(
+        chunk_batches, tokenizer, config=config, batch_tokens=batch_tokens, max_chunks_per_song=max_chunks_per_song
+    )
+    scores, capped = [], []
     with ThreadPoolExecutor(max_workers=1) as host, tqdm(
         total=len(lyrics), unit="song", disable=not show_progress
     ) as progress:
         # Tokenizing and padding overlap with the forward passes, which release the GIL: a GPU need not wait for them.
-        for block in prefetched(host, prepare, blocks):
+        for start, block in zip(starts, prefetched(host, prepare, blocks)):
+            capped += [start + song for song in block.capped]
             chunk_scores = torch.empty(len(block.song_index))
             for indices, inputs in block.batches:
                 chunk_scores[indices] = score_batch(inputs).float()
@@ -178,6 +233,14 @@ def score_songs_in_batches(
                 )
             )
             progress.update(block.songs)
+    if capped_songs is not None:
+        capped_songs.extend(capped)
+    elif capped:
+        logger.warning(
+            "%d of %d songs scored on their first %d chunks only (max_chunks_per_song), at positions %s%s",
+            len(capped), len(lyrics), max_chunks_per_song, ", ".join(map(str, capped[:10])),
+            ", ..." if len(capped) > 10 else "",
+        )
     return torch.cat(scores).tolist() if scores else []
 
 
@@ -393,6 +456,9 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         batch_tokens: int | None = None,
         songs_per_block: int | None = None,
         show_progress: bool = False,
+        *,
+        max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
+        capped_songs: list[int] | None = None,
     ) -> list[float]:
         """
         Valence of each whole song in `lyrics`, one float per song in input order.
@@ -404,9 +470,15 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         per song with `config.aggregation`. The next block is tokenized and padded in a background thread while the
         model scores this one.
 
+        A song of more than `max_chunks_per_song` chunks (default `DEFAULT_MAX_CHUNKS_PER_SONG`, 64: about 24,600
+        tokens with 512-token chunks and stride 128; None: no limit) is scored on its first that many chunks, as if
+        its text ended there, so that a pathological "song" cannot stall a catalogue. Pass a list as `capped_songs`
+        to have the positions in `lyrics` of such songs appended to it; without one, they are logged as a warning.
+
         Raises:
             ValueError: a song is empty or whitespace-only (the message names its position), `batch_tokens` is
-                smaller than `config.max_length` (a full chunk would not fit), or `songs_per_block` is not positive.
+                smaller than `config.max_length` (a full chunk would not fit), or `songs_per_block` or
+                `max_chunks_per_song` is not positive.
         """
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self.device.type, DEFAULT_BATCH_TOKENS["cuda"])
@@ -416,7 +488,8 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         self.eval()
         try:
             return score_songs_in_batches(
-                self._score_batch, lyrics, tokenizer, self.config, batch_tokens, songs_per_block, show_progress
+                self._score_batch, lyrics, tokenizer, self.config, batch_tokens, songs_per_block, show_progress,
+                max_chunks_per_song=max_chunks_per_song, capped_songs=capped_songs,
             )
         finally:
             self.train(was_training)

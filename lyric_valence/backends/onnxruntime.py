@@ -35,6 +35,7 @@ from transformers import PreTrainedTokenizerBase
 from lyric_valence.backends.torch import prepare_for_scoring
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_CHUNKS_PER_SONG,
     DEFAULT_SONGS_PER_BLOCK,
     LyricValenceLexicalChannel,
     LyricValenceModel,
@@ -238,6 +239,9 @@ class OnnxRuntimeScorer:
         batch_tokens: int | None = None,
         songs_per_block: int | None = None,
         show_progress: bool = False,
+        *,
+        max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
+        capped_songs: list[int] | None = None,
     ) -> list[float]:
         """Valence of each whole song in `lyrics`, as [`~LyricValenceModel.score_songs`] (defaults: the CPU's)."""
         return score_songs_in_batches(
@@ -248,6 +252,8 @@ class OnnxRuntimeScorer:
             batch_tokens or DEFAULT_BATCH_TOKENS["cpu"],
             songs_per_block or DEFAULT_SONGS_PER_BLOCK["cpu"],
             show_progress,
+            max_chunks_per_song=max_chunks_per_song,
+            capped_songs=capped_songs,
         )
 
     def _score_batch(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
