@@ -156,18 +156,28 @@ class DataArguments:
         default=str(EMOBANK),
         metadata={
             "help": "Labelled lyrics: CSV/TSV, JSON/JSONL, Parquet, or a folder written by `lyric-valence prepare`. "
-            "The Kaggle '150K Lyrics Labeled with Spotify Valence' layout (seq, label, artist, song) and EmoBank "
-            "(text, V on 1-5, split) are recognised without column flags. Defaults to EmoBank, bundled in data/."
+            "Columns a flag does not name are recognised by name (as predict does), so the Kaggle '150K Lyrics "
+            "Labeled with Spotify Valence' file (seq, label, artist, song) and EmoBank (text, V on 1-5, split) need "
+            "no column flags. Defaults to EmoBank, bundled in data/."
         },
     )
-    text_column: str | None = field(default=None, metadata={"help": "Column holding the lyrics."})
-    label_column: str | None = field(default=None, metadata={"help": "Column holding the valence label."})
-    id_column: str | None = field(default=None, metadata={"help": "Column holding a song id (default: row number)."})
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column holding the lyrics (default: the first of lyrics, text, seq)."}
+    )
+    label_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the valence label (default: the first of valence, label, V; V on 1-5)."},
+    )
+    id_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding a song id (default: id, song_id or an unnamed index; else row number)."},
+    )
     group_column: str | None = field(
-        default=None, metadata={"help": "Column whose values never span two splits, e.g. artist."}
+        default=None, metadata={"help": "Column whose values never span two splits (default: artist, if present)."}
     )
     split_column: str | None = field(
-        default=None, metadata={"help": "Column naming each row's split (train, dev/validation, test)."}
+        default=None,
+        metadata={"help": "Column naming each row's split: train, dev/validation, test (default: split, if present)."},
     )
     label_range: list[float] | None = field(
         default=None,
@@ -193,11 +203,8 @@ class DataArguments:
     max_eval_songs: int | None = field(default=None, metadata={"help": "Use only the first N validation songs."})
     max_test_songs: int | None = field(default=None, metadata={"help": "Use only the first N test songs."})
 
-    def columns(self) -> Columns | None:
-        if self.text_column is None and self.label_column is None:
-            return None
-        if self.text_column is None or self.label_column is None:
-            raise UserError(f"{self.data_file}: name both --text_column and --label_column, or neither")
+    def columns(self) -> Columns:
+        """The columns the flags name; the others are recognised in the file (`lyric_valence.data.columns`)."""
         return Columns(self.text_column, self.label_column, self.id_column, self.group_column, self.split_column)
 
 

@@ -168,6 +168,7 @@ def bad_inputs(tmp_path):
     return {
         "missing file": (["--data_file", str(tmp_path / "nope.csv")], "nope.csv"),
         "unknown column": (["--data_file", str(good), "--text_column", "lyrics", "--label_column", "label"], "lyrics"),
+        "unknown column, the other recognised": (["--data_file", str(good), "--label_column", "mood"], "mood"),
         "all-empty text": (["--data_file", str(empty)], "empty"),
         "labels out of range": (["--data_file", str(out_of_range)], "label"),
         "non-UTF-8 file": (["--data_file", str(latin1)], "UTF-8"),
@@ -184,6 +185,41 @@ def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path):
         assert "Traceback" not in completed.stderr, case
         error_lines = [line for line in completed.stderr.splitlines() if "error" in line]
         assert len(error_lines) == 1 and expected in error_lines[0], (case, completed.stderr[-2000:])
+
+
+def test_naming_only_the_text_column_trains_when_the_label_column_is_recognised(tmp_path, tiny_encoder_dir,
+                                                                                 monkeypatch, one_torch_thread):
+    """`--text_column words` alone: `valence` is the label and `artist` the group, recognised as without flags."""
+    from conftest import write_kaggle_csv
+
+    frame = pd.read_csv(write_kaggle_csv(tmp_path / "kaggle.csv", songs=20, seed=3), index_col=0)
+    data = tmp_path / "songs.csv"
+    frame.rename(columns={"seq": "words", "label": "valence"}).to_csv(data, index=False)
+    output = tmp_path / "out"
+    run_train(
+        monkeypatch, "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--text_column", "words",
+        "--output_dir", output, "--finetuning_mode", "head_only", *TINY_RUN, "--num_train_epochs", "1",
+        "--save_strategy", "no", "--load_best_model_at_end", "False", "--test_fraction", "0.3",
+    )
+    predictions = pd.read_csv(output / "test_predictions.csv", dtype={"song_id": str})
+    labels = frame.set_axis(frame.index.astype(str))["label"]
+    assert predictions["true_valence"].tolist() == pytest.approx(labels[predictions["song_id"]].tolist(), abs=1e-6)
+    split_ids = json.loads((output / "split_song_ids.json").read_text())
+    artists = {split: set(frame["artist"].iloc[[int(i) for i in ids]]) for split, ids in split_ids.items()}
+    assert not artists["train"] & artists["test"]
+
+
+def test_naming_only_the_label_column_reads_a_recognised_lyrics_column(tmp_path, monkeypatch):
+    from lyric_valence.data import load_splits
+
+    data = tmp_path / "songs.jsonl"
+    pd.DataFrame({"lyrics": [f"song number {i}" for i in range(10)], "mood": [i / 10 for i in range(10)]}).to_json(
+        data, orient="records", lines=True)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--data_file", str(data), "--label_column", "mood"])
+    _, _, data_args, _ = train.parse_arguments()
+    splits, counts = load_splits(data_args.data_file, data_args.columns())
+    rows = pd.concat([split.to_pandas() for split in splits.values()])
+    assert sorted(zip(rows["text"], rows["label"])) == [(f"song number {i}", i / 10) for i in range(10)]
 
 
 def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypatch):

@@ -45,16 +45,24 @@ class PrepareArguments:
     out: str = field(metadata={"help": "Folder for the splits (save_to_disk), data_card.md/json and histograms."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the splits already in --out."})
     text_column: str | None = field(
-        default=None, metadata={"help": "Column of the lyrics (with --label_column; default: detect the layout)."}
+        default=None, metadata={"help": "Column of the lyrics (default: the first of lyrics, text, seq)."}
     )
-    label_column: str | None = field(default=None, metadata={"help": "Column of the valence label."})
-    id_column: str | None = field(default=None, metadata={"help": "Column of the song id (default: row number)."})
+    label_column: str | None = field(
+        default=None, metadata={"help": "Column of the valence label (default: the first of valence, label, V)."}
+    )
+    id_column: str | None = field(
+        default=None, metadata={"help": "Column of the song id (default: id, song_id or an unnamed index; else row number)."}
+    )
     artist_column: str | None = field(
-        default=None, metadata={"help": "Column whose rows must stay in one split, e.g. the artist."}
+        default=None, metadata={"help": "Column whose rows must stay in one split (default: artist, if present)."}
     )
-    title_column: str | None = field(default=None, metadata={"help": "Column of the song title (kept as `title`)."})
+    title_column: str | None = field(
+        default=None, metadata={"help": "Column of the song title, kept as `title` (default: title or song, if present)."}
+    )
     split_column: str | None = field(
-        default=None, metadata={"help": "Column holding the file's own split (train/dev/test), used instead of a new one."}
+        default=None,
+        metadata={"help": "Column holding the file's own split (train/dev/test), used instead of a new one (default: "
+                  "split, if present)."},
     )
     label_range: list[float] | None = field(
         default=None, metadata={"help": "LOW HIGH: the label scale, rescaled to [0, 1] (EmoBank's 1 5 is detected)."}
@@ -69,15 +77,11 @@ class PrepareArguments:
     def __post_init__(self):
         if self.label_range is not None and len(self.label_range) != 2:
             raise ValueError(f"--label_range takes two numbers, LOW HIGH; got {self.label_range}")
-        if (self.text_column is None) != (self.label_column is None):
-            raise ValueError("--text_column and --label_column go together")
         if not 0 <= self.stride < self.max_length - 2:
             raise ValueError(f"--stride ({self.stride}) must be in [0, max_length - 2 = {self.max_length - 2})")
 
-    def columns(self) -> Columns | None:
-        """The columns named by the flags, or None to detect the layout."""
-        if self.text_column is None:
-            return None
+    def columns(self) -> Columns:
+        """The columns named by the flags; the others are recognised in the file (`lyric_valence.data.columns`)."""
         return Columns(
             text=self.text_column,
             label=self.label_column,
