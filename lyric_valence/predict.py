@@ -2,7 +2,7 @@
 `lyric-valence predict`: score whole songs from text files, folders, tables or standard input, block by block.
 
     lyric-valence predict happy.txt                                   # the model train.py wrote to outputs/lyric-valence
-    lyric-valence predict songs.csv --text_column seq --keep_columns artist --output scores.parquet
+    lyric-valence predict songs.csv --keep_columns artist --output scores.parquet   # lyrics in lyrics, text or seq
     accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per GPU
     torchrun --nproc_per_node 2 -m lyric_valence.cli predict songs.csv --output scores.csv   # 2 processes on the CPU
 
@@ -33,10 +33,13 @@ from lyric_valence.predict_io import (
     ScoreWriter,
     blank_rows,
     Shard,
+    check_not_an_input,
     song_shards,
 )
 
 EXIT_NOTHING_SCORED = 1
+# modeling_lyric_valence.DEFAULT_MAX_CHUNKS_PER_SONG, written out: importing the model code (torch) would slow --help.
+MAX_CHUNKS_PER_SONG = 64
 logger = logging.getLogger("lyric_valence")
 
 
@@ -67,11 +70,14 @@ def predict_parser() -> ArgumentParser:
         description="Score whole songs: one valence (0 sad/negative .. 1 happy/positive) per song.",
         epilog="Output columns, one row per scored song in input order:\n"
         "  source    the file the song came from (<stdin> for standard input)\n"
-        "  id        the --id_column value; else the 0-based row number in its table; a .txt file's name without "
-        "suffix\n"
+        "  id        the --id_column value (else a table's id, song_id or unnamed index column); else the 0-based "
+        "row number in its table; a .txt file's name without suffix\n"
         "  ...       the --keep_columns, copied from the input\n"
         "  valence   0 (sad/negative) .. 1 (happy/positive), rounded to --decimals (named by --score_column)\n"
-        "Songs with empty lyrics are skipped and counted. Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
+        "Songs with empty lyrics are skipped and counted; a song longer than --max_chunks_per_song chunks is scored on "
+        "its opening, named and counted.\n"
+        "An --output that is an input, or a song file of an input folder (also through a link), is refused.\n"
+        "Exit codes: 0 scored, 1 nothing to score, 2 bad input.\n"
         "Every flag takes both spellings: --text_column and --text-column.\n"
         "Several devices: accelerate launch -m lyric_valence.cli predict ... (shards dealt round-robin to the processes;\n"
         "each process reads only its own song files and Parquet row groups, see --block_size).",
@@ -83,9 +89,17 @@ def predict_parser() -> ArgumentParser:
         "tables (one song per row, see --text_column), or '-' / nothing for standard input (see --stdin_format).",
     )
     add_model_arguments(parser)
-    parser.add_argument("--text_column", default="seq", help="Column of a table holding the lyrics (default: seq).")
     parser.add_argument(
-        "--id_column", default=None, help="Column of a table copied to the output as `id` (default: row number)."
+        "--text_column",
+        default=None,
+        help="Column of a table holding the lyrics (default: the table's first of lyrics, text, seq, the columns "
+        "train recognises).",
+    )
+    parser.add_argument(
+        "--id_column",
+        default=None,
+        help="Column of a table copied to the output as `id` (default: the table's first of id, song_id and an "
+        "unnamed index column; else the row number).",
     )
     parser.add_argument(
         "--keep_columns", nargs="+", default=[], metavar="COLUMN", help="Input columns copied to the output."
@@ -124,6 +138,16 @@ def predict_parser() -> ArgumentParser:
         action="store_true",
         help="Continue a killed run after its last complete shard (same inputs and flags; csv, tsv or jsonl "
         "--output).",
+    )
+    parser.add_argument(
+        "--max_chunks_per_song",
+        type=positive_int,
+        default=MAX_CHUNKS_PER_SONG,
+        metavar="N",
+        help="Chunks scored per song at most: a longer song is scored on its first N chunks (as if its text ended "
+        "there), named on stderr and counted in the summary. The default, %(default)s, is about 24,600 tokens with "
+        "512-token chunks and stride 128, many times the longest real song, so only a pathological one (a book or "
+        "a log pasted whole) is cut, and it costs a catalogue no more than that.",
     )
     parser.add_argument(
         "--batch_tokens",
@@ -192,9 +216,25 @@ def check_output_columns(keep_columns: list[str], score_column: str) -> None:
         raise UserError(f"--score_column {score_column}: the output's own {score_column!r} column has that name")
 
 
-def score_texts(model, tokenizer, texts: list[str], batch_tokens: int | None) -> list[float]:
-    """The valence of each song in `texts`, this process's share of a block."""
-    return model.score_songs(texts, tokenizer, batch_tokens=batch_tokens)
+def check_outputs_spare_inputs(output: str | None, inputs: list[str]) -> None:
+    """The output and its progress file are no input (a `UserError` before anything is read or written)."""
+    if output is None:
+        return
+    check_not_an_input(Path(output), f"--output {output}", inputs)
+    state = progress_file(output)
+    check_not_an_input(state, f"--output {output} (its progress file {state.name})", inputs)
+
+
+def score_texts(model, tokenizer, texts: list[str], batch_tokens: int | None,
+                max_chunks_per_song: int) -> tuple[list[float], list[int]]:
+    """
+    The valence of each song in `texts`, this process's share of a block, and the positions of the songs scored on
+    their first `max_chunks_per_song` chunks only.
+    """
+    capped = []
+    scores = model.score_songs(texts, tokenizer, batch_tokens=batch_tokens, max_chunks_per_song=max_chunks_per_song,
+                               capped_songs=capped)
+    return scores, capped
 
 
 @dataclass
@@ -206,12 +246,13 @@ class Progress:
     output_bytes: int = 0
     scored: int = 0
     skipped: int = 0
+    capped: int = 0
 
 
 def run_settings(args: argparse.Namespace) -> dict:
     """The flags that decide the output's rows and scores: `--resume` continues only a run with the same ones."""
     keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "score_column", "stdin_format", "format",
-            "decimals", "block_size", "backend", "dtype", "quantize")
+            "decimals", "block_size", "backend", "dtype", "quantize", "max_chunks_per_song")
     return {key: getattr(args, key) for key in keys}
 
 
@@ -284,25 +325,39 @@ def process_share(shards: Iterator[Shard], index: int, count: int) -> Iterator[S
         yield mine
 
 
-def score_block(block: pd.DataFrame, model, tokenizer, batch_tokens: int | None, score_column: str) -> pd.DataFrame:
-    """One block's scores without the lyrics; its empty songs are skipped and logged."""
+def score_block(block: pd.DataFrame, model, tokenizer, args: argparse.Namespace) -> tuple[pd.DataFrame, int]:
+    """
+    One block's scores without the lyrics, and how many of its songs were capped (both logged); its empty songs are
+    skipped and logged.
+    """
     blank = blank_rows(block["text"])
     log_skipped(block[blank])
     songs = block[~blank]
-    scores = score_texts(model, tokenizer, songs["text"].astype(str).tolist(), batch_tokens)
-    return songs.drop(columns="text").assign(**{score_column: pd.Series(scores, index=songs.index, dtype="float64")})
+    scores, capped = score_texts(model, tokenizer, songs["text"].astype(str).tolist(), args.batch_tokens,
+                                 args.max_chunks_per_song)
+    log_capped(songs.iloc[capped])
+    scores = pd.Series(scores, index=songs.index, dtype="float64")
+    return songs.drop(columns="text").assign(**{args.score_column: scores}), len(capped)
 
 
-def score_shard(shard: Shard, model, tokenizer, batch_tokens: int | None, score_column: str) -> tuple:
-    """A shard read and scored block by block: its scores, its row count, and how many of its songs were skipped."""
-    scores = pd.concat([score_block(block, model, tokenizer, batch_tokens, score_column) for block in shard.read()],
-                       ignore_index=True)
-    return scores, shard.rows, shard.rows - len(scores)
+def score_shard(shard: Shard, model, tokenizer, args: argparse.Namespace) -> tuple:
+    """
+    A shard read and scored block by block: its scores, its row count, and how many of its songs were skipped and
+    how many capped.
+    """
+    blocks = [score_block(block, model, tokenizer, args) for block in shard.read()]
+    scores = pd.concat([scores for scores, _ in blocks], ignore_index=True)
+    return scores, shard.rows, shard.rows - len(scores), sum(capped for _, capped in blocks)
 
 
 def log_skipped(rows: pd.DataFrame) -> None:
     for source, song_id in rows[["source", "id"]].itertuples(index=False):
         logger.warning("skipped song %s of %s: no lyrics (empty or whitespace-only)", song_id, source)
+
+
+def log_capped(rows: pd.DataFrame) -> None:
+    for source, song_id in rows[["source", "id"]].itertuples(index=False):
+        logger.warning("song %s of %s: scored on its first chunks only (--max_chunks_per_song)", song_id, source)
 
 
 def silence(quiet: bool) -> None:
@@ -317,10 +372,12 @@ def silence(quiet: bool) -> None:
     logger.setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
-def report(scored: int, skipped: int, destination: str) -> int:
+def report(scored: int, skipped: int, destination: str, capped: int, max_chunks_per_song: int) -> int:
     """The run's summary line; exit 1 when nothing was scored."""
-    logger.warning("scored %d song%s, skipped %d empty; scores written to %s", scored, "" if scored == 1 else "s",
-                   skipped, destination)
+    unit = "chunk" if max_chunks_per_song == 1 else "chunks"
+    capped_note = f" ({capped} capped at {max_chunks_per_song} {unit})" if capped else ""
+    logger.warning("scored %d song%s%s, skipped %d empty; scores written to %s", scored, "" if scored == 1 else "s",
+                   capped_note, skipped, destination)
     if scored == 0:
         print("lyric-valence predict: error: nothing to score: "
               f"{'every song was empty' if skipped else 'the input holds no songs'}", file=sys.stderr)
@@ -341,14 +398,14 @@ def ray_main(args: argparse.Namespace) -> int:
         device=args.device, backend=args.backend, dtype=args.dtype, quantize=args.quantize,
         batch_tokens=args.batch_tokens, batch_size=args.block_size, text_column=args.text_column,
         id_column=args.id_column, keep_columns=args.keep_columns, score_column=args.score_column,
-        decimals=args.decimals, resume=args.resume, quiet=args.quiet,
+        decimals=args.decimals, resume=args.resume, quiet=args.quiet, max_chunks_per_song=args.max_chunks_per_song,
     )
     if counts["files_already_done"]:
         logger.warning("%d of %d files were scored by the earlier run and kept", counts["files_already_done"],
                        counts["files"])
     if counts["files_already_done"] == counts["files"]:
         return 0
-    return report(counts["scored"], counts["skipped"], args.output)
+    return report(counts["scored"], counts["skipped"], args.output, counts["capped"], args.max_chunks_per_song)
 
 
 def main(argv: list[str]) -> int:
@@ -361,6 +418,7 @@ def main(argv: list[str]) -> int:
     check_output_columns(args.keep_columns, args.score_column)
     if args.engine == "ray":
         return ray_main(args)
+    check_outputs_spare_inputs(args.output, args.inputs)
     writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
     shards = song_shards(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
@@ -383,13 +441,14 @@ def main(argv: list[str]) -> int:
                file=sys.stderr, dynamic_ncols=True)
     share = process_share(unread_shards(shards, progress.rows_read), state.process_index, state.num_processes)
     for shard in share:
-        scored = [] if shard is None else [score_shard(shard, model, tokenizer, args.batch_tokens, args.score_column)]
-        for scores, rows, skipped in gather_object(scored):  # the round's shards, in input order
+        scored = [] if shard is None else [score_shard(shard, model, tokenizer, args)]
+        for scores, rows, skipped, capped in gather_object(scored):  # the round's shards, in input order
             if state.is_main_process:
                 progress.output_bytes = writer.write(scores)
                 progress.rows_read += rows
                 progress.scored += rows - skipped
                 progress.skipped += skipped
+                progress.capped += capped
                 if args.output is not None:
                     save_progress(args.output, progress)
             bar.update(rows)
@@ -399,5 +458,6 @@ def main(argv: list[str]) -> int:
     writer.close()
     if args.output is not None:
         progress_file(args.output).unlink(missing_ok=True)
-    return report(progress.scored, progress.skipped, args.output or "standard output")
+    return report(progress.scored, progress.skipped, args.output or "standard output", progress.capped,
+                  args.max_chunks_per_song)
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lyric_valence.errors import UserError
+from lyric_valence.data.columns import Columns, recognised_column, resolve_columns
 from lyric_valence.data.read import check_utf8
+from lyric_valence.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".lyrics")
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
@@ -58,19 +59,29 @@ def read_text_file(path: Path) -> str:
         raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def folder_songs(folder: Path) -> list[Path]:
+def song_files(folder: Path) -> list[Path]:
     """The .txt songs of a folder, sorted by name."""
-    songs = sorted(path for path in folder.iterdir() if path.suffix.lower() in TEXT_SUFFIXES and path.is_file())
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in TEXT_SUFFIXES and path.is_file())
+
+
+def folder_songs(folder: Path) -> list[Path]:
+    """The .txt songs of a folder, sorted by name; a `UserError` when it has none."""
+    songs = song_files(folder)
     if not songs:
         raise UserError(f"{folder}: a folder without .txt files; give song files, a folder of them, or a table")
     return songs
 
 
-def stdin_looks_like_a_table(text: str, text_column: str) -> bool:
-    """A header line naming the lyrics column, or a JSON object per line: the user probably wants --stdin_format."""
+def stdin_looks_like_a_table(text: str, text_column: str | None) -> bool:
+    """
+    A header line naming the lyrics column (--text_column, else a recognised one), or a JSON object per line: the
+    user probably wants --stdin_format.
+    """
     first_line = text.lstrip().split("\n", 1)[0].strip()
     fields = {field.strip().strip('"') for separator in (",", "\t") for field in first_line.split(separator)}
-    return text_column in fields or (first_line.startswith("{") and first_line.endswith("}"))
+    return (text_column or recognised_column("text", fields)) in fields or (
+        first_line.startswith("{") and first_line.endswith("}")
+    )
 
 
 def stdin_binary():
@@ -136,8 +147,18 @@ def raw_table_blocks(source, table_format: str, block_size: int) -> Iterator[pd.
                                    keep_default_na=False)
 
 
-def check_columns(name: str, columns: list[str], text_column: str, id_column: str | None,
-                  keep_columns: list[str]) -> None:
+def song_columns(name: str, columns, text_column: str | None, id_column: str | None,
+                 keep_columns: list[str]) -> tuple[str, str | None]:
+    """
+    The lyrics and id columns of a table with `columns`: those the flags name (each must exist), else the recognised
+    ones (`lyric_valence.data.columns`, as train reads tables); the table must hold every kept column too.
+    """
+    resolved, _ = resolve_columns(name, list(columns), Columns(text=text_column, song_id=id_column), needed=("text",))
+    check_columns(name, columns, resolved.text, resolved.song_id, keep_columns)
+    return resolved.text, resolved.song_id
+
+
+def check_columns(name: str, columns, text_column: str, id_column: str | None, keep_columns: list[str]) -> None:
     missing = [column for column in (text_column, id_column, *keep_columns) if column and column not in columns]
     if missing:
         flag = "--text_column" if missing[0] == text_column else "--id_column / --keep_columns"
@@ -158,11 +179,16 @@ def read_error(error: Exception, source, name: str, table_format: str, row: int)
 
 
 def song_frames(tables: Iterator[pd.DataFrame], source, name: str, table_format: str, first_row: int,
-                text_column: str, id_column: str | None, keep_columns: list[str]) -> Iterator[pd.DataFrame]:
-    """Blocks of `tables`: `id` (the id column or the 0-based row number), the kept columns and `text`."""
+                text_column: str | None, id_column: str | None, keep_columns: list[str]) -> Iterator[pd.DataFrame]:
+    """
+    Blocks of `tables`: `id` (the id column or the 0-based row number), the kept columns and `text`; the lyrics and
+    id columns are decided on the first table ([`song_columns`]).
+    """
     row = first_row
     try:
         for table in tables:
+            if row == first_row:
+                text_column, id_column = song_columns(name, table.columns, text_column, id_column, keep_columns)
             check_columns(name, table.columns, text_column, id_column, keep_columns)
             ids = table[id_column].astype(str).to_numpy() if id_column else [str(i) for i in range(row, row + len(table))]
             block = pd.DataFrame({"source": name, "id": ids}, index=table.index)
@@ -175,7 +201,7 @@ def song_frames(tables: Iterator[pd.DataFrame], source, name: str, table_format:
         raise read_error(error, source, name, table_format, row) from None
 
 
-def table_blocks(source, name: str, table_format: str, text_column: str, id_column: str | None,
+def table_blocks(source, name: str, table_format: str, text_column: str | None, id_column: str | None,
                  keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
     """Blocks of a table file or stream, read from its start."""
     tables = raw_table_blocks(source, table_format, block_size)
@@ -193,7 +219,7 @@ def row_group_blocks(path: Path, group: int, first_row: int, text_column: str, i
     yield from song_frames(tables, path, str(path), "parquet", first_row, text_column, id_column, keep_columns)
 
 
-def parquet_shards(path: Path, text_column: str, id_column: str | None, keep_columns: list[str],
+def parquet_shards(path: Path, text_column: str | None, id_column: str | None, keep_columns: list[str],
                    block_size: int) -> Iterator[Shard]:
     """
     A row group of at most `block_size` rows is one shard, read by the process that scores it: row groups are
@@ -206,7 +232,7 @@ def parquet_shards(path: Path, text_column: str, id_column: str | None, keep_col
         parquet = pq.ParquetFile(path)
     except Exception as error:
         raise read_error(error, path, str(path), "parquet", 0) from None
-    check_columns(str(path), parquet.schema_arrow.names, text_column, id_column, keep_columns)
+    text_column, id_column = song_columns(str(path), parquet.schema_arrow.names, text_column, id_column, keep_columns)
     metadata = parquet.metadata
     sizes = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
     if max(sizes, default=0) > block_size:
@@ -229,6 +255,33 @@ def table_format_of(path: Path) -> str:
     return table_format
 
 
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file or folder: through symbolic or hard links where both exist, else resolved."""
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
+
+
+def check_not_an_input(path: Path, what: str, inputs: list[str]) -> None:
+    """
+    A `UserError` naming `what` when writing `path` would harm an input: it is an input file or folder, or a song
+    file that an input folder reads (also one not there yet: a resumed or later run would read it), directly or
+    through a link either way.
+    """
+    for name in inputs:
+        if name == "-":
+            continue
+        source = Path(name)
+        if same_file(path, source):
+            raise UserError(f"{what} is the input {name}: writing it would destroy it; choose another file")
+        if source.is_dir():
+            resolved = path.resolve()
+            in_folder = resolved.suffix.lower() in TEXT_SUFFIXES and same_file(resolved.parent, source)
+            if in_folder or path.exists() and any(os.path.samefile(path, song) for song in song_files(source)):
+                raise UserError(f"{what} is a song file of the input folder {name}: writing it would destroy or add a "
+                                "song; choose a file outside it")
+
+
 def check_input(path: Path) -> None:
     if not path.exists():
         raise UserError(f"{path}: no such file")
@@ -238,10 +291,11 @@ def check_input(path: Path) -> None:
         raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def song_shards(inputs: list[str], text_column: str, id_column: str | None, keep_columns: list[str],
+def song_shards(inputs: list[str], text_column: str | None, id_column: str | None, keep_columns: list[str],
                 stdin_format: str, block_size: int) -> Iterator[Shard]:
     """
     Every input song, in input order, as shards of rows with columns `source`, `id`, the kept columns and `text`.
+    A table's lyrics and id columns are `text_column` and `id_column`, or where None recognised ([`song_columns`]).
     Each file's problems (missing, unknown format, unreadable) are found before any shard is yielded, so a bad last
     argument fails the run before the model is loaded.
     """
@@ -275,7 +329,7 @@ def song_shards(inputs: list[str], text_column: str, id_column: str | None, keep
     yield from text_shards(pending, keep_columns, block_size)
 
 
-def stdin_blocks(text_column: str, id_column: str | None, keep_columns: list[str], stdin_format: str,
+def stdin_blocks(text_column: str | None, id_column: str | None, keep_columns: list[str], stdin_format: str,
                  block_size: int) -> Iterator[pd.DataFrame]:
     if stdin_format != "text":
         yield from table_blocks(stdin_binary(), STDIN, stdin_format, text_column, id_column, keep_columns, block_size)

@@ -30,10 +30,12 @@ import pandas as pd
 
 from lyric_valence.errors import UserError
 from lyric_valence.loading import DEFAULT_MODEL, check_model_folder, load_scoring_model, model_folder
-from lyric_valence.predict_io import blank_rows, check_input, table_blocks
+from lyric_valence.predict_io import blank_rows, check_input, raw_table_blocks, read_error, song_columns
+from modeling_lyric_valence import DEFAULT_MAX_CHUNKS_PER_SONG
 
 CATALOGUE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 RUN_FILE = "lyric-valence-run.json"
+CAPPED = "lyric_valence_capped"  # the column marking capped songs on their way back from the actors
 logger = logging.getLogger("lyric_valence")
 
 
@@ -50,8 +52,10 @@ class ValenceScorer:
     """
     Scores a batch of songs for `ray.data.Dataset.map_batches` (with `batch_format="pandas"`): the model is loaded once
     per actor by `load_scoring_model`, with any backend and precision it offers. Returns the batch with a
-    `score_column`; songs whose `text_column` is empty or whitespace-only get NaN (the caller skips and counts them).
-    `drop_text` leaves the lyrics out of the returned batch, so they do not travel back from the actor.
+    `score_column`; songs whose `text_column` (None: the batch's first of lyrics, text, seq) is empty or
+    whitespace-only get NaN (the caller skips and counts them). `drop_text` leaves the lyrics out of the returned
+    batch, so they do not travel back from the actor. A song of more than `max_chunks_per_song` chunks is scored on its
+    first that many; `capped_column` names a boolean column that marks such songs (None: none, they are logged).
     """
 
     def __init__(
@@ -62,9 +66,11 @@ class ValenceScorer:
         dtype: str = "float32",
         quantize: str | None = None,
         batch_tokens: int | None = None,
-        text_column: str = "seq",
+        text_column: str | None = None,
         score_column: str = "valence",
         drop_text: bool = False,
+        max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
+        capped_column: str | None = None,
     ):
         import transformers
 
@@ -75,15 +81,24 @@ class ValenceScorer:
         self.text_column = text_column
         self.score_column = score_column
         self.drop_text = drop_text
+        self.max_chunks_per_song = max_chunks_per_song
+        self.capped_column = capped_column
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        blank = blank_rows(batch[self.text_column]).to_numpy()
+        text_column = self.text_column or song_columns("a batch", batch.columns, None, None, [])[0]
+        blank = blank_rows(batch[text_column]).to_numpy()
         scores = np.full(len(batch), np.nan)
-        songs = batch[self.text_column][~blank].astype(str).tolist()
+        songs = batch[text_column][~blank].astype(str).tolist()
+        capped = [] if self.capped_column else None
         if songs:
-            scores[~blank] = self.scorer.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens)
+            scores[~blank] = self.scorer.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens,
+                                                     max_chunks_per_song=self.max_chunks_per_song, capped_songs=capped)
         batch = batch.assign(**{self.score_column: scores})
-        return batch.drop(columns=self.text_column) if self.drop_text else batch
+        if self.capped_column:
+            marks = np.zeros(len(batch), dtype=bool)
+            marks[np.flatnonzero(~blank)[capped]] = True
+            batch = batch.assign(**{self.capped_column: marks})
+        return batch.drop(columns=text_column) if self.drop_text else batch
 
 
 def catalogue_files(inputs: list[str]) -> list[Path]:
@@ -122,10 +137,42 @@ def output_names(files: list[Path]) -> dict[Path, str]:
     return {path: name for name, path in owners.items()}
 
 
-def check_table(path: Path, text_column: str, id_column: str | None, keep_columns: list[str]) -> None:
-    """The file opens as its format and holds the columns: one `UserError` naming the file before Ray starts."""
+def check_output_folder(output: Path, inputs: list[str], files: list[Path]) -> None:
+    """
+    A `UserError` when the output folder is or holds an input file, or lies in an input folder, directly or through
+    a link either way: its files would replace the inputs, or join them in a later run.
+    """
+    folder = output.resolve()
+    for path in files:
+        if path.resolve().is_relative_to(folder):
+            raise UserError(f"--output {output} {'is' if path.resolve() == folder else 'holds'} the input {path}: "
+                            "write the scores to a folder outside the inputs")
+    for name in inputs:
+        if Path(name).is_dir() and folder.is_relative_to(Path(name).resolve()):
+            raise UserError(f"--output {output} is inside the input folder {name}: write the scores to a folder "
+                            "outside the inputs")
+
+
+def check_table(path: Path, text_column: str | None, id_column: str | None,
+                keep_columns: list[str]) -> tuple[str, str | None] | None:
+    """
+    The file's lyrics and id columns (`song_columns`: the flags', else recognised), from its schema or first row:
+    one `UserError` naming the file before Ray starts. None for a file without a row or a schema (an empty JSONL).
+    """
     table_format = CATALOGUE_FORMATS[path.suffix.lower()]
-    next(table_blocks(path, str(path), table_format, text_column, id_column, keep_columns, block_size=1), None)
+    try:
+        if table_format == "parquet":
+            import pyarrow.parquet as pq
+
+            columns = pq.ParquetFile(path).schema_arrow.names
+        else:
+            first = next(raw_table_blocks(path, table_format, block_size=1), None)
+            if first is None:
+                return None
+            columns = first.columns
+    except Exception as error:
+        raise read_error(error, path, str(path), table_format, 0) from None
+    return song_columns(str(path), columns, text_column, id_column, keep_columns)
 
 
 def check_worker_options(device, gpus_per_worker: float, backend: str, dtype: str, quantize: str | None) -> None:
@@ -240,21 +287,26 @@ def score_catalogue(
     quantize: str | None = None,
     batch_tokens: int | None = None,
     batch_size: int = 1024,
-    text_column: str = "seq",
+    text_column: str | None = None,
     id_column: str | None = None,
     keep_columns: list[str] = (),
     score_column: str = "valence",
     decimals: int = 6,
     resume: bool = False,
     quiet: bool = False,
+    max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
 ) -> dict:
     """
     Score every song of `inputs` (Parquet, CSV or JSONL files, folders of them, glob patterns) with `num_workers`
     Ray actors and write one Parquet file per input file into the folder `output`: columns `source`, `id` (the
     `id_column` value, else the row number in its file), the `keep_columns`, and `score_column`, rows in input order.
-    Songs with empty lyrics are skipped and counted. Uses the running Ray (`ray.init` or `RAY_ADDRESS`), else starts
-    a local one. With `resume`, a folder left by a killed run is continued: its finished files are kept, the others
-    scored. `quiet`: no progress bars. Returns counts: `files`, `files_already_done`, `scored`, `skipped`. Raises `UserError`.
+    A file's lyrics and ids are in `text_column` and `id_column`, or where None in its recognised columns (as
+    `predict` and `train` recognise them). Songs with empty lyrics are skipped and counted; a song of more than
+    `max_chunks_per_song` chunks is scored on its first that many, logged and counted. An output folder that is,
+    holds or lies in an input is refused. Uses the running Ray (`ray.init` or `RAY_ADDRESS`), else starts a local one.
+    With `resume`, a folder left by a killed run is continued: its finished files are kept, the others scored.
+    `quiet`: no progress bars. Returns counts: `files`, `files_already_done`, `scored`, `skipped`, `capped`. Raises
+    `UserError`.
     """
     ray = import_ray()
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
@@ -262,34 +314,38 @@ def score_catalogue(
     files = catalogue_files([str(name) for name in inputs])
     names = output_names(files)
     output = Path(output)
+    check_output_folder(output, [str(name) for name in inputs], files)
     settings = {"model": str(model), "text_column": text_column, "id_column": id_column, "keep_columns": keep_columns,
                 "score_column": score_column, "decimals": decimals, "backend": backend, "dtype": dtype,
-                "quantize": quantize}
+                "quantize": quantize, "max_chunks_per_song": max_chunks_per_song}
     start_run(output, settings, resume)
     pending = [path for path in files if not (output / names[path]).is_file()]
-    counts = {"files": len(files), "files_already_done": len(files) - len(pending), "scored": 0, "skipped": 0}
+    counts = {"files": len(files), "files_already_done": len(files) - len(pending), "scored": 0, "skipped": 0,
+              "capped": 0}
     if not pending:
         return counts
     # Checked here, not once per actor after Ray has started (where a failed actor is retried, noisily).
     check_worker_options(device, gpus_per_worker, backend, dtype, quantize)
     check_model_folder(model_folder(str(model)), str(model))
+    # One dataset per format and pair of lyrics and id columns: Ray Data reads JSON into pandas blocks and the others
+    # into Arrow blocks, and a union of them neither batches nor keeps the files' order.
+    layouts = {}
     for path in pending:
-        check_table(path, text_column, id_column, keep_columns)
+        columns = check_table(path, text_column, id_column, keep_columns)
+        if columns is None:  # nothing to read or score
+            FileWriter(output, names[path], str(path)).finish(no_scores(keep_columns, score_column))
+        else:
+            layouts.setdefault((CATALOGUE_FORMATS[path.suffix.lower()], *columns), []).append(path)
 
     start_ray(ray, num_workers, quiet)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = not quiet
     context.execution_options.preserve_order = True  # each file's rows arrive in order: row numbers are its ids
-    columns = list(dict.fromkeys(column for column in (id_column, *keep_columns, text_column) if column))
-    scorer_options = {"model": model, "device": device, "backend": backend, "dtype": dtype, "quantize": quantize,
-                      "batch_tokens": batch_tokens, "text_column": text_column, "score_column": score_column,
-                      "drop_text": True}
-    by_format = {}
-    for path in pending:
-        by_format.setdefault(CATALOGUE_FORMATS[path.suffix.lower()], []).append(path)
-    # One dataset per format: Ray Data reads JSON into pandas blocks and the others into Arrow blocks, and a union
-    # of them neither batches nor keeps the files' order.
-    for table_format, paths in by_format.items():
+    for (table_format, file_text_column, file_id_column), paths in layouts.items():
+        columns = list(dict.fromkeys(column for column in (file_id_column, *keep_columns, file_text_column) if column))
+        scorer_options = {"model": model, "device": device, "backend": backend, "dtype": dtype, "quantize": quantize,
+                          "batch_tokens": batch_tokens, "text_column": file_text_column, "score_column": score_column,
+                          "drop_text": True, "max_chunks_per_song": max_chunks_per_song, "capped_column": CAPPED}
         # Blocks of at most one batch: a file is read as one block, which would go to a single actor.
         songs = read_files(ray, table_format, [str(path) for path in paths], columns).repartition(
             target_num_rows_per_block=batch_size)
@@ -298,7 +354,7 @@ def score_catalogue(
             compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1, num_gpus=gpus_per_worker or None,
         )
         try:
-            write_scores(scored, paths, output, names, id_column, keep_columns, score_column, decimals, counts)
+            write_scores(scored, paths, output, names, file_id_column, keep_columns, score_column, decimals, counts)
         except ray.exceptions.RayTaskError as error:
             if not isinstance(error.cause, (ValueError, OSError)):  # Arrow's and the model's input errors among them
                 raise
@@ -314,9 +370,12 @@ def score_catalogue(
 
 def write_scores(scored, paths: list[Path], output: Path, names: dict[Path, str], id_column: str | None,
                  keep_columns: list[str], score_column: str, decimals: int, counts: dict) -> None:
-    """Stream the scored rows into one file per input file, finished as the next file's rows begin; count them."""
+    """
+    Stream the scored rows into one file per input file, finished as the next file's rows begin; count them, and log
+    the capped songs.
+    """
     sources = {os.path.abspath(path): path for path in paths}
-    empty = pd.DataFrame({"source": [], "id": [], **{column: [] for column in keep_columns}, score_column: []})
+    empty = no_scores(keep_columns, score_column)
     writer = None
     for batch in scored.iter_batches(batch_size=None, batch_format="pandas"):
         for ray_path, rows in batch.groupby("path", sort=False):
@@ -332,12 +391,21 @@ def write_scores(scored, paths: list[Path], output: Path, names: dict[Path, str]
             blank = frame[score_column].isna().to_numpy()
             counts["skipped"] += int(blank.sum())
             counts["scored"] += int((~blank).sum())
+            capped = rows[CAPPED].to_numpy()
+            counts["capped"] += int(capped.sum())
+            for song_id in frame["id"][capped]:
+                logger.warning("song %s of %s: scored on its first chunks only (--max_chunks_per_song)", song_id, path)
             writer.write(frame[~blank])
     if writer is not None:
         writer.finish(empty)
     for path in paths:  # files without rows
         if not (output / names[path]).exists():
             FileWriter(output, names[path], str(path)).finish(empty)
+
+
+def no_scores(keep_columns: list[str], score_column: str) -> pd.DataFrame:
+    """The columns of an output file, without rows: what a file without songs gets."""
+    return pd.DataFrame({"source": [], "id": [], **{column: [] for column in keep_columns}, score_column: []})
 
 
 def scores_frame(rows: pd.DataFrame, path: Path, first_row: int, id_column: str | None, keep_columns: list[str],

@@ -224,6 +224,36 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(tiny_model_dir, expec
     assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_predict_recognises_a_tables_lyrics_and_id_columns_as_train_does(tiny_model_dir, expected, tmp_path, capsys,
+                                                                         suffix):
+    """No flag for a `lyrics` and a `song_id` column; a flag given wins, and must name a column of the table."""
+    table = tmp_path / f"songs.{suffix}"
+    frame = pd.DataFrame({"song_id": ["s0", "s1", "s2", "s3"], "title": list("abcd"), "lyrics": SONGS})
+    frame.to_parquet(table) if suffix == "parquet" else frame.to_json(table, orient="records", lines=True)
+    code, out, err = predict_in_process(capsys, table, "--model", tiny_model_dir)
+    assert code == 0, err
+    scores = pd.read_csv(io.StringIO(out))
+    assert scores["id"].tolist() == ["s0", "s2", "s3"]
+    assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
+    code, out, err = predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "title")
+    assert code == 0 and pd.read_csv(io.StringIO(out))["id"].tolist() == ["a", "c", "d"], err
+    assert_one_line_error(*predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song")[::2],
+                          f"{table}: no column 'song'", "--id_column", "'lyrics'")
+
+
+def test_a_table_without_a_recognised_lyrics_column_is_one_line_naming_its_columns_and_the_flag(
+    tiny_model_dir, tmp_path, monkeypatch, capsys, caplog
+):
+    table = tmp_path / "words.csv"
+    pd.DataFrame({"words": SONGS}).to_csv(table, index=False)
+    assert_one_line_error(*predict_in_process(capsys, table, "--model", tiny_model_dir)[::2],
+                          f"{table}: cannot tell the text column among ['words']", "lyrics, text, seq", "--text_column")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"id,lyrics\n1,la la\n"), encoding="utf-8"))
+    code, _, _ = predict_in_process(capsys, "--model", tiny_model_dir)
+    assert code == 0 and "looks like a table" in caplog.text  # the header names a recognised lyrics column
+
+
 def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(tiny_model_dir, tmp_path, monkeypatch, capsys, caplog):
     blank = tmp_path / "blank.csv"
     pd.DataFrame({"seq": ["", "  "]}).to_csv(blank, index=False)

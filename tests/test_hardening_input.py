@@ -274,6 +274,6 @@ def test_predict_scores_every_valid_song_once_skips_blank_ones_and_counts_them(t
     expected = model.score_songs([texts[i] for i in valid], tokenizer)
     assert [row["valence"] for row in scores] == pytest.approx(expected, abs=1e-6)
     assert all(math.isfinite(row["valence"]) for row in scores)
-    assert "scored 5 songs, skipped 3 empty" in caplog.text
+    assert "scored 5 songs (1 capped at 64 chunks), skipped 3 empty" in caplog.text  # 64 tiny chunks: 1,400 tokens
     for song_id in ("s1", "s3", "s4"):
         assert f"skipped song {song_id} of" in caplog.text

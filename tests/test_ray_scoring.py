@@ -6,6 +6,7 @@ killed driver resumed without rescoring, bad files as one line and exit 2.
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,26 @@ def test_ray_engine_writes_the_scores_of_predict(local_ray, catalogue, tiny_mode
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
+def test_ray_caps_long_songs_and_counts_them_as_predict_does(local_ray, catalogue, tiny_model_dir, tmp_path, capsys,
+                                                              caplog):
+    """One 32-token chunk per song: the songs of several are capped, by both engines alike."""
+    folder, _ = catalogue
+    files = [folder / name for name in ("a.csv", "b.parquet", "c.jsonl")]
+    reference = tmp_path / "reference.csv"
+    code, _, err = predict_in_process(capsys, *files, "--model", tiny_model_dir, "--output", reference,
+                                      "--max_chunks_per_song", 1, *FLAGS[:-1])
+    assert code == 0, err
+    summary = re.search(r"scored 28 songs \((\d+) capped at 1 chunk\), skipped 5 empty", caplog.text)
+    assert summary and int(summary.group(1)) > 3
+    caplog.clear()
+    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
+                                      "--output", tmp_path / "scores", "--max_chunks_per_song", 1, *FLAGS[:-1])
+    assert code == 0, err
+    assert f"scored 28 songs ({summary.group(1)} capped at 1 chunk), skipped 5 empty" in caplog.text
+    assert caplog.text.count("scored on its first chunks only") == int(summary.group(1))
+    assert_same_scores(ray_output(tmp_path / "scores"), pd.read_csv(reference, dtype={"id": str}))
+
+
 def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(local_ray, catalogue, tiny_model_dir, tmp_path,
                                                                monkeypatch):
     folder, reference = catalogue
@@ -107,7 +128,7 @@ def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(local_ray, catalo
     counts = ray_scoring.score_catalogue(str(folder), tmp_path / "scores", tiny_model_dir, id_column="song",
                                          keep_columns=["artist"], decimals=9, batch_size=4, quiet=True)
     assert (tmp_path / "died").exists()  # an actor did exit in its first batch
-    assert counts == {"files": 3, "files_already_done": 0, "scored": 28, "skipped": 5}
+    assert counts == {"files": 3, "files_already_done": 0, "scored": 28, "skipped": 5, "capped": 0}
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
@@ -154,7 +175,7 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(catalogue, tiny_model_dir, 
     if problem == "corrupt":
         bad.write_bytes(b"PAR1 this is not a parquet file")
     elif problem == "no text column":
-        bad.write_text("song,lyrics\ns1,la la\n", encoding="utf-8")
+        bad.write_text("song,words\ns1,la la\n", encoding="utf-8")
     code, _, err = predict_in_process(capsys, "--engine", "ray", folder / "a.csv", bad, "--model", tiny_model_dir,
                                       "--output", tmp_path / "scores", "-q")
     assert_one_line_error(code, err, str(bad))

@@ -23,10 +23,18 @@ from lyric_valence.backends import onnxruntime as onnx_backend
 from lyric_valence.backends.onnxruntime import export_to_onnx, load_onnxruntime_scorer, optimize_and_quantize
 from lyric_valence.backends.torch import ClsOnlyLastLayer, prepare_for_scoring
 from lyric_valence.errors import UserError
-from modeling_lyric_valence import LyricValenceModel, chunk_lyrics, score_songs_in_batches, token_budget_batches
+from lyric_valence import predict
+from modeling_lyric_valence import (
+    DEFAULT_MAX_CHUNKS_PER_SONG,
+    LyricValenceModel,
+    chunk_lyrics,
+    score_songs_in_batches,
+    token_budget_batches,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MAX_LENGTH = 40
+SHORT_SONGS = ["rain on the window", "a small song\nof two lines", "light\n\nriver paper window " * 12]  # 1-2 chunks
 
 
 def tiny_model(tokenizer, pooling: str = "cls") -> LyricValenceModel:
@@ -141,6 +149,64 @@ def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quanti
     scores = torch.tensor(prepared.score_songs(songs, tokenizer))
     assert not torch.equal(scores, expected)  # a different precision really ran
     assert torch.allclose(scores, expected, atol=0.01)
+
+
+def long_song(words: int, gap: str = " ") -> str:
+    """A song of `words` one-token words, lines of eight, the words `gap` apart."""
+    rng = random.Random(words)
+    lines = [gap.join(rng.choice(["light", "river", "paper", "window", "silver"]) for _ in range(8))
+             for _ in range(words // 8)]
+    return "\n".join(lines)
+
+
+def opening_chunks(tokenizer, song: str, chunks: int) -> str:
+    """The text of the song's first `chunks` chunks (40 tokens, stride 10): up to the last token of the last one."""
+    encoded = tokenizer(song, truncation=True, max_length=MAX_LENGTH, stride=10, return_overflowing_tokens=True,
+                        return_offsets_mapping=True)
+    return song[: encoded["offset_mapping"][chunks - 1][-2][1]]  # [-1] is [SEP]'s (0, 0)
+
+
+def test_a_song_longer_than_max_chunks_per_song_is_scored_on_its_first_chunks(tokenizer, caplog):
+    """
+    Dense: its opening alone fills the chunks, the rest is never tokenized. Sparse (words 40 spaces apart): its
+    opening does not, so it is tokenized whole. Either way its score is that of the text of its first 3 chunks, and
+    its position in the input (across blocks of 2 songs) is reported; the other songs score as without a limit.
+    """
+    model = tiny_model(tokenizer)
+    dense, sparse = long_song(5000), long_song(600, gap=" " * 40)
+    lyrics = [SHORT_SONGS[0], dense, SHORT_SONGS[1], SHORT_SONGS[2], sparse]
+    tokenized = []
+
+    class RecordingTokenizer:
+        def __call__(self, texts, **kwargs):
+            tokenized.extend(map(len, texts))
+            return tokenizer(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    capped = []
+    scores = score_songs_in_batches(model._score_batch, lyrics, RecordingTokenizer(), model.config, 400,
+                                    songs_per_block=2, max_chunks_per_song=3, capped_songs=capped)
+    assert capped == [1, 4]
+    assert len(dense) not in tokenized and len(sparse) in tokenized
+    openings = [opening_chunks(tokenizer, song, 3) for song in (dense, sparse)]
+    expected = chunk_by_chunk(model, tokenizer, [SHORT_SONGS[0], openings[0], SHORT_SONGS[1], SHORT_SONGS[2], openings[1]])
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert "max_chunks_per_song" not in caplog.text  # reported to the caller, who asked for the positions
+    assert model.score_songs(lyrics, tokenizer, max_chunks_per_song=3) == pytest.approx(scores, abs=1e-6)
+    assert "2 of 5 songs scored on their first 3 chunks only (max_chunks_per_song), at positions 1, 4" in caplog.text
+
+
+def test_the_default_limit_leaves_real_songs_whole(tokenizer, songs):
+    """64 chunks, as predict's default: the songs of several chunks score as without a limit, none reported."""
+    model = tiny_model(tokenizer)
+    capped = []
+    assert model.score_songs(songs, tokenizer, capped_songs=capped) == model.score_songs(
+        songs, tokenizer, max_chunks_per_song=None)
+    assert capped == [] and DEFAULT_MAX_CHUNKS_PER_SONG == predict.MAX_CHUNKS_PER_SONG == 64
+    with pytest.raises(ValueError, match="max_chunks_per_song"):
+        model.score_songs(songs, tokenizer, max_chunks_per_song=0)
 
 
 def saved(model, folder):
@@ -269,9 +335,28 @@ def test_predict_with_a_token_budget_writes_the_chunk_by_chunk_reference_scores(
     assert pd.read_csv(output)["valence"].tolist() == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_predict_caps_a_long_song_names_it_and_counts_it_in_the_summary(
+    model_dir, tokenizer, tmp_path, capsys, caplog, backend
+):
+    table = tmp_path / "songs.csv"
+    lyrics = [SHORT_SONGS[0], long_song(5000), SHORT_SONGS[1]]
+    pd.DataFrame({"song_id": ["a", "long", "b"], "lyrics": lyrics}).to_csv(table, index=False)
+    output = tmp_path / "scores.csv"
+    code, _, stderr = predict_in_process(capsys, table, "--model", model_dir, "--max_chunks_per_song", 3,
+                                         "--backend", backend, "--output", output)
+    assert code == 0, stderr
+    lyrics[1] = opening_chunks(tokenizer, lyrics[1], 3)
+    expected = chunk_by_chunk(tiny_model(tokenizer), tokenizer, lyrics)
+    assert pd.read_csv(output)["valence"].tolist() == pytest.approx(expected, abs=1e-5)
+    assert f"song long of {table}: scored on its first chunks only (--max_chunks_per_song)" in caplog.text
+    assert f"scored 3 songs (1 capped at 3 chunks), skipped 0 empty; scores written to {output}" in caplog.text
+
+
 @pytest.mark.parametrize(
     "flags, expected",
     [
+        (["--max_chunks_per_song", "0"], ["--max_chunks_per_song", "must be a positive integer"]),
         (["--batch_tokens", "39"], ["--batch_tokens 39", "max_length (40)"]),
         (["--batch_tokens", "many"], ["--batch_tokens", "invalid"]),
         (["--dtype", "float64"], ["--dtype", "float64", "invalid choice"]),
