@@ -1,31 +1,33 @@
 """
-Closed-form training (`train.py --finetuning_mode ridge`): the encoder stays frozen, and one ridge regression
-(scikit-learn) fits the training songs' labels from two kinds of song features side by side: the encoder's pooled chunk
-vectors (standardised) and, when the model has one, the lexical channel's TF-IDF vectors. The solution is written
-into the model's own weights, so the fitted model scores, saves and loads like any other:
+Closed-form training (`train.py --finetuning_mode ridge`, the songs recipe, and the shipped songs models): the encoder
+stays frozen, and one ridge regression fits the songs' labels from two kinds of song features side by side: the
+encoder's pooled chunk vectors (standardised) and, when the model has one, the lexical channel's TF-IDF vectors. The
+solution is written into the model's own weights, so the fitted model scores, saves and loads like any other:
 
-- the lexical channel's `idf` (document frequencies of the training chunks) and `weight` (its ridge coefficients);
+- the lexical channel's `idf` (smoothed document frequencies of the fitting chunks; 0 for buckets in fewer than
+  `min_df` chunks, and for bigram buckets when bigrams are off, so that they count neither in the score nor in the
+  L2 norm, as scikit-learn's `TfidfVectorizer(min_df=...)` drops such terms) and `weight` (its ridge coefficients);
 - the head, as the linear map of the encoder coefficients: `relu(u.x + c) - relu(-u.x - c) = u.x + c`, so two of the
   head's hidden units carry it exactly and the others are zero.
 
 A song's score is the mean of its chunk scores (`aggregation` mean or length_weighted), and a linear score's mean is
-the score of the mean features, so the regression runs on one row per song. The ridge penalty and the weight of the
-encoder block against the lexical one are picked on the validation songs' MSE, as a TF-IDF + ridge baseline picks its
-alpha; only training songs set any weight.
+the score of the mean features, so the regression runs on one row per song. The songs are encoded once
+(`encode_songs`: pooled vectors and term counts with bigrams); every setting is then sparse algebra on them.
 
-Whether the lexical channel counts token bigrams can be picked first (`choose_lexical_bigrams`): by grouped
-cross-validation of the channel alone on the training songs. Bigrams carry word order, which full lyrics have and word
-counts rendered as text do not; a validation split of a few hundred songs is too small to tell the two apart
-(experiments/LYRICS_FEATURES.md), five folds of the training songs are not, and without the encoder they cost seconds.
+The settings (bigrams on or off, `min_df`, the ridge penalty and the encoder block's weight against the lexical one)
+are picked by grouped 5-fold cross-validation on the fitting songs (groups: artists and near-duplicates, so no artist
+spans a fold's two sides), then the model is fitted on all of them. The regression is solved in its dual (kernel)
+form: a few thousand songs against a million hashed features, so each fold's kernel matrix is small and every
+penalty and block weight reuses it; the solution equals scikit-learn's `Ridge(alpha)` with an intercept.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
-from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 from tqdm.auto import tqdm
 
@@ -37,187 +39,286 @@ RIDGE_ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0)
 # The encoder block's weight against the lexical block (each of its rows has about unit norm once standardised and
 # scaled by 1/sqrt(hidden), as a TF-IDF row has): ridge then penalises the two blocks by this ratio.
 ENCODER_SCALES = (0.35, 0.5, 0.7)
+# Bigrams carry word order, which full lyrics have and word counts rendered as text do not.
+LEXICAL_BIGRAMS = (True, False)
+# 2: a bucket seen in a single training chunk is dropped, as TF-IDF + ridge baselines drop such terms; it also keeps a
+# shipped model's lexical channel to the buckets that carry weight.
+LEXICAL_MIN_DFS = (1, 2)
 LINEAR_AGGREGATIONS = ("mean", "length_weighted")
-BIGRAM_CHOICE_FOLDS = 5
+CV_FOLDS = 5
 
 
 @dataclass
-class SongFeatures:
-    """One row per song: the mean of its chunks' pooled encoder vectors, and of their lexical TF-IDF vectors."""
+class EncodedSongs:
+    """
+    What the ridge fit reads of songs, from one pass of the model over them: the (aggregation-weighted) mean pooled
+    encoder vector of each song, and the lexical channel's term counts of every chunk (bigrams included), with each
+    chunk's song and aggregation weight.
+    """
 
     pooled: np.ndarray
-    lexical: sp.csr_matrix | None
-
-
-@dataclass
-class ChunkCounts:
-    """The lexical channel's term counts of every chunk (chunks x buckets), each chunk's song, and chunks -> songs."""
-
-    counts: sp.csr_matrix
+    counts: sp.csr_matrix | None
     song_index: np.ndarray
-    to_songs: sp.csr_matrix
+    chunk_weights: np.ndarray
+
+    @property
+    def songs(self) -> int:
+        return len(self.pooled)
+
+    def subset(self, songs: np.ndarray) -> "EncodedSongs":
+        """These songs (positions, in this order) and their chunks."""
+        songs = np.asarray(songs)
+        position = np.full(self.songs, -1)
+        position[songs] = np.arange(len(songs))
+        chunks = np.flatnonzero(position[self.song_index] >= 0)
+        counts = self.counts[chunks] if self.counts is not None else None
+        return EncodedSongs(self.pooled[songs], counts, position[self.song_index[chunks]], self.chunk_weights[chunks])
+
+    def to_songs(self) -> sp.csr_matrix:
+        return song_rows(self.song_index, self.chunk_weights, self.songs)
 
 
-@dataclass
-class BigramChoice:
-    """Whether the lexical channel counts bigrams, and the grouped cross-validated song MSE with and without them."""
+def song_rows(song_index: np.ndarray, weights: np.ndarray, songs: int) -> sp.csr_matrix:
+    """The (songs x chunks) matrix that averages chunk rows into song rows with `weights`."""
+    song_index, weights = np.asarray(song_index), np.asarray(weights, dtype=np.float64)
+    matrix = sp.csr_matrix((weights, (song_index, np.arange(len(song_index)))), shape=(songs, len(song_index)))
+    return (sp.diags(1.0 / np.asarray(matrix.sum(axis=1)).ravel()) @ matrix).tocsr()
+
+
+@dataclass(frozen=True)
+class LexicalSettings:
+    """Which of the lexical channel's buckets count: bigrams or unigrams only, and the least chunks a bucket needs."""
 
     bigrams: bool
-    cv_mse_bigrams: float
-    cv_mse_unigrams: float
+    min_df: int
 
-    def metrics(self) -> dict[str, float]:
-        return {
-            "lexical_bigrams": self.bigrams,
-            "lexical_cv_mse_bigrams": self.cv_mse_bigrams,
-            "lexical_cv_mse_unigrams": self.cv_mse_unigrams,
-        }
+
+@dataclass
+class RidgeSolution:
+    """A fitted ridge: the lexical idf and weights (None without a channel), encoder coefficients and intercept."""
+
+    settings: LexicalSettings | None
+    alpha: float
+    encoder_scale: float
+    idf: np.ndarray | None
+    lexical_weight: np.ndarray | None
+    encoder_coefficients: np.ndarray
+    intercept: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    def predict(self, encoded: EncodedSongs) -> np.ndarray:
+        """The song scores of the model this solution is written into."""
+        scores = (encoded.pooled - self.mean) / self.std * (self.encoder_scale / np.sqrt(self.mean.size))
+        scores = scores @ self.encoder_coefficients + self.intercept
+        if self.idf is not None:
+            scores = scores + lexical_rows(encoded, self.idf) @ self.lexical_weight
+        return scores
 
 
 @dataclass
 class RidgeFit:
-    """The chosen ridge penalty and encoder scale, their validation song MSE, every setting tried, and the bigram
-    choice if one was made."""
+    """The chosen settings, their cross-validated song MSE, every setting tried, and the solution on all songs."""
 
-    alpha: float
-    encoder_scale: float
-    validation_mse: float
-    trials: list[dict]
-    bigram_choice: BigramChoice | None = None
+    solution: RidgeSolution
+    cv_mse: float
+    folds: int
+    trials: list[dict] = field(default_factory=list)
 
-    def metrics(self) -> dict[str, float]:
-        metrics = {"ridge_alpha": self.alpha, "ridge_encoder_scale": self.encoder_scale, "ridge_validation_mse": self.validation_mse}
-        return metrics | (self.bigram_choice.metrics() if self.bigram_choice else {})
-
-
-def song_rows(song_index: torch.Tensor, weights: torch.Tensor, songs: int) -> sp.csr_matrix:
-    """The (songs x chunks) matrix that averages chunk rows into song rows with `weights`."""
-    weights = weights.double().numpy()
-    matrix = sp.csr_matrix((weights, (song_index.numpy(), np.arange(len(weights)))), shape=(songs, len(weights)))
-    return sp.diags(1.0 / np.asarray(matrix.sum(axis=1)).ravel()) @ matrix
+    def metrics(self) -> dict:
+        metrics = {
+            "ridge_alpha": self.solution.alpha,
+            "ridge_encoder_scale": self.solution.encoder_scale,
+            "ridge_cv_mse": self.cv_mse,
+            "ridge_cv_folds": self.folds,
+        }
+        if self.solution.settings is not None:
+            metrics |= {"lexical_bigrams": self.solution.settings.bigrams, "lexical_min_df": self.solution.settings.min_df}
+        return metrics
 
 
 @torch.inference_mode()
-def song_features(
-    model: LyricValenceModel, tokenizer, lyrics: list[str], batch_tokens: int | None = None, desc: str = "songs"
-) -> SongFeatures:
-    """Pooled encoder vectors and lexical TF-IDF vectors of every chunk of `lyrics`, averaged per song."""
+def encode_songs(
+    model: LyricValenceModel, tokenizer, lyrics: list[str], batch_tokens: int | None = None, show_progress: bool = True
+) -> EncodedSongs:
+    """Pooled encoder vectors (averaged per song) and lexical term counts (per chunk, bigrams included) of `lyrics`."""
+    model.eval()
     batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(model.device.type, DEFAULT_BATCH_TOKENS["cuda"])
     block = chunk_batches(tokenizer, lyrics, model.config, batch_tokens)
-    pooled = torch.empty(len(block.song_index), model.config.hidden_size)
-    triples = []  # (chunk, feature, value) of the lexical TF-IDF vectors
-    for indices, inputs in tqdm(block.batches, desc=f"encoding {desc}", unit="batch"):
-        inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
-        hidden = model.encoder(**inputs).last_hidden_state
-        pooled[indices] = model.pool(hidden, inputs["attention_mask"]).float().cpu()
+    pooled = torch.empty(len(block.song_index), model.config.hidden_size, dtype=torch.float64)
+    triples = []  # (chunk, feature, count) of the lexical term counts
+    bigrams = model.lexical.bigrams if model.lexical is not None else None
+    try:
         if model.lexical is not None:
-            chunk, feature, value = model.lexical.tfidf(inputs["input_ids"], inputs["attention_mask"])
-            triples.append((torch.tensor(indices)[chunk.cpu()], feature.cpu(), value.cpu()))
-    weights = block.chunk_lengths if model.config.aggregation == "length_weighted" else torch.ones(len(pooled))
-    to_songs = song_rows(block.song_index, weights, len(lyrics))
-    lexical = None
-    if triples:
-        chunk, feature, value = (torch.cat(parts).numpy() for parts in zip(*triples))
-        lexical = (to_songs @ sp.csr_matrix((value, (chunk, feature)), shape=(len(pooled), model.lexical.buckets))).tocsr()
-    return SongFeatures(to_songs @ pooled.double().numpy(), lexical)
-
-
-def chunk_term_counts(model: LyricValenceModel, tokenizer, lyrics: list[str]) -> ChunkCounts:
-    """The lexical channel's term counts of every chunk of `lyrics`."""
-    block = chunk_batches(tokenizer, lyrics, model.config, DEFAULT_BATCH_TOKENS["cpu"])
-    triples = []  # (chunk, feature, count)
-    for indices, inputs in block.batches:
-        chunk, feature, count = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
-        triples.append((torch.tensor(indices)[chunk], feature, count))
-    chunk, feature, count = (torch.cat(parts).numpy() for parts in zip(*triples))
+            # unigram-only counts are the first vocab_size columns of these
+            model.lexical.bigrams = has_bigram_buckets(model)
+        for indices, inputs in tqdm(block.batches, desc="encoding songs", unit="batch", disable=not show_progress):
+            inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
+            hidden = model.encoder(**inputs).last_hidden_state
+            pooled[indices] = model.pool(hidden, inputs["attention_mask"]).double().cpu()
+            if model.lexical is not None:
+                chunk, feature, count = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
+                triples.append((torch.tensor(indices)[chunk.cpu()], feature.cpu(), count.cpu()))
+    finally:
+        if model.lexical is not None:
+            model.lexical.bigrams = bigrams
     chunks = len(block.song_index)
-    counts = sp.csr_matrix((count.astype(np.float64), (chunk, feature)), shape=(chunks, model.lexical.buckets))
     weights = block.chunk_lengths if model.config.aggregation == "length_weighted" else torch.ones(chunks)
-    return ChunkCounts(counts, block.song_index.numpy(), song_rows(block.song_index, weights, len(lyrics)))
+    counts = None
+    if triples:
+        chunk, feature, count = (torch.cat(parts).numpy() for parts in zip(*triples))
+        counts = sp.csr_matrix((count.astype(np.float64), (chunk, feature)), shape=(chunks, model.lexical.buckets))
+    song_index, weights = block.song_index.numpy(), weights.double().numpy()
+    return EncodedSongs(song_rows(song_index, weights, len(lyrics)) @ pooled.numpy(), counts, song_index, weights)
 
 
-def smoothed_idf(counts: sp.csr_matrix) -> np.ndarray:
-    """`ln((1 + chunks) / (1 + chunks with the feature)) + 1` of count rows (scikit-learn's `smooth_idf`)."""
+def has_bigram_buckets(model: LyricValenceModel) -> bool:
+    return model.lexical.buckets > model.lexical.vocab_size
+
+
+def lexical_idf(counts: sp.csr_matrix, settings: LexicalSettings, vocab_size: int) -> np.ndarray:
+    """
+    `ln((1 + chunks) / (1 + chunks with the bucket)) + 1` of count rows (scikit-learn's `smooth_idf`), 0 for buckets in
+    fewer than `min_df` chunks (so always for unseen ones) and, without bigrams, for the bigram buckets.
+    """
     document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
-    return np.log((1 + counts.shape[0]) / (1 + document_frequency)) + 1
+    idf = np.log((1 + counts.shape[0]) / (1 + document_frequency)) + 1
+    idf[document_frequency < settings.min_df] = 0.0
+    if not settings.bigrams:
+        idf[vocab_size:] = 0.0
+    return idf
 
 
-def tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    """The channel's sublinear, L2-normalised TF-IDF of count rows (`LyricValenceLexicalChannel.tfidf`, on scipy
-    matrices: cross-validation needs it for many idf vectors over the same counts)."""
-    values = counts.copy()
+def lexical_rows(encoded: EncodedSongs, idf: np.ndarray) -> sp.csr_matrix:
+    """
+    Song rows of the channel's sublinear, L2-normalised chunk TF-IDF (`LyricValenceLexicalChannel.tfidf`, on scipy
+    matrices: cross-validation needs it for many idf vectors over the same counts).
+    """
+    values = encoded.counts.copy()
     values.data = 1 + np.log(values.data)
     values = values @ sp.diags(idf)
     norms = np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
-    return (sp.diags(1 / np.maximum(norms, 1e-12)) @ values).tocsr()
+    return (encoded.to_songs() @ (sp.diags(1 / np.maximum(norms, 1e-12)) @ values)).tocsr()
+
+
+def standardised(pooled: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Encoder song rows standardised and scaled by 1/sqrt(hidden): about unit norm, as a TF-IDF row."""
+    return (pooled - mean) / std / np.sqrt(mean.size)
+
+
+def pooled_moments(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    std = pooled.std(axis=0)
+    std[std == 0] = 1.0
+    return pooled.mean(axis=0), std
+
+
+def centred_kernels(kernel: np.ndarray, fit: np.ndarray, held_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fit x fit and held-out x fit blocks of a kernel matrix, on features centred by the fit rows' mean."""
+    fit_block, held_block = kernel[np.ix_(fit, fit)], kernel[np.ix_(held_out, fit)]
+    column_mean = fit_block.mean(axis=0)
+    total_mean = column_mean.mean()
+    fit_block = fit_block - column_mean[None, :] - column_mean[:, None] + total_mean
+    held_block = held_block - held_block.mean(axis=1, keepdims=True) - column_mean[None, :] + total_mean
+    return fit_block, held_block
+
+
+def dual_coefficients(centred_kernel: np.ndarray, centred_labels: np.ndarray, alpha: float) -> np.ndarray:
+    """`(K + alpha I)^-1 y`: ridge in its dual form; the primal weights are `X_centred^T` of it."""
+    system = centred_kernel + alpha * np.eye(len(centred_kernel))
+    return scipy.linalg.solve(system, centred_labels, assume_a="pos")
+
+
+def cv_folds(groups: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    folds = min(CV_FOLDS, len(set(groups)))
+    if folds < 2:
+        raise ValueError("ridge fitting picks its settings by grouped cross-validation: the songs need 2 groups or more")
+    return list(GroupKFold(folds).split(np.zeros(len(groups)), groups=groups))
+
+
+def cross_validate(
+    encoded: EncodedSongs,
+    labels: np.ndarray,
+    groups: list[str],
+    settings_grid: list[LexicalSettings | None],
+    vocab_size: int,
+    alphas: tuple[float, ...],
+    encoder_scales: tuple[float, ...],
+) -> list[dict]:
+    """Grouped k-fold song MSE of every setting, penalty and encoder scale, each fold's idf from its fitting chunks."""
+    folds = cv_folds(groups)
+    errors = np.zeros((len(settings_grid), len(encoder_scales), len(alphas)))
+    for fit, held_out in folds:
+        mean, std = pooled_moments(encoded.pooled[fit])
+        encoder = standardised(encoded.pooled, mean, std)
+        encoder_kernel = encoder @ encoder.T
+        fit_songs = encoded.subset(fit)
+        centred_labels = labels[fit] - labels[fit].mean()
+        for s, settings in enumerate(settings_grid):
+            lexical_kernel = 0.0
+            if settings is not None:
+                rows = lexical_rows(encoded, lexical_idf(fit_songs.counts, settings, vocab_size))
+                lexical_kernel = (rows @ rows.T).toarray()
+            for e, scale in enumerate(encoder_scales):
+                fit_kernel, held_kernel = centred_kernels(lexical_kernel + scale**2 * encoder_kernel, fit, held_out)
+                for a, alpha in enumerate(alphas):
+                    predicted = labels[fit].mean() + held_kernel @ dual_coefficients(fit_kernel, centred_labels, alpha)
+                    errors[s, e, a] += np.mean((predicted - labels[held_out]) ** 2) / len(folds)
+    return [
+        {
+            "lexical_bigrams": None if settings is None else settings.bigrams,
+            "lexical_min_df": None if settings is None else settings.min_df,
+            "encoder_scale": scale,
+            "alpha": alpha,
+            "cv_mse": float(errors[s, e, a]),
+            "settings": settings,
+        }
+        for s, settings in enumerate(settings_grid)
+        for e, scale in enumerate(encoder_scales)
+        for a, alpha in enumerate(alphas)
+    ]
+
+
+def solve(
+    encoded: EncodedSongs,
+    labels: np.ndarray,
+    settings: LexicalSettings | None,
+    alpha: float,
+    encoder_scale: float,
+    vocab_size: int,
+) -> RidgeSolution:
+    """The ridge solution on all of `encoded`'s songs with these settings."""
+    mean, std = pooled_moments(encoded.pooled)
+    encoder = standardised(encoded.pooled, mean, std) * encoder_scale
+    kernel = encoder @ encoder.T
+    idf = rows = None
+    if settings is not None:
+        idf = lexical_idf(encoded.counts, settings, vocab_size)
+        rows = lexical_rows(encoded, idf)
+        kernel = kernel + (rows @ rows.T).toarray()
+    everything = np.arange(encoded.songs)
+    centred_kernel, _ = centred_kernels(kernel, everything, everything[:0])
+    dual = dual_coefficients(centred_kernel, labels - labels.mean(), alpha)
+    # The dual coefficients sum to 0 (the centred kernel maps the ones vector to 0), so X^T a is the centred X^T a.
+    encoder_coefficients = encoder.T @ dual
+    intercept = float(labels.mean())  # the encoder block's mean is 0 over the fitting songs
+    lexical_weight = None
+    if rows is not None:
+        lexical_weight = np.asarray(rows.T @ dual).ravel()
+        intercept -= float(np.asarray(rows.mean(axis=0)).ravel() @ lexical_weight)
+    return RidgeSolution(settings, alpha, encoder_scale, idf, lexical_weight, encoder_coefficients, intercept, mean, std)
 
 
 @torch.no_grad()
-def fit_idf(model: LyricValenceModel, tokenizer, lyrics: list[str]) -> None:
-    """Set the lexical channel's idf (`smoothed_idf`) from the chunks of `lyrics`."""
-    model.lexical.idf.copy_(torch.from_numpy(smoothed_idf(chunk_term_counts(model, tokenizer, lyrics).counts)))
-
-
-def lexical_cv_mse(chunks: ChunkCounts, labels: np.ndarray, folds: list, alphas: tuple[float, ...]) -> float:
-    """The lowest over `alphas` of TF-IDF + ridge's song MSE over `folds` (idf from each fold's training chunks)."""
-    errors = np.zeros(len(alphas))
-    for fit_songs, held_out in folds:
-        idf = smoothed_idf(chunks.counts[np.isin(chunks.song_index, fit_songs)])
-        x = (chunks.to_songs @ tfidf_rows(chunks.counts, idf)).tocsr()
-        for i, alpha in enumerate(alphas):
-            predicted = Ridge(alpha=alpha).fit(x[fit_songs], labels[fit_songs]).predict(x[held_out])
-            errors[i] += np.mean((predicted - labels[held_out]) ** 2) / len(folds)
-    return float(errors.min())
-
-
-def choose_lexical_bigrams(
-    model: LyricValenceModel,
-    tokenizer,
-    lyrics: list[str],
-    labels: list[float],
-    groups: list[str],
-    alphas: tuple[float, ...] = RIDGE_ALPHAS,
-) -> BigramChoice | None:
-    """
-    Switch the lexical channel's bigrams on or off (`config.lexical_bigrams`), whichever gives the channel alone the
-    lower song MSE in grouped 5-fold cross-validation on the training songs (`groups`: their split groups, so that no
-    artist spans a fold's two sides). None, and the model left as it is, if the songs form fewer than 2 groups.
-    """
-    folds = min(BIGRAM_CHOICE_FOLDS, len(set(groups)))
-    if folds < 2:
-        logger.warning("lexical bigrams: kept %s, cross-validation needs songs of 2 groups or more", model.lexical.bigrams)
-        return None
-    labels = np.asarray(labels, dtype=np.float64)
-    fold_songs = list(GroupKFold(folds).split(labels, groups=groups))
-    model.config.lexical_bigrams = model.lexical.bigrams = True
-    chunks = chunk_term_counts(model, tokenizer, lyrics)
-    # Unigram features are the vocabulary ids, the first columns with or without bigrams.
-    unigrams = ChunkCounts(chunks.counts[:, : model.lexical.vocab_size], chunks.song_index, chunks.to_songs)
-    with_bigrams = lexical_cv_mse(chunks, labels, fold_songs, alphas)
-    without_bigrams = lexical_cv_mse(unigrams, labels, fold_songs, alphas)
-    choice = BigramChoice(with_bigrams <= without_bigrams, with_bigrams, without_bigrams)
-    model.config.lexical_bigrams = model.lexical.bigrams = choice.bigrams
-    logger.info(
-        "lexical bigrams: %s (grouped %d-fold song MSE of the channel alone: bigrams %.5f, unigrams %.5f)",
-        "on" if choice.bigrams else "off", folds, choice.cv_mse_bigrams, choice.cv_mse_unigrams,
+def write_solution(model: LyricValenceModel, solution: RidgeSolution) -> None:
+    """Put the ridge solution into the lexical channel's idf and weights and the head (see the module docstring)."""
+    if solution.settings is not None:
+        model.config.lexical_bigrams = model.lexical.bigrams = solution.settings.bigrams
+        model.lexical.idf.copy_(torch.from_numpy(solution.idf))
+        model.lexical.weight.copy_(torch.from_numpy(solution.lexical_weight))
+    slope = torch.from_numpy(
+        solution.encoder_coefficients * solution.encoder_scale / (solution.std * np.sqrt(solution.mean.size))
     )
-    return choice
-
-
-def design_matrix(features: SongFeatures, mean: np.ndarray, std: np.ndarray, encoder_scale: float) -> sp.csr_matrix:
-    encoder = (features.pooled - mean) / std * (encoder_scale / np.sqrt(mean.size))
-    blocks = [features.lexical] if features.lexical is not None else []
-    return sp.hstack([*blocks, sp.csr_matrix(encoder)]).tocsr()
-
-
-def write_solution(model: LyricValenceModel, ridge: Ridge, mean: np.ndarray, std: np.ndarray, encoder_scale: float) -> None:
-    """Put the ridge solution into the lexical channel's weights and the head (see the module docstring)."""
-    coefficients = torch.from_numpy(np.asarray(ridge.coef_, dtype=np.float64))
-    buckets = model.lexical.buckets if model.lexical is not None else 0
-    if model.lexical is not None:
-        model.lexical.weight.copy_(coefficients[:buckets])
-    slope = coefficients[buckets:] * encoder_scale / (torch.from_numpy(std) * np.sqrt(mean.size))
-    offset = float(ridge.intercept_) - float(slope @ torch.from_numpy(mean))
+    offset = solution.intercept - float(slope @ torch.from_numpy(solution.mean))
     head = model.head
     for layer in (head.dense, head.out_proj):
         layer.weight.zero_()
@@ -227,26 +328,7 @@ def write_solution(model: LyricValenceModel, ridge: Ridge, mean: np.ndarray, std
     head.out_proj.weight[0, 0], head.out_proj.weight[0, 1] = 1.0, -1.0
 
 
-def fit_ridge(
-    model: LyricValenceModel,
-    tokenizer,
-    train_lyrics: list[str],
-    train_labels: list[float],
-    validation_lyrics: list[str],
-    validation_labels: list[float],
-    train_groups: list[str] | None = None,
-    alphas: tuple[float, ...] = RIDGE_ALPHAS,
-    encoder_scales: tuple[float, ...] = ENCODER_SCALES,
-) -> RidgeFit:
-    """
-    Fit the head (and the lexical channel, if any) of `model` in closed form on the training songs, the ridge penalty
-    and encoder scale picked on the validation songs (see the module docstring). The encoder is not changed. Given
-    `train_groups` (the training songs' split groups) and a lexical channel, its bigrams are first switched on or off
-    by `choose_lexical_bigrams`.
-
-    Raises:
-        ValueError: the model's aggregation is not linear (median), or its head has fewer than 2 hidden units.
-    """
+def check_fittable(model: LyricValenceModel) -> None:
     if model.config.aggregation not in LINEAR_AGGREGATIONS:
         raise ValueError(
             f"ridge fitting needs a linear aggregation of chunk scores ({' or '.join(LINEAR_AGGREGATIONS)}), "
@@ -254,29 +336,57 @@ def fit_ridge(
         )
     if model.config.head_hidden_size < 2:
         raise ValueError("ridge fitting writes the linear solution into two hidden units: head_hidden_size >= 2")
-    model.eval()
-    bigram_choice = None
-    if model.lexical is not None and train_groups is not None:
-        bigram_choice = choose_lexical_bigrams(model, tokenizer, train_lyrics, train_labels, train_groups, alphas)
-    if model.lexical is not None:
-        fit_idf(model, tokenizer, train_lyrics)
-    train = song_features(model, tokenizer, train_lyrics, desc="training songs")
-    validation = song_features(model, tokenizer, validation_lyrics, desc="validation songs")
-    mean, std = train.pooled.mean(axis=0), train.pooled.std(axis=0)
-    std[std == 0] = 1.0
+
+
+def fit_encoded(
+    model: LyricValenceModel,
+    encoded: EncodedSongs,
+    labels: list[float],
+    groups: list[str],
+    bigrams: tuple[bool, ...] = LEXICAL_BIGRAMS,
+    min_dfs: tuple[int, ...] = LEXICAL_MIN_DFS,
+    alphas: tuple[float, ...] = RIDGE_ALPHAS,
+    encoder_scales: tuple[float, ...] = ENCODER_SCALES,
+) -> RidgeFit:
+    """`fit_ridge` on songs already encoded by `encode_songs` with this model."""
+    check_fittable(model)
+    labels = np.asarray(labels, dtype=np.float64)
     if model.lexical is None:
+        grid = [None]
         encoder_scales = encoder_scales[:1]  # alone, the encoder block's scale only rescales alpha
-    trials, best = [], None
-    for scale in encoder_scales:
-        x_train, x_validation = (design_matrix(features, mean, std, scale) for features in (train, validation))
-        for alpha in alphas:
-            ridge = Ridge(alpha=alpha).fit(x_train, train_labels)
-            mse = float(np.mean((ridge.predict(x_validation) - np.asarray(validation_labels)) ** 2))
-            trials.append({"alpha": alpha, "encoder_scale": scale, "validation_mse": mse})
-            if best is None or mse < best[0]:
-                best = (mse, alpha, scale, ridge)
-    mse, alpha, scale, ridge = best
-    logger.info("ridge: alpha %s, encoder scale %s, validation song MSE %.5f", alpha, scale, mse)
-    with torch.no_grad():
-        write_solution(model, ridge, mean, std, scale)
-    return RidgeFit(alpha, scale, mse, trials, bigram_choice)
+    else:
+        bigrams = bigrams if has_bigram_buckets(model) else (False,)
+        grid = [LexicalSettings(bigram, min_df) for bigram in bigrams for min_df in min_dfs]
+    vocab_size = model.config.encoder.vocab_size
+    trials = cross_validate(encoded, labels, groups, grid, vocab_size, alphas, encoder_scales)
+    best = min(trials, key=lambda trial: trial["cv_mse"])
+    solution = solve(encoded, labels, best["settings"], best["alpha"], best["encoder_scale"], vocab_size)
+    write_solution(model, solution)
+    trials = [{key: value for key, value in trial.items() if key != "settings"} for trial in trials]
+    fit = RidgeFit(solution, best["cv_mse"], len(cv_folds(groups)), trials)
+    logger.info("ridge: %s (grouped %d-fold song MSE %.5f)", fit.metrics(), fit.folds, fit.cv_mse)
+    return fit
+
+
+def fit_ridge(
+    model: LyricValenceModel,
+    tokenizer,
+    lyrics: list[str],
+    labels: list[float],
+    groups: list[str],
+    bigrams: tuple[bool, ...] = LEXICAL_BIGRAMS,
+    show_progress: bool = True,
+) -> RidgeFit:
+    """
+    Fit the head (and the lexical channel, if any) of `model` in closed form on these songs, its settings (bigrams,
+    min_df, ridge penalty, encoder scale) picked by grouped 5-fold cross-validation on them (`groups`: each song's
+    split group, e.g. its artist), then solved on all of them (see the module docstring). The encoder is not changed.
+
+    Raises:
+        ValueError: the model's aggregation is not linear (median), its head has fewer than 2 hidden units, or the
+            songs form fewer than 2 groups.
+    """
+    check_fittable(model)
+    cv_folds(groups)
+    encoded = encode_songs(model, tokenizer, lyrics, show_progress=show_progress)
+    return fit_encoded(model, encoded, labels, groups, bigrams=bigrams)

@@ -58,6 +58,7 @@ RECIPES = {
 }
 
 EMOBANK = resources.files("lyric_valence") / "resources" / "emobank.csv"
+LEXICAL_BIGRAM_CHOICES = {"auto": (True, False), "on": (True,), "off": (False,)}
 
 
 @dataclass
@@ -82,7 +83,8 @@ class ModelArguments:
         metadata={
             "help": "What trains: 'lora' (LoRA adapters on the last encoder layers + the full head), 'head_only' "
             "(frozen encoder: the reference baseline), 'full' (every weight) or 'ridge' (frozen encoder; the head "
-            "and the lexical channel fitted in closed form by ridge regression on the training songs, no epochs).",
+            "and the lexical channel fitted in closed form by ridge regression on the training songs, no epochs; its "
+            "settings picked by grouped 5-fold cross-validation on them).",
             "choices": list(FINETUNING_MODES),
         },
     )
@@ -128,7 +130,7 @@ class ModelArguments:
         metadata={
             "help": "Whether the lexical channel counts token bigrams besides unigrams: on, off (for text whose word "
             "order carries nothing, such as word counts rendered as text), or auto: whichever scores the lower song "
-            "MSE in grouped 5-fold cross-validation of the channel alone on the training songs.",
+            "MSE in grouped 5-fold cross-validation on the training songs.",
             "choices": ["auto", "on", "off"],
         },
     )
@@ -320,12 +322,14 @@ def save_results(
             f"{'/'.join(lora_args.lora_target_modules)} of the last {lora_args.lora_num_layers} layers"
         )
     if model_args.finetuning_mode == "ridge":
-        recipe["ridge (picked on validation)"] = (
-            f"alpha {train_metrics['ridge_alpha']}, encoder scale {train_metrics['ridge_encoder_scale']}, "
-            f"lexical channel of {model_args.lexical_buckets} features, bigrams "
-            + ("on" if model.config.lexical_bigrams else "off")
-            + (" (picked by grouped 5-fold cross-validation on the training songs)" if "lexical_bigrams" in train_metrics else "")
-        )
+        settings = f"alpha {train_metrics['ridge_alpha']}, encoder scale {train_metrics['ridge_encoder_scale']}"
+        if "lexical_bigrams" in train_metrics:
+            settings += (
+                f", lexical channel of {model_args.lexical_buckets} features, bigrams "
+                f"{'on' if train_metrics['lexical_bigrams'] else 'off'}, min_df {train_metrics['lexical_min_df']}"
+            )
+        folds = train_metrics["ridge_cv_folds"]
+        recipe[f"ridge (picked by grouped {folds}-fold cross-validation on the training songs)"] = settings
     else:
         recipe.update(
             {
@@ -423,16 +427,16 @@ def main(argv: list[str] | None = None):
         head_learning_rate=model_args.head_learning_rate,
     )
     if model_args.finetuning_mode == "ridge":
-        train, validation = splits["train"], splits["validation"]
+        train = splits["train"]
         start = time.perf_counter()
         train_metrics = fit_ridge(
             model,
             tokenizer,
             list(train["text"]),
             list(train["label"]),
-            list(validation["text"]),
-            list(validation["label"]),
-            train_groups=list(train["group"]) if model_args.lexical_bigrams == "auto" else None,
+            list(train["group" if "group" in train.column_names else "song_id"]),
+            bigrams=LEXICAL_BIGRAM_CHOICES[model_args.lexical_bigrams],
+            show_progress=not training_args.disable_tqdm,
         ).metrics()
         train_metrics["train_runtime"] = round(time.perf_counter() - start, 2)
     else:
