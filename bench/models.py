@@ -1,7 +1,8 @@
 """
-The encoders the benchmarks run, under the lyric-valence head: the packaged all-MiniLM-L6-v2 (pretrained), a
-bert-base-shaped encoder with random weights (speed only; needs only a WordPiece vocab.txt), or a tiny random one
-(1 layer, 32 wide: the memory runs, where the model's own memory should not hide the engine's).
+The encoders the benchmarks run, under the lyric-valence head: the packaged all-MiniLM-L6-v2 (pretrained), the shipped
+songs-minilm model as it ships (its encoder with the fitted head and lexical channel), a bert-base-shaped encoder with
+random weights (speed only; needs only a WordPiece vocab.txt), or a tiny random one (1 layer, 32 wide: the memory
+runs, where the model's own memory should not hide the engine's).
 """
 
 import argparse
@@ -15,9 +16,10 @@ from transformers import AutoTokenizer, BertConfig, BertTokenizer, PreTrainedTok
 
 from configuration_lyric_valence import LyricValenceConfig
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
+from lyric_valence.pretrained import pretrained_model_path
 from modeling_lyric_valence import LyricValenceModel
 
-ENCODERS = ("minilm", "bert-base")
+ENCODERS = ("minilm", "songs-minilm", "bert-base")
 RANDOM_SHAPES = {"bert-base": {}, "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                                            "intermediate_size": 48}}
 
@@ -26,7 +28,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--device, --encoder and --vocab_file, as every speed benchmark takes them."""
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
     parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
-                        "all-MiniLM-L6-v2; bert-base: a bert-base-shaped encoder with random weights (speed only).")
+                        "all-MiniLM-L6-v2; songs-minilm: the shipped songs model (lexical channel included); "
+                        "bert-base: a bert-base-shaped encoder with random weights (speed only).")
     parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
                         "packaged MiniLM's, which is bert-base-uncased's).")
 
@@ -35,6 +38,8 @@ def load_tokenizer(encoder: str = "minilm", vocab_file: str | None = None) -> Pr
     """The packaged MiniLM tokenizer, or an uncased WordPiece tokenizer built from `vocab_file` for bert-base."""
     if encoder == "minilm":
         return AutoTokenizer.from_pretrained(default_encoder_path())
+    if encoder == "songs-minilm":
+        return AutoTokenizer.from_pretrained(pretrained_model_path(encoder))
     path = Path(vocab_file or Path(default_encoder_path()) / "vocab.txt")
     vocabulary = {token: index for index, token in enumerate(path.read_text(encoding="utf-8").splitlines())}
     return BertTokenizer(vocab=vocabulary, do_lower_case=True, model_max_length=512)
@@ -50,6 +55,8 @@ def build_model(encoder: str, vocab_size: int, reference: bool = False, seed: in
     overrides = {} if reference else {"attention_probs_dropout_prob": FINETUNING_ATTENTION_DROPOUT}
     if encoder == "minilm":
         return LyricValenceModel.from_encoder_pretrained(default_encoder_path(), encoder_config_overrides=overrides)
+    if encoder == "songs-minilm":
+        return LyricValenceModel.from_pretrained(pretrained_model_path(encoder))
     encoder_config = BertConfig(vocab_size=vocab_size, **RANDOM_SHAPES[encoder], **overrides)
     return LyricValenceModel(LyricValenceConfig(encoder=encoder_config))
 

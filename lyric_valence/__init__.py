@@ -1,11 +1,13 @@
 """
 lyric-valence: fine-tune BERT-family encoders to predict the valence of song lyrics, score catalogues, publish.
 
-    from lyric_valence import load_scoring_model, score_songs
+    from lyric_valence import load_scoring_model, pretrained_model_path, score_songs
 
+    score_songs(["full lyrics ..."])                    # Spotify valence from the shipped songs-minilm model
     model, tokenizer = load_scoring_model("outputs/lyric-valence", backend="onnxruntime", quantize="int8")
     model.score_songs(["full lyrics ..."], tokenizer)
-    score_songs(["full lyrics ..."], model="me/lyric-valence-minilm")   # load and score in one call
+    score_songs(["full lyrics ..."], model="me/lyric-valence-minilm")   # a Hub model: load and score in one call
+    AutoModel.from_pretrained(pretrained_model_path("songs-mpnet"), trust_remote_code=True)  # a shipped model's folder
 
 The public names are imported when first used, so `import lyric_valence` loads neither torch nor transformers.
 """
@@ -20,6 +22,8 @@ _EXPORTS = {
     "load_scoring_model": "lyric_valence.loading",
     "score_songs": "lyric_valence.loading",
     "publish": "lyric_valence.hub",
+    "pretrained_model_path": "lyric_valence.pretrained",
+    "SHIPPED_MODELS": "lyric_valence.pretrained",
     "UserError": "lyric_valence.errors",
 }
 __all__ = list(_EXPORTS)

@@ -44,6 +44,6 @@ def load_app():
 def main(argv: list[str]) -> int:
     args = demo_parser().parse_args(argv)
     app = load_app()
-    model, tokenizer = load_scoring_model(args.model, args.device)
+    model, tokenizer = load_scoring_model(args.model, args.device, encoder_path=args.encoder_path)
     app.build_demo(model, tokenizer, model_label=args.model).launch(server_name=args.host, server_port=args.port)
     return 0

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     songs = {Path(name): read_song(Path(name)) for name in args.songs}
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_scoring_model(args.model, args.device)
+    model, tokenizer = load_scoring_model(args.model, args.device, encoder_path=args.encoder_path)
     for path, lyrics in songs.items():
         explanation = model.explain_song(lyrics, tokenizer, method=args.method)
         page, curve = output_dir / f"{path.stem}.html", output_dir / f"{path.stem}.png"

@@ -5,9 +5,10 @@ Loading a trained model for scoring: one function, `load_scoring_model`, for `ly
     model, tokenizer = load_scoring_model("me/lyric-valence-minilm", device="cpu", backend="onnxruntime", quantize="int8")
     scores = model.score_songs(songs, tokenizer)
 
-A model is a folder written by train.py or a Hub repository id; it is loaded with this package's own
-`LyricValenceModel`, never `trust_remote_code`: naming a Hub repository cannot run its Python files (they are not even
-downloaded). Every problem the user can fix is a one-line `UserError` naming the model or the option.
+A model is a shipped songs model's name (`songs-minilm`, the default, or `songs-mpnet`: `lyric_valence.pretrained`), a
+folder written by train.py or a Hub repository id; it is loaded with this package's own `LyricValenceModel`, never
+`trust_remote_code`: naming a Hub repository cannot run its Python files (they are not even downloaded). Every problem
+the user can fix is a one-line `UserError` naming the model or the option.
 """
 
 import json
@@ -15,8 +16,11 @@ from pathlib import Path
 
 from lyric_valence.errors import UserError
 from lyric_valence.model_files import SCORING_FILES, TOKENIZER_FILES
+from lyric_valence.pretrained import DEFAULT_SONGS_MODEL, SHIPPED_MODELS, pretrained_model_path
 
-DEFAULT_MODEL = "outputs/lyric-valence"
+DEFAULT_MODEL = DEFAULT_SONGS_MODEL
+# Where train.py writes by default: named without its folder, the user most likely skipped training.
+TRAINED_MODEL = "outputs/lyric-valence"
 
 
 def check_device(name: str):
@@ -45,8 +49,11 @@ def chosen_device(name: str | None):
     return check_device(name) if name else PartialState().device
 
 
-def model_folder(name: str) -> Path:
-    """The local folder of model `name`: the folder itself, or a Hub repository's weights, config and tokenizer."""
+def model_folder(name: str, encoder_path: str | Path | None = None) -> Path:
+    """
+    The local folder of model `name`: the folder itself, a shipped model's (assembled on first use, its encoder from
+    `encoder_path` if given), or a Hub repository's weights, config and tokenizer.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -62,7 +69,9 @@ def model_folder(name: str) -> Path:
         return path
     if path.exists():
         raise UserError(f"--model {name}: a file, not a model folder")
-    if name == DEFAULT_MODEL:
+    if name in SHIPPED_MODELS:
+        return pretrained_model_path(name, encoder_path)
+    if name == TRAINED_MODEL:
         raise UserError(
             f"--model {name}: no such folder; train a model first (`accelerate launch train.py` writes it) "
             "or pass --model FOLDER or a Hub repo id"
@@ -73,7 +82,10 @@ def model_folder(name: str) -> Path:
     except HFValidationError:
         is_repo_id = False
     if not is_repo_id:
-        raise UserError(f"--model {name}: no such model folder (nor a Hub repo id such as user/name)")
+        raise UserError(
+            f"--model {name}: no such model folder (nor a shipped model: {', '.join(SHIPPED_MODELS)}; nor a Hub repo "
+            "id such as user/name)"
+        )
     try:
         return Path(snapshot_download(name, allow_patterns=list(SCORING_FILES)))
     except RepositoryNotFoundError:
@@ -114,14 +126,17 @@ def load_scoring_model(
     backend: str = "torch",
     dtype: str = "float32",
     quantize: str | None = None,
+    encoder_path: str | Path | None = None,
 ):
     """
-    The model `model` (a folder written by train.py or a Hub repository id) ready for scoring, and its tokenizer.
+    The model `model` (a shipped model's name, a folder written by train.py or a Hub repository id) ready for scoring,
+    and its tokenizer.
 
     `device`: a torch device or its name (default: the one accelerate gives this process; the CPU for onnxruntime);
     `backend`: `"torch"` or `"onnxruntime"` (CPU; the export is kept and reused, `lyric_valence.backends.onnxruntime`);
     `dtype`: `"float32"`, `"bfloat16"` or `"float16"`; `quantize`: None or `"int8"` (CPU). Options are checked
-    before any model is loaded. Either backend scores with `score_songs(lyrics, tokenizer, batch_tokens=...)`; the torch one
+    before any model is loaded. `encoder_path`: a local copy of a shipped model's encoder (songs-mpnet's, instead
+of the Hub's). Either backend scores with `score_songs(lyrics, tokenizer, batch_tokens=...)`; the torch one
     also explains with `explain_song`. Raises `UserError`.
     """
     from transformers import AutoTokenizer
@@ -136,7 +151,7 @@ def load_scoring_model(
     device = chosen_device(None if device is None else str(device))
     check_scoring_options(device, dtype, quantize, backend)
     name = str(model)
-    folder = model_folder(name)
+    folder = model_folder(name, encoder_path)
     check_model_folder(folder, name)
     try:
         # The config given: AutoTokenizer would otherwise read config.json as an unknown model type, with a warning.

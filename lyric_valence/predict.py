@@ -1,7 +1,7 @@
 """
 `lyric-valence predict`: score whole songs from text files, folders, tables or standard input, block by block.
 
-    lyric-valence predict happy.txt                                   # the model train.py wrote to outputs/lyric-valence
+    lyric-valence predict happy.txt                                   # the shipped songs-minilm model (Spotify valence)
     lyric-valence predict songs.csv --keep_columns artist --output scores.parquet   # lyrics in lyrics, text or seq
     accelerate launch -m lyric_valence.cli predict songs.csv --output scores.csv    # one process per GPU
     torchrun --nproc_per_node 2 -m lyric_valence.cli predict songs.csv --output scores.csv   # 2 processes on the CPU
@@ -51,12 +51,21 @@ def positive_int(value: str) -> int:
 
 
 def add_model_arguments(parser: ArgumentParser) -> None:
-    """`--model` and `--device`, as every command that loads a trained model takes them (predict, explain, demo)."""
+    """`--model`, `--encoder_path` and `--device`, as every command that loads a model takes them (predict, explain,
+    demo)."""
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="A folder written by train.py or a Hub repo id holding one; loaded with this package's classes, never "
-        "with remote code. Default: %(default)s.",
+        help="A shipped model: songs-minilm (the default, offline) or songs-mpnet (bert-base-sized; its encoder comes "
+        "from the Hub on first use), both predicting the Spotify (audio) valence of whole songs from their lyrics; "
+        "or a folder written by train.py (outputs/lyric-valence: the EmoBank quickstart predicts text valence) or a "
+        "Hub repo id holding one, loaded with this package's classes, never with remote code. Default: %(default)s.",
+    )
+    parser.add_argument(
+        "--encoder_path",
+        default=None,
+        help="For songs-mpnet: a local copy of its encoder, sentence-transformers/all-mpnet-base-v2 (default: the "
+        "Hub's, downloaded once into its cache).",
     )
     parser.add_argument(
         "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: the process's accelerator)."
@@ -67,7 +76,9 @@ def predict_parser() -> ArgumentParser:
     parser = ArgumentParser(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         prog="lyric-valence predict",
-        description="Score whole songs: one valence (0 sad/negative .. 1 happy/positive) per song.",
+        description="Score whole songs: one valence (0 sad/negative .. 1 happy/positive) per song. By default with "
+        "the shipped songs-minilm model, which predicts Spotify valence (how the recording sounds) from the lyrics; "
+        "a model trained on EmoBank predicts text valence (how positive the words are).",
         epilog="Output columns, one row per scored song in input order:\n"
         "  source    the file the song came from (<stdin> for standard input)\n"
         "  id        the --id_column value (else a table's id, song_id or unnamed index column); else the 0-based "
@@ -426,7 +437,9 @@ def main(argv: list[str]) -> int:
     first = next(shards, None)  # the inputs' errors (a missing file or column) come before the model loads
     shards = itertools.chain([] if first is None else [first], shards)
     state = PartialState(cpu=runs_on_cpu(args.device, args.backend))
-    model, tokenizer = load_scoring_model(args.model, args.device, args.backend, args.dtype, args.quantize)
+    model, tokenizer = load_scoring_model(
+        args.model, args.device, args.backend, args.dtype, args.quantize, encoder_path=args.encoder_path
+    )
     if args.batch_tokens is not None and args.batch_tokens < model.config.max_length:
         raise UserError(
             f"--batch_tokens {args.batch_tokens}: must be at least the model's max_length ({model.config.max_length}), "

@@ -102,7 +102,7 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(tiny_model_dir, table
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     cases = {
-        "no default model": ([song], ["outputs/lyric-valence", "train", "--model"]),
+        "no trained model yet": ([song, "--model", "outputs/lyric-valence"], ["outputs/lyric-valence", "train", "--model"]),
         "Hub id offline": ([song, "--model", "someone/some-repo"], ["someone/some-repo", "cannot be reached"]),
         "not a folder nor a repo id": ([song, "--model", tmp_path / "nope"], ["nope", "no such model folder"]),
         "no tokenizer": ([song, "--model", no_tokenizer], ["no-tokenizer", "no tokenizer files"]),

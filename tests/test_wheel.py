@@ -1,6 +1,7 @@
 """The built wheel, installed into a fresh venv outside the repository, does every job of the `lyric-valence` command."""
 
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -139,3 +140,21 @@ def test_the_demo_app_loads_from_the_installed_wheel(installed):
         text=True,
     )
     assert built.stdout.strip() == "True", built.stderr[-3000:]
+
+
+def test_the_shipped_songs_model_scores_by_default_offline_from_the_wheel(installed, tmp_path):
+    python, work = installed
+    examples = REPO / "examples"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"), LYRIC_VALENCE_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [str(Path(python).parent / "lyric-valence"), "predict", *sorted(examples.iterdir()), "--format", "jsonl"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = json.loads((REPO / "lyric_valence" / "pretrained_models" / "songs-minilm" / "build.json").read_text())
+    scores = {Path(json.loads(line)["source"]).name: json.loads(line)["valence"] for line in result.stdout.splitlines()}
+    assert scores == pytest.approx(recorded["example_scores"], abs=1e-6)
