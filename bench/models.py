@@ -39,7 +39,7 @@ def load_tokenizer(encoder: str = "minilm", vocab_file: str | None = None) -> Pr
     if encoder == "minilm":
         return AutoTokenizer.from_pretrained(default_encoder_path())
     if encoder == "songs-minilm":
-        return AutoTokenizer.from_pretrained(pretrained_model_path(encoder))
+        return AutoTokenizer.from_pretrained(pretrained_model_path(encoder), trust_remote_code=True)
     path = Path(vocab_file or Path(default_encoder_path()) / "vocab.txt")
     vocabulary = {token: index for index, token in enumerate(path.read_text(encoding="utf-8").splitlines())}
     return BertTokenizer(vocab=vocabulary, do_lower_case=True, model_max_length=512)

@@ -42,7 +42,7 @@ def recorded_scores(name: str) -> list[float]:
 def test_songs_minilm_loads_through_automodel_and_scores_the_examples_as_recorded():
     folder = pretrained_model_path("songs-minilm")
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     scores = model.score_songs([path.read_text(encoding="utf-8") for path in EXAMPLES], tokenizer)
     assert scores == pytest.approx(recorded_scores("songs-minilm"), abs=1e-6)
     assert model.config.encoder._name_or_path == "sentence-transformers/all-MiniLM-L6-v2"
@@ -185,6 +185,7 @@ def test_songs_mpnet_takes_its_encoder_from_the_hub_and_its_cache(shipped_stand_
     folder = Path(fetched.stdout.strip().splitlines()[-1])
     assert any((tmp_path / "hf-home" / "hub").glob("models--sentence-transformers--all-mpnet-base-v2/snapshots/*/model.safetensors"))
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
-    scores = model.score_songs([path.read_text(encoding="utf-8") for path in EXAMPLES], AutoTokenizer.from_pretrained(folder))
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    scores = model.score_songs([path.read_text(encoding="utf-8") for path in EXAMPLES], tokenizer)
     assert scores == pytest.approx(recorded_scores(STAND_IN), abs=1e-6)
     assert str(REPO) not in (folder / "config.json").read_text()
