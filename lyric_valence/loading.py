@@ -12,12 +12,14 @@ the user can fix is a one-line `UserError` naming the model or the option.
 """
 
 import json
+import logging
 from pathlib import Path
 
 from lyric_valence.errors import UserError
 from lyric_valence.model_files import SCORING_FILES, TOKENIZER_FILES
 from lyric_valence.pretrained import DEFAULT_SONGS_MODEL, SHIPPED_MODELS, pretrained_model_path
 
+logger = logging.getLogger("lyric_valence")
 DEFAULT_MODEL = DEFAULT_SONGS_MODEL
 # Where train.py writes by default: named without its folder, the user most likely skipped training.
 TRAINED_MODEL = "outputs/lyric-valence"
@@ -159,6 +161,12 @@ of the Hub's). Either backend scores with `score_songs(lyrics, tokenizer, batch_
         tokenizer = AutoTokenizer.from_pretrained(folder, config=config, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
+    if quantize and config.lexical_buckets:
+        logger.warning(
+            "--quantize %s: %s has a lexical channel, so it was fitted by ridge regression on standardised encoder "
+            "features, which int8 moves by up to 0.13 per song (bench/SCORING_RESULTS.md); float32 keeps its scores",
+            quantize, name,
+        )
     if backend == "onnxruntime":
         from lyric_valence.backends.onnxruntime import load_onnxruntime_scorer
 

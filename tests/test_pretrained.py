@@ -189,3 +189,11 @@ def test_songs_mpnet_takes_its_encoder_from_the_hub_and_its_cache(shipped_stand_
     scores = model.score_songs([path.read_text(encoding="utf-8") for path in EXAMPLES], tokenizer)
     assert scores == pytest.approx(recorded_scores(STAND_IN), abs=1e-6)
     assert str(REPO) not in (folder / "config.json").read_text()
+
+
+def test_int8_on_a_songs_model_warns_that_it_moves_the_scores(caplog):
+    from lyric_valence.loading import load_scoring_model
+
+    with caplog.at_level("WARNING", logger="lyric_valence"):
+        load_scoring_model("songs-minilm", "cpu", quantize="int8")
+    assert "int8 moves by up to 0.13" in caplog.text
