@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     (output_dir / "configuration_lyric_valence.py").unlink(missing_ok=True)  # the package has it; assembling copies it
     tokenizer.save_pretrained(output_dir)
     save_shipped_weights(model, output_dir)
-    (output_dir / BUILD_RECORD).write_text(json.dumps(finite(record), indent=2, allow_nan=False) + "\n")
+    record = finite(record)
+    (output_dir / BUILD_RECORD).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     write_card(output_dir, args.model, record)
     logger.info("wrote %s (%s)", output_dir, ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in output_dir.iterdir()))
     return 0

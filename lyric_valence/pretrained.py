@@ -42,18 +42,11 @@ class ShippedModel:
 
     encoder: str
     packaged_encoder: bool
-    description: str
 
 
 SHIPPED_MODELS = {
-    "songs-minilm": ShippedModel(
-        "sentence-transformers/all-MiniLM-L6-v2", True, "Spotify valence of whole songs, MiniLM encoder (offline)"
-    ),
-    "songs-mpnet": ShippedModel(
-        "sentence-transformers/all-mpnet-base-v2",
-        False,
-        "Spotify valence of whole songs, all-mpnet-base-v2 encoder (bert-base-sized; downloaded on first use)",
-    ),
+    "songs-minilm": ShippedModel("sentence-transformers/all-MiniLM-L6-v2", packaged_encoder=True),
+    "songs-mpnet": ShippedModel("sentence-transformers/all-mpnet-base-v2", packaged_encoder=False),
 }
 
 
@@ -172,7 +165,10 @@ def pretrained_model_path(name: str = DEFAULT_SONGS_MODEL, encoder_path: str | P
     """
     if name not in SHIPPED_MODELS:
         raise UserError(f"--model {name}: not a shipped model (those are {', '.join(SHIPPED_MODELS)})")
-    key = hashlib.sha256((shipped_folder(name) / SHIPPED_WEIGHTS).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for file in sorted(shipped_folder(name).iterdir()):  # any shipped file changed: assembled anew
+        digest.update(file.name.encode() + file.read_bytes())
+    key = digest.hexdigest()[:16]
     destination = cache_root() / f"{name}-{key}"
     if (destination / "config.json").is_file():
         return destination
