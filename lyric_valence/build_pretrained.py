@@ -54,7 +54,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--encoder_path", default=None, help="A local copy of the model's encoder (default: as shipped).")
     parser.add_argument("--output_dir", type=Path, default=None, help="Default: the package's folder of the model.")
     parser.add_argument("--holdout_seeds", type=int, nargs="*", default=list(HOLDOUT_SEEDS), help="Split seeds.")
-    parser.add_argument("--features_cache", type=Path, default=None, help="An .npz keeping the encoded songs.")
+    parser.add_argument(
+        "--features_cache",
+        type=Path,
+        default=None,
+        help="An .npz keeping the encoded songs between runs (derived from the lyrics: keep it outside the repository).",
+    )
     return parser.parse_args(argv)
 
 
