@@ -13,7 +13,9 @@ The public names are imported when first used, so `import lyric_valence` loads n
 """
 
 import importlib
+import os
 from importlib import resources
+from pathlib import Path
 
 # The public API, by the module that defines each name.
 _EXPORTS = {
@@ -33,6 +35,11 @@ TEMPLATES = resources.files("lyric_valence") / "templates"
 # No dropout on attention probabilities while fine-tuning: training then runs the fused SDPA attention kernel
 # (a faster step at equal quality, experiments/RECIPE.md).
 FINETUNING_ATTENTION_DROPOUT = 0.0
+
+
+def cache_home() -> Path:
+    """Where the package keeps what it builds once: ONNX exports, assembled shipped models (`$LYRIC_VALENCE_CACHE`)."""
+    return Path(os.environ.get("LYRIC_VALENCE_CACHE") or Path.home() / ".cache" / "lyric-valence")
 
 
 def default_encoder_path() -> str:

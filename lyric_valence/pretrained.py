@@ -21,13 +21,13 @@ the sha256 the fit recorded; every loader then reads that folder as it reads a f
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from lyric_valence import cache_home
 from lyric_valence.errors import UserError
 
 SHIPPED = resources.files("lyric_valence") / "pretrained_models"
@@ -51,7 +51,7 @@ SHIPPED_MODELS = {
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LYRIC_VALENCE_CACHE") or Path.home() / ".cache" / "lyric-valence") / "models"
+    return cache_home() / "models"
 
 
 def shipped_folder(name: str) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from lyric_valence import cache_home
 from lyric_valence.backends.torch import prepare_for_scoring
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
@@ -136,7 +137,7 @@ def export_key(folder: Path, quantize: str | None) -> dict:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LYRIC_VALENCE_CACHE") or Path.home() / ".cache" / "lyric-valence") / "onnx"
+    return cache_home() / "onnx"
 
 
 def writable_folder(folder: Path) -> Path | None:
