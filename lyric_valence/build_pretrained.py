@@ -101,11 +101,12 @@ def tfidf_ridge(texts: list[str], labels: np.ndarray, groups: list[str], fit: np
     """TF-IDF + ridge's test predictions: word unigrams, sublinear tf, min_df 2, alpha by grouped CV on `fit`."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
-    from sklearn.model_selection import GroupKFold
+
+    from lyric_valence.ridge import cv_folds
 
     fit_texts = [texts[i] for i in fit]
     errors = np.zeros(len(BASELINE_ALPHAS))
-    folds = list(GroupKFold(5).split(fit_texts, groups=[groups[i] for i in fit]))
+    folds = cv_folds([groups[i] for i in fit])
     for inner, held in folds:
         vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2)
         x_inner = vectorizer.fit_transform([fit_texts[i] for i in inner])
