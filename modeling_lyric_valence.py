@@ -25,6 +25,7 @@ except ImportError:  # imported as a top-level module from a source checkout rat
 
 logger = logging.get_logger(__name__)
 
+
 def check_lyrics(lyrics: list[str]) -> None:
     """Raise a `ValueError` naming the position of the first song that is not a non-blank string."""
     for position, text in enumerate(lyrics):
@@ -218,9 +219,10 @@ def score_songs_in_batches(
         chunk_batches, tokenizer, config=config, batch_tokens=batch_tokens, max_chunks_per_song=max_chunks_per_song
     )
     scores, capped = [], []
-    with ThreadPoolExecutor(max_workers=1) as host, tqdm(
-        total=len(lyrics), unit="song", disable=not show_progress
-    ) as progress:
+    with (
+        ThreadPoolExecutor(max_workers=1) as host,
+        tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress,
+    ):
         # Tokenizing and padding overlap with the forward passes, which release the GIL: a GPU need not wait for them.
         for start, block in zip(starts, prefetched(host, prepare, blocks)):
             capped += [start + song for song in block.capped]
@@ -238,7 +240,10 @@ def score_songs_in_batches(
     elif capped:
         logger.warning(
             "%d of %d songs scored on their first %d chunks only (max_chunks_per_song), at positions %s%s",
-            len(capped), len(lyrics), max_chunks_per_song, ", ".join(map(str, capped[:10])),
+            len(capped),
+            len(lyrics),
+            max_chunks_per_song,
+            ", ".join(map(str, capped[:10])),
             ", ..." if len(capped) > 10 else "",
         )
     return torch.cat(scores).tolist() if scores else []
@@ -344,7 +349,9 @@ class LyricValenceLexicalChannel(nn.Module):
         """Each chunk's L2-normalised sublinear TF-IDF vector as (chunk, feature, value) triples."""
         chunk, feature, counts = self.term_counts(input_ids, attention_mask)
         values = (1 + counts.double().log()) * self.idf[feature].double()
-        norms = torch.zeros(input_ids.shape[0], dtype=values.dtype, device=values.device).index_add_(0, chunk, values**2)
+        norms = torch.zeros(input_ids.shape[0], dtype=values.dtype, device=values.device).index_add_(
+            0, chunk, values**2
+        )
         return chunk, feature, values / norms.sqrt().clamp(min=1e-12)[chunk]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -488,8 +495,15 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         self.eval()
         try:
             return score_songs_in_batches(
-                self._score_batch, lyrics, tokenizer, self.config, batch_tokens, songs_per_block, show_progress,
-                max_chunks_per_song=max_chunks_per_song, capped_songs=capped_songs,
+                self._score_batch,
+                lyrics,
+                tokenizer,
+                self.config,
+                batch_tokens,
+                songs_per_block,
+                show_progress,
+                max_chunks_per_song=max_chunks_per_song,
+                capped_songs=capped_songs,
             )
         finally:
             self.train(was_training)

@@ -11,10 +11,13 @@ from torch.utils.benchmark import Timer
 
 # FlopCounterMode has formulas for the CUDA attention kernels only; the CPU flash kernel takes the same shapes.
 flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)(
-    lambda query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_flop_count(query, key, value))
+    lambda query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_flop_count(query, key, value)
+)
 flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)(
     lambda grad, query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_backward_flop_count(
-        grad, query, key, value))
+        grad, query, key, value
+    )
+)
 
 COUNTED_LENGTHS = (16, 32, 64)
 
@@ -22,8 +25,10 @@ COUNTED_LENGTHS = (16, 32, 64)
 def count_flops(model: torch.nn.Module, length: int, training: bool) -> int:
     """FLOPs of one chunk of `length` tokens: the forward pass, or the forward and backward of a training step."""
     device = next(model.parameters()).device
-    inputs = {"input_ids": torch.ones(1, length, dtype=torch.long, device=device),
-              "attention_mask": torch.ones(1, length, dtype=torch.long, device=device)}
+    inputs = {
+        "input_ids": torch.ones(1, length, dtype=torch.long, device=device),
+        "attention_mask": torch.ones(1, length, dtype=torch.long, device=device),
+    }
     with flop_counter.FlopCounterMode(display=False) as counter, torch.set_grad_enabled(training):
         output = model(**inputs, labels=torch.full((1,), 0.5, device=device) if training else None)
         if training:
@@ -46,8 +51,11 @@ def flops_per_length(model: torch.nn.Module, training: bool = False):
 def gemm_flops_per_second(size: int, seconds: float, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
     """Sustained `torch.mm` throughput in `dtype` on `size` x `size` matrices (median block of `seconds`)."""
     left, right = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    timer = Timer("torch.mm(left, right)", globals={"torch": torch, "left": left, "right": right},
-                  num_threads=torch.get_num_threads())  # Timer's default is one thread
+    timer = Timer(
+        "torch.mm(left, right)",
+        globals={"torch": torch, "left": left, "right": right},
+        num_threads=torch.get_num_threads(),
+    )  # Timer's default is one thread
     return 2 * size**3 / timer.blocked_autorange(min_run_time=seconds).median
 
 
@@ -60,9 +68,12 @@ def int8_gemm_ops_per_second(size: int, seconds: float, threads: int) -> float:
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.integers(-128, 128, (size, size), dtype=np.int8), "weight")
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["activations", "weight"], ["product"])], "int8_gemm",
+        [helper.make_node("MatMulInteger", ["activations", "weight"], ["product"])],
+        "int8_gemm",
         [helper.make_tensor_value_info("activations", TensorProto.UINT8, [size, size])],
-        [helper.make_tensor_value_info("product", TensorProto.INT32, [size, size])], initializer=[weight])
+        [helper.make_tensor_value_info("product", TensorProto.INT32, [size, size])],
+        initializer=[weight],
+    )
     # IR version 8: what every onnxruntime the extra allows reads, whatever onnx writes by default.
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     options = onnxruntime.SessionOptions()
@@ -74,8 +85,16 @@ def int8_gemm_ops_per_second(size: int, seconds: float, threads: int) -> float:
 
 
 # Dense (no sparsity) bf16 tensor-core peaks of NVIDIA's data sheets, in FLOP/s, by a part of the device name.
-BF16_DENSE_PEAKS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12,
-                    "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
+BF16_DENSE_PEAKS = {
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+}
 
 
 def bf16_dense_peak(device: torch.device) -> float | None:

@@ -39,9 +39,17 @@ class OurScorer:
     as `from_pretrained` gives it, token-budget batches alone), `score_songs` in `batch_tokens` budgets,
     `songs_per_block` songs at a time."""
 
-    def __init__(self, folder: str, device: str, dtype: str = "float32", quantize: str | None = None,
-                 batch_tokens: int | None = None, prepared: bool = True, backend: str = "torch",
-                 songs_per_block: int | None = None):
+    def __init__(
+        self,
+        folder: str,
+        device: str,
+        dtype: str = "float32",
+        quantize: str | None = None,
+        batch_tokens: int | None = None,
+        prepared: bool = True,
+        backend: str = "torch",
+        songs_per_block: int | None = None,
+    ):
         if prepared:
             model, self.tokenizer = load_scoring_model(folder, device, backend, dtype, quantize)
         else:
@@ -55,18 +63,22 @@ class OurScorer:
 
 # name: (description, OurScorer options; None for the naive loops)
 METHODS = {
-    "naive": ("naive: `pipeline(\"text-classification\")` per chunk, float32", None),
+    "naive": ('naive: `pipeline("text-classification")` per chunk, float32', None),
     "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
     "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
     "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
     "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
-    "ours-bfloat16-one-block": ("ours, bfloat16, 1,024-song blocks (host work not overlapped within 1,024 songs)",
-                                {"dtype": "bfloat16", "songs_per_block": 1024}),
+    "ours-bfloat16-one-block": (
+        "ours, bfloat16, 1,024-song blocks (host work not overlapped within 1,024 songs)",
+        {"dtype": "bfloat16", "songs_per_block": 1024},
+    ),
     "ours-float16": ("ours, float16", {"dtype": "float16"}),
     "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
     "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
-    "ours-onnxruntime-int8": ("ours, onnxruntime (fused graph), dynamic int8, weights per channel",
-                              {"backend": "onnxruntime", "quantize": "int8"}),
+    "ours-onnxruntime-int8": (
+        "ours, onnxruntime (fused graph), dynamic int8, weights per channel",
+        {"backend": "onnxruntime", "quantize": "int8"},
+    ),
 }
 
 
@@ -77,8 +89,9 @@ def build_scorer(name: str, folder: str, device: torch.device, **options):
     return OurScorer(folder, str(device), **{**METHODS[name][1], **options})
 
 
-def time_side_by_side(scorers: dict, songs: list[str], rounds: int, label: str, log=print, before_round=None,
-                      stop=lambda: False) -> tuple[dict, dict]:
+def time_side_by_side(
+    scorers: dict, songs: list[str], rounds: int, label: str, log=print, before_round=None, stop=lambda: False
+) -> tuple[dict, dict]:
     """
     Score `songs` with every scorer in each round, in rotated order, each turn one `Timer.blocked_autorange` (its
     untimed first call is the warm-up). `before_round(index)` runs first in each round; `stop()` ends the rounds early.
@@ -88,17 +101,23 @@ def time_side_by_side(scorers: dict, songs: list[str], rounds: int, label: str, 
     for index in range(rounds):
         if before_round:
             before_round(index)
-        names = list(scorers)[index % len(scorers):] + list(scorers)[: index % len(scorers)]
+        names = list(scorers)[index % len(scorers) :] + list(scorers)[: index % len(scorers)]
         for name in names:
-            timer = Timer("scores[name] = scorer(songs)", globals={"scorer": scorers[name], "songs": songs,
-                                                                    "scores": scores, "name": name},
-                          label=label, sub_label=f"{len(songs)} songs", description=name,
-                          num_threads=torch.get_num_threads())
+            timer = Timer(
+                "scores[name] = scorer(songs)",
+                globals={"scorer": scorers[name], "songs": songs, "scores": scores, "name": name},
+                label=label,
+                sub_label=f"{len(songs)} songs",
+                description=name,
+                num_threads=torch.get_num_threads(),
+            )
             measurement = timer.blocked_autorange(min_run_time=0)
             seconds[name].append(measurement.median)
             measurements.append(measurement)
-            log(f"round {index + 1}/{rounds}: {name} {measurement.median:.2f} s "
-                f"({len(songs) / measurement.median:.1f} songs/s)")
+            log(
+                f"round {index + 1}/{rounds}: {name} {measurement.median:.2f} s "
+                f"({len(songs) / measurement.median:.1f} songs/s)"
+            )
         if stop() and index + 1 < rounds:
             log(f"stopping after round {index + 1}: time budget used")
             break

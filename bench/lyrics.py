@@ -52,7 +52,16 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
 
     def lexicon_score(texts: pd.Series) -> np.ndarray:
         """Mean VADER compound score of each song's non-blank lines (VADER scores sentences, not whole songs)."""
-        return np.array([[np.mean([vader.polarity_scores(line)["compound"] for line in text.splitlines() if line.strip()] or [0.0])] for text in texts])
+        return np.array(
+            [
+                [
+                    np.mean(
+                        [vader.polarity_scores(line)["compound"] for line in text.splitlines() if line.strip()] or [0.0]
+                    )
+                ]
+                for text in texts
+            ]
+        )
 
     lexicon = LinearRegression().fit(lexicon_score(train["text"]), train["label"])
     rows["VADER lexicon + linear"] = {split: lexicon.predict(lexicon_score(frames[split]["text"])) for split in SPLITS}
@@ -62,7 +71,9 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
     features = {"train": vectorizer.fit_transform(train["text"])}
     features.update({split: vectorizer.transform(frames[split]["text"]) for split in SPLITS})
     fits = {alpha: Ridge(alpha=alpha).fit(features["train"], train["label"]) for alpha in RIDGE_ALPHAS}
-    alpha = min(fits, key=lambda a: np.mean((fits[a].predict(features["validation"]) - frames["validation"]["label"]) ** 2))
+    alpha = min(
+        fits, key=lambda a: np.mean((fits[a].predict(features["validation"]) - frames["validation"]["label"]) ** 2)
+    )
     rows["TF-IDF + ridge"] = {split: fits[alpha].predict(features[split]) for split in SPLITS}
     return rows
 
@@ -76,10 +87,23 @@ def trained_model_predictions(model_dir: str, frames: dict[str, pd.DataFrame]) -
 
 
 def train_flags(args: argparse.Namespace, trial: str, seed: int) -> list[str]:
-    columns = [item for flag in ("text_column", "label_column", "group_column") if getattr(args, flag)
-               for item in (f"--{flag}", getattr(args, flag))]
-    return ["--data_file", args.data_file, *columns, "--seed", str(seed), *shlex.split(TRIALS[trial]), *args.extra,
-            "--save_total_limit", "1"]
+    columns = [
+        item
+        for flag in ("text_column", "label_column", "group_column")
+        if getattr(args, flag)
+        for item in (f"--{flag}", getattr(args, flag))
+    ]
+    return [
+        "--data_file",
+        args.data_file,
+        *columns,
+        "--seed",
+        str(seed),
+        *shlex.split(TRIALS[trial]),
+        *args.extra,
+        "--save_total_limit",
+        "1",
+    ]
 
 
 def run_trial(flags: list[str], output_dir: Path) -> dict:
@@ -144,8 +168,14 @@ def plot(records: dict, path: Path) -> None:
         names = list(record["rows"])
         values = [[seed["test"]["mse"] for seed in record["rows"][name]["seeds"].values()] for name in names]
         axis.barh(names, [np.mean(v) for v in values], xerr=[np.std(v) for v in values], color="tab:blue")
-        axis.axvline(np.mean(values[names.index("TF-IDF + ridge")]), color="tab:red", linestyle="--", label="TF-IDF + ridge")
-        axis.set(xlabel="song-level test MSE (lower is better)", title=data_file, xlim=(0.8 * min(map(np.mean, values)), None))
+        axis.axvline(
+            np.mean(values[names.index("TF-IDF + ridge")]), color="tab:red", linestyle="--", label="TF-IDF + ridge"
+        )
+        axis.set(
+            xlabel="song-level test MSE (lower is better)",
+            title=data_file,
+            xlim=(0.8 * min(map(np.mean, values)), None),
+        )
         axis.invert_yaxis()
         axis.legend(fontsize=8)
     figure.tight_layout()
@@ -161,13 +191,22 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--group_column", help="Its artist column: no artist spans two splits.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="Split seeds (train.py --seed).")
     parser.add_argument("--trials", nargs="*", default=[], choices=list(TRIALS), help="train.py trials to run.")
-    parser.add_argument("--models", nargs="*", default=[], help="Saved models to score as they are, without training "
-                        "on this set (e.g. the EmoBank quickstart's output folder).")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        help="Saved models to score as they are, without training "
+        "on this set (e.g. the EmoBank quickstart's output folder).",
+    )
     parser.add_argument("--tag", default=None, help="Added to the trials' row names (e.g. the encoder given after --).")
     parser.add_argument("--out", type=Path, default=Path("lyrics-bench"), help="Folder of lyrics.json, .md and .png.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Where train.py runs write (default: temporary).")
-    parser.add_argument("--results_markdown", type=Path, default=None, help="Also write the tables into this file's "
-                        "lyrics section (between its bench/lyrics.py markers).")
+    parser.add_argument(
+        "--results_markdown",
+        type=Path,
+        default=None,
+        help="Also write the tables into this file's lyrics section (between its bench/lyrics.py markers).",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="After --: flags added to every train.py run.")
     args = parser.parse_args(argv)
     args.extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
@@ -190,8 +229,13 @@ def main(argv=None) -> None:
         splits, counts = load_splits(args.data_file, columns=columns, seed=seed)
         record.setdefault("counts", counts)
         frames = {name: splits[name].to_pandas() for name in splits}
-        untrained = {**baselines(frames), **{f"trained elsewhere: {Path(model_dir).name}":
-                                              trained_model_predictions(model_dir, frames) for model_dir in args.models}}
+        untrained = {
+            **baselines(frames),
+            **{
+                f"trained elsewhere: {Path(model_dir).name}": trained_model_predictions(model_dir, frames)
+                for model_dir in args.models
+            },
+        }
         for name, predicted in untrained.items():
             row = record["rows"].setdefault(name, {"flags": "", "seeds": {}})
             row["seeds"][str(seed)] = {
@@ -201,7 +245,9 @@ def main(argv=None) -> None:
         for trial in args.trials:
             name = f"{trial} ({args.tag})" if args.tag else trial
             run_name = "-".join(part for part in (trial, args.tag, str(seed)) if part)
-            row = record["rows"].setdefault(name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}})
+            row = record["rows"].setdefault(
+                name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}}
+            )
             row["seeds"][str(seed)] = run_trial(train_flags(args, trial, seed), work_dir / run_name)
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
             write_json(records_path, records)

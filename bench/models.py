@@ -20,18 +20,29 @@ from lyric_valence.pretrained import pretrained_model_path
 from modeling_lyric_valence import LyricValenceModel
 
 ENCODERS = ("minilm", "songs-minilm", "bert-base")
-RANDOM_SHAPES = {"bert-base": {}, "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                           "intermediate_size": 48}}
+RANDOM_SHAPES = {
+    "bert-base": {},
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 48},
+}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--device, --encoder and --vocab_file, as every speed benchmark takes them."""
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available).")
-    parser.add_argument("--encoder", default="minilm", choices=ENCODERS, help="minilm: the packaged pretrained "
-                        "all-MiniLM-L6-v2; songs-minilm: the shipped songs model (lexical channel included); "
-                        "bert-base: a bert-base-shaped encoder with random weights (speed only).")
-    parser.add_argument("--vocab_file", default=None, help="WordPiece vocab.txt for --encoder bert-base (default: the "
-                        "packaged MiniLM's, which is bert-base-uncased's).")
+    parser.add_argument(
+        "--encoder",
+        default="minilm",
+        choices=ENCODERS,
+        help="minilm: the packaged pretrained "
+        "all-MiniLM-L6-v2; songs-minilm: the shipped songs model (lexical channel included); "
+        "bert-base: a bert-base-shaped encoder with random weights (speed only).",
+    )
+    parser.add_argument(
+        "--vocab_file",
+        default=None,
+        help="WordPiece vocab.txt for --encoder bert-base (default: the "
+        "packaged MiniLM's, which is bert-base-uncased's).",
+    )
 
 
 def load_tokenizer(encoder: str = "minilm", vocab_file: str | None = None) -> PreTrainedTokenizerBase:

@@ -37,15 +37,23 @@ def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = 
                 results[mode] = finish(mode, *running.pop(mode), log)
         for mode, run in running.items():
             results[mode] = finish(mode, *run, log)
-    return {"budget_flags": " ".join(budget_flags), "parallel": parallel, "modes": results,
-            "ridge_reference": RIDGE_REFERENCE}
+    return {
+        "budget_flags": " ".join(budget_flags),
+        "parallel": parallel,
+        "modes": results,
+        "ridge_reference": RIDGE_REFERENCE,
+    }
 
 
 def finish(mode: str, process, output_dir: Path, started: float, log=print) -> dict:
     """Wait for a mode's train.py run; its validation and test metrics, train and wall seconds."""
     results = train_py_results(process, output_dir)
-    result = {"flags": MODE_FLAGS[mode], "train_s": results["train_runtime"], "wall_s": time.perf_counter() - started,
-              "validation": {metric: results[f"eval_{metric}"] for metric in METRICS},
-              "test": {metric: results[f"test_{metric}"] for metric in METRICS}}
+    result = {
+        "flags": MODE_FLAGS[mode],
+        "train_s": results["train_runtime"],
+        "wall_s": time.perf_counter() - started,
+        "validation": {metric: results[f"eval_{metric}"] for metric in METRICS},
+        "test": {metric: results[f"test_{metric}"] for metric in METRICS},
+    }
     log(f"quality: {mode} test r {result['test']['pearson']:.3f}, MSE {result['test']['mse']:.5f}")
     return result

@@ -19,11 +19,23 @@ import pandas as pd
 import torch
 
 from bench.models import build_model, load_tokenizer, save_model
-from bench.report import REPO, command_line, logger, machine_info, machine_line, table, timed_process, write_json, write_section
+from bench.report import (
+    REPO,
+    command_line,
+    logger,
+    machine_info,
+    machine_line,
+    table,
+    timed_process,
+    write_json,
+    write_section,
+)
 from bench.songs import make_catalogue
 
-WORDS = ("light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
-         "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide").split()
+WORDS = (
+    "light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
+    "compass whisper marble ember willow cobalt ladder echo violet canyon feather signal copper tide"
+).split()
 FILE_ROWS = 10_000
 BLOCK_SIZE = 100  # songs per batch: 10 batches of the 1,000 songs to share between processes or actors
 PREDICT_FLAGS = ["--id_column", "song", "--keep_columns", "artist", "--block_size", str(BLOCK_SIZE), "-q"]
@@ -94,19 +106,28 @@ def write_catalogue(folder: Path, songs: int) -> list[str]:
     rng = random.Random(songs)
     for part, start in enumerate(range(0, songs, FILE_ROWS)):
         rows = range(start, min(start + FILE_ROWS, songs))
-        pd.DataFrame({
-            "song": [f"song {row}" for row in rows],
-            "artist": [f"artist {row % 97}" for row in rows],
-            "seq": ["" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
-                    for row in rows],
-        }).to_parquet(folder / f"part-{part:04d}.parquet", row_group_size=BLOCK_SIZE)
+        pd.DataFrame(
+            {
+                "song": [f"song {row}" for row in rows],
+                "artist": [f"artist {row % 97}" for row in rows],
+                "seq": [
+                    "" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
+                    for row in rows
+                ],
+            }
+        ).to_parquet(folder / f"part-{part:04d}.parquet", row_group_size=BLOCK_SIZE)
     return sorted(str(path) for path in folder.iterdir())
 
 
 def write_song_table(path: Path, pool: list[str], songs: int) -> str:
     """A CSV of `songs` rows (song, artist, seq) cycling through `pool` (bench/songs.py's length mix)."""
-    pd.DataFrame({"song": [f"song {row}" for row in range(songs)], "artist": [f"artist {row % 997}" for row in range(songs)],
-                  "seq": [pool[row % len(pool)] for row in range(songs)]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "song": [f"song {row}" for row in range(songs)],
+            "artist": [f"artist {row % 997}" for row in range(songs)],
+            "seq": [pool[row % len(pool)] for row in range(songs)],
+        }
+    ).to_csv(path, index=False)
     return str(path)
 
 
@@ -118,13 +139,30 @@ def measured_predict(source: str, model: str, output: Path, *flags: str) -> dict
     """One `predict` process (Ray's driver with `--engine ray`): wall time and peak RSS (MiB), and the Ray actors'."""
     peaks = output.with_name(f"peaks-{output.name}")
     peaks.mkdir()
-    wall = run([sys.executable, "-c", MEASURED_RUN, "predict", source, "--model", model, "--output", str(output),
-                *flags, *PREDICT_FLAGS], PEAKS_DIR=str(peaks))
+    wall = run(
+        [
+            sys.executable,
+            "-c",
+            MEASURED_RUN,
+            "predict",
+            source,
+            "--model",
+            model,
+            "--output",
+            str(output),
+            *flags,
+            *PREDICT_FLAGS,
+        ],
+        PEAKS_DIR=str(peaks),
+    )
     result = {"wall_s": round(wall, 1), "peak_mib": round(int((peaks / "driver").read_text()) / 1024)}
     actors = [json.loads(path.read_text()) for path in peaks.glob("worker-*")]
     if actors:
-        result.update(scoring_s=round(max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors), 1),
-                      worker_peak_mib=round(max(actor["peak_kib"] for actor in actors) / 1024), actors_seen=len(actors))
+        result.update(
+            scoring_s=round(max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors), 1),
+            worker_peak_mib=round(max(actor["peak_kib"] for actor in actors) / 1024),
+            actors_seen=len(actors),
+        )
     return result
 
 
@@ -138,48 +176,106 @@ def torchrun_predict(files: list[str], model: str, output: Path, processes: int,
     rows.mkdir()
     script = work / "counted_run.py"
     script.write_text(COUNTED_RUN, encoding="utf-8")
-    wall = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script),
-                "predict", *files, "--model", model, "--output", str(output), *PREDICT_FLAGS], ROWS_DIR=str(rows))
+    wall = run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            str(script),
+            "predict",
+            *files,
+            "--model",
+            model,
+            "--output",
+            str(output),
+            *PREDICT_FLAGS,
+        ],
+        ROWS_DIR=str(rows),
+    )
     counts = [json.loads((rows / f"rows-{index}.json").read_text()) for index in range(processes)]
-    return {"wall_s": round(wall, 1), "rows_taken": [count["taken"] for count in counts],
-            "rows_read": [count["read"] for count in counts]}
+    return {
+        "wall_s": round(wall, 1),
+        "rows_taken": [count["taken"] for count in counts],
+        "rows_read": [count["read"] for count in counts],
+    }
 
 
 def markdown(results: dict) -> str:
     same, speed, memory, two = (results[key] for key in ("same_scores", "workers_1000", "memory", "torchrun_1000"))
     rows = [
-        (f"Ray scores vs predict's, {same['songs']} songs", f"max abs difference {same['max_abs_difference']:.1e} "
-         f"({same['rows']} rows each, same ids in the same order: {same['same_ids']})"),
-        *((f"{workers} Ray CPU worker(s), 1,000 songs", f"{speed[workers]['wall_s']} s in all "
-           f"({speed[workers]['songs_per_s']} songs/s); scoring, first batch to last: {speed[workers]['scoring_s']} s "
-           f"({speed[workers]['scoring_songs_per_s']} songs/s, {speed[workers]['actors_seen']} actor(s) scored)")
-          for workers in ("1", "2")),
-        ("2 vs 1 Ray workers", f"throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} while "
-         "scoring"),
-        ("predict, one process, 1,000 songs", f"{results['predict_1000_s']} s; Ray with 1 worker takes "
-         f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s)"),
-        ("predict, 2 processes (torchrun), 1,000 songs", f"rows taken per process {two['2']['rows_taken']}, rows read "
-         f"per process {two['2']['rows_read']}; output byte-identical to 1 process: {two['byte_identical']}; "
-         f"{two['2']['wall_s']} s vs {two['1']['wall_s']} s for 1 process"),
-        *((f"{size} songs (CSV, tiny model)", f"predict, one process: {run['predict']['wall_s']} s, peak "
-           f"{run['predict']['peak_mib']} MiB; Ray, 1 worker: {run['ray']['wall_s']} s, driver peak "
-           f"{run['ray']['peak_mib']} MiB, worker peak {run['ray']['worker_peak_mib']} MiB") for size, run in memory.items()),
-        (f"peak memory {list(memory)[1]} vs {list(memory)[0]} songs", f"predict x{results['memory_ratio']['predict']}, "
-         f"Ray driver x{results['memory_ratio']['driver']}, Ray worker x{results['memory_ratio']['worker']}"),
+        (
+            f"Ray scores vs predict's, {same['songs']} songs",
+            f"max abs difference {same['max_abs_difference']:.1e} "
+            f"({same['rows']} rows each, same ids in the same order: {same['same_ids']})",
+        ),
+        *(
+            (
+                f"{workers} Ray CPU worker(s), 1,000 songs",
+                f"{speed[workers]['wall_s']} s in all "
+                f"({speed[workers]['songs_per_s']} songs/s); scoring, first batch to last: {speed[workers]['scoring_s']} s "
+                f"({speed[workers]['scoring_songs_per_s']} songs/s, {speed[workers]['actors_seen']} actor(s) scored)",
+            )
+            for workers in ("1", "2")
+        ),
+        (
+            "2 vs 1 Ray workers",
+            f"throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} while scoring",
+        ),
+        (
+            "predict, one process, 1,000 songs",
+            f"{results['predict_1000_s']} s; Ray with 1 worker takes "
+            f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s)",
+        ),
+        (
+            "predict, 2 processes (torchrun), 1,000 songs",
+            f"rows taken per process {two['2']['rows_taken']}, rows read "
+            f"per process {two['2']['rows_read']}; output byte-identical to 1 process: {two['byte_identical']}; "
+            f"{two['2']['wall_s']} s vs {two['1']['wall_s']} s for 1 process",
+        ),
+        *(
+            (
+                f"{size} songs (CSV, tiny model)",
+                f"predict, one process: {run['predict']['wall_s']} s, peak "
+                f"{run['predict']['peak_mib']} MiB; Ray, 1 worker: {run['ray']['wall_s']} s, driver peak "
+                f"{run['ray']['peak_mib']} MiB, worker peak {run['ray']['worker_peak_mib']} MiB",
+            )
+            for size, run in memory.items()
+        ),
+        (
+            f"peak memory {list(memory)[1]} vs {list(memory)[0]} songs",
+            f"predict x{results['memory_ratio']['predict']}, "
+            f"Ray driver x{results['memory_ratio']['driver']}, Ray worker x{results['memory_ratio']['worker']}",
+        ),
     ]
-    return "\n".join([f"Command: `{results['command']}`. Machine: {results['machine']}", "",
-                      table([{"measure": measure, "result": result} for measure, result in rows])])
+    return "\n".join(
+        [
+            f"Command: `{results['command']}`. Machine: {results['machine']}",
+            "",
+            table([{"measure": measure, "result": result} for measure, result in rows]),
+        ]
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--songs", type=int, default=1000, help="Songs of the speed comparisons (default: 1000).")
-    parser.add_argument("--memory_songs", type=int, nargs=2, default=[10_000, 100_000],
-                        help="The two catalogue sizes of the memory comparison (default: 10000 100000).")
+    parser.add_argument(
+        "--memory_songs",
+        type=int,
+        nargs=2,
+        default=[10_000, 100_000],
+        help="The two catalogue sizes of the memory comparison (default: 10000 100000).",
+    )
     args = parser.parse_args()
     machine = machine_info(torch.device("cpu"))
-    results = {"command": command_line("bench.ray_scoring"), "date": machine["date"], "machine": machine_line(machine),
-               "songs": args.songs}
+    results = {
+        "command": command_line("bench.ray_scoring"),
+        "date": machine["date"],
+        "machine": machine_line(machine),
+        "songs": args.songs,
+    }
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
         tokenizer = load_tokenizer()
@@ -188,8 +284,23 @@ def main() -> None:
         files = write_catalogue(work / "songs", args.songs)
 
         log("predict, one process")
-        results["predict_1000_s"] = round(run([sys.executable, "-m", "lyric_valence.cli", "predict", *files, "--model",
-                                               minilm, "--output", str(work / "predict.csv"), *PREDICT_FLAGS]), 1)
+        results["predict_1000_s"] = round(
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "lyric_valence.cli",
+                    "predict",
+                    *files,
+                    "--model",
+                    minilm,
+                    "--output",
+                    str(work / "predict.csv"),
+                    *PREDICT_FLAGS,
+                ]
+            ),
+            1,
+        )
         speed = {}
         for workers in ("1", "2"):
             log(f"ray, {workers} worker(s)")
@@ -205,7 +316,8 @@ def main() -> None:
         reference = pd.read_csv(work / "predict.csv", dtype={"id": str})
         ray = pd.concat(map(pd.read_parquet, sorted((work / "ray-1").glob("*.parquet"))), ignore_index=True)
         results["same_scores"] = {
-            "songs": args.songs, "rows": len(ray),
+            "songs": args.songs,
+            "rows": len(ray),
             "same_ids": ray["id"].tolist() == reference["id"].tolist() and len(ray) == len(reference),
             "max_abs_difference": float((ray["valence"] - reference["valence"]).abs().max()),
         }
@@ -222,14 +334,17 @@ def main() -> None:
         for size in args.memory_songs:
             log(f"memory, {size} songs: predict, then ray")
             table_file = write_song_table(work / f"songs-{size}.csv", pool, size)
-            memory[str(size)] = {"predict": measured_predict(table_file, tiny, work / f"predict-{size}.csv"),
-                                 "ray": ray_run(table_file, tiny, work / f"ray-memory-{size}", 1)}
+            memory[str(size)] = {
+                "predict": measured_predict(table_file, tiny, work / f"predict-{size}.csv"),
+                "ray": ray_run(table_file, tiny, work / f"ray-memory-{size}", 1),
+            }
         results["memory"] = memory
         small, large = (memory[str(size)] for size in args.memory_songs)
         results["memory_ratio"] = {
             "predict": round(large["predict"]["peak_mib"] / small["predict"]["peak_mib"], 2),
             "driver": round(large["ray"]["peak_mib"] / small["ray"]["peak_mib"], 2),
-            "worker": round(large["ray"]["worker_peak_mib"] / small["ray"]["worker_peak_mib"], 2)}
+            "worker": round(large["ray"]["worker_peak_mib"] / small["ray"]["worker_peak_mib"], 2),
+        }
 
     write_json(REPO / "bench" / "ray_scoring.json", results)
     write_section(REPO / "bench" / "RAY_RESULTS.md", "bench.ray_scoring", markdown(results))

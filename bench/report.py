@@ -25,7 +25,9 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 def machine_info(device: torch.device) -> dict:
     """Where and with what a benchmark ran."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor()
+    )
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -49,9 +51,11 @@ def machine_line(machine: dict) -> str:
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ""
     load = f", 1-minute load {machine['load_average']:.1f} at the start" if "load_average" in machine else ""
     flags = f" ({', '.join(machine['cpu_flags'])})" if machine.get("cpu_flags") else ""
-    return (f"{machine['cpu']}{flags}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads){gpu}{load}; "
-            f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}; "
-            f"{machine['date']}.")
+    return (
+        f"{machine['cpu']}{flags}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads){gpu}{load}; "
+        f"Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}; "
+        f"{machine['date']}."
+    )
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -76,15 +80,26 @@ def timed_process(command: list[str], env: dict | None = None) -> dict:
         stderr.seek(0)
         errors = stderr.read()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed (exit {os.waitstatus_to_exitcode(status)}):\n{errors[-3000:]}")
+        raise RuntimeError(
+            f"{shlex.join(command)} failed (exit {os.waitstatus_to_exitcode(status)}):\n{errors[-3000:]}"
+        )
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "stderr": errors}
 
 
 def start_train_py(flags: list[str], output_dir: Path) -> subprocess.Popen:
     """train.py with `flags`, writing to `output_dir`; its output goes to `output_dir`.log (a file, not a pipe: parallel
     runs never block on it)."""
-    command = [sys.executable, "train.py", *flags, "--output_dir", str(output_dir), "--disable_tqdm", "True",
-               "--report_to", "none"]
+    command = [
+        sys.executable,
+        "train.py",
+        *flags,
+        "--output_dir",
+        str(output_dir),
+        "--disable_tqdm",
+        "True",
+        "--report_to",
+        "none",
+    ]
     Path(output_dir).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{output_dir}.log", "w") as log_file:
         return subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
@@ -113,8 +128,10 @@ def summary(values: list[float]) -> dict:
 
 def rates(seconds: list[float], **amounts: float) -> dict:
     """The rounds' seconds and, per amount done in each round, its rate (key `NAME_per_s`), as `summary`s."""
-    return {"seconds": summary(seconds),
-            **{f"{name}_per_s": summary([amount / s for s in seconds]) for name, amount in amounts.items()}}
+    return {
+        "seconds": summary(seconds),
+        **{f"{name}_per_s": summary([amount / s for s in seconds]) for name, amount in amounts.items()},
+    }
 
 
 def spread(stats: dict, spec: str = ".2f", scale: float = 1.0, suffix: str = "") -> str:
@@ -139,7 +156,7 @@ def write_section(path: Path, name: str, text: str) -> None:
     start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
     content = path.read_text(encoding="utf-8") if path.exists() else ""
     if start in content:
-        content = content[: content.index(start)] + start + "\n" + text + "\n" + content[content.index(end):]
+        content = content[: content.index(start)] + start + "\n" + text + "\n" + content[content.index(end) :]
     else:
         content = content.rstrip("\n") + f"\n\n{start}\n{text}\n{end}\n"
     path.write_text(content, encoding="utf-8")

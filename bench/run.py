@@ -16,8 +16,18 @@ import torch
 from bench.flops import bf16_dense_peak
 from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer
 from bench.quality import measure_quality
-from bench.report import (command_line, logger, machine_info, machine_line, pick_device, spread, summary, table,
-                          write_json, write_section)
+from bench.report import (
+    command_line,
+    logger,
+    machine_info,
+    machine_line,
+    pick_device,
+    spread,
+    summary,
+    table,
+    write_json,
+    write_section,
+)
 from bench.songs import length_summary, make_catalogue
 from bench.training import chunk_features, epoch_sample, measure_training, profile_training_step
 
@@ -28,10 +38,20 @@ log = logger("bench")
 POOL_SONGS = 1440  # about 1,640 chunks: one length-grouped megabatch (1,600) to draw the timed batches from
 # Sizes of each mode; the command line overrides the first three.
 PRESETS = {
-    "quick": {"training_batches": 1, "rounds": 3, "gemm_size": 2048, "gemm_seconds": 1.0,
-              "quality_budget": "--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200"},
-    "full": {"training_batches": 5, "rounds": 5, "gemm_size": 4096, "gemm_seconds": 3.0,
-             "quality_budget": "--num_train_epochs 3"},
+    "quick": {
+        "training_batches": 1,
+        "rounds": 3,
+        "gemm_size": 2048,
+        "gemm_seconds": 1.0,
+        "quality_budget": "--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200",
+    },
+    "full": {
+        "training_batches": 5,
+        "rounds": 5,
+        "gemm_size": 4096,
+        "gemm_seconds": 3.0,
+        "quality_budget": "--num_train_epochs 3",
+    },
 }
 # Our training step's variants (train.py flags), and those each device times by default. transformers' default
 # optimizer is already the fused AdamW (`adamw_torch_fused`), so every variant runs it.
@@ -61,31 +81,62 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="Small sizes and a small quality budget.")
     add_model_arguments(parser)
     parser.add_argument("--no_quality", action="store_true", help="Skip the EmoBank quality runs of the modes.")
-    parser.add_argument("--no_precision", action="store_true", help="Skip the EmoBank quality runs of lora in fp32 "
-                        "and mixed precision.")
-    parser.add_argument("--quality_flags", default="", help="train.py flags added to every quality run, e.g. "
-                        "'--model_name_or_path DIR --data_file emobank.csv' on a machine without the defaults.")
-    parser.add_argument("--no_training", action="store_true", help="Skip the training throughput: only the quality "
-                        "runs. Sections a run skips are kept from the previous run of the same device and encoder.")
-    parser.add_argument("--variants", nargs="+", default=None, choices=VARIANT_FLAGS, help="Our training step's "
-                        f"variants to time (default: the device's: {DEFAULT_VARIANTS}).")
-    parser.add_argument("--training_batches", type=int, default=None, help="Batches of 32 chunks, of the 50 of a "
-                        "length-grouped megabatch, that each training round times (default: the mode's).")
+    parser.add_argument(
+        "--no_precision", action="store_true", help="Skip the EmoBank quality runs of lora in fp32 and mixed precision."
+    )
+    parser.add_argument(
+        "--quality_flags",
+        default="",
+        help="train.py flags added to every quality run, e.g. "
+        "'--model_name_or_path DIR --data_file emobank.csv' on a machine without the defaults.",
+    )
+    parser.add_argument(
+        "--no_training",
+        action="store_true",
+        help="Skip the training throughput: only the quality "
+        "runs. Sections a run skips are kept from the previous run of the same device and encoder.",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=VARIANT_FLAGS,
+        help=f"Our training step's variants to time (default: the device's: {DEFAULT_VARIANTS}).",
+    )
+    parser.add_argument(
+        "--training_batches",
+        type=int,
+        default=None,
+        help="Batches of 32 chunks, of the 50 of a "
+        "length-grouped megabatch, that each training round times (default: the mode's).",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="Repetitions of each timing (default: the mode's).")
     parser.add_argument("--gemm_size", type=int, default=None, help="Side of the GEMM peak's square matrices.")
-    parser.add_argument("--results", type=Path, default=BENCH / "results.json", help="JSON file the run is merged "
-                        "into (default: bench/results.json).")
-    parser.add_argument("--markdown", type=Path, default=BENCH / "RESULTS.md", help="Markdown file whose section of "
-                        "this device and encoder is rewritten (default: bench/RESULTS.md).")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=BENCH / "results.json",
+        help="JSON file the run is merged into (default: bench/results.json).",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=BENCH / "RESULTS.md",
+        help="Markdown file whose section of this device and encoder is rewritten (default: bench/RESULTS.md).",
+    )
     args = parser.parse_args(argv)
-    args.settings = {name: value if getattr(args, name, None) is None else getattr(args, name)
-                     for name, value in PRESETS["quick" if args.quick else "full"].items()}
+    args.settings = {
+        name: value if getattr(args, name, None) is None else getattr(args, name)
+        for name, value in PRESETS["quick" if args.quick else "full"].items()
+    }
     return args
 
 
 def make_model(encoder: str, vocab_size: int, reference: bool = False):
     """A fresh model, LoRA-wrapped as train.py's default mode: ours, or the reference's."""
-    return import_training_module().prepare_for_finetuning(build_model(encoder, vocab_size, reference=reference), "lora")
+    return import_training_module().prepare_for_finetuning(
+        build_model(encoder, vocab_size, reference=reference), "lora"
+    )
 
 
 def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
@@ -97,23 +148,40 @@ def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
     features = epoch_sample(pool_chunks, settings["training_batches"])
     model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
     variants = {name: VARIANT_FLAGS[name] for name in args.variants or DEFAULT_VARIANTS[device.type]}
-    run = {"mode": "quick" if args.quick else "full",
-           "command": command_line("bench.run"),
-           "encoder_description": ENCODER_DESCRIPTIONS[args.encoder], "machine": machine_info(device),
-           "settings": settings,
-           "inputs": {"training_pool_songs": length_summary(pool.tokens),
-                      "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features])}}
+    run = {
+        "mode": "quick" if args.quick else "full",
+        "command": command_line("bench.run"),
+        "encoder_description": ENCODER_DESCRIPTIONS[args.encoder],
+        "machine": machine_info(device),
+        "settings": settings,
+        "inputs": {
+            "training_pool_songs": length_summary(pool.tokens),
+            "timed_training_chunks": length_summary([len(feature["input_ids"]) for feature in features]),
+        },
+    }
     if args.no_training:
         return run
-    training = measure_training(model_factory, tokenizer, features, device, variants, settings["rounds"],
-                                settings["gemm_size"], settings["gemm_seconds"], log)
+    training = measure_training(
+        model_factory,
+        tokenizer,
+        features,
+        device,
+        variants,
+        settings["rounds"],
+        settings["gemm_size"],
+        settings["gemm_seconds"],
+        log,
+    )
     training["bf16_dense_peak_flops_per_s"] = bf16_dense_peak(device)
     best = training["variants"][training["best"]]
     chunks = REFERENCE_RUN["songs"] * len(pool_chunks) / POOL_SONGS * REFERENCE_RUN["epochs"]
-    training["projection"] = {**REFERENCE_RUN, "chunks_per_song": len(pool_chunks) / POOL_SONGS,
-                              "variant": training["best"],
-                              "ours_minutes": (chunks / best["chunks_per_s"]["median"] + best["warmup_s"]) / 60,
-                              "reference_minutes": chunks / training["reference"]["chunks_per_s"]["median"] / 60}
+    training["projection"] = {
+        **REFERENCE_RUN,
+        "chunks_per_song": len(pool_chunks) / POOL_SONGS,
+        "variant": training["best"],
+        "ours_minutes": (chunks / best["chunks_per_s"]["median"] + best["warmup_s"]) / 60,
+        "reference_minutes": chunks / training["reference"]["chunks_per_s"]["median"] / 60,
+    }
     log("profiling our training step")
     training["profile"] = profile_training_step(model_factory, tokenizer, features, device, best["flags"])
     run["training"] = training
@@ -133,56 +201,134 @@ def render_run(key: str, run: dict) -> str:
         kept = run.get("kept", {}).get(section)
         return [f"### {title}", "", *([f"Kept from the run of {kept}.", ""] if kept else [])]
 
-    lines = [f"## {key}: {run['encoder_description']} on {where}", "", f"Command: `{run['command']}` ({run['mode']} mode). Machine: {machine_line(machine)}", "",
-             *(f"Note: {note}\n" for note in run.get("notes", [])), "### Inputs", "",
-             table([{"set": name.replace("_", " "), "songs or chunks": row["songs"], "mean tokens": f"{row['mean']:.0f}",
-                     "median": f"{row['median']:.0f}", "p99": f"{row['p99']:.0f}", "max": row["max"],
-                     "> 512": f"{row['share_over_512']:.0%}"} for name, row in run["inputs"].items()]), ""]
+    lines = [
+        f"## {key}: {run['encoder_description']} on {where}",
+        "",
+        f"Command: `{run['command']}` ({run['mode']} mode). Machine: {machine_line(machine)}",
+        "",
+        *(f"Note: {note}\n" for note in run.get("notes", [])),
+        "### Inputs",
+        "",
+        table(
+            [
+                {
+                    "set": name.replace("_", " "),
+                    "songs or chunks": row["songs"],
+                    "mean tokens": f"{row['mean']:.0f}",
+                    "median": f"{row['median']:.0f}",
+                    "p99": f"{row['p99']:.0f}",
+                    "max": row["max"],
+                    "> 512": f"{row['share_over_512']:.0%}",
+                }
+                for name, row in run["inputs"].items()
+            ]
+        ),
+        "",
+    ]
     if "training" in run:
         training, projection = run["training"], run["training"]["projection"]
         gpu_peak = training.get("bf16_dense_peak_flops_per_s")
-        rows = {**{f"ours, {name}": row for name, row in training["variants"].items()},
-                "reference (pad to 512, fp32, plain loop, the encoder's dropouts)": training["reference"]}
-        lines += [*heading("training", "1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)"),
-                  f"{training['chunks']} chunks ({training['real_tokens']:,} tokens) per pass; each round is one pass "
-                  "of each of our variants, interleaved step by step with a pass of the reference step over the same "
-                  "chunks. Median (min–max) over rounds; warm-up (first step, set-up, compilation) not timed. MFU: "
-                  "model FLOPs on real tokens against the measured fp32 GEMM peak; HFU: FLOPs of the padded shapes.",
-                  "", table([{"step": name, "train.py flags": f"`{row['flags']}`" if row.get("flags") else "",
-                              "chunks/s": spread(row["chunks_per_s"]), "tokens/s": spread(row["tokens_per_s"], ".0f"),
-                              "MFU": percent(row["mfu"]), "HFU": percent(row["hfu"]),
-                              **({"MFU (bf16 dense peak)": percent(summary(
-                                  [flops / gpu_peak for flops in row["model_flops_per_s"]["runs"]]))} if gpu_peak else {}),
-                              "warm-up s": f"{row['warmup_s']:.1f}" if "warmup_s" in row else "",
-                              "ours / reference": spread(row["ratio"], suffix="×") if "ratio" in row else "1"}
-                             for name, row in rows.items()]), "",
-                  *(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items()), "",
-                  f"Projected training-step time of the reference run ({projection['songs']:,} songs, "
-                  f"{projection['epochs']} epochs): **{projection['ours_minutes']:.1f} min** with this package "
-                  f"({projection['variant']}), {projection['reference_minutes']:.1f} min with the reference step "
-                  f"(the notebook: {projection['notebook_minutes']} min on a Colab GPU).", "",
-                  f"GEMM peak (fp32 `torch.mm`, {run['settings']['gemm_size']}², before each round): "
-                  f"{spread(training['gemm_peak_flops_per_s'], '.1f', 1e-9)} GFLOP/s"
-                  + (f"; data-sheet dense bf16 peak {gpu_peak / 1e12:.0f} TFLOP/s" if gpu_peak else "") + ".", ""]
-    for section, title in (("quality", "2. Quality of the fine-tuning modes"),
-                           ("precision", "3. Quality in mixed precision (lora, same seed and budget)")):
+        rows = {
+            **{f"ours, {name}": row for name, row in training["variants"].items()},
+            "reference (pad to 512, fp32, plain loop, the encoder's dropouts)": training["reference"],
+        }
+        lines += [
+            *heading("training", "1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)"),
+            f"{training['chunks']} chunks ({training['real_tokens']:,} tokens) per pass; each round is one pass "
+            "of each of our variants, interleaved step by step with a pass of the reference step over the same "
+            "chunks. Median (min–max) over rounds; warm-up (first step, set-up, compilation) not timed. MFU: "
+            "model FLOPs on real tokens against the measured fp32 GEMM peak; HFU: FLOPs of the padded shapes.",
+            "",
+            table(
+                [
+                    {
+                        "step": name,
+                        "train.py flags": f"`{row['flags']}`" if row.get("flags") else "",
+                        "chunks/s": spread(row["chunks_per_s"]),
+                        "tokens/s": spread(row["tokens_per_s"], ".0f"),
+                        "MFU": percent(row["mfu"]),
+                        "HFU": percent(row["hfu"]),
+                        **(
+                            {
+                                "MFU (bf16 dense peak)": percent(
+                                    summary([flops / gpu_peak for flops in row["model_flops_per_s"]["runs"]])
+                                )
+                            }
+                            if gpu_peak
+                            else {}
+                        ),
+                        "warm-up s": f"{row['warmup_s']:.1f}" if "warmup_s" in row else "",
+                        "ours / reference": spread(row["ratio"], suffix="×") if "ratio" in row else "1",
+                    }
+                    for name, row in rows.items()
+                ]
+            ),
+            "",
+            *(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items()),
+            "",
+            f"Projected training-step time of the reference run ({projection['songs']:,} songs, "
+            f"{projection['epochs']} epochs): **{projection['ours_minutes']:.1f} min** with this package "
+            f"({projection['variant']}), {projection['reference_minutes']:.1f} min with the reference step "
+            f"(the notebook: {projection['notebook_minutes']} min on a Colab GPU).",
+            "",
+            f"GEMM peak (fp32 `torch.mm`, {run['settings']['gemm_size']}², before each round): "
+            f"{spread(training['gemm_peak_flops_per_s'], '.1f', 1e-9)} GFLOP/s"
+            + (f"; data-sheet dense bf16 peak {gpu_peak / 1e12:.0f} TFLOP/s" if gpu_peak else "")
+            + ".",
+            "",
+        ]
+    for section, title in (
+        ("quality", "2. Quality of the fine-tuning modes"),
+        ("precision", "3. Quality in mixed precision (lora, same seed and budget)"),
+    ):
         if section in run:
             quality, ridge = run[section], run[section]["ridge_reference"]
-            lines += [*heading(section, title),
-                      f"EmoBank, its own split; budget: `{quality['budget_flags']}`, one seed (42).", "",
-                      table([*({"mode": mode, "train.py flags": f"`{row['flags']}`", "train s": f"{row['train_s']:.0f}",
-                                "test Pearson": f"{row['test']['pearson']:.3f}", "test MSE": f"{row['test']['mse']:.5f}",
-                                "validation Pearson": f"{row['validation']['pearson']:.3f}"}
-                               for mode, row in quality["modes"].items()),
-                             {"mode": "frozen mean-pooled MiniLM + ridge (reference)",
-                              "test Pearson": f"{ridge['pearson']:.3f}", "test MSE": f"{ridge['mse']:.5f}"}]), ""]
+            lines += [
+                *heading(section, title),
+                f"EmoBank, its own split; budget: `{quality['budget_flags']}`, one seed (42).",
+                "",
+                table(
+                    [
+                        *(
+                            {
+                                "mode": mode,
+                                "train.py flags": f"`{row['flags']}`",
+                                "train s": f"{row['train_s']:.0f}",
+                                "test Pearson": f"{row['test']['pearson']:.3f}",
+                                "test MSE": f"{row['test']['mse']:.5f}",
+                                "validation Pearson": f"{row['validation']['pearson']:.3f}",
+                            }
+                            for mode, row in quality["modes"].items()
+                        ),
+                        {
+                            "mode": "frozen mean-pooled MiniLM + ridge (reference)",
+                            "test Pearson": f"{ridge['pearson']:.3f}",
+                            "test MSE": f"{ridge['mse']:.5f}",
+                        },
+                    ]
+                ),
+                "",
+            ]
     profile = run.get("training", {}).get("profile")
     if profile:
-        lines += ["### Where the time goes: our training step, one batch of 32 chunks (torch.profiler)", "",
-                  f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
-                  f"{profile['matrix_product_share']:.0%}.", "",
-                  table([{"operator or kernel": f"`{row['op'][:70]}`", "s": f"{row['s']:.3f}",
-                          "share": f"{row['share']:.1%}"} for row in profile["top"]]), ""]
+        lines += [
+            "### Where the time goes: our training step, one batch of 32 chunks (torch.profiler)",
+            "",
+            f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
+            f"{profile['matrix_product_share']:.0%}.",
+            "",
+            table(
+                [
+                    {
+                        "operator or kernel": f"`{row['op'][:70]}`",
+                        "s": f"{row['s']:.3f}",
+                        "share": f"{row['share']:.1%}",
+                    }
+                    for row in profile["top"]
+                ]
+            ),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -195,7 +341,8 @@ def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:
         if section not in run and section in previous:
             run[section] = previous[section]
             run.setdefault("kept", {})[section] = previous.get("kept", {}).get(
-                section, f"{previous['machine']['date']}, `{previous['command']}`")
+                section, f"{previous['machine']['date']}, `{previous['command']}`"
+            )
     results["runs"][key] = run
     write_json(results_path, results)
     write_section(markdown_path, f"bench.run {key}", render_run(key, run))
@@ -211,8 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     for section, skip in (("precision", args.no_precision), ("quality", args.no_quality)):
         if not skip:
             budget = shlex.split(args.settings["quality_budget"]) + shlex.split(args.quality_flags)
-            run[section] = measure_quality(budget, QUALITY_SECTIONS[section][device.type],
-                                           parallel=device.type == "cuda", log=log)
+            run[section] = measure_quality(
+                budget, QUALITY_SECTIONS[section][device.type], parallel=device.type == "cuda", log=log
+            )
             run.get("kept", {}).pop(section, None)
             save(args.results, args.markdown, key, run)
             log(f"wrote the {section} runs to {args.results} and {args.markdown}")

@@ -73,6 +73,13 @@ def make_catalogue(vocabulary: dict[str, int], count: int, seed: int = 0) -> Cat
 def length_summary(tokens: list[int]) -> dict[str, float]:
     """Mean, median, p90, p99 and max of song lengths in tokens, and the share of songs past 512 and 1,000 tokens."""
     lengths = np.asarray(tokens)
-    return {"songs": int(lengths.size), "mean": float(lengths.mean()), "median": float(np.median(lengths)),
-            "p90": float(np.percentile(lengths, 90)), "p99": float(np.percentile(lengths, 99)), "max": int(lengths.max()),
-            "share_over_512": float((lengths > 512).mean()), "share_over_1000": float((lengths > 1000).mean())}
+    return {
+        "songs": int(lengths.size),
+        "mean": float(lengths.mean()),
+        "median": float(np.median(lengths)),
+        "p90": float(np.percentile(lengths, 90)),
+        "p99": float(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+        "share_over_512": float((lengths > 512).mean()),
+        "share_over_1000": float((lengths > 1000).mean()),
+    }

@@ -34,8 +34,19 @@ OUR_HEAD_LEARNING_RATE = 1e-3
 REFERENCE_LEARNING_RATE = 2e-5
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 # Profiler event names of GEMM-like work: aten ops on CPU, kernel names on CUDA.
-MATRIX_PRODUCT_KEYS = ("addmm", "aten::mm", "bmm", "gemm", "xmma", "nvjet", "cutlass", "scaled_dot_product", "attention",
-                       "fmha", "sdpa")
+MATRIX_PRODUCT_KEYS = (
+    "addmm",
+    "aten::mm",
+    "bmm",
+    "gemm",
+    "xmma",
+    "nvjet",
+    "cutlass",
+    "scaled_dot_product",
+    "attention",
+    "fmha",
+    "sdpa",
+)
 
 
 def chunk_features(tokenizer, texts: list[str], labels: list[float]) -> list[dict]:
@@ -83,8 +94,12 @@ def set_tf32(enabled: bool) -> None:
 
 def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoader:
     """The reference notebook's data: every chunk padded to 512 tokens, shuffled batches of 32."""
-    padded = tokenizer.pad([{name: feature[name] for name in MODEL_INPUTS} for feature in features],
-                           padding="max_length", max_length=MAX_LENGTH, return_tensors="pt")
+    padded = tokenizer.pad(
+        [{name: feature[name] for name in MODEL_INPUTS} for feature in features],
+        padding="max_length",
+        max_length=MAX_LENGTH,
+        return_tensors="pt",
+    )
     labels = torch.tensor([feature["labels"] for feature in features], dtype=torch.float32)
     dataset = TensorDataset(*(padded[name] for name in MODEL_INPUTS), labels)
     return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -101,8 +116,9 @@ class InterleavedTimer(TrainerCallback):
 
     def __init__(self, model, features: list[dict], tokenizer, device: torch.device, seed: int = 42):
         self.model, self.device = model.to(device), device
-        self.optimizer = torch.optim.AdamW([weight for weight in model.parameters() if weight.requires_grad],
-                                           lr=REFERENCE_LEARNING_RATE)
+        self.optimizer = torch.optim.AdamW(
+            [weight for weight in model.parameters() if weight.requires_grad], lr=REFERENCE_LEARNING_RATE
+        )
         self.loader, self.batches = reference_loader(features, tokenizer, seed), iter(())
         self.ours_s = self.reference_s = self.started = 0.0
 
@@ -138,19 +154,34 @@ class InterleavedTimer(TrainerCallback):
         self.ours_s += time.perf_counter() - self.started
 
 
-def our_trainer(model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=(),
-                flags: str = ""):
+def our_trainer(
+    model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=(), flags: str = ""
+):
     """What train.py builds for `model` with the extra train.py `flags` (e.g. "--bf16 True"): one epoch per `train()`
     over `features` read in order (`epoch_sample` gives train.py's batch order); no evaluation, logging or checkpoints."""
     training = import_training_module()
     args = TrainingArguments(
-        output_dir=output_dir, num_train_epochs=1, label_names=list(training.LABEL_NAMES), eval_strategy="no",
-        save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True, use_cpu=device.type == "cpu",
-        **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"}, **flag_values(flags))
+        output_dir=output_dir,
+        num_train_epochs=1,
+        label_names=list(training.LABEL_NAMES),
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device.type == "cpu",
+        **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"},
+        **flag_values(flags),
+    )
     trainer = training.ChunkedSongTrainer(
-        model=model, args=args, train_dataset=features, processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), head_learning_rate=OUR_HEAD_LEARNING_RATE,
-        callbacks=list(callbacks))
+        model=model,
+        args=args,
+        train_dataset=features,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        head_learning_rate=OUR_HEAD_LEARNING_RATE,
+        callbacks=list(callbacks),
+    )
     trainer.remove_callback(PrinterCallback)  # its end-of-training metrics print, not the training
     return trainer
 
@@ -168,16 +199,23 @@ def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
         run()
     if device.type == "cuda":
         counting = "GPU kernel time (kernels only)"
-        events = [(event.key, event.self_device_time_total) for event in profiler.key_averages()
-                  if event.device_type == torch.autograd.DeviceType.CUDA]
+        events = [
+            (event.key, event.self_device_time_total)
+            for event in profiler.key_averages()
+            if event.device_type == torch.autograd.DeviceType.CUDA
+        ]
     else:
         counting = "self CPU time of operators"
         events = [(event.key, event.self_cpu_time_total) for event in profiler.key_averages()]
     total = sum(time_us for _, time_us in events) or 1
     events.sort(key=lambda event: event[1], reverse=True)
     matrix = sum(time_us for name, time_us in events if is_matrix_product(name))
-    return {"counting": counting, "total_s": total / 1e6, "matrix_product_share": matrix / total,
-            "top": [{"op": name, "s": time_us / 1e6, "share": time_us / total} for name, time_us in events[:top]]}
+    return {
+        "counting": counting,
+        "total_s": total / 1e6,
+        "matrix_product_share": matrix / total,
+        "top": [{"op": name, "s": time_us / 1e6, "share": time_us / total} for name, time_us in events[:top]],
+    }
 
 
 def is_matrix_product(name: str) -> bool:
@@ -185,17 +223,36 @@ def is_matrix_product(name: str) -> bool:
     return any(key in name.lower() for key in MATRIX_PRODUCT_KEYS)
 
 
-def throughput(seconds: list[float], chunks: int, tokens: int, padded_tokens: int, model_flops: int,
-               executed_flops: int, peaks: list[float]) -> dict:
+def throughput(
+    seconds: list[float],
+    chunks: int,
+    tokens: int,
+    padded_tokens: int,
+    model_flops: int,
+    executed_flops: int,
+    peaks: list[float],
+) -> dict:
     """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
-    return {**rates(seconds, chunks=chunks, tokens=tokens, padded_tokens=padded_tokens, model_flops=model_flops),
-            "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
-            "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks)]),
-            "model_flops": model_flops, "executed_flops": executed_flops}
+    return {
+        **rates(seconds, chunks=chunks, tokens=tokens, padded_tokens=padded_tokens, model_flops=model_flops),
+        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
+        "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks)]),
+        "model_flops": model_flops,
+        "executed_flops": executed_flops,
+    }
 
 
-def measure_training(model_factory, tokenizer, features: list[dict], device: torch.device, variants: dict[str, str],
-                     rounds: int, gemm_size: int, gemm_seconds: float, log=print) -> dict:
+def measure_training(
+    model_factory,
+    tokenizer,
+    features: list[dict],
+    device: torch.device,
+    variants: dict[str, str],
+    rounds: int,
+    gemm_size: int,
+    gemm_seconds: float,
+    log=print,
+) -> dict:
     """
     Our training step in each variant (name: extra train.py flags) against the reference step. After a warm-up step of
     each (timed: it holds `torch.compile`'s compilation), rounds of: the GEMM peak, then per variant one pass of our
@@ -231,25 +288,46 @@ def measure_training(model_factory, tokenizer, features: list[dict], device: tor
         for name, trainer in trainers.items():
             trainer.train()  # one epoch of our steps interleaved with the reference's
             epochs[name].append({"ours_s": timer.ours_s, "reference_s": timer.reference_s})
-        log(f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; " + ", ".join(
-            f"{name} {epoch[-1]['ours_s']:.2f} s (reference {epoch[-1]['reference_s']:.2f} s)"
-            for name, epoch in epochs.items()))
+        log(
+            f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; "
+            + ", ".join(
+                f"{name} {epoch[-1]['ours_s']:.2f} s (reference {epoch[-1]['reference_s']:.2f} s)"
+                for name, epoch in epochs.items()
+            )
+        )
     training_flops = flops_per_length(trainers[next(iter(variants))].model, training=True)
     model_flops = sum(training_flops(length) for length in lengths)
     executed_flops = sum(count * training_flops(length) for count, length in shapes)
     reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
-    results = {"chunks": len(lengths), "steps_per_epoch": len(shapes), "real_tokens": sum(lengths),
-               "mean_chunk_tokens": sum(lengths) / len(lengths), "gemm_peak_flops_per_s": summary(peaks),
-               "reference": throughput(reference_seconds, len(lengths), sum(lengths), len(lengths) * MAX_LENGTH,
-                                       model_flops, len(lengths) * training_flops(MAX_LENGTH), peaks * len(variants)),
-               "reference_dropouts": "encoder's own", "variants": {}, "failed": failed}
+    results = {
+        "chunks": len(lengths),
+        "steps_per_epoch": len(shapes),
+        "real_tokens": sum(lengths),
+        "mean_chunk_tokens": sum(lengths) / len(lengths),
+        "gemm_peak_flops_per_s": summary(peaks),
+        "reference": throughput(
+            reference_seconds,
+            len(lengths),
+            sum(lengths),
+            len(lengths) * MAX_LENGTH,
+            model_flops,
+            len(lengths) * training_flops(MAX_LENGTH),
+            peaks * len(variants),
+        ),
+        "reference_dropouts": "encoder's own",
+        "variants": {},
+        "failed": failed,
+    }
     for name, flags in variants.items():
         seconds = [epoch["ours_s"] for epoch in epochs[name]]
         results["variants"][name] = {
-            **throughput(seconds, len(lengths), sum(lengths), sum(c * n for c, n in shapes), model_flops,
-                         executed_flops, peaks),
-            "flags": flags, "warmup_s": warmup_s[name],
-            "ratio": summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]])}
+            **throughput(
+                seconds, len(lengths), sum(lengths), sum(c * n for c, n in shapes), model_flops, executed_flops, peaks
+            ),
+            "flags": flags,
+            "warmup_s": warmup_s[name],
+            "ratio": summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]),
+        }
     results["best"] = max(variants, key=lambda name: results["variants"][name]["ratio"]["median"])
     return results
 
@@ -263,9 +341,9 @@ def middle_batch(features: list[dict]) -> list[dict]:
 def profile_training_step(model_factory, tokenizer, features: list[dict], device: torch.device, flags: str) -> dict:
     """Profile of one of our training steps (with train.py `flags`) on the middle batch of `features`."""
     batch = middle_batch(features)
-    trainer = our_trainer(model_factory(), batch, tokenizer, device, tempfile.mkdtemp(prefix="bench-profile-"),
-                          flags=flags)
+    trainer = our_trainer(
+        model_factory(), batch, tokenizer, device, tempfile.mkdtemp(prefix="bench-profile-"), flags=flags
+    )
     trainer.train()  # warm-up: the first step may compile
     profile = profile_top_operations(trainer.train, device)
     return {**profile, "flags": flags, "chunks": len(batch), "max_tokens": max(len(f["input_ids"]) for f in batch)}
-

@@ -94,12 +94,12 @@ def markdown(run: dict) -> str:
     machine = run["machine"]
     return f"""# Line-level valence: which method
 
-`python {run['command']}` ({machine['date']}; {machine['cpu']}, {machine['cpu_cores']} cores **shared with other
-jobs**, torch {machine['torch']}, {machine['torch_threads']} threads; model `{run['model']}`, test Pearson
-{run.get('model_test_pearson', float('nan')):.3f} at song level).
+`python {run["command"]}` ({machine["date"]}; {machine["cpu"]}, {machine["cpu_cores"]} cores **shared with other
+jobs**, torch {machine["torch"]}, {machine["torch_threads"]} threads; model `{run["model"]}`, test Pearson
+{run.get("model_test_pearson", float("nan")):.3f} at song level).
 
-Method: {run['songs']} songs of {run['lines']} lines, each line an EmoBank test sentence (4 words or more; stanzas of
-4 lines), so every line has a human valence label (rescaled to 0..1); plus the {run['examples']} example songs in
+Method: {run["songs"]} songs of {run["lines"]} lines, each line an EmoBank test sentence (4 words or more; stanzas of
+4 lines), so every line has a human valence label (rescaled to 0..1); plus the {run["examples"]} example songs in
 `examples/` for recomposition. All methods run on the same songs in the same invocation.
 
 - **recomposition**: |mean of a song's line valences − the song valence|, averaged over songs (p90: its 90th
@@ -113,7 +113,7 @@ Method: {run['songs']} songs of {run['lines']} lines, each line an EmoBank test 
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Chosen default: **{run['chosen']}**, the lowest recomposition error on the EmoBank songs (the issue's criterion);
+Chosen default: **{run["chosen"]}**, the lowest recomposition error on the EmoBank songs (the issue's criterion);
 the agreement with the line labels is reported so the choice can be checked against it.
 """
 
@@ -125,7 +125,9 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=30)
     parser.add_argument("--lines", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "experiments"), help="Folder for EXPLAIN.md and explain_results.json.")
+    parser.add_argument(
+        "--out", default=str(REPO / "experiments"), help="Folder for EXPLAIN.md and explain_results.json."
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

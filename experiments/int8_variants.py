@@ -32,8 +32,9 @@ PER_TENSOR = torch.ao.quantization.default_dynamic_qconfig
 def quantized(model: nn.Module, qconfig, keep_float=lambda name: False) -> nn.Module:
     """The model prepared for scoring with the encoder's Linear layers int8, except those `keep_float` names."""
     model = prepare_for_scoring(copy.deepcopy(model), "cpu")
-    names = [name for name, module in model.encoder.named_modules()
-             if isinstance(module, nn.Linear) and not keep_float(name)]
+    names = [
+        name for name, module in model.encoder.named_modules() if isinstance(module, nn.Linear) and not keep_float(name)
+    ]
     torch.ao.quantization.quantize_dynamic(model.encoder, dict.fromkeys(names, qconfig), inplace=True)
     return model
 
@@ -45,10 +46,14 @@ def variants(model: nn.Module) -> dict:
         "int8 per tensor": lambda: quantized(model, PER_TENSOR),
         "int8 per channel (`--quantize int8`)": lambda: quantized(model, PER_CHANNEL),
         "int8 per channel, FFN output in float32": lambda: quantized(
-            model, PER_CHANNEL, lambda name: name.endswith("output.dense") and "attention" not in name),
-        "int8 per channel, last layer in float32": lambda: quantized(model, PER_CHANNEL, lambda name: name.startswith(last)),
+            model, PER_CHANNEL, lambda name: name.endswith("output.dense") and "attention" not in name
+        ),
+        "int8 per channel, last layer in float32": lambda: quantized(
+            model, PER_CHANNEL, lambda name: name.startswith(last)
+        ),
         "int8 per channel, first and last layers in float32": lambda: quantized(
-            model, PER_CHANNEL, lambda name: name.startswith((last, "encoder.layer.0."))),
+            model, PER_CHANNEL, lambda name: name.startswith((last, "encoder.layer.0."))
+        ),
     }
 
 

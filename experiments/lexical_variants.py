@@ -78,8 +78,11 @@ def count_matrix(units: list[list[int]], kind, vocab, cont, special, buckets, in
     rows, cols, vals = [], [], []
     for u, ids in enumerate(units):
         feats = unit_features(ids, kind, vocab, cont, special, buckets)
-        keys, counts = np.unique(np.array([index.setdefault(f, len(index)) for f in feats], dtype=np.int64),
-                                 return_counts=True) if feats else (np.array([], np.int64), np.array([], np.int64))
+        keys, counts = (
+            np.unique(np.array([index.setdefault(f, len(index)) for f in feats], dtype=np.int64), return_counts=True)
+            if feats
+            else (np.array([], np.int64), np.array([], np.int64))
+        )
         rows.append(np.full(len(keys), u))
         cols.append(keys)
         vals.append(counts)
@@ -125,7 +128,9 @@ def cross_validated_pick(counts: dict, to_songs, pooled, chunk_song, train, labe
                 x = encoder_beside(lexical, pooled, train[fit_part], scale)
                 for alpha in grid[0]:
                     predicted = Ridge(alpha=alpha).fit(x[train[fit_part]], labels[fit_part]).predict(x[train[held_out]])
-                    scores.setdefault((kind, alpha, scale), []).append(float(np.mean((predicted - labels[held_out]) ** 2)))
+                    scores.setdefault((kind, alpha, scale), []).append(
+                        float(np.mean((predicted - labels[held_out]) ** 2))
+                    )
     mean = {key: float(np.mean(value)) for key, value in scores.items()}
     best = {kind: min((value, key) for key, value in mean.items() if key[0] == kind) for kind in counts}
     kind, alpha, scale = min(best.values())[1]
@@ -133,8 +138,13 @@ def cross_validated_pick(counts: dict, to_songs, pooled, chunk_song, train, labe
     train_songs[train] = True
     x = encoder_beside((to_songs @ tfidf_rows(counts[kind], train_songs[chunk_song])).tocsr(), pooled, train, scale)
     predicted = Ridge(alpha=alpha).fit(x[train], labels).predict(x[test])
-    return {"cv_mse": {k: v for k, (v, _) in best.items()}, "pick": kind, "alpha": alpha, "encoder_scale": scale,
-            "test": song_metrics(predicted.tolist(), test_labels.tolist())}
+    return {
+        "cv_mse": {k: v for k, (v, _) in best.items()},
+        "pick": kind,
+        "alpha": alpha,
+        "encoder_scale": scale,
+        "test": song_metrics(predicted.tolist(), test_labels.tolist()),
+    }
 
 
 def main():
@@ -200,8 +210,7 @@ def main():
         "V16 piece uni | bigram block x0.7 (sep. L2), chunk": ("blocks", "chunk", 0.7),
         "V17 piece uni | bigram block x1 (sep. L2), chunk": ("blocks", "chunk", 1.0),
     }
-    variants = {k: v for k, v in all_variants.items()
-                if args.variants is None or k.split()[0] in args.variants}
+    variants = {k: v for k, v in all_variants.items() if args.variants is None or k.split()[0] in args.variants}
     counts = {}
     needed = {("piece_bi", "chunk"), ("piece", "chunk")} if args.cv else set()
     for name, (kind, unit, _) in variants.items():
@@ -209,8 +218,9 @@ def main():
     for kind, unit in sorted(needed):
         if (kind, unit) not in counts:
             t = time.time()
-            counts[(kind, unit)] = count_matrix(chunk_ids if unit == "chunk" else song_ids, kind, vocab, cont,
-                                                special, B)
+            counts[(kind, unit)] = count_matrix(
+                chunk_ids if unit == "chunk" else song_ids, kind, vocab, cont, special, B
+            )
             print(f"counts {kind}/{unit}: {counts[(kind, unit)].shape} {time.time() - t:.0f}s", flush=True)
 
     grid = (list(RIDGE_ALPHAS), args.scales)
@@ -235,8 +245,15 @@ def main():
         for name, (kind, unit, min_df) in variants.items():
             if kind == "blocks":
                 w = min_df
-                rows = to_songs @ sp.hstack([tfidf_rows(counts[("piece", unit)], train_chunk),
-                                             w * tfidf_rows(counts[("bi_only", unit)], train_chunk)]).tocsr()
+                rows = (
+                    to_songs
+                    @ sp.hstack(
+                        [
+                            tfidf_rows(counts[("piece", unit)], train_chunk),
+                            w * tfidf_rows(counts[("bi_only", unit)], train_chunk),
+                        ]
+                    ).tocsr()
+                )
                 lex = {n: rows[i] for n, i in index.items()}
                 r[name + " | alone"] = fit(lex, None, labels, *grid)
                 r[name + " + encoder"] = fit(lex, pooled, labels, *grid)
@@ -253,15 +270,23 @@ def main():
             # check V0 equals the product's own channel
             config = copy.deepcopy(model.config)
             config.lexical_buckets = B
-            prod = (to_songs @ lexical_rows(LyricValenceLexicalChannel(config), chunks,
-                                            torch.from_numpy(train_chunk))).tocsr()
+            prod = (
+                to_songs @ lexical_rows(LyricValenceLexicalChannel(config), chunks, torch.from_numpy(train_chunk))
+            ).tocsr()
             lex = {n: prod[i] for n, i in index.items()}
             r["product channel (check) + encoder"] = fit(lex, pooled, labels, *grid)
         print(seed, {k: round(v["test"]["mse"], 5) for k, v in r.items()}, flush=True)
         if args.cv:
             picked = cross_validated_pick(
-                {kind: counts[(kind, "chunk")] for kind in ("piece_bi", "piece")}, to_songs, pooled_all, chunk_song,
-                index["train"], labels["train"], np.asarray(splits["train"]["group"]), index["test"], labels["test"],
+                {kind: counts[(kind, "chunk")] for kind in ("piece_bi", "piece")},
+                to_songs,
+                pooled_all,
+                chunk_song,
+                index["train"],
+                labels["train"],
+                np.asarray(splits["train"]["group"]),
+                index["test"],
+                labels["test"],
                 grid,
             )
             cross_validated[seed] = picked
@@ -277,15 +302,19 @@ def main():
         mse, rr = [x["mse"] for x in t], [x["pearson"] for x in t]
         rel = np.mean([results[s][name]["test"]["mse"] / results[s][base]["test"]["mse"] - 1 for s in args.seeds])
         ratio = np.mean(mse) / np.mean([results[s][base]["test"]["mse"] for s in args.seeds]) - 1
-        lines.append(f"{name:52s} val {np.mean(v):.5f}  test mse {np.mean(mse):.5f} ± {np.std(mse):.5f}  "
-                     f"r {np.mean(rr):.3f} ± {np.std(rr):.3f}  vs ridge {100 * rel:+.1f}% (of means {100 * ratio:+.1f}%)  "
-                     f"alpha/scale {[(results[s][name]['alpha'], results[s][name]['encoder_scale']) for s in args.seeds]}")
+        lines.append(
+            f"{name:52s} val {np.mean(v):.5f}  test mse {np.mean(mse):.5f} ± {np.std(mse):.5f}  "
+            f"r {np.mean(rr):.3f} ± {np.std(rr):.3f}  vs ridge {100 * rel:+.1f}% (of means {100 * ratio:+.1f}%)  "
+            f"alpha/scale {[(results[s][name]['alpha'], results[s][name]['encoder_scale']) for s in args.seeds]}"
+        )
     if args.cv:
         t = [cross_validated[s]["test"] for s in args.seeds]
-        lines.append(f"{'V0 or V1 + encoder, picked by grouped 5-fold CV':52s} test mse "
-                     f"{np.mean([x['mse'] for x in t]):.5f} ± {np.std([x['mse'] for x in t]):.5f}  "
-                     f"r {np.mean([x['pearson'] for x in t]):.3f} ± {np.std([x['pearson'] for x in t]):.3f}  "
-                     f"picks {[cross_validated[s]['pick'] for s in args.seeds]}")
+        lines.append(
+            f"{'V0 or V1 + encoder, picked by grouped 5-fold CV':52s} test mse "
+            f"{np.mean([x['mse'] for x in t]):.5f} ± {np.std([x['mse'] for x in t]):.5f}  "
+            f"r {np.mean([x['pearson'] for x in t]):.3f} ± {np.std([x['pearson'] for x in t]):.3f}  "
+            f"picks {[cross_validated[s]['pick'] for s in args.seeds]}"
+        )
     print("\n".join(lines))
     args.out.write_text(json.dumps({"seeds": results, "cv": cross_validated, "table": lines}, indent=2) + "\n")
 

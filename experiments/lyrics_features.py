@@ -33,6 +33,7 @@ from lyric_valence.evaluation import song_metrics
 from lyric_valence.ridge import ENCODER_SCALES, RIDGE_ALPHAS, song_rows
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceLexicalChannel, LyricValenceModel, chunk_batches
 
+
 def chunk_inputs(model: LyricValenceModel, tokenizer, texts: list[str]):
     """The chunks of `texts` in token-budget batches, as the model scores them (cheap: tokenizing only)."""
     return chunk_batches(tokenizer, texts, model.config, DEFAULT_BATCH_TOKENS["cpu"])
@@ -85,8 +86,11 @@ def fit(lexical: dict | None, pooled: dict | None, labels: dict, alphas=RIDGE_AL
             if best is None or validation_mse < best[0]:
                 best = (validation_mse, alpha, scale, predicted)
     _, alpha, scale, predicted = best
-    return {"alpha": alpha, "encoder_scale": scale,
-            **{split: song_metrics(predicted[split].tolist(), labels[split].tolist()) for split in predicted}}
+    return {
+        "alpha": alpha,
+        "encoder_scale": scale,
+        **{split: song_metrics(predicted[split].tolist(), labels[split].tolist()) for split in predicted},
+    }
 
 
 def main(argv=None) -> None:
@@ -102,13 +106,26 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--out", type=Path, required=True, help="JSON of the results.")
     parser.add_argument("--buckets", type=int, nargs="+", default=[2**18, 2**20], help="Lexical channel sizes.")
-    parser.add_argument("--no_lexical_bigrams", action="store_true",
-                        help="Lexical channel of token unigrams only (config.lexical_bigrams False).")
-    parser.add_argument("--last_layers", type=int, nargs="+", default=[1, 2, 4],
-                        help="Encoder rows: the pooled mean of the last K layers, for each K.")
+    parser.add_argument(
+        "--no_lexical_bigrams",
+        action="store_true",
+        help="Lexical channel of token unigrams only (config.lexical_bigrams False).",
+    )
+    parser.add_argument(
+        "--last_layers",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4],
+        help="Encoder rows: the pooled mean of the last K layers, for each K.",
+    )
     parser.add_argument("--alphas", type=float, nargs="+", default=list(RIDGE_ALPHAS), help="Ridge alphas tried.")
-    parser.add_argument("--encoder_scales", type=float, nargs="+", default=list(ENCODER_SCALES),
-                        help="Weights of the standardised encoder block beside the lexical one, tried.")
+    parser.add_argument(
+        "--encoder_scales",
+        type=float,
+        nargs="+",
+        default=list(ENCODER_SCALES),
+        help="Weights of the standardised encoder block beside the lexical one, tried.",
+    )
     args = parser.parse_args(argv)
 
     columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
@@ -137,7 +154,9 @@ def main(argv=None) -> None:
         training_chunks = torch.from_numpy(np.isin(chunks.song_index.numpy(), index["train"]))
         results[seed] = {}
         for encoder_name, pooled in encoders.items():
-            results[seed][f"encoder {encoder_name}"] = fit(None, {name: pooled[i] for name, i in index.items()}, labels, *grid)
+            results[seed][f"encoder {encoder_name}"] = fit(
+                None, {name: pooled[i] for name, i in index.items()}, labels, *grid
+            )
         for buckets in args.buckets:
             config = copy.deepcopy(model.config)
             config.lexical_buckets = buckets
@@ -151,8 +170,10 @@ def main(argv=None) -> None:
         print(seed, {name: round(row["test"]["mse"], 5) for name, row in results[seed].items()}, flush=True)
     for name in results[args.seeds[0]]:
         test = [results[seed][name]["test"] for seed in args.seeds]
-        print(f"{name:48s} test mse {np.mean([t['mse'] for t in test]):.5f} ± {np.std([t['mse'] for t in test]):.5f}"
-              f"  r {np.mean([t['pearson'] for t in test]):.3f} ± {np.std([t['pearson'] for t in test]):.3f}")
+        print(
+            f"{name:48s} test mse {np.mean([t['mse'] for t in test]):.5f} ± {np.std([t['mse'] for t in test]):.5f}"
+            f"  r {np.mean([t['pearson'] for t in test]):.3f} ± {np.std([t['pearson'] for t in test]):.3f}"
+        )
     args.out.write_text(json.dumps({"encoder": str(encoder), "seeds": results}, indent=2) + "\n")
 
 

@@ -15,8 +15,19 @@ import onnxruntime
 import torch
 
 from bench.models import build_model, load_tokenizer, save_model
-from bench.report import (REPO, command_line, logger, machine_info, machine_line, spread, summary, table,
-                          timed_process, write_json, write_section)
+from bench.report import (
+    REPO,
+    command_line,
+    logger,
+    machine_info,
+    machine_line,
+    spread,
+    summary,
+    table,
+    timed_process,
+    write_json,
+    write_section,
+)
 
 PRECISIONS = {"float32": [], "int8": ["--quantize", "int8"]}
 # What a predict process imports before it reads a model: the floor under any start-up.
@@ -37,33 +48,68 @@ def measure(rounds: int) -> dict:
             for precision, flags in PRECISIONS.items():
                 shutil.rmtree(model / "onnx", ignore_errors=True)
                 for run in ("first", "second"):
-                    result = timed_process([sys.executable, "-m", "lyric_valence.cli", "predict", str(song), "--model",
-                                            str(model), "--device", "cpu", "--backend", "onnxruntime", *flags])
+                    result = timed_process(
+                        [
+                            sys.executable,
+                            "-m",
+                            "lyric_valence.cli",
+                            "predict",
+                            str(song),
+                            "--model",
+                            str(model),
+                            "--device",
+                            "cpu",
+                            "--backend",
+                            "onnxruntime",
+                            *flags,
+                        ]
+                    )
                     if ("exporting the model to ONNX" in result.pop("stderr")) != (run == "first"):
                         raise RuntimeError(f"{precision} {run} run: exported on the wrong run")
                     runs[precision, run].append(result)
-                    log(f"round {round_number + 1} {precision} {run}: {result['wall_s']:.1f} s, "
-                        f"{result['peak_rss_mib']:.0f} MiB")
+                    log(
+                        f"round {round_number + 1} {precision} {run}: {result['wall_s']:.1f} s, "
+                        f"{result['peak_rss_mib']:.0f} MiB"
+                    )
             runs["imports only", ""].append(timed_process([sys.executable, "-c", IMPORTS]))
-    return {f"{precision} {run}".strip(): {key: summary([result[key] for result in results])
-                                   for key in ("wall_s", "peak_rss_mib")} for (precision, run), results in runs.items()}
+    return {
+        f"{precision} {run}".strip(): {
+            key: summary([result[key] for result in results]) for key in ("wall_s", "peak_rss_mib")
+        }
+        for (precision, run), results in runs.items()
+    }
 
 
 def render(record: dict) -> str:
     ratios = ", ".join(f"{precision} **{ratio:.2f}**" for precision, ratio in record["speedup"].items())
-    return "\n".join([
-        "## The kept ONNX export: first and second `predict --backend onnxruntime` run", "",
-        f"Command: `{record['command']}`. Machine: {machine_line(record['machine'])} onnxruntime "
-        f"{record['onnxruntime']}. {record['note']}", "",
-        "Each run is `lyric-valence predict song.txt --backend onnxruntime --device cpu [--quantize int8]` in its own "
-        "process on one short song (all-MiniLM-L6-v2 under a lyric-valence head), so its wall time is the start-up. "
-        "The first run exports the model into the folder's `onnx/` (its `onnx/` removed before); the second loads "
-        f"that file. {record['rounds']} rounds, first and second run side by side in each; median (min–max).", "",
-        table([{"run": name, "start-up wall (s)": spread(run["wall_s"], ".1f"),
-                "peak RSS (MiB)": spread(run["peak_rss_mib"], ".0f")} for name, run in record["runs"].items()]), "",
-        f"Start-up of the first run / the second (median wall): {ratios}. \"imports only\" is a process that imports "
-        f"what predict imports and nothing else (`{IMPORTS}`): the part of the second run's start-up that no export "
-        "cache can remove."])
+    return "\n".join(
+        [
+            "## The kept ONNX export: first and second `predict --backend onnxruntime` run",
+            "",
+            f"Command: `{record['command']}`. Machine: {machine_line(record['machine'])} onnxruntime "
+            f"{record['onnxruntime']}. {record['note']}",
+            "",
+            "Each run is `lyric-valence predict song.txt --backend onnxruntime --device cpu [--quantize int8]` in its own "
+            "process on one short song (all-MiniLM-L6-v2 under a lyric-valence head), so its wall time is the start-up. "
+            "The first run exports the model into the folder's `onnx/` (its `onnx/` removed before); the second loads "
+            f"that file. {record['rounds']} rounds, first and second run side by side in each; median (min–max).",
+            "",
+            table(
+                [
+                    {
+                        "run": name,
+                        "start-up wall (s)": spread(run["wall_s"], ".1f"),
+                        "peak RSS (MiB)": spread(run["peak_rss_mib"], ".0f"),
+                    }
+                    for name, run in record["runs"].items()
+                ]
+            ),
+            "",
+            f'Start-up of the first run / the second (median wall): {ratios}. "imports only" is a process that imports '
+            f"what predict imports and nothing else (`{IMPORTS}`): the part of the second run's start-up that no export "
+            "cache can remove.",
+        ]
+    )
 
 
 def main() -> None:
@@ -73,11 +119,18 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=REPO / "experiments" / "onnx_cache.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "SCORING_RESULTS.md")
     args = parser.parse_args()
-    record = {"command": command_line("experiments.onnx_cache"), "machine": machine_info(torch.device("cpu")),
-              "onnxruntime": onnxruntime.__version__, "note": args.note, "rounds": args.rounds}
+    record = {
+        "command": command_line("experiments.onnx_cache"),
+        "machine": machine_info(torch.device("cpu")),
+        "onnxruntime": onnxruntime.__version__,
+        "note": args.note,
+        "rounds": args.rounds,
+    }
     record["runs"] = runs = measure(args.rounds)
-    record["speedup"] = {precision: runs[f"{precision} first"]["wall_s"]["median"]
-                         / runs[f"{precision} second"]["wall_s"]["median"] for precision in PRECISIONS}
+    record["speedup"] = {
+        precision: runs[f"{precision} first"]["wall_s"]["median"] / runs[f"{precision} second"]["wall_s"]["median"]
+        for precision in PRECISIONS
+    }
     write_json(args.results, record)
     write_section(args.markdown, "bench.onnx_cache", render(record))
     log(f"wrote {args.results} and {args.markdown}")

@@ -179,7 +179,9 @@ def score(out: Path, truth: pd.DataFrame) -> dict:
             kind: float(exact[copies["kind"].to_numpy() == kind].mean()) for kind in ("exact", "live", "remix", "cover")
         },
         "groups merging unrelated songs": int((families_per_group > 1).sum()),
-        "English songs dropped as other language": int(len(english_written) - kept["song_id"].isin(english_written["song_id"]).sum()),
+        "English songs dropped as other language": int(
+            len(english_written) - kept["song_id"].isin(english_written["song_id"]).sum()
+        ),
         "non-English songs kept": int(kept["song_id"].isin(foreign_written["song_id"]).sum()),
         "non-English songs written": len(foreign_written),
     }
@@ -254,7 +256,9 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores, {memory_gib:.0f} GiB RAM, Python {platform.python_version()}, {platform.platform()}"
 
 
-def results_markdown(rows, file_mib, generate_seconds, seconds, peak_mib, load_before, card, quality, identifiers) -> str:
+def results_markdown(
+    rows, file_mib, generate_seconds, seconds, peak_mib, load_before, card, quality, identifiers
+) -> str:
     counts = card["counts"]
     lines = [
         "# `lyric-valence prepare` on a generated 150k-row Kaggle-format file",
@@ -316,7 +320,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=150_000, help="Rows of the generated file.")
     parser.add_argument("--results", type=Path, default=REPO / "experiments" / "PREPARE.md", help="Markdown output.")
-    parser.add_argument("--compare_language_id", action="store_true", help="Also time the installed language identifiers.")
+    parser.add_argument(
+        "--compare_language_id", action="store_true", help="Also time the installed language identifiers."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         source, out = Path(work) / "lyrics.csv", Path(work) / "prepared"
@@ -333,7 +339,14 @@ def main() -> None:
             sample = datasets.load_from_disk(str(out))["train"].select(range(1000))["text"]
             identifiers = compare_language_identifiers(sample)
         markdown = results_markdown(
-            args.rows, source.stat().st_size / 2**20, generate_seconds, seconds, peak_mib, load_before, card, quality,
+            args.rows,
+            source.stat().st_size / 2**20,
+            generate_seconds,
+            seconds,
+            peak_mib,
+            load_before,
+            card,
+            quality,
             identifiers,
         )
     args.results.write_text(markdown)

@@ -44,8 +44,16 @@ COLUMNS = ("mse", "pearson")
 
 def run_trial(name: str, extra: list[str], output_root: Path) -> dict:
     output_dir = output_root / name
-    command = [sys.executable, "train.py", *shlex.split(TRIALS[name]), *extra, "--output_dir", str(output_dir),
-               "--disable_tqdm", "True"]
+    command = [
+        sys.executable,
+        "train.py",
+        *shlex.split(TRIALS[name]),
+        *extra,
+        "--output_dir",
+        str(output_dir),
+        "--disable_tqdm",
+        "True",
+    ]
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -58,10 +66,16 @@ def run_trial(name: str, extra: list[str], output_root: Path) -> dict:
 def format_row(result: dict) -> str:
     if "error" in result:
         return f"| {result['name']} | {TRIALS[result['name']]} | failed: {result['error']} |"
-    cells = [f"{result[f'{split}_{metric}']:.4f}" if metric == "pearson" else f"{result[f'{split}_{metric}']:.5f}"
-             for split in ("eval", "test") for metric in COLUMNS]
-    return (f"| {result['name']} | `{TRIALS[result['name']]}` | {result['train_runtime']:.0f} | {result['wall']:.0f} | "
-            + " | ".join(cells) + " |")
+    cells = [
+        f"{result[f'{split}_{metric}']:.4f}" if metric == "pearson" else f"{result[f'{split}_{metric}']:.5f}"
+        for split in ("eval", "test")
+        for metric in COLUMNS
+    ]
+    return (
+        f"| {result['name']} | `{TRIALS[result['name']]}` | {result['train_runtime']:.0f} | {result['wall']:.0f} | "
+        + " | ".join(cells)
+        + " |"
+    )
 
 
 def main():
@@ -75,7 +89,9 @@ def main():
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
     with args.out.open("a") as table:
         table.write(f"\n{args.label}\nExtra flags: `{' '.join(extra)}`\n\n")
-        table.write("| trial | flags | train s | wall s | val mse | val r | test mse | test r |\n|---|---|---|---|---|---|---|---|\n")
+        table.write(
+            "| trial | flags | train s | wall s | val mse | val r | test mse | test r |\n|---|---|---|---|---|---|---|---|\n"
+        )
         for name in args.trials:
             row = format_row(run_trial(name, extra, args.output_root))
             print(row, flush=True)

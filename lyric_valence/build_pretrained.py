@@ -49,9 +49,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("model", choices=list(SHIPPED_MODELS), help="The shipped model to rebuild.")
     parser.add_argument(
-        "--data_file", required=True, help="The labelled lyrics (the team's billboard_lyrics.csv: lyrics, valence, artist)."
+        "--data_file",
+        required=True,
+        help="The labelled lyrics (the team's billboard_lyrics.csv: lyrics, valence, artist).",
     )
-    parser.add_argument("--encoder_path", default=None, help="A local copy of the model's encoder (default: as shipped).")
+    parser.add_argument(
+        "--encoder_path", default=None, help="A local copy of the model's encoder (default: as shipped)."
+    )
     parser.add_argument("--output_dir", type=Path, default=None, help="Default: the package's folder of the model.")
     parser.add_argument("--holdout_seeds", type=int, nargs="*", default=list(HOLDOUT_SEEDS), help="Split seeds.")
     parser.add_argument(
@@ -86,18 +90,28 @@ def encoded_songs(model, tokenizer, texts: list[str], cache: Path | None, key: d
             return EncodedSongs(stored["pooled"], counts, stored["song_index"], stored["chunk_weights"])
     start = time.perf_counter()
     encoded = encode_songs(model, tokenizer, texts)
-    logger.info("encoded %d songs (%d chunks) in %.0f s", len(texts), len(encoded.song_index), time.perf_counter() - start)
+    logger.info(
+        "encoded %d songs (%d chunks) in %.0f s", len(texts), len(encoded.song_index), time.perf_counter() - start
+    )
     if cache is not None:
         counts = encoded.counts
         np.savez(
-            cache, key=json.dumps(key), pooled=encoded.pooled, data=counts.data, indices=counts.indices,
-            indptr=counts.indptr, shape=np.array(counts.shape), song_index=encoded.song_index,
+            cache,
+            key=json.dumps(key),
+            pooled=encoded.pooled,
+            data=counts.data,
+            indices=counts.indices,
+            indptr=counts.indptr,
+            shape=np.array(counts.shape),
+            song_index=encoded.song_index,
             chunk_weights=encoded.chunk_weights,
         )
     return encoded
 
 
-def tfidf_ridge(texts: list[str], labels: np.ndarray, groups: list[str], fit: np.ndarray, test: np.ndarray) -> np.ndarray:
+def tfidf_ridge(
+    texts: list[str], labels: np.ndarray, groups: list[str], fit: np.ndarray, test: np.ndarray
+) -> np.ndarray:
     """TF-IDF + ridge's test predictions: word unigrams, sublinear tf, min_df 2, alpha by grouped CV on `fit`."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
@@ -164,8 +178,11 @@ def summarise(figures: dict) -> dict:
 def machine() -> str:
     """The CPU's model name and core count (the build's figures are CPU times)."""
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")] \
-        if cpuinfo.is_file() else []
+    names = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.is_file()
+        else []
+    )
     return f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
@@ -216,7 +233,10 @@ def write_card(output_dir: Path, name: str, record: dict) -> None:
         ],
     )
     card = ModelCard.from_template(
-        card_data, template_path=str(TEMPLATES / "songs_model_card.md"), name=name, shipped=SHIPPED_MODELS[name],
+        card_data,
+        template_path=str(TEMPLATES / "songs_model_card.md"),
+        name=name,
+        shipped=SHIPPED_MODELS[name],
         record=record,
     )
     card.save(output_dir / "README.md")
@@ -277,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     check = np.asarray(model.score_songs(texts[:64], tokenizer)) - fit.solution.predict(encoded.subset(np.arange(64)))
     record["fit"]["model_vs_regression_max_abs_diff"] = float(np.abs(check).max())
     if np.abs(check).max() > 1e-4:
-        raise RuntimeError(f"the fitted model does not score as the regression predicts (max diff {np.abs(check).max()})")
+        raise RuntimeError(
+            f"the fitted model does not score as the regression predicts (max diff {np.abs(check).max()})"
+        )
     record["example_scores"] = example_scores(model, tokenizer)
-    record["command"] = (
-        f"python -m lyric_valence.build_pretrained {args.model} --data_file DATA/{data_file.name}"
-        + (" --encoder_path ENCODER_DIR" if args.encoder_path else "")
+    record["command"] = f"python -m lyric_valence.build_pretrained {args.model} --data_file DATA/{data_file.name}" + (
+        " --encoder_path ENCODER_DIR" if args.encoder_path else ""
     )
     record["machine"] = f"{machine()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
     record["build_seconds"] = round(time.perf_counter() - started)
@@ -299,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     record = finite(record)
     (output_dir / BUILD_RECORD).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     write_card(output_dir, args.model, record)
-    logger.info("wrote %s (%s)", output_dir, ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in output_dir.iterdir()))
+    logger.info(
+        "wrote %s (%s)", output_dir, ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in output_dir.iterdir())
+    )
     return 0
 
 

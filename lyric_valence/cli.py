@@ -95,7 +95,11 @@ def publish(argv: list[str]) -> int:
     args = publish_parser().parse_args(argv)
     if args.space:
         result = publish_space(
-            args.space, args.repo_id, private=True if args.private else None, dry_run=args.dry_run, stage_dir=args.stage_dir
+            args.space,
+            args.repo_id,
+            private=True if args.private else None,
+            dry_run=args.dry_run,
+            stage_dir=args.stage_dir,
         )
     else:
         result = publish_folder(
@@ -155,7 +159,12 @@ def evaluate(argv: list[str]) -> int:
 
 COMMANDS = {
     "train": train,
-    "predict": predict, "publish": publish, "prepare": prepare, "explain": explain, "demo": demo, "evaluate": evaluate
+    "predict": predict,
+    "publish": publish,
+    "prepare": prepare,
+    "explain": explain,
+    "demo": demo,
+    "evaluate": evaluate,
 }
 
 

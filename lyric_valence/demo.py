@@ -34,7 +34,7 @@ def demo_parser() -> ArgumentParser:
 def load_app():
     """app.py as a module (the Space's entry file, shipped as package data rather than as a module)."""
     if importlib.util.find_spec("gradio") is None:
-        raise UserError("gradio is not installed: pip install -e \".[demo]\"")
+        raise UserError('gradio is not installed: pip install -e ".[demo]"')
     spec = importlib.util.spec_from_file_location("lyric_valence_app", str(APP))
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)

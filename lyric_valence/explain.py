@@ -30,7 +30,9 @@ def explain_parser() -> ArgumentParser:
         "of the curve, per song.",
     )
     parser.add_argument(
-        "songs", nargs="+", help="Text files, each one song (UTF-8, or UTF-16 with its BOM; blank lines separate stanzas)."
+        "songs",
+        nargs="+",
+        help="Text files, each one song (UTF-8, or UTF-16 with its BOM; blank lines separate stanzas).",
     )
     add_model_arguments(parser)
     parser.add_argument(

@@ -47,19 +47,41 @@ logger = logging.getLogger("lyric_valence")
 
 HANDLER = TEMPLATES / "handler.py"
 RESULT_FILES = (
-    "test_results.json", "eval_results.json", "train_results.json", "all_results.json", "training_args.json",
-    "test_scatter.png", "loss_curve.png",
+    "test_results.json",
+    "eval_results.json",
+    "train_results.json",
+    "all_results.json",
+    "training_args.json",
+    "test_scatter.png",
+    "loss_curve.png",
 )
 # What a push may upload, and what it never does even if it shows up in the staged folder. The same patterns go to
 # `upload_folder`; `delete_patterns` removes stale files of the same kinds (a merged model from an earlier push, say)
 # and leaves files added on the Hub by hand alone.
 ALLOW_PATTERNS = [
-    "README.md", "handler.py", "config.json", *CODE_FILES, *MERGED_WEIGHTS, *TOKENIZER_FILES, *RESULT_FILES,
+    "README.md",
+    "handler.py",
+    "config.json",
+    *CODE_FILES,
+    *MERGED_WEIGHTS,
+    *TOKENIZER_FILES,
+    *RESULT_FILES,
     *(f"{ADAPTER_DIR}/{name}" for name in ADAPTER_FILES),
 ]
 IGNORE_PATTERNS = [
-    "checkpoint-*", "runs/*", "*.pt", "*.pth", "*.bin", "*.ckpt", "optimizer*", "scheduler*", "rng_state*",
-    "trainer_state.json", "training_args.bin", "test_predictions.csv", "split_song_ids.json",
+    "checkpoint-*",
+    "runs/*",
+    "*.pt",
+    "*.pth",
+    "*.bin",
+    "*.ckpt",
+    "optimizer*",
+    "scheduler*",
+    "rng_state*",
+    "trainer_state.json",
+    "training_args.bin",
+    "test_predictions.csv",
+    "split_song_ids.json",
 ]
 
 
@@ -114,7 +136,9 @@ def _publish_command(output_dir, repo_id, adapter_only, private, revision, base_
 def check_token(repo_id: str) -> None:
     """Fail early, before any training or upload, when huggingface_hub finds no token; never reveal the token."""
     if get_token() is None:
-        raise UserError(f"{repo_id}: no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)")
+        raise UserError(
+            f"{repo_id}: no Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag)"
+        )
 
 
 def check_output_folder(output_dir: Path, adapter_only: bool) -> None:
@@ -183,7 +207,10 @@ def stage_repository(
     inputs = load_card_inputs(output_dir)
     base_model = base_model or inputs.get("base_model") or DEFAULT_BASE_MODEL
     if has_adapter:
-        _place(output_dir / ADAPTER_DIR / "adapter_model.safetensors", stage_dir / ADAPTER_DIR / "adapter_model.safetensors")
+        _place(
+            output_dir / ADAPTER_DIR / "adapter_model.safetensors",
+            stage_dir / ADAPTER_DIR / "adapter_model.safetensors",
+        )
         adapter_config = json.loads((output_dir / ADAPTER_DIR / "adapter_config.json").read_text())
         # PeftConfig.from_pretrained(repo, subfolder="adapter").base_model_name_or_path tells users which encoder
         # to wrap; train.py leaves it empty because the base is built in memory.
@@ -191,7 +218,11 @@ def stage_repository(
         (stage_dir / ADAPTER_DIR / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
 
     inputs.update(
-        repo_id=repo_id, base_model=base_model, revision=revision, has_merged_model=not adapter_only, has_adapter=has_adapter
+        repo_id=repo_id,
+        base_model=base_model,
+        revision=revision,
+        has_merged_model=not adapter_only,
+        has_adapter=has_adapter,
     )
     card = render_model_card(config=_card_config(output_dir), **inputs)
     card.save(stage_dir / "README.md")

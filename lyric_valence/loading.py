@@ -91,13 +91,16 @@ def model_folder(name: str, encoder_path: str | Path | None = None) -> Path:
     try:
         return Path(snapshot_download(name, allow_patterns=list(SCORING_FILES)))
     except RepositoryNotFoundError:
-        raise UserError(f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: "
-                        "`hf auth login`)") from None
+        raise UserError(
+            f"--model {name}: no such folder, and no such Hub repository (or it is private or gated: `hf auth login`)"
+        ) from None
     except RevisionNotFoundError:
         raise UserError(f"--model {name}: the Hub repository has no such revision") from None
     except LocalEntryNotFoundError:
-        raise UserError(f"--model {name}: no such folder, and the Hub cannot be reached to download it "
-                        "(offline, and not in the local cache)") from None
+        raise UserError(
+            f"--model {name}: no such folder, and the Hub cannot be reached to download it "
+            "(offline, and not in the local cache)"
+        ) from None
     except (HfHubHTTPError, OSError) as error:
         raise UserError(f"--model {name}: Hub download failed: {str(error).strip().splitlines()[0]}") from None
 
@@ -131,15 +134,15 @@ def load_scoring_model(
     encoder_path: str | Path | None = None,
 ):
     """
-    The model `model` (a shipped model's name, a folder written by train.py or a Hub repository id) ready for scoring,
-    and its tokenizer.
+        The model `model` (a shipped model's name, a folder written by train.py or a Hub repository id) ready for scoring,
+        and its tokenizer.
 
-    `device`: a torch device or its name (default: the one accelerate gives this process; the CPU for onnxruntime);
-    `backend`: `"torch"` or `"onnxruntime"` (CPU; the export is kept and reused, `lyric_valence.backends.onnxruntime`);
-    `dtype`: `"float32"`, `"bfloat16"` or `"float16"`; `quantize`: None or `"int8"` (CPU). Options are checked
-    before any model is loaded. `encoder_path`: a local copy of a shipped model's encoder (songs-mpnet's, instead
-of the Hub's). Either backend scores with `score_songs(lyrics, tokenizer, batch_tokens=...)`; the torch one
-    also explains with `explain_song`. Raises `UserError`.
+        `device`: a torch device or its name (default: the one accelerate gives this process; the CPU for onnxruntime);
+        `backend`: `"torch"` or `"onnxruntime"` (CPU; the export is kept and reused, `lyric_valence.backends.onnxruntime`);
+        `dtype`: `"float32"`, `"bfloat16"` or `"float16"`; `quantize`: None or `"int8"` (CPU). Options are checked
+        before any model is loaded. `encoder_path`: a local copy of a shipped model's encoder (songs-mpnet's, instead
+    of the Hub's). Either backend scores with `score_songs(lyrics, tokenizer, batch_tokens=...)`; the torch one
+        also explains with `explain_song`. Raises `UserError`.
     """
     from transformers import AutoTokenizer
 
@@ -160,12 +163,15 @@ of the Hub's). Either backend scores with `score_songs(lyrics, tokenizer, batch_
         config = LyricValenceConfig.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder, config=config, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        raise UserError(f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"--model {name}: the tokenizer cannot be loaded: {str(error).strip().splitlines()[0]}"
+        ) from None
     if quantize and config.lexical_buckets:
         logger.warning(
             "--quantize %s: %s has a lexical channel, so it was fitted by ridge regression on standardised encoder "
             "features, which int8 moves by up to 0.13 per song (bench/SCORING_RESULTS.md); float32 keeps its scores",
-            quantize, name,
+            quantize,
+            name,
         )
     if backend == "onnxruntime":
         from lyric_valence.backends.onnxruntime import load_onnxruntime_scorer

@@ -147,8 +147,7 @@ def predict_parser() -> ArgumentParser:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="Continue a killed run after its last complete shard (same inputs and flags; csv, tsv or jsonl "
-        "--output).",
+        help="Continue a killed run after its last complete shard (same inputs and flags; csv, tsv or jsonl --output).",
     )
     parser.add_argument(
         "--max_chunks_per_song",
@@ -201,12 +200,17 @@ def predict_parser() -> ArgumentParser:
         'pip install "lyric-valence[ray]").',
     )
     parser.add_argument(
-        "--num_workers", type=positive_int, default=1, help="--engine ray: model actors scoring in parallel (default: 1)."
+        "--num_workers",
+        type=positive_int,
+        default=1,
+        help="--engine ray: model actors scoring in parallel (default: 1).",
     )
     parser.add_argument(
         "--gpus_per_worker", type=float, default=0, help="--engine ray: GPUs each actor holds (default: 0, the CPU)."
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary.")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="Print errors only: no progress, notices or summary."
+    )
     return parser
 
 
@@ -236,15 +240,17 @@ def check_outputs_spare_inputs(output: str | None, inputs: list[str]) -> None:
     check_not_an_input(state, f"--output {output} (its progress file {state.name})", inputs)
 
 
-def score_texts(model, tokenizer, texts: list[str], batch_tokens: int | None,
-                max_chunks_per_song: int) -> tuple[list[float], list[int]]:
+def score_texts(
+    model, tokenizer, texts: list[str], batch_tokens: int | None, max_chunks_per_song: int
+) -> tuple[list[float], list[int]]:
     """
     The valence of each song in `texts`, this process's share of a block, and the positions of the songs scored on
     their first `max_chunks_per_song` chunks only.
     """
     capped = []
-    scores = model.score_songs(texts, tokenizer, batch_tokens=batch_tokens, max_chunks_per_song=max_chunks_per_song,
-                               capped_songs=capped)
+    scores = model.score_songs(
+        texts, tokenizer, batch_tokens=batch_tokens, max_chunks_per_song=max_chunks_per_song, capped_songs=capped
+    )
     return scores, capped
 
 
@@ -262,8 +268,22 @@ class Progress:
 
 def run_settings(args: argparse.Namespace) -> dict:
     """The flags that decide the output's rows and scores: `--resume` continues only a run with the same ones."""
-    keys = ("inputs", "model", "text_column", "id_column", "keep_columns", "score_column", "stdin_format", "format",
-            "decimals", "block_size", "backend", "dtype", "quantize", "max_chunks_per_song")
+    keys = (
+        "inputs",
+        "model",
+        "text_column",
+        "id_column",
+        "keep_columns",
+        "score_column",
+        "stdin_format",
+        "format",
+        "decimals",
+        "block_size",
+        "backend",
+        "dtype",
+        "quantize",
+        "max_chunks_per_song",
+    )
     return {key: getattr(args, key) for key in keys}
 
 
@@ -344,8 +364,9 @@ def score_block(block: pd.DataFrame, model, tokenizer, args: argparse.Namespace)
     blank = blank_rows(block["text"])
     log_skipped(block[blank])
     songs = block[~blank]
-    scores, capped = score_texts(model, tokenizer, songs["text"].astype(str).tolist(), args.batch_tokens,
-                                 args.max_chunks_per_song)
+    scores, capped = score_texts(
+        model, tokenizer, songs["text"].astype(str).tolist(), args.batch_tokens, args.max_chunks_per_song
+    )
     log_capped(songs.iloc[capped])
     scores = pd.Series(scores, index=songs.index, dtype="float64")
     return songs.drop(columns="text").assign(**{args.score_column: scores}), len(capped)
@@ -387,11 +408,20 @@ def report(scored: int, skipped: int, destination: str, capped: int, max_chunks_
     """The run's summary line; exit 1 when nothing was scored."""
     unit = "chunk" if max_chunks_per_song == 1 else "chunks"
     capped_note = f" ({capped} capped at {max_chunks_per_song} {unit})" if capped else ""
-    logger.warning("scored %d song%s%s, skipped %d empty; scores written to %s", scored, "" if scored == 1 else "s",
-                   capped_note, skipped, destination)
+    logger.warning(
+        "scored %d song%s%s, skipped %d empty; scores written to %s",
+        scored,
+        "" if scored == 1 else "s",
+        capped_note,
+        skipped,
+        destination,
+    )
     if scored == 0:
-        print("lyric-valence predict: error: nothing to score: "
-              f"{'every song was empty' if skipped else 'the input holds no songs'}", file=sys.stderr)
+        print(
+            "lyric-valence predict: error: nothing to score: "
+            f"{'every song was empty' if skipped else 'the input holds no songs'}",
+            file=sys.stderr,
+        )
         return EXIT_NOTHING_SCORED
     return 0
 
@@ -405,15 +435,30 @@ def ray_main(args: argparse.Namespace) -> int:
     if args.format not in (None, "parquet"):
         raise UserError(f"--format {args.format}: --engine ray writes Parquet files")
     counts = score_catalogue(
-        args.inputs, args.output, args.model, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
-        device=args.device, backend=args.backend, dtype=args.dtype, quantize=args.quantize,
-        batch_tokens=args.batch_tokens, batch_size=args.block_size, text_column=args.text_column,
-        id_column=args.id_column, keep_columns=args.keep_columns, score_column=args.score_column,
-        decimals=args.decimals, resume=args.resume, quiet=args.quiet, max_chunks_per_song=args.max_chunks_per_song,
+        args.inputs,
+        args.output,
+        args.model,
+        num_workers=args.num_workers,
+        gpus_per_worker=args.gpus_per_worker,
+        device=args.device,
+        backend=args.backend,
+        dtype=args.dtype,
+        quantize=args.quantize,
+        batch_tokens=args.batch_tokens,
+        batch_size=args.block_size,
+        text_column=args.text_column,
+        id_column=args.id_column,
+        keep_columns=args.keep_columns,
+        score_column=args.score_column,
+        decimals=args.decimals,
+        resume=args.resume,
+        quiet=args.quiet,
+        max_chunks_per_song=args.max_chunks_per_song,
     )
     if counts["files_already_done"]:
-        logger.warning("%d of %d files were scored by the earlier run and kept", counts["files_already_done"],
-                       counts["files"])
+        logger.warning(
+            "%d of %d files were scored by the earlier run and kept", counts["files_already_done"], counts["files"]
+        )
     if counts["files_already_done"] == counts["files"]:
         return 0
     return report(counts["scored"], counts["skipped"], args.output, counts["capped"], args.max_chunks_per_song)
@@ -432,8 +477,9 @@ def main(argv: list[str]) -> int:
     check_outputs_spare_inputs(args.output, args.inputs)
     writer = ScoreWriter(args.output, args.format, args.decimals, args.score_column)
     progress = starting_progress(args, writer.format)
-    shards = song_shards(args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format,
-                         args.block_size)
+    shards = song_shards(
+        args.inputs, args.text_column, args.id_column, args.keep_columns, args.stdin_format, args.block_size
+    )
     first = next(shards, None)  # the inputs' errors (a missing file or column) come before the model loads
     shards = itertools.chain([] if first is None else [first], shards)
     state = PartialState(cpu=runs_on_cpu(args.device, args.backend))
@@ -450,8 +496,13 @@ def main(argv: list[str]) -> int:
         writer.open(progress.output_bytes)
         if args.output is not None:
             save_progress(args.output, progress)  # a run killed in its first block resumes too
-    bar = tqdm(unit="song", initial=progress.rows_read, disable=True if args.quiet or not state.is_main_process else None,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        unit="song",
+        initial=progress.rows_read,
+        disable=True if args.quiet or not state.is_main_process else None,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     share = process_share(unread_shards(shards, progress.rows_read), state.process_index, state.num_processes)
     for shard in share:
         scored = [] if shard is None else [score_shard(shard, model, tokenizer, args)]
@@ -471,6 +522,6 @@ def main(argv: list[str]) -> int:
     writer.close()
     if args.output is not None:
         progress_file(args.output).unlink(missing_ok=True)
-    return report(progress.scored, progress.skipped, args.output or "standard output", progress.capped,
-                  args.max_chunks_per_song)
-
+    return report(
+        progress.scored, progress.skipped, args.output or "standard output", progress.capped, args.max_chunks_per_song
+    )

@@ -111,8 +111,12 @@ def read_shards(blocks: Iterator[pd.DataFrame]) -> Iterator[Shard]:
 def text_block(paths: list[Path], keep_columns: list[str]) -> pd.DataFrame:
     """Song files as one block; `id` is the file name without suffix."""
     return pd.DataFrame(
-        {"source": [str(path) for path in paths], "id": [path.stem for path in paths],
-         **{column: None for column in keep_columns}, "text": [read_text_file(path) for path in paths]}
+        {
+            "source": [str(path) for path in paths],
+            "id": [path.stem for path in paths],
+            **{column: None for column in keep_columns},
+            "text": [read_text_file(path) for path in paths],
+        }
     )
 
 
@@ -143,12 +147,14 @@ def raw_table_blocks(source, table_format: str, block_size: int) -> Iterator[pd.
         if table_format == "jsonl":
             yield from pd.read_json(text, lines=True, chunksize=block_size, dtype=False)
         else:  # csv, tsv: every cell a string, so ids such as 007 and kept columns travel unchanged
-            yield from pd.read_csv(text, sep="\t" if table_format == "tsv" else ",", chunksize=block_size, dtype=str,
-                                   keep_default_na=False)
+            yield from pd.read_csv(
+                text, sep="\t" if table_format == "tsv" else ",", chunksize=block_size, dtype=str, keep_default_na=False
+            )
 
 
-def song_columns(name: str, columns, text_column: str | None, id_column: str | None,
-                 keep_columns: list[str]) -> tuple[str, str | None]:
+def song_columns(
+    name: str, columns, text_column: str | None, id_column: str | None, keep_columns: list[str]
+) -> tuple[str, str | None]:
     """
     The lyrics and id columns of a table with `columns`: those the flags name (each must exist), else the recognised
     ones (`lyric_valence.data.columns`, as train reads tables); the table must hold every kept column too.
@@ -178,8 +184,16 @@ def read_error(error: Exception, source, name: str, table_format: str, row: int)
     return UserError(f"{name}: cannot be read as {table_format} after row {row}: {message}")
 
 
-def song_frames(tables: Iterator[pd.DataFrame], source, name: str, table_format: str, first_row: int,
-                text_column: str | None, id_column: str | None, keep_columns: list[str]) -> Iterator[pd.DataFrame]:
+def song_frames(
+    tables: Iterator[pd.DataFrame],
+    source,
+    name: str,
+    table_format: str,
+    first_row: int,
+    text_column: str | None,
+    id_column: str | None,
+    keep_columns: list[str],
+) -> Iterator[pd.DataFrame]:
     """
     Blocks of `tables`: `id` (the id column or the 0-based row number), the kept columns and `text`; the lyrics and
     id columns are decided on the first table ([`song_columns`]).
@@ -190,7 +204,9 @@ def song_frames(tables: Iterator[pd.DataFrame], source, name: str, table_format:
             if row == first_row:
                 text_column, id_column = song_columns(name, table.columns, text_column, id_column, keep_columns)
             check_columns(name, table.columns, text_column, id_column, keep_columns)
-            ids = table[id_column].astype(str).to_numpy() if id_column else [str(i) for i in range(row, row + len(table))]
+            ids = (
+                table[id_column].astype(str).to_numpy() if id_column else [str(i) for i in range(row, row + len(table))]
+            )
             block = pd.DataFrame({"source": name, "id": ids}, index=table.index)
             for column in keep_columns:
                 block[column] = table[column].to_numpy()
@@ -201,15 +217,29 @@ def song_frames(tables: Iterator[pd.DataFrame], source, name: str, table_format:
         raise read_error(error, source, name, table_format, row) from None
 
 
-def table_blocks(source, name: str, table_format: str, text_column: str | None, id_column: str | None,
-                 keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
+def table_blocks(
+    source,
+    name: str,
+    table_format: str,
+    text_column: str | None,
+    id_column: str | None,
+    keep_columns: list[str],
+    block_size: int,
+) -> Iterator[pd.DataFrame]:
     """Blocks of a table file or stream, read from its start."""
     tables = raw_table_blocks(source, table_format, block_size)
     yield from song_frames(tables, source, name, table_format, 0, text_column, id_column, keep_columns)
 
 
-def row_group_blocks(path: Path, group: int, first_row: int, text_column: str, id_column: str | None,
-                     keep_columns: list[str], block_size: int) -> Iterator[pd.DataFrame]:
+def row_group_blocks(
+    path: Path,
+    group: int,
+    first_row: int,
+    text_column: str,
+    id_column: str | None,
+    keep_columns: list[str],
+    block_size: int,
+) -> Iterator[pd.DataFrame]:
     """One row group of a Parquet file, only the columns used, as blocks."""
     import pyarrow.parquet as pq
 
@@ -219,8 +249,9 @@ def row_group_blocks(path: Path, group: int, first_row: int, text_column: str, i
     yield from song_frames(tables, path, str(path), "parquet", first_row, text_column, id_column, keep_columns)
 
 
-def parquet_shards(path: Path, text_column: str | None, id_column: str | None, keep_columns: list[str],
-                   block_size: int) -> Iterator[Shard]:
+def parquet_shards(
+    path: Path, text_column: str | None, id_column: str | None, keep_columns: list[str], block_size: int
+) -> Iterator[Shard]:
     """
     A row group of at most `block_size` rows is one shard, read by the process that scores it: row groups are
     Parquet's unit of random access, located from the file's footer. A file with larger row groups is read as a
@@ -242,8 +273,10 @@ def parquet_shards(path: Path, text_column: str | None, id_column: str | None, k
     first_row = 0
     for group, rows in enumerate(sizes):
         if rows:
-            yield Shard(rows, partial(row_group_blocks, path, group, first_row, text_column, id_column, keep_columns,
-                                      block_size))
+            yield Shard(
+                rows,
+                partial(row_group_blocks, path, group, first_row, text_column, id_column, keep_columns, block_size),
+            )
         first_row += rows
 
 
@@ -278,8 +311,10 @@ def check_not_an_input(path: Path, what: str, inputs: list[str]) -> None:
             resolved = path.resolve()
             in_folder = resolved.suffix.lower() in TEXT_SUFFIXES and same_file(resolved.parent, source)
             if in_folder or path.exists() and any(os.path.samefile(path, song) for song in song_files(source)):
-                raise UserError(f"{what} is a song file of the input folder {name}: writing it would destroy or add a "
-                                "song; choose a file outside it")
+                raise UserError(
+                    f"{what} is a song file of the input folder {name}: writing it would destroy or add a "
+                    "song; choose a file outside it"
+                )
 
 
 def check_input(path: Path) -> None:
@@ -291,8 +326,14 @@ def check_input(path: Path) -> None:
         raise UserError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def song_shards(inputs: list[str], text_column: str | None, id_column: str | None, keep_columns: list[str],
-                stdin_format: str, block_size: int) -> Iterator[Shard]:
+def song_shards(
+    inputs: list[str],
+    text_column: str | None,
+    id_column: str | None,
+    keep_columns: list[str],
+    stdin_format: str,
+    block_size: int,
+) -> Iterator[Shard]:
     """
     Every input song, in input order, as shards of rows with columns `source`, `id`, the kept columns and `text`.
     A table's lyrics and id columns are `text_column` and `id_column`, or where None recognised ([`song_columns`]).
@@ -329,15 +370,18 @@ def song_shards(inputs: list[str], text_column: str | None, id_column: str | Non
     yield from text_shards(pending, keep_columns, block_size)
 
 
-def stdin_blocks(text_column: str | None, id_column: str | None, keep_columns: list[str], stdin_format: str,
-                 block_size: int) -> Iterator[pd.DataFrame]:
+def stdin_blocks(
+    text_column: str | None, id_column: str | None, keep_columns: list[str], stdin_format: str, block_size: int
+) -> Iterator[pd.DataFrame]:
     if stdin_format != "text":
         yield from table_blocks(stdin_binary(), STDIN, stdin_format, text_column, id_column, keep_columns, block_size)
         return
     text = decode(sys.stdin.buffer.read(), STDIN)
     if stdin_looks_like_a_table(text, text_column):
-        logger.warning("standard input looks like a table but is scored as one song; for one song per row pass "
-                       "--stdin_format csv or jsonl")
+        logger.warning(
+            "standard input looks like a table but is scored as one song; for one song per row pass "
+            "--stdin_format csv or jsonl"
+        )
     yield pd.DataFrame({"source": [STDIN], "id": ["0"], **{column: None for column in keep_columns}, "text": [text]})
 
 
@@ -364,7 +408,9 @@ class ScoreWriter:
             return "csv"
         suffix = Path(output).suffix.lower().lstrip(".")
         if suffix not in OUTPUT_FORMATS:
-            raise UserError(f"--output {output}: unknown format; end it in .{', .'.join(OUTPUT_FORMATS)} or pass --format")
+            raise UserError(
+                f"--output {output}: unknown format; end it in .{', .'.join(OUTPUT_FORMATS)} or pass --format"
+            )
         return suffix
 
     def open(self, resume_at: int = 0) -> None:
@@ -394,8 +440,9 @@ class ScoreWriter:
         if self.format == "jsonl":
             records = scores.astype(object).where(scores.notna(), None).to_dict(orient="records")
             return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-        text = scores.to_csv(index=False, header=not self.header_written, sep="\t" if self.format == "tsv" else ",",
-                             lineterminator="\n")
+        text = scores.to_csv(
+            index=False, header=not self.header_written, sep="\t" if self.format == "tsv" else ",", lineterminator="\n"
+        )
         self.header_written = True
         return text
 
@@ -429,4 +476,3 @@ class ScoreWriter:
             self.handle.close()
         elif self.handle is not None:
             self.handle.flush()
-

@@ -76,7 +76,9 @@ def encoder_folder(name: str, encoder_path: str | Path | None) -> Path:
     if encoder_path is not None:
         folder = Path(encoder_path)
         if not (folder / "model.safetensors").is_file():
-            raise UserError(f"--encoder_path {encoder_path}: no model.safetensors there (an encoder folder as the Hub has it)")
+            raise UserError(
+                f"--encoder_path {encoder_path}: no model.safetensors there (an encoder folder as the Hub has it)"
+            )
         return folder
     shipped = SHIPPED_MODELS[name]
     if shipped.packaged_encoder:
@@ -94,7 +96,9 @@ def encoder_folder(name: str, encoder_path: str | Path | None) -> Path:
             f"run `hf download {shipped.encoder}` where the Hub is reachable, or pass --encoder_path FOLDER"
         ) from None
     except (HfHubHTTPError, OSError) as error:
-        raise UserError(f"--model {name}: downloading {shipped.encoder} failed: {str(error).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"--model {name}: downloading {shipped.encoder} failed: {str(error).strip().splitlines()[0]}"
+        ) from None
 
 
 def save_shipped_weights(model, folder: Path) -> None:
@@ -119,7 +123,9 @@ def load_shipped_weights(model, folder: Path) -> None:
     from safetensors.torch import load_file
 
     tensors = load_file(folder / SHIPPED_WEIGHTS)
-    model.head.load_state_dict({name.removeprefix("head."): t for name, t in tensors.items() if name.startswith("head.")})
+    model.head.load_state_dict(
+        {name.removeprefix("head."): t for name, t in tensors.items() if name.startswith("head.")}
+    )
     if model.lexical is not None:
         index = tensors["lexical.index"].long()
         with torch.no_grad():

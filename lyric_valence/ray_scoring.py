@@ -91,8 +91,13 @@ class ValenceScorer:
         songs = batch[text_column][~blank].astype(str).tolist()
         capped = [] if self.capped_column else None
         if songs:
-            scores[~blank] = self.scorer.score_songs(songs, self.tokenizer, batch_tokens=self.batch_tokens,
-                                                     max_chunks_per_song=self.max_chunks_per_song, capped_songs=capped)
+            scores[~blank] = self.scorer.score_songs(
+                songs,
+                self.tokenizer,
+                batch_tokens=self.batch_tokens,
+                max_chunks_per_song=self.max_chunks_per_song,
+                capped_songs=capped,
+            )
         batch = batch.assign(**{self.score_column: scores})
         if self.capped_column:
             marks = np.zeros(len(batch), dtype=bool)
@@ -145,16 +150,20 @@ def check_output_folder(output: Path, inputs: list[str], files: list[Path]) -> N
     folder = output.resolve()
     for path in files:
         if path.resolve().is_relative_to(folder):
-            raise UserError(f"--output {output} {'is' if path.resolve() == folder else 'holds'} the input {path}: "
-                            "write the scores to a folder outside the inputs")
+            raise UserError(
+                f"--output {output} {'is' if path.resolve() == folder else 'holds'} the input {path}: "
+                "write the scores to a folder outside the inputs"
+            )
     for name in inputs:
         if Path(name).is_dir() and folder.is_relative_to(Path(name).resolve()):
-            raise UserError(f"--output {output} is inside the input folder {name}: write the scores to a folder "
-                            "outside the inputs")
+            raise UserError(
+                f"--output {output} is inside the input folder {name}: write the scores to a folder outside the inputs"
+            )
 
 
-def check_table(path: Path, text_column: str | None, id_column: str | None,
-                keep_columns: list[str]) -> tuple[str, str | None] | None:
+def check_table(
+    path: Path, text_column: str | None, id_column: str | None, keep_columns: list[str]
+) -> tuple[str, str | None] | None:
     """
     The file's lyrics and id columns (`song_columns`: the flags', else recognised), from its schema or first row:
     one `UserError` naming the file before Ray starts. None for a file without a row or a schema (an empty JSONL).
@@ -195,8 +204,10 @@ def start_run(output: Path, settings: dict, resume: bool) -> None:
         raise UserError(f"--output {output}: a file; --engine ray writes a folder of Parquet files")
     if run_file.is_file():
         if not resume:
-            raise UserError(f"--output {output}: holds an earlier run's scores; pass --resume to continue it, or "
-                            "choose another folder")
+            raise UserError(
+                f"--output {output}: holds an earlier run's scores; pass --resume to continue it, or "
+                "choose another folder"
+            )
         earlier = json.loads(run_file.read_text(encoding="utf-8"))
         changed = sorted(key for key in settings if settings[key] != earlier.get(key))
         if changed:
@@ -221,12 +232,18 @@ def start_ray(ray, num_workers: int, quiet: bool) -> None:
         ray.init(logging_level=logging.ERROR, log_to_driver=not quiet)
     elif not ray.is_initialized():
         # A local cluster gets that many CPU slots even on a smaller machine: the workers then share its cores.
-        ray.init(num_cpus=max(os.cpu_count() or 1, num_workers + 1), logging_level=logging.ERROR,
-                 log_to_driver=not quiet, include_dashboard=False)
+        ray.init(
+            num_cpus=max(os.cpu_count() or 1, num_workers + 1),
+            logging_level=logging.ERROR,
+            log_to_driver=not quiet,
+            include_dashboard=False,
+        )
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if cpus < num_workers + 1:
-        raise UserError(f"--num_workers {num_workers}: the Ray cluster has {cpus} CPUs; each worker takes one and "
-                        "reading the files one more")
+        raise UserError(
+            f"--num_workers {num_workers}: the Ray cluster has {cpus} CPUs; each worker takes one and "
+            "reading the files one more"
+        )
 
 
 def read_files(ray, table_format: str, paths: list[str], columns: list[str]):
@@ -238,9 +255,12 @@ def read_files(ray, table_format: str, paths: list[str], columns: list[str]):
         return ray.data.read_parquet(paths, include_paths=True).select_columns([*columns, "path"])
     if table_format == "csv":  # lyrics span lines; ids such as 007 stay strings
         return ray.data.read_csv(
-            paths, include_paths=True, parse_options=pa.csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa.csv.ConvertOptions(include_columns=columns,
-                                                  column_types={column: pa.string() for column in columns}),
+            paths,
+            include_paths=True,
+            parse_options=pa.csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa.csv.ConvertOptions(
+                include_columns=columns, column_types={column: pa.string() for column in columns}
+            ),
         )
     return ray.data.read_json(paths, lines=True, include_paths=True).select_columns([*columns, "path"])
 
@@ -315,13 +335,27 @@ def score_catalogue(
     names = output_names(files)
     output = Path(output)
     check_output_folder(output, [str(name) for name in inputs], files)
-    settings = {"model": str(model), "text_column": text_column, "id_column": id_column, "keep_columns": keep_columns,
-                "score_column": score_column, "decimals": decimals, "backend": backend, "dtype": dtype,
-                "quantize": quantize, "max_chunks_per_song": max_chunks_per_song}
+    settings = {
+        "model": str(model),
+        "text_column": text_column,
+        "id_column": id_column,
+        "keep_columns": keep_columns,
+        "score_column": score_column,
+        "decimals": decimals,
+        "backend": backend,
+        "dtype": dtype,
+        "quantize": quantize,
+        "max_chunks_per_song": max_chunks_per_song,
+    }
     start_run(output, settings, resume)
     pending = [path for path in files if not (output / names[path]).is_file()]
-    counts = {"files": len(files), "files_already_done": len(files) - len(pending), "scored": 0, "skipped": 0,
-              "capped": 0}
+    counts = {
+        "files": len(files),
+        "files_already_done": len(files) - len(pending),
+        "scored": 0,
+        "skipped": 0,
+        "capped": 0,
+    }
     if not pending:
         return counts
     # Checked here, not once per actor after Ray has started (where a failed actor is retried, noisily).
@@ -343,15 +377,31 @@ def score_catalogue(
     context.execution_options.preserve_order = True  # each file's rows arrive in order: row numbers are its ids
     for (table_format, file_text_column, file_id_column), paths in layouts.items():
         columns = list(dict.fromkeys(column for column in (file_id_column, *keep_columns, file_text_column) if column))
-        scorer_options = {"model": model, "device": device, "backend": backend, "dtype": dtype, "quantize": quantize,
-                          "batch_tokens": batch_tokens, "text_column": file_text_column, "score_column": score_column,
-                          "drop_text": True, "max_chunks_per_song": max_chunks_per_song, "capped_column": CAPPED}
+        scorer_options = {
+            "model": model,
+            "device": device,
+            "backend": backend,
+            "dtype": dtype,
+            "quantize": quantize,
+            "batch_tokens": batch_tokens,
+            "text_column": file_text_column,
+            "score_column": score_column,
+            "drop_text": True,
+            "max_chunks_per_song": max_chunks_per_song,
+            "capped_column": CAPPED,
+        }
         # Blocks of at most one batch: a file is read as one block, which would go to a single actor.
         songs = read_files(ray, table_format, [str(path) for path in paths], columns).repartition(
-            target_num_rows_per_block=batch_size)
+            target_num_rows_per_block=batch_size
+        )
         scored = songs.map_batches(
-            ValenceScorer, fn_constructor_kwargs=scorer_options, batch_format="pandas", batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=num_workers), num_cpus=1, num_gpus=gpus_per_worker or None,
+            ValenceScorer,
+            fn_constructor_kwargs=scorer_options,
+            batch_format="pandas",
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=num_workers),
+            num_cpus=1,
+            num_gpus=gpus_per_worker or None,
         )
         try:
             write_scores(scored, paths, output, names, file_id_column, keep_columns, score_column, decimals, counts)
@@ -364,12 +414,21 @@ def score_catalogue(
             message = next((line for line in str(error).splitlines() if line.startswith(marker)), None)
             if message is None:
                 raise
-            raise UserError(message[len(marker):]) from None
+            raise UserError(message[len(marker) :]) from None
     return counts
 
 
-def write_scores(scored, paths: list[Path], output: Path, names: dict[Path, str], id_column: str | None,
-                 keep_columns: list[str], score_column: str, decimals: int, counts: dict) -> None:
+def write_scores(
+    scored,
+    paths: list[Path],
+    output: Path,
+    names: dict[Path, str],
+    id_column: str | None,
+    keep_columns: list[str],
+    score_column: str,
+    decimals: int,
+    counts: dict,
+) -> None:
     """
     Stream the scored rows into one file per input file, finished as the next file's rows begin; count them, and log
     the capped songs.
@@ -408,10 +467,21 @@ def no_scores(keep_columns: list[str], score_column: str) -> pd.DataFrame:
     return pd.DataFrame({"source": [], "id": [], **{column: [] for column in keep_columns}, score_column: []})
 
 
-def scores_frame(rows: pd.DataFrame, path: Path, first_row: int, id_column: str | None, keep_columns: list[str],
-                 score_column: str, decimals: int) -> pd.DataFrame:
+def scores_frame(
+    rows: pd.DataFrame,
+    path: Path,
+    first_row: int,
+    id_column: str | None,
+    keep_columns: list[str],
+    score_column: str,
+    decimals: int,
+) -> pd.DataFrame:
     """`source`, `id` (the id column, else the row number in the file), the kept columns and the rounded scores."""
-    ids = rows[id_column].astype(str).to_numpy() if id_column else [str(row) for row in range(first_row, first_row + len(rows))]
+    ids = (
+        rows[id_column].astype(str).to_numpy()
+        if id_column
+        else [str(row) for row in range(first_row, first_row + len(rows))]
+    )
     frame = pd.DataFrame({"source": str(path), "id": ids})
     for column in keep_columns:
         frame[column] = rows[column].to_numpy()

@@ -70,8 +70,13 @@ def curve_figure(explanation, title: str = "Valence along the song"):
     figure, axes = plt.subplots(figsize=(8, 3.4))
     axes.plot(positions, values, color="#888", linewidth=1, zorder=1)
     axes.scatter(positions, values, c=values, cmap=COLORMAP, norm=color_norm(explanation), edgecolors="#333", zorder=2)
-    axes.axhline(explanation.song_valence, color="black", linestyle="--", linewidth=1,
-                 label=f"song valence {explanation.song_valence:.3f}")
+    axes.axhline(
+        explanation.song_valence,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"song valence {explanation.song_valence:.3f}",
+    )
     for position, (before, after) in enumerate(zip(explanation.stanza_index, explanation.stanza_index[1:]), start=1):
         if before != after:
             axes.axvline(position + 0.5, color="#bbb", linestyle=":", linewidth=1)

@@ -133,7 +133,10 @@ class RidgeFit:
             "ridge_cv_folds": self.folds,
         }
         if self.solution.settings is not None:
-            metrics |= {"lexical_bigrams": self.solution.settings.bigrams, "lexical_min_df": self.solution.settings.min_df}
+            metrics |= {
+                "lexical_bigrams": self.solution.settings.bigrams,
+                "lexical_min_df": self.solution.settings.min_df,
+            }
         return metrics
 
 
@@ -231,7 +234,9 @@ def dual_coefficients(centred_kernel: np.ndarray, centred_labels: np.ndarray, al
 def cv_folds(groups: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     folds = min(CV_FOLDS, len(set(groups)))
     if folds < 2:
-        raise ValueError("ridge fitting picks its settings by grouped cross-validation: the songs need 2 groups or more")
+        raise ValueError(
+            "ridge fitting picks its settings by grouped cross-validation: the songs need 2 groups or more"
+        )
     return list(GroupKFold(folds).split(np.zeros(len(groups)), groups=groups))
 
 
@@ -305,7 +310,9 @@ def solve(
     if rows is not None:
         lexical_weight = np.asarray(rows.T @ dual).ravel()
         intercept -= float(np.asarray(rows.mean(axis=0)).ravel() @ lexical_weight)
-    return RidgeSolution(settings, alpha, encoder_scale, idf, lexical_weight, encoder_coefficients, intercept, mean, std)
+    return RidgeSolution(
+        settings, alpha, encoder_scale, idf, lexical_weight, encoder_coefficients, intercept, mean, std
+    )
 
 
 @torch.no_grad()

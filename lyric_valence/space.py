@@ -46,7 +46,12 @@ SPACE_CODE = {
     **{
         f"lyric_valence/{name}": PACKAGE / name
         for name in (
-            "__init__.py", "render.py", "loading.py", "errors.py", "model_files.py", "backends/__init__.py",
+            "__init__.py",
+            "render.py",
+            "loading.py",
+            "errors.py",
+            "model_files.py",
+            "backends/__init__.py",
             "backends/torch.py",
         )
     },
@@ -86,13 +91,13 @@ def space_card(space_id: str, model_id: str) -> SpaceCard:
 def stage_space(stage_dir: str | Path, space_id: str, model_id: str) -> list[str]:
     """Write the Space for `model_id` (a Hub model id) into the empty folder `stage_dir`; return its files, sorted."""
     if not is_hub_id(model_id) or "/" not in model_id:
-        raise UserError(
-            f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model"
-        )
+        raise UserError(f"{model_id}: a Space loads its model from the Hub: --repo_id must be a Hub id like me/model")
     stage_dir = Path(stage_dir)
     if stage_dir.exists() and any(stage_dir.iterdir()):
         raise UserError(f"{stage_dir}: the staging folder must be empty")
-    examples = {f"examples/{song.name}": song for song in (TEMPLATES / "examples").iterdir() if song.name.endswith(".txt")}
+    examples = {
+        f"examples/{song.name}": song for song in (TEMPLATES / "examples").iterdir() if song.name.endswith(".txt")
+    }
     for name, source in {**SPACE_CODE, **examples}.items():
         (stage_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (stage_dir / name).write_bytes(source.read_bytes())

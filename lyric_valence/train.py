@@ -90,7 +90,10 @@ class ModelArguments:
     )
     pooling: str = field(
         default="cls",
-        metadata={"help": "Chunk representation: 'cls' (first token) or 'mean' (masked mean).", "choices": ["cls", "mean"]},
+        metadata={
+            "help": "Chunk representation: 'cls' (first token) or 'mean' (masked mean).",
+            "choices": ["cls", "mean"],
+        },
     )
     attention_dropout: float = field(
         default=FINETUNING_ATTENTION_DROPOUT,
@@ -189,7 +192,9 @@ class DataArguments:
             "metavar": ("LOW", "HIGH"),
         },
     )
-    validation_fraction: float = field(default=0.1, metadata={"help": "Share of songs for validation (no split column)."})
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Share of songs for validation (no split column)."}
+    )
     test_fraction: float = field(default=0.1, metadata={"help": "Share of songs for test (no split column)."})
     group_split: bool = field(
         default=True, metadata={"help": "Keep every group (artist) in a single split when splitting at random."}
@@ -213,7 +218,9 @@ class DataArguments:
 @dataclass
 class LyricValenceTrainingArguments(TrainingArguments):
     output_dir: str = field(default="outputs/lyric-valence", metadata={"help": "Where the model and results go."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the encoder weights (the LoRA adapters in lora mode)."})
+    learning_rate: float = field(
+        default=2e-3, metadata={"help": "Learning rate of the encoder weights (the LoRA adapters in lora mode)."}
+    )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Chunks per training batch and device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Chunks per evaluation batch and device."})
@@ -230,7 +237,9 @@ class LyricValenceTrainingArguments(TrainingArguments):
     )
     label_names: list[str] | None = field(
         default_factory=lambda: list(LABEL_NAMES),
-        metadata={"help": "Label ids carried through evaluation; the song index, chunk id and length must be among them."},
+        metadata={
+            "help": "Label ids carried through evaluation; the song index, chunk id and length must be among them."
+        },
     )
 
     def __post_init__(self):
@@ -239,8 +248,10 @@ class LyricValenceTrainingArguments(TrainingArguments):
         if (self.bf16 or self.bf16_full_eval) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
             self.use_cpu = True
         if self.use_cpu and self.bf16 and not cpu_has_native_bf16():
-            logger.warning("--bf16: this CPU has no native bfloat16 matrix products (AVX512-BF16 or AMX), so training "
-                           "runs many times slower than in float32; leave --bf16 out here")
+            logger.warning(
+                "--bf16: this CPU has no native bfloat16 matrix products (AVX512-BF16 or AMX), so training "
+                "runs many times slower than in float32; leave --bf16 out here"
+            )
         super().__post_init__()
         if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
             self.dataloader_pin_memory = False  # pinned memory only speeds copies to an accelerator; torch warns on CPU
@@ -276,11 +287,19 @@ def data_summary(data_file: str, counts: dict) -> str:
     """One line: songs per split, rows skipped and why, and the share of holdout songs duplicated in train."""
     line = f"{data_file}: " + ", ".join(f"{counts[f'{name}_songs']} {name}" for name in ("train", "validation", "test"))
     line += " songs"
-    skipped = {key.removeprefix("dropped_").replace("_", " "): n for key, n in counts.items() if key.startswith("dropped_")}
+    skipped = {
+        key.removeprefix("dropped_").replace("_", " "): n for key, n in counts.items() if key.startswith("dropped_")
+    }
     if "rows_read" in counts:
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
-        line += f"; skipped {sum(skipped.values())} of {counts['rows_read']} rows" + (f" ({reasons})" if reasons else "")
-    leaks = [f"{counts[key]:.1%} of {key.split('_')[0]}" for key in ("test_leak_rate", "validation_leak_rate") if counts.get(key)]
+        line += f"; skipped {sum(skipped.values())} of {counts['rows_read']} rows" + (
+            f" ({reasons})" if reasons else ""
+        )
+    leaks = [
+        f"{counts[key]:.1%} of {key.split('_')[0]}"
+        for key in ("test_leak_rate", "validation_leak_rate")
+        if counts.get(key)
+    ]
     if leaks:
         line += f"; near-duplicates of training songs: {' and '.join(leaks)} songs (the file's own split)"
     return line
@@ -310,7 +329,10 @@ def save_results(
     ).to_csv(output_dir / "test_predictions.csv", index=False)
     metrics = {key.removeprefix("test_"): value for key, value in test_output.metrics.items()}
     plot_predictions(
-        predicted, true, output_dir / "test_scatter.png", f"Test songs: MSE {metrics['mse']:.4f}, r {metrics['pearson']:.3f}"
+        predicted,
+        true,
+        output_dir / "test_scatter.png",
+        f"Test songs: MSE {metrics['mse']:.4f}, r {metrics['pearson']:.3f}",
     )
     plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
 
@@ -452,7 +474,16 @@ def main(argv: list[str] | None = None):
     trainer.save_metrics("test", test_output.metrics)
     if trainer.is_world_process_zero():
         save_results(
-            trainer, trainer.model, tokenizer, splits, test_output, train_metrics, model_args, lora_args, data_args, counts
+            trainer,
+            trainer.model,
+            tokenizer,
+            splits,
+            test_output,
+            train_metrics,
+            model_args,
+            lora_args,
+            data_args,
+            counts,
         )
         if hub_push is not None:
             hub_push.publish(training_args.output_dir)

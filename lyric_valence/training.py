@@ -243,7 +243,9 @@ def prepare_for_finetuning(
         )
         with warnings.catch_warnings():
             # peft reads the deprecated `is_gradient_checkpointing` property of every model it wraps (peft 0.21).
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+            )
             return get_peft_model(model, lora_config)
     if mode == "head_only":
         model.encoder.requires_grad_(False)

@@ -112,7 +112,9 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
 
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(1)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
+    model = LyricValenceModel(
+        LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8)
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -232,7 +232,7 @@ def _tree(commit: Commit, folder: str, recursive: bool) -> list[dict]:
     for path, content in commit.files.items():
         if not path.startswith(prefix):
             continue
-        rest = path[len(prefix):]
+        rest = path[len(prefix) :]
         if recursive or "/" not in rest:
             entries[path] = {"type": "file", "oid": git_blob_id(content), "size": len(content), "path": path}
             parts = rest.split("/")[:-1] if recursive else []
@@ -240,7 +240,12 @@ def _tree(commit: Commit, folder: str, recursive: bool) -> list[dict]:
             parts = rest.split("/")[:1]
         for depth in range(1, len(parts) + 1):
             name = prefix + "/".join(parts[:depth])
-            entries[name] = {"type": "directory", "oid": hashlib.sha1(name.encode()).hexdigest(), "size": 0, "path": name}
+            entries[name] = {
+                "type": "directory",
+                "oid": hashlib.sha1(name.encode()).hexdigest(),
+                "size": 0,
+                "path": name,
+            }
     if folder and not entries:
         raise HubError(404, f"{folder} does not exist on revision", "EntryNotFound", commit.sha)
     return [entries[name] for name in sorted(entries)]
@@ -340,7 +345,14 @@ class _Handler(BaseHTTPRequestHandler):
     def whoami(self, user, s, query, body):
         if user is None:
             raise HubError(401, INVALID_TOKEN)
-        self._json({"type": "user", "name": user, "orgs": [], "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        self._json(
+            {
+                "type": "user",
+                "name": user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"role": "write"}},
+            }
+        )
 
     def create_repo(self, user, s, query, body):
         payload = self._read_json()
@@ -352,7 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
             if namespace != user:
                 raise HubError(403, f'You don\'t have the rights to create a model under the namespace "{namespace}"')
             if repo_id in self.hub.repos:
-                self._json({"error": "You already created this model repo", "url": f"{self.hub.endpoint}/{repo_id}"}, 409)
+                self._json(
+                    {"error": "You already created this model repo", "url": f"{self.hub.endpoint}/{repo_id}"}, 409
+                )
                 return
             self.hub.create_repo(repo_id, user, private=payload.get("visibility") == "private")
         self._json({"url": f"{self.hub.endpoint}/{repo_id}", "name": repo_id})
@@ -421,7 +435,13 @@ class _Handler(BaseHTTPRequestHandler):
                     raise HubError(400, f"{key} is not supported by tests/hub_server.py (regular files only)")
             commit = self.hub._new_commit(repo, files, header.get("summary", ""), repo.branches[branch])
             repo.branches[branch] = commit.sha
-        self._json({"success": True, "commitOid": commit.sha, "commitUrl": f"{self.hub.endpoint}/{repo_id}/commit/{commit.sha}"})
+        self._json(
+            {
+                "success": True,
+                "commitOid": commit.sha,
+                "commitUrl": f"{self.hub.endpoint}/{repo_id}/commit/{commit.sha}",
+            }
+        )
 
     def create_branch(self, user, s, query, body):
         payload = self._read_json()

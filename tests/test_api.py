@@ -22,10 +22,16 @@ def test_every_public_name_resolves_to_its_defining_module():
     from lyric_valence.loading import load_scoring_model, score_songs
     from lyric_valence.pretrained import SHIPPED_MODELS, pretrained_model_path
 
-    expected = {"LyricValenceConfig": LyricValenceConfig, "LyricValenceModel": LyricValenceModel,
-                "load_scoring_model": load_scoring_model, "score_songs": score_songs, "publish": publish,
-                "UserError": UserError, "pretrained_model_path": pretrained_model_path,
-                "SHIPPED_MODELS": SHIPPED_MODELS}
+    expected = {
+        "LyricValenceConfig": LyricValenceConfig,
+        "LyricValenceModel": LyricValenceModel,
+        "load_scoring_model": load_scoring_model,
+        "score_songs": score_songs,
+        "publish": publish,
+        "UserError": UserError,
+        "pretrained_model_path": pretrained_model_path,
+        "SHIPPED_MODELS": SHIPPED_MODELS,
+    }
     assert sorted(lyric_valence.__all__) == sorted(expected)
     assert {name: getattr(lyric_valence, name) for name in lyric_valence.__all__} == expected
     with pytest.raises(AttributeError, match="no attribute 'REPO'"):

@@ -21,8 +21,14 @@ def test_side_by_side_rotates_the_order_warms_up_and_keeps_the_scores():
 
     songs = ["a", "bb", "ccc"]
     rounds = []
-    seconds, scores = time_side_by_side({"slow": scorer("slow", 0.02), "fast": scorer("fast", 0.0)}, songs, 2,
-                                        "test", log=lambda message: None, before_round=rounds.append)
+    seconds, scores = time_side_by_side(
+        {"slow": scorer("slow", 0.02), "fast": scorer("fast", 0.0)},
+        songs,
+        2,
+        "test",
+        log=lambda message: None,
+        before_round=rounds.append,
+    )
     assert rounds == [0, 1] and scores == {"slow": [1.0, 2.0, 3.0], "fast": [1.0, 2.0, 3.0]}
     assert len(seconds["slow"]) == len(seconds["fast"]) == 2
     assert all(slow > fast for slow, fast in zip(seconds["slow"], seconds["fast"]))
@@ -32,15 +38,18 @@ def test_side_by_side_rotates_the_order_warms_up_and_keeps_the_scores():
 
 
 def test_time_side_by_side_stops_when_told():
-    seconds, _ = time_side_by_side({"only": lambda songs: songs}, ["x"], 5, "test", log=lambda message: None,
-                                   stop=lambda: True)
+    seconds, _ = time_side_by_side(
+        {"only": lambda songs: songs}, ["x"], 5, "test", log=lambda message: None, stop=lambda: True
+    )
     assert len(seconds["only"]) == 1
 
 
 def test_tables_spreads_and_sections(tmp_path):
     assert spread(summary([3.0, 1.0, 2.0]), ".1f", suffix="×") == "2.0× (1.0–3.0)"
-    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table([{"a": "1", "b": "x"}, {"a": "22"}])
-            .splitlines()]
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in table([{"a": "1", "b": "x"}, {"a": "22"}]).splitlines()
+    ]
     assert rows[0] == ["a", "b"] and rows[2:] == [["1", "x"], ["22", ""]]
     path = tmp_path / "RESULTS.md"
     path.write_text("# Title\n\n<!-- other: start -->\nkept\n<!-- other: end -->\n")

@@ -20,7 +20,9 @@ def frames_where_words_carry_the_label(songs_per_split: int = 60) -> dict[str, p
             lines = [" ".join(rng.choice(WORDS) for _ in range(8)) for _ in range(5)]
             if happy:
                 lines += ["sunshine sunshine sunshine", "what a wonderful happy day"]
-            rows.append({"song_id": f"{split}{song}", "text": "\n".join(lines), "label": 0.3 + 0.4 * happy + rng.gauss(0, 0.05)})
+            rows.append(
+                {"song_id": f"{split}{song}", "text": "\n".join(lines), "label": 0.3 + 0.4 * happy + rng.gauss(0, 0.05)}
+            )
         frames[split] = pd.DataFrame(rows)
     return frames
 
@@ -44,11 +46,18 @@ def seed_metrics(mse_value: float, pearson: float) -> dict:
 
 
 def test_the_table_averages_seeds_and_compares_with_ridge():
-    record = {"rows": {
-        "TF-IDF + ridge": {"flags": "", "seeds": {"1": seed_metrics(0.05, 0.40), "2": seed_metrics(0.04, 0.50)}},
-        "songs": {"flags": "--recipe songs", "seeds": {"1": {**seed_metrics(0.045, 0.45), "train_s": 30},
-                                                       "2": {**seed_metrics(0.036, 0.55), "train_s": 50}}},
-    }}
+    record = {
+        "rows": {
+            "TF-IDF + ridge": {"flags": "", "seeds": {"1": seed_metrics(0.05, 0.40), "2": seed_metrics(0.04, 0.50)}},
+            "songs": {
+                "flags": "--recipe songs",
+                "seeds": {
+                    "1": {**seed_metrics(0.045, 0.45), "train_s": 30},
+                    "2": {**seed_metrics(0.036, 0.55), "train_s": 50},
+                },
+            },
+        }
+    }
     table = summary(record).set_index("method")
     assert table.loc["songs", "test mse"] == "0.0405 ± 0.0045"
     assert table.loc["songs", "test pearson"] == "0.5000 ± 0.0500"

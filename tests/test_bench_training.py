@@ -59,10 +59,12 @@ def test_reference_loader_pads_every_chunk_to_512(tokenizer):
 
 
 def test_training_module_imports_without_datasets():
-    code = ("import sys; sys.modules['datasets'] = None\n"
-            "from bench.models import import_training_module\n"
-            "training = import_training_module()\n"
-            "assert training.prepare_for_finetuning and 'datasets' not in sys.modules\n")
+    code = (
+        "import sys; sys.modules['datasets'] = None\n"
+        "from bench.models import import_training_module\n"
+        "training = import_training_module()\n"
+        "assert training.prepare_for_finetuning and 'datasets' not in sys.modules\n"
+    )
     completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
 
@@ -102,7 +104,10 @@ def test_batch_shapes_pad_each_batch_of_32_to_its_longest_chunk():
 
 def test_every_training_variant_is_train_py_flags_of_training_arguments(tmp_path):
     assert flag_values("--bf16 True --dataloader_num_workers 4 --optim adamw_torch_fused") == {
-        "bf16": True, "dataloader_num_workers": 4, "optim": "adamw_torch_fused"}
+        "bf16": True,
+        "dataloader_num_workers": 4,
+        "optim": "adamw_torch_fused",
+    }
     fields = set(LyricValenceTrainingArguments.__dataclass_fields__)
     for name, flags in VARIANT_FLAGS.items():
         assert set(flag_values(flags)) <= fields, name

@@ -26,7 +26,11 @@ SONGS = ['first "quoted" line\nsecond line', "   ", "dancing " * 200, "rain on t
 def run_command(*args, stdin=None):
     return subprocess.run(
         [sys.executable, "-m", "lyric_valence.cli", *map(str, args)],
-        cwd=REPO, input=stdin, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -40,7 +44,9 @@ def expected(tiny_model_dir, tokenizer):
 @pytest.fixture
 def table(tmp_path):
     path = tmp_path / "songs.csv"
-    pd.DataFrame({"artist": ["ann", "bo", "cy", "di"], "song": ["a", "b", "c", "d"], "seq": SONGS}).to_csv(path, index=False)
+    pd.DataFrame({"artist": ["ann", "bo", "cy", "di"], "song": ["a", "b", "c", "d"], "seq": SONGS}).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -79,8 +85,18 @@ def test_predict_help_documents_the_output_columns_and_exit_codes(capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--help"])
     help_text = capsys.readouterr().out
-    for text in ("source", "id", "valence", "--keep_columns", "--format", "--decimals", "--resume", "--quiet",
-                 "Exit codes", "accelerate launch"):
+    for text in (
+        "source",
+        "id",
+        "valence",
+        "--keep_columns",
+        "--format",
+        "--decimals",
+        "--resume",
+        "--quiet",
+        "Exit codes",
+        "accelerate launch",
+    ):
         assert text in help_text
 
 
@@ -102,18 +118,31 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(tiny_model_dir, table
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     cases = {
-        "no trained model yet": ([song, "--model", "outputs/lyric-valence"], ["outputs/lyric-valence", "train", "--model"]),
+        "no trained model yet": (
+            [song, "--model", "outputs/lyric-valence"],
+            ["outputs/lyric-valence", "train", "--model"],
+        ),
         "Hub id offline": ([song, "--model", "someone/some-repo"], ["someone/some-repo", "cannot be reached"]),
         "not a folder nor a repo id": ([song, "--model", tmp_path / "nope"], ["nope", "no such model folder"]),
         "no tokenizer": ([song, "--model", no_tokenizer], ["no-tokenizer", "no tokenizer files"]),
         "another model type": ([song, "--model", bert], ["a bert model, not a lyric-valence one"]),
-        "unknown device": ([song, "--model", tiny_model_dir, "--device", "gpu0"], ["--device gpu0", "not a torch device"]),
-        "missing column": ([table, "--model", tiny_model_dir, "--text_column", "lyrics"], ["no column 'lyrics'", "seq"]),
+        "unknown device": (
+            [song, "--model", tiny_model_dir, "--device", "gpu0"],
+            ["--device gpu0", "not a torch device"],
+        ),
+        "missing column": (
+            [table, "--model", tiny_model_dir, "--text_column", "lyrics"],
+            ["no column 'lyrics'", "seq"],
+        ),
         "missing kept column": ([table, "--model", tiny_model_dir, "--keep_columns", "year"], ["no column 'year'"]),
         "kept column named as the scores": (
-            [table, "--model", tiny_model_dir, "--keep_columns", "valence"], ["--keep_columns valence", "--score_column valence"]
+            [table, "--model", tiny_model_dir, "--keep_columns", "valence"],
+            ["--keep_columns valence", "--score_column valence"],
         ),
-        "kept column named as the ids": ([table, "--model", tiny_model_dir, "--keep_columns", "id"], ["--keep_columns id", "'id'"]),
+        "kept column named as the ids": (
+            [table, "--model", tiny_model_dir, "--keep_columns", "id"],
+            ["--keep_columns id", "'id'"],
+        ),
         "output format": ([table, "--model", tiny_model_dir, "--output", tmp_path / "x.xlsx"], ["x.xlsx", "--format"]),
         "resume from stdin": (["--model", tiny_model_dir, "--resume", "--output", tmp_path / "o.csv"], ["--resume"]),
         "folder without songs": ([tmp_path / "cache", "--model", tiny_model_dir], ["cache", "without .txt files"]),
@@ -130,7 +159,9 @@ def test_predict_user_errors_are_one_line_with_exit_code_2(tiny_model_dir, table
             raise AssertionError(f"{case}: {failure}") from None
 
 
-def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs(tiny_model_dir, expected, tmp_path, capsys):
+def test_a_model_is_loaded_with_the_packages_classes_and_its_own_code_never_runs(
+    tiny_model_dir, expected, tmp_path, capsys
+):
     """A model folder whose Python files write a marker when imported: scored, and the marker never written."""
     hostile = tmp_path / "hostile-model"
     hostile.mkdir()
@@ -159,11 +190,27 @@ def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
     output_format, tiny_model_dir, expected, table, tmp_path, capsys, caplog
 ):
     output = tmp_path / f"scores.{output_format}"
-    code, _, err = predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song", "--keep_columns", "artist",
-                           "--output", output, "--decimals", "4")
+    code, _, err = predict_in_process(
+        capsys,
+        table,
+        "--model",
+        tiny_model_dir,
+        "--id_column",
+        "song",
+        "--keep_columns",
+        "artist",
+        "--output",
+        output,
+        "--decimals",
+        "4",
+    )
     assert code == 0, err
-    read = {"csv": pd.read_csv, "tsv": lambda path: pd.read_csv(path, sep="\t"),
-            "jsonl": lambda path: pd.read_json(path, lines=True), "parquet": pd.read_parquet}[output_format]
+    read = {
+        "csv": pd.read_csv,
+        "tsv": lambda path: pd.read_csv(path, sep="\t"),
+        "jsonl": lambda path: pd.read_json(path, lines=True),
+        "parquet": pd.read_parquet,
+    }[output_format]
     scores = read(output)
     assert scores.columns.tolist() == ["source", "id", "artist", "valence"]
     assert scores["id"].tolist() == ["a", "c", "d"] and scores["artist"].tolist() == ["ann", "cy", "di"]
@@ -174,8 +221,9 @@ def test_each_output_format_reads_back_with_kept_columns_and_rounded_scores(
 def test_score_column_keeps_a_label_column_named_valence_beside_the_scores(tiny_model_dir, expected, tmp_path, capsys):
     labelled = tmp_path / "labelled.csv"
     pd.DataFrame({"seq": [SONGS[0], SONGS[2]], "valence": ["0.25", "0.75"]}).to_csv(labelled, index=False)
-    code, out, err = predict_in_process(capsys, labelled, "--model", tiny_model_dir, "--keep_columns", "valence",
-                                        "--score_column", "predicted_valence")
+    code, out, err = predict_in_process(
+        capsys, labelled, "--model", tiny_model_dir, "--keep_columns", "valence", "--score_column", "predicted_valence"
+    )
     assert code == 0, err
     scores = pd.read_csv(io.StringIO(out))
     assert scores.columns.tolist() == ["source", "id", "valence", "predicted_valence"]
@@ -189,10 +237,14 @@ def test_stdout_takes_every_format_too(tiny_model_dir, expected, table, capsysbi
     assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
 
 
-def test_stdin_tables_utf16_songs_and_folders_of_txt_files(tiny_model_dir, expected, tmp_path, monkeypatch, capsys, caplog):
+def test_stdin_tables_utf16_songs_and_folders_of_txt_files(
+    tiny_model_dir, expected, tmp_path, monkeypatch, capsys, caplog
+):
     jsonl = "".join(json.dumps({"seq": text, "artist": f"a{i}"}) + "\n" for i, text in enumerate(SONGS))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl.encode()), encoding="utf-8"))
-    code, out, err = predict_in_process(capsys, "--model", tiny_model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist")
+    code, out, err = predict_in_process(
+        capsys, "--model", tiny_model_dir, "--stdin_format", "jsonl", "--keep_columns", "artist"
+    )
     assert code == 0, err
     scores = pd.read_csv(io.StringIO(out))
     assert scores["id"].tolist() == [0, 2, 3] and scores["artist"].tolist() == ["a0", "a2", "a3"]
@@ -225,8 +277,9 @@ def test_stdin_tables_utf16_songs_and_folders_of_txt_files(tiny_model_dir, expec
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
-def test_predict_recognises_a_tables_lyrics_and_id_columns_as_train_does(tiny_model_dir, expected, tmp_path, capsys,
-                                                                         suffix):
+def test_predict_recognises_a_tables_lyrics_and_id_columns_as_train_does(
+    tiny_model_dir, expected, tmp_path, capsys, suffix
+):
     """No flag for a `lyrics` and a `song_id` column; a flag given wins, and must name a column of the table."""
     table = tmp_path / f"songs.{suffix}"
     frame = pd.DataFrame({"song_id": ["s0", "s1", "s2", "s3"], "title": list("abcd"), "lyrics": SONGS})
@@ -238,8 +291,12 @@ def test_predict_recognises_a_tables_lyrics_and_id_columns_as_train_does(tiny_mo
     assert scores["valence"].tolist() == pytest.approx(expected, abs=1e-6)
     code, out, err = predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "title")
     assert code == 0 and pd.read_csv(io.StringIO(out))["id"].tolist() == ["a", "c", "d"], err
-    assert_one_line_error(*predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song")[::2],
-                          f"{table}: no column 'song'", "--id_column", "'lyrics'")
+    assert_one_line_error(
+        *predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song")[::2],
+        f"{table}: no column 'song'",
+        "--id_column",
+        "'lyrics'",
+    )
 
 
 def test_a_table_without_a_recognised_lyrics_column_is_one_line_naming_its_columns_and_the_flag(
@@ -247,14 +304,20 @@ def test_a_table_without_a_recognised_lyrics_column_is_one_line_naming_its_colum
 ):
     table = tmp_path / "words.csv"
     pd.DataFrame({"words": SONGS}).to_csv(table, index=False)
-    assert_one_line_error(*predict_in_process(capsys, table, "--model", tiny_model_dir)[::2],
-                          f"{table}: cannot tell the text column among ['words']", "lyrics, text, seq", "--text_column")
+    assert_one_line_error(
+        *predict_in_process(capsys, table, "--model", tiny_model_dir)[::2],
+        f"{table}: cannot tell the text column among ['words']",
+        "lyrics, text, seq",
+        "--text_column",
+    )
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"id,lyrics\n1,la la\n"), encoding="utf-8"))
     code, _, _ = predict_in_process(capsys, "--model", tiny_model_dir)
     assert code == 0 and "looks like a table" in caplog.text  # the header names a recognised lyrics column
 
 
-def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(tiny_model_dir, tmp_path, monkeypatch, capsys, caplog):
+def test_nothing_to_score_exits_1_with_a_message_and_quiet_prints_errors_only(
+    tiny_model_dir, tmp_path, monkeypatch, capsys, caplog
+):
     blank = tmp_path / "blank.csv"
     pd.DataFrame({"seq": ["", "  "]}).to_csv(blank, index=False)
     code, _, err = predict_in_process(capsys, blank, "--model", tiny_model_dir, "--quiet")
@@ -287,4 +350,6 @@ def test_train_help_says_what_no_flags_switch_off_and_label_range_takes_two_numb
         assert opening == f"Switch off --{flag.removeprefix('--no_')}", (flag, opening)
     assert "--label_range LOW HIGH, --label-range LOW HIGH" in help_text
     code, _, stderr = run_train_script(monkeypatch, capsys, "--label_range", "1", "--output_dir", "unused")
-    assert code == 2 and stderr.splitlines() == ["train.py: error: argument --label_range/--label-range: expected 2 arguments"]
+    assert code == 2 and stderr.splitlines() == [
+        "train.py: error: argument --label_range/--label-range: expected 2 arguments"
+    ]

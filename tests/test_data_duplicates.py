@@ -36,7 +36,9 @@ def test_threshold_decides_how_near_a_duplicate_must_be():
 
 
 def test_leak_rate_counts_holdout_texts_with_a_near_duplicate_in_reference():
-    duplicates = find_near_duplicates([BASE, BASE, OTHER, BASE + "\nand one more line here", "short"], show_progress=False)
+    duplicates = find_near_duplicates(
+        [BASE, BASE, OTHER, BASE + "\nand one more line here", "short"], show_progress=False
+    )
     split = np.array(["train", "test", "test", "test", "validation"])
     assert leak_rate(duplicates, split) == pytest.approx(2 / 3)
     assert leak_rate(duplicates, split, holdout="validation") == 0.0
@@ -69,4 +71,6 @@ def test_chunk_count_matches_the_models_chunking():
     encoded = chunk_lyrics(tokenizer, songs, max_length, stride)
     expected = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(songs))
     tokens = np.array([len(tokenizer(song, add_special_tokens=False)["input_ids"]) for song in songs])
-    assert chunks_per_song(tokens, max_length, stride, tokenizer.num_special_tokens_to_add()).tolist() == expected.tolist()
+    assert (
+        chunks_per_song(tokens, max_length, stride, tokenizer.num_special_tokens_to_add()).tolist() == expected.tolist()
+    )

@@ -139,7 +139,9 @@ def test_counts_per_step_are_exact(prepared):
 def test_duplicates_found_are_the_planted_ones(prepared):
     rows = prepared.rows.set_index("title")
     for artist in ARTISTS:
-        assert rows.loc[f"{artist} song 0 [Jetstream Mix]", "duplicate_group"] == rows.loc[f"{artist} song 0", "song_id"]
+        assert (
+            rows.loc[f"{artist} song 0 [Jetstream Mix]", "duplicate_group"] == rows.loc[f"{artist} song 0", "song_id"]
+        )
     assert rows.loc["Artist A song 1 (Live)", "duplicate_group"] == rows.loc["Artist A song 1", "song_id"]
     assert rows.loc["Artist B song 2 (cover)", "duplicate_group"] == rows.loc["Artist B song 2", "song_id"]
     remix, original = rows.loc["Artist A song 0 [Jetstream Mix]"], rows.loc["Artist A song 0"]
@@ -215,7 +217,9 @@ def test_bad_rows_raise_data_error_naming_row_and_column(tmp_path, change, messa
 
 
 def test_repeated_song_id_and_bad_encoding_raise_data_error(tmp_path):
-    frame = pd.DataFrame({"id": ["a", "b", "a"], "text": ["one two", "three four", "five six"], "label": [0.1, 0.2, 0.3]})
+    frame = pd.DataFrame(
+        {"id": ["a", "b", "a"], "text": ["one two", "three four", "five six"], "label": [0.1, 0.2, 0.3]}
+    )
     frame.to_csv(tmp_path / "ids.csv", index=False)
     with pytest.raises(UserError, match=r"ids.csv: row 1, column 'id': song id 'a' is not unique"):
         prepare(tmp_path / "ids.csv")
@@ -270,7 +274,9 @@ def test_cli_writes_splits_and_data_card_that_load_splits_reads_back(tmp_path, k
     assert main(args) == 0
     splits, counts = load_splits(out)
     assert isinstance(splits, datasets.DatasetDict)
-    assert {"song_id", "text", "label", "group", "artist", "duplicate_group", "language"} <= set(splits["train"].column_names)
+    assert {"song_id", "text", "label", "group", "artist", "duplicate_group", "language"} <= set(
+        splits["train"].column_names
+    )
     assert sum(counts.values()) == 43
     card = json.loads((out / "data_card.json").read_text())
     assert card["counts"]["dropped_other_language"] == 1
@@ -291,8 +297,18 @@ def test_cli_help_documents_every_flag(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for flag in ("--out", "--language", "--strip_section_markers", "--group_by_artist", "--no_group_by_duplicates",
-                 "--duplicate_threshold", "--tokenizer", "--label_range", "--overwrite_output_dir", "--seed"):
+    for flag in (
+        "--out",
+        "--language",
+        "--strip_section_markers",
+        "--group_by_artist",
+        "--no_group_by_duplicates",
+        "--duplicate_threshold",
+        "--tokenizer",
+        "--label_range",
+        "--overwrite_output_dir",
+        "--seed",
+    ):
         assert flag in help_text
 
 

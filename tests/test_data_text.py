@@ -21,7 +21,9 @@ def test_unicode_is_composed():
 def test_section_markers_are_kept_by_default_and_stripped_on_request():
     raw = "[Intro]\nhello there\n\n[Chorus]\nsing it loud [x2]\nChorus:\n(Verse 2)\nbridge over the water\nRepeat chorus x2\nend"
     assert normalise_lyrics(raw) == raw
-    assert normalise_lyrics(raw, strip_section_markers=True) == "hello there\n\nsing it loud\nbridge over the water\nend"
+    assert (
+        normalise_lyrics(raw, strip_section_markers=True) == "hello there\n\nsing it loud\nbridge over the water\nend"
+    )
 
 
 def test_only_markers_or_whitespace_normalise_to_empty():
@@ -30,12 +32,16 @@ def test_only_markers_or_whitespace_normalise_to_empty():
 
 
 def test_comparable_words_ignore_case_punctuation_and_markers():
-    assert comparable_words("[Chorus]\nHey, YOU!\ndon’t stop") == comparable_words("hey you\ndon't stop...") == [
-        "hey",
-        "you",
-        "don't",
-        "stop",
-    ]
+    assert (
+        comparable_words("[Chorus]\nHey, YOU!\ndon’t stop")
+        == comparable_words("hey you\ndon't stop...")
+        == [
+            "hey",
+            "you",
+            "don't",
+            "stop",
+        ]
+    )
 
 
 def test_languages_are_identified_and_short_texts_undetermined():

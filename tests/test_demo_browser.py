@@ -95,15 +95,27 @@ def space_app(model_dir, tmp_path_factory):
     """The staged Space, served by its own app.py (its own lyric_valence/ copy first on sys.path)."""
     stage = tmp_path_factory.mktemp("space") / "space"
     completed = subprocess.run(
-        [sys.executable, "-m", "lyric_valence.cli", "publish", "--space", "me/demo", "--repo_id", "me/lyric-valence",
-         "--dry_run", "--stage_dir", str(stage)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "lyric_valence.cli",
+            "publish",
+            "--space",
+            "me/demo",
+            "--repo_id",
+            "me/lyric-valence",
+            "--dry_run",
+            "--stage_dir",
+            str(stage),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
     port = free_port()
-    env = offline_env(
-        LYRIC_VALENCE_MODEL=str(model_dir), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port)
-    )
+    env = offline_env(LYRIC_VALENCE_MODEL=str(model_dir), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
     server = start_server([sys.executable, "app.py"], stage, port, env)
     yield f"http://127.0.0.1:{port}/"
     stop(server)
@@ -117,9 +129,16 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=1400,1100",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)

@@ -10,8 +10,12 @@ import pytest
 from lyric_valence.cli import COMMANDS, main
 from tests.conftest import REPO
 
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md",
-         REPO / "experiments" / "README.md"]
+PAGES = [
+    REPO / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "bench" / "README.md",
+    REPO / "experiments" / "README.md",
+]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # Measured figures go stale with the next run: they live in bench/ results and the docs pages citing them.
 MEASURED_FIGURE = re.compile(r"×|GFLOP|songs/s|Pearson within|\d(\.\d+)?x faster")

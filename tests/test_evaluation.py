@@ -61,7 +61,9 @@ def test_module_loads_by_path_without_the_network(monkeypatch, scores):
     metric = evaluation.load_song_metric()
     assert metric.name == "song_valence"
     predicted, true = scores
-    assert metric.compute(predictions=predicted, references=true)["mse"] == pytest.approx(mean_squared_error(true, predicted))
+    assert metric.compute(predictions=predicted, references=true)["mse"] == pytest.approx(
+        mean_squared_error(true, predicted)
+    )
 
 
 def test_compute_metrics_reports_the_module_on_song_scores():

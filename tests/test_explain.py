@@ -25,7 +25,10 @@ SONG = (REPO / "examples" / "paper-boats.txt").read_text(encoding="utf-8")
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "lyric_valence.cli", *map(str, args)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -152,8 +155,14 @@ def test_explain_bad_song_file_is_one_line_exit_2(model_dir, tmp_path, content, 
 def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     stage = tmp_path / "space"
     completed = run_cli(
-        "publish", "--space", "me/lyric-valence-demo", "--repo_id", "me/lyric-valence-minilm", "--dry_run",
-        "--stage_dir", stage,
+        "publish",
+        "--space",
+        "me/lyric-valence-demo",
+        "--repo_id",
+        "me/lyric-valence-minilm",
+        "--dry_run",
+        "--stage_dir",
+        stage,
     )
     assert completed.returncode == 0, completed.stderr
     files = completed.stdout.split()

@@ -149,7 +149,9 @@ def data_stage(monkeypatch, capsys, tmp_path, data_file, *args):
     return seen["splits"], seen["counts"], split_ids
 
 
-def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_valid_is_dropped(tmp_path, monkeypatch, capsys):
+def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_valid_is_dropped(
+    tmp_path, monkeypatch, capsys
+):
     frame = pd.read_csv(write_kaggle_csv(tmp_path / "base.csv", songs=30), index_col=0)
     frame["label"] = frame["label"].astype(object)
     frame.loc[[2, 3, 4], "seq"] = ["", "   \n\t  ", None]
@@ -165,7 +167,9 @@ def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_val
     # Quoted multi-line fields arrive whole: quotes, commas and every line are kept.
     assert texts["7"].startswith('She said "run",') and texts["7"].endswith("all the way home")
     assert texts["7"].count("\n") == 2
-    assert texts["8"].startswith('"Quoted from the first character"') and "second verse, after a blank line" in texts["8"]
+    assert (
+        texts["8"].startswith('"Quoted from the first character"') and "second verse, after a blank line" in texts["8"]
+    )
     assert "ünïcödé ✓ 歌 🎵" in texts["9"]
 
 
@@ -181,7 +185,12 @@ def test_duplicate_songs_never_span_a_random_split_and_a_files_own_split_is_repo
     assert len(homes) == 1 and counts["duplicates_merged"] >= 2
 
     own_split = pd.DataFrame(
-        {"id": range(30), "text": frame["seq"], "label": frame["label"], "split": ["train"] * 24 + ["dev"] * 2 + ["test"] * 4}
+        {
+            "id": range(30),
+            "text": frame["seq"],
+            "label": frame["label"],
+            "split": ["train"] * 24 + ["dev"] * 2 + ["test"] * 4,
+        }
     )
     own_split.to_csv(tmp_path / "own_split.csv", index=False)
     _, counts, split_ids = data_stage(monkeypatch, capsys, tmp_path, tmp_path / "own_split.csv")
@@ -218,7 +227,10 @@ def test_predict_bad_input_gives_one_line_and_exit_code_2(tiny_model_dir, tmp_pa
         "missing text file": ([tmp_path / "nope.txt"], ["nope.txt", "no such file"]),
         "zero token budget": ([songs, "--batch_tokens", "0"], ["--batch_tokens", "positive"]),
         "negative token budget": ([songs, "--batch_tokens", "-1"], ["--batch_tokens", "positive"]),
-        "output folder missing": ([songs, "--output", tmp_path / "nowhere" / "scores.csv"], ["nowhere", "does not exist"]),
+        "output folder missing": (
+            [songs, "--output", tmp_path / "nowhere" / "scores.csv"],
+            ["nowhere", "does not exist"],
+        ),
     }
     for case, (args, expected) in cases.items():
         code, _, stderr = predict_in_process(capsys, *args, "--model", tiny_model_dir)
@@ -259,13 +271,17 @@ def test_predict_refuses_pickled_weights_without_unpickling(tiny_model_dir, tmp_
     assert_one_line_error(code, stderr, "pickled-model", "safetensors")
 
 
-def test_predict_scores_every_valid_song_once_skips_blank_ones_and_counts_them(tiny_model_dir, tokenizer, tmp_path, caplog, capsys):
+def test_predict_scores_every_valid_song_once_skips_blank_ones_and_counts_them(
+    tiny_model_dir, tokenizer, tmp_path, caplog, capsys
+):
     long_song = ("la la land of the very long song\n" * 6100)[:200_000]
     texts = [AWKWARD[0], "", AWKWARD[1], "  \r\n ", None, long_song, AWKWARD[2], "12345"]
     table = tmp_path / "songs.csv"
     pd.DataFrame({"song": [f"s{i}" for i in range(len(texts))], "seq": texts}).to_csv(table, index=False)
     output = tmp_path / "scores.jsonl"
-    code, _, stderr = predict_in_process(capsys, table, "--model", tiny_model_dir, "--id_column", "song", "--output", output)
+    code, _, stderr = predict_in_process(
+        capsys, table, "--model", tiny_model_dir, "--id_column", "song", "--output", output
+    )
     assert code == 0, stderr
     scores = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     valid = [0, 2, 5, 6, 7]

@@ -124,7 +124,9 @@ def tiny_model(tokenizer):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lyrics=st.lists(non_blank_songs, min_size=1, max_size=5), batch_tokens=st.integers(24, 240))
-def test_score_songs_gives_each_song_one_finite_score_independent_of_its_batch(tiny_model, tokenizer, lyrics, batch_tokens):
+def test_score_songs_gives_each_song_one_finite_score_independent_of_its_batch(
+    tiny_model, tokenizer, lyrics, batch_tokens
+):
     scores = tiny_model.score_songs(lyrics, tokenizer, batch_tokens=batch_tokens, songs_per_block=2)
     assert len(scores) == len(lyrics) and all(math.isfinite(score) for score in scores)
     alone = [tiny_model.score_songs([text], tokenizer)[0] for text in lyrics]
@@ -132,7 +134,11 @@ def test_score_songs_gives_each_song_one_finite_score_independent_of_its_batch(t
 
 
 @PROPERTY
-@given(lyrics=st.lists(songs, min_size=2, max_size=5), blank=st.sampled_from(["", " ", "\n\t ", "\u3000", "\r\n"]), data=st.data())
+@given(
+    lyrics=st.lists(songs, min_size=2, max_size=5),
+    blank=st.sampled_from(["", " ", "\n\t ", "\u3000", "\r\n"]),
+    data=st.data(),
+)
 def test_a_blank_song_is_refused_naming_its_position(tiny_model, tokenizer, lyrics, blank, data):
     lyrics = [text if text.strip() else "la" for text in lyrics]
     position = data.draw(st.integers(0, len(lyrics) - 1))

@@ -66,8 +66,12 @@ def write_lyrics(path: Path) -> Path:
     """40 rows in the Kaggle layout (quoted multi-line lyrics, quotes, commas), one without lyrics, one without label."""
     rng = random.Random(5)
     rows = [
-        {"artist": f"artist {i % 20}", "seq": original_song(rng, rng.choice([3, 8, 16])), "song": f"song {i}",
-         "label": round(rng.random(), 3)}
+        {
+            "artist": f"artist {i % 20}",
+            "seq": original_song(rng, rng.choice([3, 8, 16])),
+            "song": f"song {i}",
+            "label": round(rng.random(), 3),
+        }
         for i in range(40)
     ]
     rows[1]["seq"] = 'She said "run",\nand I ran\r\nall the way home, "twice"'
@@ -79,8 +83,14 @@ def write_lyrics(path: Path) -> Path:
 
 def subprocess_env(tmp: Path, **extra) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING"))}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
-               HF_HOME=str(tmp / "hf-home"), **extra)
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp / "hf-home"),
+        **extra,
+    )
     return env
 
 
@@ -105,16 +115,43 @@ def runs(tmp_path_factory, tiny_encoder_dir, tokenizer):
     tmp = tmp_path_factory.mktemp("runs")
     data = write_lyrics(tmp / "lyrics.csv")
     arguments = [
-        "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--lora_num_layers", "2", "--max_length", "64",
-        "--stride", "16", "--num_train_epochs", "3", "--per_device_train_batch_size", "8",
-        "--per_device_eval_batch_size", "8", "--logging_steps", "4", "--seed", "11", "--disable_tqdm", "True",
-        "--eval_strategy", "steps", "--eval_steps", SAVE_STEPS, "--save_strategy", "steps", "--save_steps", SAVE_STEPS,
+        "--model_name_or_path",
+        tiny_encoder_dir,
+        "--data_file",
+        data,
+        "--lora_num_layers",
+        "2",
+        "--max_length",
+        "64",
+        "--stride",
+        "16",
+        "--num_train_epochs",
+        "3",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "8",
+        "--logging_steps",
+        "4",
+        "--seed",
+        "11",
+        "--disable_tqdm",
+        "True",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        SAVE_STEPS,
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        SAVE_STEPS,
     ]
     arguments = list(map(str, arguments))
     torch.manual_seed(1)
     model_dir = tmp / "tiny-model"
-    LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8)
-                      ).save_pretrained(model_dir)
+    LyricValenceModel(
+        LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8)
+    ).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     songs = pd.DataFrame(
         {"seq": ["a happy song\nwith two lines", "", ("la la land of the very long song\n" * 6100)[:200_000], None]}
@@ -125,12 +162,31 @@ def runs(tmp_path_factory, tiny_encoder_dir, tokenizer):
     token_env = subprocess_env(tmp, HF_TOKEN=FAKE_TOKEN, HUGGING_FACE_HUB_TOKEN=FAKE_TOKEN)
     marker = tmp / "stalled-in"
     processes = {
-        "killed": start([sys.executable, "-c", KILLED_RUN, str(marker), *arguments, "--output_dir", str(tmp / "killed")],
-                        tmp / "killed.log", subprocess_env(tmp)),
-        "token": start([sys.executable, "train.py", *arguments, "--output_dir", str(tmp / "token"), "--hub_token",
-                        FAKE_TOKEN], tmp / "token.log", token_env),
-        "predict": start([sys.executable, "-c", PREDICT_WITH_PEAK_MEMORY, "predict", str(tmp / "songs.csv"), "--model",
-                          str(model_dir), "--output", str(tmp / "predict" / "scores.csv")], tmp / "predict.log", token_env),
+        "killed": start(
+            [sys.executable, "-c", KILLED_RUN, str(marker), *arguments, "--output_dir", str(tmp / "killed")],
+            tmp / "killed.log",
+            subprocess_env(tmp),
+        ),
+        "token": start(
+            [sys.executable, "train.py", *arguments, "--output_dir", str(tmp / "token"), "--hub_token", FAKE_TOKEN],
+            tmp / "token.log",
+            token_env,
+        ),
+        "predict": start(
+            [
+                sys.executable,
+                "-c",
+                PREDICT_WITH_PEAK_MEMORY,
+                "predict",
+                str(tmp / "songs.csv"),
+                "--model",
+                str(model_dir),
+                "--output",
+                str(tmp / "predict" / "scores.csv"),
+            ],
+            tmp / "predict.log",
+            token_env,
+        ),
     }
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
@@ -155,7 +211,10 @@ def assert_same_results(folder: Path, reference: Path, tolerance: float) -> None
     assert ours.keys() == theirs.keys()
     for key in theirs:
         assert ours[key] == pytest.approx(theirs[key], abs=tolerance), key
-    predictions, expected = pd.read_csv(folder / "test_predictions.csv"), pd.read_csv(reference / "test_predictions.csv")
+    predictions, expected = (
+        pd.read_csv(folder / "test_predictions.csv"),
+        pd.read_csv(reference / "test_predictions.csv"),
+    )
     assert predictions["song_id"].tolist() == expected["song_id"].tolist()
     assert np.allclose(predictions["predicted_valence"], expected["predicted_valence"], rtol=0, atol=tolerance)
 
@@ -183,13 +242,17 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_re
     assert 1 < epoch < 2, "the test means to resume in the middle of an epoch after the first"
 
     # Naming the half-written folder is one clear line, not a traceback.
-    monkeypatch.setattr(sys, "argv", ["train.py", *runs["arguments"], "--output_dir", str(killed),
-                                      "--resume_from_checkpoint", str(second)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["train.py", *runs["arguments"], "--output_dir", str(killed), "--resume_from_checkpoint", str(second)],
+    )
     with pytest.raises(UserError, match=f"checkpoint-{2 * SAVE_STEPS}: not a complete checkpoint"):
         train.main()
 
-    monkeypatch.setattr(sys, "argv", ["train.py", *runs["arguments"], "--output_dir", str(killed),
-                                      "--resume_from_checkpoint", "True"])
+    monkeypatch.setattr(
+        sys, "argv", ["train.py", *runs["arguments"], "--output_dir", str(killed), "--resume_from_checkpoint", "True"]
+    )
     train.main()
     assert_same_results(killed, tmp / "reference", tolerance=1e-6)
 
@@ -198,7 +261,10 @@ def test_two_runs_with_one_seed_give_identical_metrics_predictions_and_weights(r
     tmp = runs["tmp"]
     assert finish(runs["processes"]["token"]) == 0, (tmp / "token.log").read_text()[-3000:]
     assert_same_results(tmp / "token", tmp / "reference", tolerance=0)
-    ours, theirs = load_file(str(tmp / "token" / "model.safetensors")), load_file(str(tmp / "reference" / "model.safetensors"))
+    ours, theirs = (
+        load_file(str(tmp / "token" / "model.safetensors")),
+        load_file(str(tmp / "reference" / "model.safetensors")),
+    )
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[name], theirs[name]) for name in theirs)
 
 

@@ -11,7 +11,15 @@ HUB_FILES = ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pip
 SIBLINGS = {name.removesuffix(".py") for name in HUB_FILES}
 # concurrent: score_songs tokenizes the next block in one worker thread (ProcessPoolExecutor stays forbidden below).
 ALLOWED_MODULES = {
-    "torch", "transformers", "tqdm", "typing", "math", "dataclasses", "collections", "functools", "concurrent",
+    "torch",
+    "transformers",
+    "tqdm",
+    "typing",
+    "math",
+    "dataclasses",
+    "collections",
+    "functools",
+    "concurrent",
     *SIBLINGS,
 }
 # Built-ins that run code or read input: flagged wherever the bare name appears, called or passed around.
@@ -19,16 +27,73 @@ FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__", "breakpoint", "in
 # Functions and methods that reach the network, spawn processes, write or delete files, or unpickle: flagged when
 # called by that name, whatever object they hang on (`torch.load`, `os.system`, `path.write_text`, ...).
 FORBIDDEN_CALLS = {
-    "system", "popen", "spawnv", "spawnl", "execv", "execve", "execvp", "fork", "startfile", "remove", "unlink",
-    "rmtree", "rename", "makedirs", "mkdir", "write_text", "write_bytes", "save", "save_file", "load", "loads",
-    "Unpickler", "urlopen", "hf_hub_download", "snapshot_download", "cached_file", "cached_files", "HfApi",
-    "upload_file", "upload_folder", "create_repo", "push_to_hub", "get_token", "login", "from_pretrained",
+    "system",
+    "popen",
+    "spawnv",
+    "spawnl",
+    "execv",
+    "execve",
+    "execvp",
+    "fork",
+    "startfile",
+    "remove",
+    "unlink",
+    "rmtree",
+    "rename",
+    "makedirs",
+    "mkdir",
+    "write_text",
+    "write_bytes",
+    "save",
+    "save_file",
+    "load",
+    "loads",
+    "Unpickler",
+    "urlopen",
+    "hf_hub_download",
+    "snapshot_download",
+    "cached_file",
+    "cached_files",
+    "HfApi",
+    "upload_file",
+    "upload_folder",
+    "create_repo",
+    "push_to_hub",
+    "get_token",
+    "login",
+    "from_pretrained",
     "ProcessPoolExecutor",
 }
 FORBIDDEN_MODULES = {
-    "os", "sys", "subprocess", "socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp",
-    "huggingface_hub", "pickle", "dill", "marshal", "shelve", "shutil", "importlib", "ctypes", "builtins", "pathlib",
-    "tempfile", "io", "multiprocessing", "threading", "asyncio", "ftplib", "smtplib", "webbrowser",
+    "os",
+    "sys",
+    "subprocess",
+    "socket",
+    "ssl",
+    "http",
+    "urllib",
+    "urllib3",
+    "requests",
+    "httpx",
+    "aiohttp",
+    "huggingface_hub",
+    "pickle",
+    "dill",
+    "marshal",
+    "shelve",
+    "shutil",
+    "importlib",
+    "ctypes",
+    "builtins",
+    "pathlib",
+    "tempfile",
+    "io",
+    "multiprocessing",
+    "threading",
+    "asyncio",
+    "ftplib",
+    "smtplib",
+    "webbrowser",
 }
 # Deliberate exceptions, each a (file, function, name) triple with the reason it is safe.
 ALLOWED_CALLS = {
@@ -78,7 +143,9 @@ def open_write_modes(tree: ast.AST):
     """Line numbers of `open(...)` / `x.open(...)` calls whose mode can write, or whose mode is not a literal."""
     for _, called, node in called_names(tree):
         if called == "open":
-            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            mode = (
+                node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            )
             if mode is not None and not (isinstance(mode, ast.Constant) and not set(str(mode.value)) & set("wax+")):
                 yield node.lineno
 

@@ -41,14 +41,42 @@ PUBLIC_REPO = f"{NAMESPACE}/lyric-valence-public"  # lyric-valence publish: two 
 ADAPTER_REPO = f"{NAMESPACE}/lyric-valence-adapter"  # --adapter_only --private --revision v2, encoder on the Hub
 ENCODER_REPO = f"{NAMESPACE}/tiny-bert"
 TINY_RUN = [
-    "--max_length", "64", "--stride", "16", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
-    "--per_device_eval_batch_size", "8", "--logging_steps", "5", "--seed", "7", "--disable_tqdm", "True",
+    "--max_length",
+    "64",
+    "--stride",
+    "16",
+    "--num_train_epochs",
+    "1",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+    "--logging_steps",
+    "5",
+    "--seed",
+    "7",
+    "--disable_tqdm",
+    "True",
 ]
 EXPECTED_FILES = {
-    "README.md", "handler.py", "config.json", "model.safetensors", "configuration_lyric_valence.py",
-    "modeling_lyric_valence.py", "pipeline_lyric_valence.py", "tokenizer.json", "tokenizer_config.json",
-    "test_results.json", "eval_results.json", "train_results.json", "all_results.json", "training_args.json",
-    "test_scatter.png", "loss_curve.png", "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+    "README.md",
+    "handler.py",
+    "config.json",
+    "model.safetensors",
+    "configuration_lyric_valence.py",
+    "modeling_lyric_valence.py",
+    "pipeline_lyric_valence.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "test_results.json",
+    "eval_results.json",
+    "train_results.json",
+    "all_results.json",
+    "training_args.json",
+    "test_scatter.png",
+    "loss_curve.png",
+    "adapter/adapter_config.json",
+    "adapter/adapter_model.safetensors",
 }
 # What huggingface_hub prints while it retries a request (http_backoff); anything else on stderr is an error.
 RETRY_NOTICES = ("thrown while requesting", "Retrying in", "HTTP Error")
@@ -71,8 +99,12 @@ def fresh_env(tmp_path: Path, endpoint: str, token: str | None = TOKEN) -> dict:
 
 def run_fresh(tmp_path, argv, *, endpoint, token=TOKEN, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *argv], cwd=tmp_path, env=fresh_env(tmp_path, endpoint, token), capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, *argv],
+        cwd=tmp_path,
+        env=fresh_env(tmp_path, endpoint, token),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -129,9 +161,23 @@ def pushed(hub, tmp_path_factory, tiny_encoder_dir):
     data = write_kaggle_csv(folder / "lyrics.csv", songs=30)
     output = folder / "lyric-valence-tiny"
     argv = [
-        str(REPO / "train.py"), "--model_name_or_path", str(tiny_encoder_dir), "--data_file", str(data),
-        "--output_dir", str(output), "--lora_num_layers", "2", *TINY_RUN, "--push_to_hub", "--hub_model_id",
-        "lyric-valence-tiny", "--hub_private_repo", "True", "--hub_revision", "v1",
+        str(REPO / "train.py"),
+        "--model_name_or_path",
+        str(tiny_encoder_dir),
+        "--data_file",
+        str(data),
+        "--output_dir",
+        str(output),
+        "--lora_num_layers",
+        "2",
+        *TINY_RUN,
+        "--push_to_hub",
+        "--hub_model_id",
+        "lyric-valence-tiny",
+        "--hub_private_repo",
+        "True",
+        "--hub_revision",
+        "v1",
     ]
     completed = run_fresh(folder, argv, endpoint=hub.endpoint)
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -181,8 +227,18 @@ def adapter_push(hub, pushed, tmp_path_factory, tiny_encoder_dir):
     api = HfApi(endpoint=hub.endpoint, token=TOKEN)
     api.create_repo(ENCODER_REPO)
     api.upload_folder(repo_id=ENCODER_REPO, folder_path=tiny_encoder_dir)
-    args = ["--model", str(pushed), "--repo_id", ADAPTER_REPO, "--adapter_only", "--private", "--revision", "v2",
-            "--base_model", ENCODER_REPO]
+    args = [
+        "--model",
+        str(pushed),
+        "--repo_id",
+        ADAPTER_REPO,
+        "--adapter_only",
+        "--private",
+        "--revision",
+        "v2",
+        "--base_model",
+        ENCODER_REPO,
+    ]
     completed = run_cli(tmp_path_factory.mktemp("adapter"), *args, endpoint=hub.endpoint)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed
@@ -202,7 +258,10 @@ def test_push_to_hub_makes_one_private_commit_of_the_complete_repository_after_t
     assert "MSE" in repo.commits[commit].message
     assert any(pushed.glob("checkpoint-*/optimizer.pt")), "the run kept its checkpoints locally"
     adapter_config = json.loads(files["adapter/adapter_config.json"])
-    assert adapter_config["base_model_name_or_path"] == json.loads((pushed / "training_args.json").read_text())["model"]["model_name_or_path"]
+    assert (
+        adapter_config["base_model_name_or_path"]
+        == json.loads((pushed / "training_args.json").read_text())["model"]["model_name_or_path"]
+    )
     assert adapter_config["modules_to_save"] == ["head"]
     assert files["handler.py"] == (REPO / "handler.py").read_bytes()
     assert files["model.safetensors"] == (pushed / "model.safetensors").read_bytes()
@@ -240,7 +299,14 @@ def test_card_metadata_loads_back_with_the_run_metrics(hub, pushed):
     expected = {name: metrics[f"test_{name}"] for name in REPORTED_METRICS if math.isfinite(metrics[f"test_{name}"])}
     assert {result.metric_type: result.metric_value for result in data.eval_results} == expected
     assert {result.dataset_split for result in data.eval_results} == {"test"}
-    for heading in ("## Intended use", "## How to use", "## Training data", "## Training procedure", "## Evaluation", "## Limitations"):
+    for heading in (
+        "## Intended use",
+        "## How to use",
+        "## Training data",
+        "## Training procedure",
+        "## Evaluation",
+        "## Limitations",
+    ):
         assert heading in card.text
     assert "![Predicted against true valence on the test split](test_scatter.png)" in card.text
     assert "audio" in card.text.split("## Limitations")[1]
@@ -249,14 +315,18 @@ def test_card_metadata_loads_back_with_the_run_metrics(hub, pushed):
 
 
 def test_a_server_dying_mid_commit_is_one_line_and_the_same_command_finishes_the_push(hub, public_pushes):
-    last = assert_one_line_error(public_pushes["died"], PUBLIC_REPO, "could not reach the Hub", "to push it: lyric-valence publish")
+    last = assert_one_line_error(
+        public_pushes["died"], PUBLIC_REPO, "could not reach the Hub", "to push it: lyric-valence publish"
+    )
     assert f"--model {public_pushes['model_b']}" in last
     assert public_pushes["left_behind"] == {"files": True, "main": public_pushes["first_sha"]}, "nothing half-done"
     # The second push is a second commit: initial, first model, second model. Unchanged files were not sent again.
     initial, first, second = commits_of(hub, PUBLIC_REPO)
     assert first == public_pushes["first_sha"]
     repo = hub.repos[PUBLIC_REPO]
-    changed = {path for path, content in repo.commits[second].files.items() if repo.commits[first].files.get(path) != content}
+    changed = {
+        path for path, content in repo.commits[second].files.items() if repo.commits[first].files.get(path) != content
+    }
     assert changed == {"model.safetensors", "adapter/adapter_model.safetensors"}
     assert public_pushes["again"].stdout.strip() == f"{hub.endpoint}/{PUBLIC_REPO}/commit/{second}"
 
@@ -345,8 +415,14 @@ def test_published_repositories_load_in_fresh_processes_and_predict_like_the_loc
         {"name": "train", "repo_id": TRAIN_REPO, "revision": "v1", "card": True, "handler": True},
         {"name": "public", "repo_id": PUBLIC_REPO, "card": True},
         {"name": "first_commit", "repo_id": PUBLIC_REPO, "revision": public_pushes["first_sha"], "automodel": True},
-        {"name": "adapter", "repo_id": ADAPTER_REPO, "revision": "v2", "card": True, "handler": True,
-         "load_peft_model": True},
+        {
+            "name": "adapter",
+            "repo_id": ADAPTER_REPO,
+            "revision": "v2",
+            "card": True,
+            "handler": True,
+            "load_peft_model": True,
+        },
     ]
     loaded = run_fresh(tmp_path, ["-c", LOADER, json.dumps(jobs), json.dumps(songs)], endpoint=hub.endpoint)
     assert loaded.returncode == 0, loaded.stderr[-4000:]
@@ -358,8 +434,10 @@ def test_published_repositories_load_in_fresh_processes_and_predict_like_the_loc
         song_files.append(tmp_path / f"song{number}.txt")
         song_files[-1].write_text(song)
     predicted = run_fresh(  # a public repository: no token needed
-        tmp_path, ["-m", "lyric_valence.cli", "predict", "--model", PUBLIC_REPO, *map(str, song_files)],
-        endpoint=hub.endpoint, token=None,
+        tmp_path,
+        ["-m", "lyric_valence.cli", "predict", "--model", PUBLIC_REPO, *map(str, song_files)],
+        endpoint=hub.endpoint,
+        token=None,
     )
     assert predicted.returncode == 0, predicted.stderr[-4000:]
     results["public"]["predict_cli"] = [float(line.split(",")[-1]) for line in predicted.stdout.splitlines()[1:]]
@@ -382,12 +460,25 @@ def test_published_repositories_load_in_fresh_processes_and_predict_like_the_loc
 def test_dry_run_with_a_hub_encoder_names_it_in_the_card_and_the_adapter(pushed, tmp_path, capsys):
     output = pushed
     stage = tmp_path / "stage"
-    argv = ["publish", "--model", str(output), "--repo_id", "me/tiny", "--base_model", "test-org/tiny-bert", "--dry_run",
-            "--stage_dir", str(stage)]
+    argv = [
+        "publish",
+        "--model",
+        str(output),
+        "--repo_id",
+        "me/tiny",
+        "--base_model",
+        "test-org/tiny-bert",
+        "--dry_run",
+        "--stage_dir",
+        str(stage),
+    ]
     assert cli_main(argv) == 0
     listed = capsys.readouterr().out.split()
     assert set(listed) == EXPECTED_FILES
-    assert json.loads((stage / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == "test-org/tiny-bert"
+    assert (
+        json.loads((stage / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "test-org/tiny-bert"
+    )
     card = ModelCard.load(stage / "README.md")
     assert card.data.base_model == "test-org/tiny-bert"
     assert "revision=" not in card.text and "lyric-valence predict --model me/tiny" in card.text
@@ -448,7 +539,9 @@ def test_predict_on_a_hub_repository_never_downloads_or_runs_its_code(hub, token
 
     folder, marker = tmp_path / "hostile", tmp_path / "marker"
     torch.manual_seed(2)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
+    model = LyricValenceModel(
+        LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8)
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     for path in folder.glob("*_lyric_valence.py"):
@@ -458,13 +551,21 @@ def test_predict_on_a_hub_repository_never_downloads_or_runs_its_code(hub, token
     api.upload_folder(repo_id=f"{NAMESPACE}/hostile", folder_path=folder)
     song = tmp_path / "song.txt"
     song.write_text("a song about the morning river\nand the silver engine", encoding="utf-8")
-    completed = run_fresh(tmp_path, ["-m", "lyric_valence.cli", "predict", "--model", f"{NAMESPACE}/hostile", str(song)],
-                          endpoint=hub.endpoint, token=None)
+    completed = run_fresh(
+        tmp_path,
+        ["-m", "lyric_valence.cli", "predict", "--model", f"{NAMESPACE}/hostile", str(song)],
+        endpoint=hub.endpoint,
+        token=None,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     expected = model.score_songs([song.read_text(encoding="utf-8")], tokenizer)[0]
     assert float(completed.stdout.splitlines()[1].split(",")[-1]) == pytest.approx(expected, abs=1e-6)
     assert not marker.exists()
-    unknown = run_fresh(tmp_path, ["-m", "lyric_valence.cli", "predict", "--model", f"{NAMESPACE}/missing", str(song)],
-                        endpoint=hub.endpoint, token=None)
+    unknown = run_fresh(
+        tmp_path,
+        ["-m", "lyric_valence.cli", "predict", "--model", f"{NAMESPACE}/missing", str(song)],
+        endpoint=hub.endpoint,
+        token=None,
+    )
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert unknown.stderr.strip().splitlines()[-1].startswith("lyric-valence predict: error: --model test-user/missing")

@@ -179,12 +179,17 @@ save_file(results, out)
 """
 
 
-def test_a_fresh_process_outside_the_repo_loads_the_saved_model_with_equal_outputs(saved_model_dir, tiny_model, tmp_path):
+def test_a_fresh_process_outside_the_repo_loads_the_saved_model_with_equal_outputs(
+    saved_model_dir, tiny_model, tmp_path
+):
     out = tmp_path / "logits.safetensors"
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
     completed = subprocess.run(
         [sys.executable, "-I", "-c", FRESH_PROCESS, str(saved_model_dir), str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert completed.returncode == 0, completed.stderr
     assert str(REPO) not in completed.stderr

@@ -55,15 +55,24 @@ def assert_refused(capsys, inputs, args, *expected):
 def test_an_output_that_is_the_input_table_is_refused(inputs, tiny_model_dir, capsys, nothing_is_read, output):
     table, _ = inputs
     output = str(table) if output == "ABSOLUTE" else output
-    assert_refused(capsys, inputs, ["songs.csv", "--model", tiny_model_dir, "--output", output],
-                   f"--output {output} is the input songs.csv")
+    assert_refused(
+        capsys,
+        inputs,
+        ["songs.csv", "--model", tiny_model_dir, "--output", output],
+        f"--output {output} is the input songs.csv",
+    )
 
 
 @pytest.mark.parametrize("output", ["songs/one.txt", "songs/two.TXT", "songs/new.txt", "songs"])
 def test_an_output_among_an_input_folders_songs_is_refused(inputs, tiny_model_dir, capsys, nothing_is_read, output):
     """Also a song the folder does not hold yet: a resumed or later run would read the scores as a song."""
-    assert_refused(capsys, inputs, ["songs", "--model", tiny_model_dir, "--output", output, "--format", "csv"],
-                   f"--output {output}", "input folder songs" if output != "songs" else "is the input songs")
+    assert_refused(
+        capsys,
+        inputs,
+        ["songs", "--model", tiny_model_dir, "--output", output, "--format", "csv"],
+        f"--output {output}",
+        "input folder songs" if output != "songs" else "is the input songs",
+    )
 
 
 @pytest.mark.parametrize("link", ["output", "input", "folder", "hard"])
@@ -84,19 +93,25 @@ def test_a_link_either_way_is_seen_through(inputs, tiny_model_dir, capsys, nothi
     assert_refused(capsys, inputs, [*args, "--model", tiny_model_dir], expected)
 
 
-def test_an_input_that_is_the_outputs_progress_file_is_refused(inputs, tiny_model_dir, capsys, nothing_is_read,
-                                                                tmp_path):
+def test_an_input_that_is_the_outputs_progress_file_is_refused(
+    inputs, tiny_model_dir, capsys, nothing_is_read, tmp_path
+):
     progress = tmp_path / "scores.csv.progress.json"
     progress.write_text('[{"lyrics": "a song in a JSON table"}]', encoding="utf-8")
-    assert_refused(capsys, [*inputs, progress], [progress.name, "--model", tiny_model_dir, "--output", "scores.csv"],
-                   "--output scores.csv (its progress file scores.csv.progress.json) is the input")
+    assert_refused(
+        capsys,
+        [*inputs, progress],
+        [progress.name, "--model", tiny_model_dir, "--output", "scores.csv"],
+        "--output scores.csv (its progress file scores.csv.progress.json) is the input",
+    )
 
 
 def test_an_output_beside_the_inputs_is_written(inputs, tiny_model_dir, capsys):
     """Not every output near an input is refused: a table in the song folder is no song of it."""
     before = contents(*inputs)
-    code, _, stderr = predict_in_process(capsys, "songs.csv", "songs", "--model", tiny_model_dir,
-                                         "--output", "songs/scores.csv", "-q")
+    code, _, stderr = predict_in_process(
+        capsys, "songs.csv", "songs", "--model", tiny_model_dir, "--output", "songs/scores.csv", "-q"
+    )
     assert code == 0, stderr
     assert len(pd.read_csv("songs/scores.csv")) == 4
     (inputs[1] / "scores.csv").unlink()
@@ -113,20 +128,25 @@ def catalogue(tmp_path, monkeypatch):
     return folder
 
 
-@pytest.mark.parametrize("inputs, output, expected", [
-    (["catalogue"], "catalogue", "--output catalogue holds the input catalogue/a.csv"),
-    (["catalogue/b.parquet"], "catalogue", "--output catalogue holds the input catalogue/b.parquet"),
-    (["catalogue/*.csv"], ".", "--output . holds the input catalogue/a.csv"),
-    (["catalogue"], "catalogue/scores", "--output catalogue/scores is inside the input folder catalogue"),
-    (["catalogue/a.csv"], "catalogue/a.csv", "--output catalogue/a.csv is the input catalogue/a.csv"),
-    (["link"], "catalogue", "--output catalogue holds the input link/a.csv"),
-])
-def test_ray_refuses_an_output_folder_that_is_holds_or_lies_in_an_input(catalogue, tiny_model_dir, capsys, inputs,
-                                                                       output, expected):
+@pytest.mark.parametrize(
+    "inputs, output, expected",
+    [
+        (["catalogue"], "catalogue", "--output catalogue holds the input catalogue/a.csv"),
+        (["catalogue/b.parquet"], "catalogue", "--output catalogue holds the input catalogue/b.parquet"),
+        (["catalogue/*.csv"], ".", "--output . holds the input catalogue/a.csv"),
+        (["catalogue"], "catalogue/scores", "--output catalogue/scores is inside the input folder catalogue"),
+        (["catalogue/a.csv"], "catalogue/a.csv", "--output catalogue/a.csv is the input catalogue/a.csv"),
+        (["link"], "catalogue", "--output catalogue holds the input link/a.csv"),
+    ],
+)
+def test_ray_refuses_an_output_folder_that_is_holds_or_lies_in_an_input(
+    catalogue, tiny_model_dir, capsys, inputs, output, expected
+):
     """Checked before Ray starts (no cluster in this test) and before the output folder is created or written."""
     os.symlink(catalogue, "link")
     before = contents(catalogue)
-    code, _, stderr = predict_in_process(capsys, "--engine", "ray", *inputs, "--model", tiny_model_dir,
-                                         "--output", output, "-q")
+    code, _, stderr = predict_in_process(
+        capsys, "--engine", "ray", *inputs, "--model", tiny_model_dir, "--output", output, "-q"
+    )
     assert_one_line_error(code, stderr, expected)
     assert contents(catalogue) == before and not os.path.exists("catalogue/scores")

@@ -58,7 +58,9 @@ sys.exit(main(argv))
 def catalogue(tmp_path_factory, tokenizer):
     folder = tmp_path_factory.mktemp("catalogue")
     torch.manual_seed(3)
-    model = LyricValenceModel(LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8))
+    model = LyricValenceModel(
+        LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), max_length=32, stride=8)
+    )
     model.save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
     rng = random.Random(5)
@@ -109,9 +111,23 @@ def test_two_processes_each_take_half_and_write_the_file_of_one(catalogue, tmp_p
         rows.mkdir()
         completed = subprocess.run(
             # torchrun: `accelerate launch --cpu` starts one process unless MPI is set up
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script), "predict",
-             *arguments, "--output", str(tmp_path / f"{processes}.csv")],
-            cwd=REPO, env={**subprocess_env(), "ROWS_DIR": str(rows)}, capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                str(processes),
+                str(script),
+                "predict",
+                *arguments,
+                "--output",
+                str(tmp_path / f"{processes}.csv"),
+            ],
+            cwd=REPO,
+            env={**subprocess_env(), "ROWS_DIR": str(rows)},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
     counts = [json.loads((tmp_path / "rows-of-2" / f"rows-{index}.json").read_text()) for index in (0, 1)]
@@ -124,8 +140,9 @@ def test_two_processes_each_take_half_and_write_the_file_of_one(catalogue, tmp_p
 
 
 def test_parquet_row_groups_are_shards_that_read_only_their_rows(tmp_path):
-    songs = pd.DataFrame({"song": [f"s{i}" for i in range(10)], "seq": [f"words {i}" for i in range(10)],
-                          "unused": range(10)})
+    songs = pd.DataFrame(
+        {"song": [f"s{i}" for i in range(10)], "seq": [f"words {i}" for i in range(10)], "unused": range(10)}
+    )
     songs.to_parquet(tmp_path / "small.parquet", row_group_size=3)
     shards = list(predict_io.song_shards([str(tmp_path / "small.parquet")], "seq", None, [], "text", block_size=3))
     assert [shard.rows for shard in shards] == [3, 3, 3, 1]
@@ -155,10 +172,24 @@ def test_a_resumed_run_skips_unread_shards_without_reading_them():
 def test_a_killed_run_resumes_to_the_output_of_an_uninterrupted_one(catalogue, tmp_path, mode, after):
     folder, reference = catalogue
     output = tmp_path / "scores.csv"
-    args = [str(folder / "songs.csv"), "--model", str(folder / "model"), "--id_column", "song", "--output",
-            str(output), *BLOCK]
-    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, mode, str(after), "predict", *args], cwd=REPO,
-                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    args = [
+        str(folder / "songs.csv"),
+        "--model",
+        str(folder / "model"),
+        "--id_column",
+        "song",
+        "--output",
+        str(output),
+        *BLOCK,
+    ]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, mode, str(after), "predict", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert output.exists() and output.with_name("scores.csv.progress.json").exists()
     assert output.read_bytes() != reference.read_bytes()  # cut short (and, when writing, in the middle of a row)

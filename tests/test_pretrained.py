@@ -65,7 +65,10 @@ def test_the_shipped_files_hold_weights_over_hashed_features_and_the_encoders_ow
         assert tensors["lexical.index"].dtype == torch.int32 and bool((tensors["lexical.idf"] > 0).all())
         record = build_record(name)
         assert record["songs"] == 3277 and record["data_sha256"].startswith("677dd1d7")
-        assert record["holdout_summary"]["songs recipe"]["mse_mean"] < record["holdout_summary"]["mean predictor"]["mse_mean"]
+        assert (
+            record["holdout_summary"]["songs recipe"]["mse_mean"]
+            < record["holdout_summary"]["mean predictor"]["mse_mean"]
+        )
     minilm = json.loads((shipped_folder("songs-minilm") / "tokenizer.json").read_text())["model"]["vocab"]
     from lyric_valence import default_encoder_path
 
@@ -86,8 +89,10 @@ def synthetic_songs(path, count: int = 90, seed: int = 0):
     for i in range(count):
         valence = round(rng.random(), 3)
         lines = [
-            " ".join(rng.choice(bright if rng.random() < valence * 0.5 else dark if rng.random() < 0.3 else neutral)
-                     for _ in range(rng.randint(4, 8)))
+            " ".join(
+                rng.choice(bright if rng.random() < valence * 0.5 else dark if rng.random() < 0.3 else neutral)
+                for _ in range(rng.randint(4, 8))
+            )
             for _ in range(rng.randint(3, 10))
         ]
         rows.append({"artist": f"artist {i % 25}", "song": f"song {i}", "lyrics": "\n".join(lines), "valence": valence})
@@ -103,8 +108,17 @@ def stand_in(tmp_path_factory, tiny_encoder_dir):
     builds = []
     for build in ("first", "second"):
         output = root / build / STAND_IN
-        argv = [STAND_IN, "--data_file", str(data), "--encoder_path", str(tiny_encoder_dir), "--output_dir", str(output),
-                "--holdout_seeds", "42"]
+        argv = [
+            STAND_IN,
+            "--data_file",
+            str(data),
+            "--encoder_path",
+            str(tiny_encoder_dir),
+            "--output_dir",
+            str(output),
+            "--holdout_seeds",
+            "42",
+        ]
         assert build_pretrained.main(argv) == 0
         builds.append(output)
     return data, builds
@@ -144,7 +158,9 @@ def test_songs_mpnet_from_a_local_encoder_folder_scores_as_recorded(shipped_stan
         capsys, TEMPLATES / "examples", "--model", STAND_IN, "--encoder_path", tiny_encoder_dir, "--format", "jsonl"
     )
     assert code == 0, err
-    assert [json.loads(line)["valence"] for line in out.splitlines()] == pytest.approx(recorded_scores(STAND_IN), abs=1e-6)
+    assert [json.loads(line)["valence"] for line in out.splitlines()] == pytest.approx(
+        recorded_scores(STAND_IN), abs=1e-6
+    )
     code, out, err = predict_in_process(capsys, EXAMPLES[0], "--model", STAND_IN)  # assembled: no encoder needed now
     assert code == 0, err
 
@@ -160,16 +176,20 @@ def test_songs_mpnet_refuses_other_encoder_weights(shipped_stand_in, tmp_path, t
     assert_one_line_error(code, err, "--model songs-mpnet", "not those the model was fitted on")
 
 
-def test_songs_mpnet_takes_its_encoder_from_the_hub_and_its_cache(shipped_stand_in, tiny_encoder_dir, tmp_path,
-                                                                  monkeypatch):
+def test_songs_mpnet_takes_its_encoder_from_the_hub_and_its_cache(
+    shipped_stand_in, tiny_encoder_dir, tmp_path, monkeypatch
+):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # to upload the stand-in encoder
     server = HubServer({"owner-token": "sentence-transformers"}).start()
     try:
         api = HfApi(endpoint=server.endpoint, token="owner-token")
         api.create_repo("sentence-transformers/all-mpnet-base-v2")
         for name in ("config.json", "model.safetensors"):
-            api.upload_file(path_or_fileobj=tiny_encoder_dir / name, path_in_repo=name,
-                            repo_id="sentence-transformers/all-mpnet-base-v2")
+            api.upload_file(
+                path_or_fileobj=tiny_encoder_dir / name,
+                path_in_repo=name,
+                repo_id="sentence-transformers/all-mpnet-base-v2",
+            )
         # A fresh process, as a user's: the Hub's address and a cold Hub cache from the environment.
         code = (
             "import sys; from pathlib import Path; from lyric_valence import pretrained; "
@@ -177,13 +197,22 @@ def test_songs_mpnet_takes_its_encoder_from_the_hub_and_its_cache(shipped_stand_
         )
         env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
         env.update(HF_ENDPOINT=server.endpoint, HF_HOME=str(tmp_path / "hf-home"))
-        fetched = subprocess.run([sys.executable, "-c", code, str(shipped_stand_in.parent)], env=env,
-                                 capture_output=True, text=True, timeout=300)
+        fetched = subprocess.run(
+            [sys.executable, "-c", code, str(shipped_stand_in.parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         server.stop()
     assert fetched.returncode == 0, fetched.stderr[-2000:]
     folder = Path(fetched.stdout.strip().splitlines()[-1])
-    assert any((tmp_path / "hf-home" / "hub").glob("models--sentence-transformers--all-mpnet-base-v2/snapshots/*/model.safetensors"))
+    assert any(
+        (tmp_path / "hf-home" / "hub").glob(
+            "models--sentence-transformers--all-mpnet-base-v2/snapshots/*/model.safetensors"
+        )
+    )
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     scores = model.score_songs([path.read_text(encoding="utf-8") for path in EXAMPLES], tokenizer)

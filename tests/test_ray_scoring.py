@@ -57,10 +57,19 @@ def local_ray():
 
 def songs_table(rng: random.Random, name: str, rows: int) -> pd.DataFrame:
     """Songs of a few lines of random words, every seventh one empty, ids with leading zeros."""
-    texts = ["" if i % 7 == 3 else "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 25)))
-                                             for _ in range(rng.randint(1, 4))) for i in range(rows)]
-    return pd.DataFrame({"song": [f"{name}{i:03d}" for i in range(rows)], "artist": [f"artist {i % 3}" for i in range(rows)],
-                         "seq": texts})
+    texts = [
+        ""
+        if i % 7 == 3
+        else "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 25))) for _ in range(rng.randint(1, 4)))
+        for i in range(rows)
+    ]
+    return pd.DataFrame(
+        {
+            "song": [f"{name}{i:03d}" for i in range(rows)],
+            "artist": [f"artist {i % 3}" for i in range(rows)],
+            "seq": texts,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +88,9 @@ def catalogue(tmp_path_factory, tiny_model_dir):
 
 
 def ray_output(folder) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(folder / name) for name in ("a.parquet", "b.parquet", "c.parquet")],
-                     ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(folder / name) for name in ("a.parquet", "b.parquet", "c.parquet")], ignore_index=True
+    )
 
 
 def assert_same_scores(output: pd.DataFrame, reference: pd.DataFrame) -> None:
@@ -90,57 +100,88 @@ def assert_same_scores(output: pd.DataFrame, reference: pd.DataFrame) -> None:
 
 def test_ray_engine_writes_the_scores_of_predict(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
     folder, reference = catalogue
-    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
-                                      "--output", tmp_path / "scores", *FLAGS)
+    code, _, err = predict_in_process(
+        capsys, "--engine", "ray", folder, "--model", tiny_model_dir, "--output", tmp_path / "scores", *FLAGS
+    )
     assert code == 0, err
     assert sorted(path.name for path in (tmp_path / "scores").iterdir()) == [
-        "a.parquet", "b.parquet", "c.parquet", ray_scoring.RUN_FILE]
+        "a.parquet",
+        "b.parquet",
+        "c.parquet",
+        ray_scoring.RUN_FILE,
+    ]
     assert len(reference) == 33 - 5  # the empty songs skipped
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
-def test_ray_caps_long_songs_and_counts_them_as_predict_does(local_ray, catalogue, tiny_model_dir, tmp_path, capsys,
-                                                              caplog):
+def test_ray_caps_long_songs_and_counts_them_as_predict_does(
+    local_ray, catalogue, tiny_model_dir, tmp_path, capsys, caplog
+):
     """One 32-token chunk per song: the songs of several are capped, by both engines alike."""
     folder, _ = catalogue
     files = [folder / name for name in ("a.csv", "b.parquet", "c.jsonl")]
     reference = tmp_path / "reference.csv"
-    code, _, err = predict_in_process(capsys, *files, "--model", tiny_model_dir, "--output", reference,
-                                      "--max_chunks_per_song", 1, *FLAGS[:-1])
+    code, _, err = predict_in_process(
+        capsys, *files, "--model", tiny_model_dir, "--output", reference, "--max_chunks_per_song", 1, *FLAGS[:-1]
+    )
     assert code == 0, err
     summary = re.search(r"scored 28 songs \((\d+) capped at 1 chunk\), skipped 5 empty", caplog.text)
     assert summary and int(summary.group(1)) > 3
     caplog.clear()
-    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
-                                      "--output", tmp_path / "scores", "--max_chunks_per_song", 1, *FLAGS[:-1])
+    code, _, err = predict_in_process(
+        capsys,
+        "--engine",
+        "ray",
+        folder,
+        "--model",
+        tiny_model_dir,
+        "--output",
+        tmp_path / "scores",
+        "--max_chunks_per_song",
+        1,
+        *FLAGS[:-1],
+    )
     assert code == 0, err
     assert f"scored 28 songs ({summary.group(1)} capped at 1 chunk), skipped 5 empty" in caplog.text
     assert caplog.text.count("scored on its first chunks only") == int(summary.group(1))
     assert_same_scores(ray_output(tmp_path / "scores"), pd.read_csv(reference, dtype={"id": str}))
 
 
-def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(local_ray, catalogue, tiny_model_dir, tmp_path,
-                                                               monkeypatch):
+def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(
+    local_ray, catalogue, tiny_model_dir, tmp_path, monkeypatch
+):
     folder, reference = catalogue
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
     monkeypatch.setattr(DyingOnceScorer, "marker", str(tmp_path / "died"))
     monkeypatch.setattr(ray_scoring, "ValenceScorer", DyingOnceScorer)
-    counts = ray_scoring.score_catalogue(str(folder), tmp_path / "scores", tiny_model_dir, id_column="song",
-                                         keep_columns=["artist"], decimals=9, batch_size=4, quiet=True)
+    counts = ray_scoring.score_catalogue(
+        str(folder),
+        tmp_path / "scores",
+        tiny_model_dir,
+        id_column="song",
+        keep_columns=["artist"],
+        decimals=9,
+        batch_size=4,
+        quiet=True,
+    )
     assert (tmp_path / "died").exists()  # an actor did exit in its first batch
     assert counts == {"files": 3, "files_already_done": 0, "scored": 28, "skipped": 5, "capped": 0}
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
-def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalogue, tiny_model_dir, tmp_path,
-                                                               capsys):
+def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
     folder, reference = catalogue
     output = tmp_path / "scores"
     args = ["predict", "--engine", "ray", str(folder), "--model", str(tiny_model_dir), "--output", str(output), *FLAGS]
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1"}
-    killed = subprocess.run([sys.executable, "-c", KILLED_DRIVER, *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_DRIVER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (output / "a.parquet").is_file() and not (output / "b.parquet").exists()
     finished = (output / "a.parquet").stat().st_mtime_ns
@@ -154,17 +195,24 @@ def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalo
     assert code == 0, err
     assert (output / "a.parquet").stat().st_mtime_ns == finished  # not scored again
     assert sorted(path.name for path in output.iterdir()) == [
-        "a.parquet", "b.parquet", "c.parquet", ray_scoring.RUN_FILE]  # no partial file left
+        "a.parquet",
+        "b.parquet",
+        "c.parquet",
+        ray_scoring.RUN_FILE,
+    ]  # no partial file left
     assert_same_scores(ray_output(output), reference)
 
 
-@pytest.mark.parametrize("flags, expected", [(["--device", "cuda"], "--gpus_per_worker"),
-                                             (["--dtype", "float16"], "--dtype float16")])
-def test_options_the_cpu_workers_cannot_run_are_one_line_before_ray_starts(catalogue, tiny_model_dir, tmp_path, capsys,
-                                                                            flags, expected):
+@pytest.mark.parametrize(
+    "flags, expected", [(["--device", "cuda"], "--gpus_per_worker"), (["--dtype", "float16"], "--dtype float16")]
+)
+def test_options_the_cpu_workers_cannot_run_are_one_line_before_ray_starts(
+    catalogue, tiny_model_dir, tmp_path, capsys, flags, expected
+):
     folder, _ = catalogue
-    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir, *flags,
-                                      "--output", tmp_path / "scores", "-q")
+    code, _, err = predict_in_process(
+        capsys, "--engine", "ray", folder, "--model", tiny_model_dir, *flags, "--output", tmp_path / "scores", "-q"
+    )
     assert_one_line_error(code, err, expected)
 
 
@@ -176,8 +224,18 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(catalogue, tiny_model_dir, 
         bad.write_bytes(b"PAR1 this is not a parquet file")
     elif problem == "no text column":
         bad.write_text("song,words\ns1,la la\n", encoding="utf-8")
-    code, _, err = predict_in_process(capsys, "--engine", "ray", folder / "a.csv", bad, "--model", tiny_model_dir,
-                                      "--output", tmp_path / "scores", "-q")
+    code, _, err = predict_in_process(
+        capsys,
+        "--engine",
+        "ray",
+        folder / "a.csv",
+        bad,
+        "--model",
+        tiny_model_dir,
+        "--output",
+        tmp_path / "scores",
+        "-q",
+    )
     assert_one_line_error(code, err, str(bad))
 
 
@@ -185,16 +243,19 @@ def test_a_file_that_breaks_midway_is_one_line_and_exit_2(local_ray, catalogue, 
     folder, _ = catalogue
     bad = tmp_path / "songs.csv"  # its first rows read well: the break is found while Ray reads it
     bad.write_text("song,artist,seq\ns1,a,la la\ns2,b,do re\ns3,c,mi fa,sol\n", encoding="utf-8")
-    code, _, err = predict_in_process(capsys, "--engine", "ray", bad, "--model", tiny_model_dir,
-                                      "--output", tmp_path / "scores", "-q")
+    code, _, err = predict_in_process(
+        capsys, "--engine", "ray", bad, "--model", tiny_model_dir, "--output", tmp_path / "scores", "-q"
+    )
     assert_one_line_error(code, err, str(bad))
     assert not (tmp_path / "scores" / "songs.parquet").exists()
 
 
-def test_without_ray_installed_the_command_says_how_to_install_it(catalogue, tiny_model_dir, tmp_path, capsys,
-                                                                  monkeypatch):
+def test_without_ray_installed_the_command_says_how_to_install_it(
+    catalogue, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
     folder, _ = catalogue
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
-    code, _, err = predict_in_process(capsys, "--engine", "ray", folder, "--model", tiny_model_dir,
-                                      "--output", tmp_path / "scores", "-q")
+    code, _, err = predict_in_process(
+        capsys, "--engine", "ray", folder, "--model", tiny_model_dir, "--output", tmp_path / "scores", "-q"
+    )
     assert_one_line_error(code, err, 'pip install "lyric-valence[ray]"')

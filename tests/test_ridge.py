@@ -72,7 +72,10 @@ def lexical_model(tokenizer, **config) -> LyricValenceModel:
 
 @pytest.fixture(scope="module")
 def songs():
-    return {name: worded_songs(count, seed) for name, count, seed in (("train", 120, 0), ("validation", 40, 1), ("test", 40, 2))}
+    return {
+        name: worded_songs(count, seed)
+        for name, count, seed in (("train", 120, 0), ("validation", 40, 1), ("test", 40, 2))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,10 @@ def test_the_fitted_model_scores_what_the_regression_predicts(fitted, tokenizer,
     assert fit.cv_mse == min(trial["cv_mse"] for trial in fit.trials)
     assert {trial["encoder_scale"] for trial in fit.trials} == {0.35, 0.5, 0.7}
     assert {(trial["lexical_bigrams"], trial["lexical_min_df"]) for trial in fit.trials} == {
-        (True, 1), (True, 2), (False, 1), (False, 2)
+        (True, 1),
+        (True, 2),
+        (False, 1),
+        (False, 2),
     }
 
 
@@ -127,7 +133,9 @@ def test_idf_and_weights_come_from_fitting_songs_only(tokenizer, songs, one_torc
     assert model.lexical.idf[unseen].item() == 0.0 and model.lexical.weight[unseen].item() == 0.0
     assert model.lexical.idf[tokenizer.convert_tokens_to_ids(NEUTRAL[0])] > 0
     # an unseen word counts neither in the channel's score nor in its norm
-    inputs = tokenizer([f"{BRIGHT[0]} {NEUTRAL[0]}", f"{BRIGHT[0]} {NEUTRAL[0]} zeppelin"], padding=True, return_tensors="pt")
+    inputs = tokenizer(
+        [f"{BRIGHT[0]} {NEUTRAL[0]}", f"{BRIGHT[0]} {NEUTRAL[0]} zeppelin"], padding=True, return_tensors="pt"
+    )
     with_unseen = model.lexical(inputs["input_ids"], inputs["attention_mask"])
     assert with_unseen[1].item() == pytest.approx(with_unseen[0].item(), abs=1e-6) and with_unseen[0].item() != 0
 
@@ -155,7 +163,9 @@ def test_the_encoder_is_unchanged_and_the_head_is_the_linear_solution(tokenizer,
     pooled = encode_songs(model, tokenizer, songs["test"][0], show_progress=False).pooled
     slope, offset = model.head.dense.weight[0].double(), model.head.dense.bias[0].double()
     linear = torch.from_numpy(pooled) @ slope + offset
-    assert torch.allclose(torch.tensor(model.score_songs(songs["test"][0], tokenizer), dtype=torch.float64), linear, atol=1e-5)
+    assert torch.allclose(
+        torch.tensor(model.score_songs(songs["test"][0], tokenizer), dtype=torch.float64), linear, atol=1e-5
+    )
 
 
 def test_median_aggregation_cannot_be_fitted(tokenizer, songs):
@@ -173,7 +183,9 @@ def test_too_few_buckets_for_the_vocabulary_is_an_error(tokenizer):
         LyricValenceConfig(encoder=tiny_bert_config(tokenizer.vocab_size, 2), lexical_buckets=1000)
 
 
-def test_a_unigram_channel_counts_each_token_once_and_learns_what_words_say(tokenizer, songs, tmp_path, one_torch_thread):
+def test_a_unigram_channel_counts_each_token_once_and_learns_what_words_say(
+    tokenizer, songs, tmp_path, one_torch_thread
+):
     model = lexical_model(tokenizer, lexical_buckets=tokenizer.vocab_size, lexical_bigrams=False)
     inputs = tokenizer(["river river thunder", "candle"], padding=True, return_tensors="pt")
     chunk, feature, count = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
@@ -189,7 +201,9 @@ def test_a_unigram_channel_counts_each_token_once_and_learns_what_words_say(toke
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
     assert loaded.config.lexical_bigrams is False
-    assert loaded.score_songs(lyrics[:8], tokenizer) == pytest.approx(model.score_songs(lyrics[:8], tokenizer), abs=1e-6)
+    assert loaded.score_songs(lyrics[:8], tokenizer) == pytest.approx(
+        model.score_songs(lyrics[:8], tokenizer), abs=1e-6
+    )
 
 
 def test_a_unigram_channel_needs_a_bucket_per_token(tokenizer):
@@ -229,7 +243,9 @@ def test_saved_lexical_model_loads_anywhere_with_identical_scores(fitted, tokeni
     expected = model.score_songs(lyrics, tokenizer)
     loaded = AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
     assert loaded.lexical is not None and loaded.config.lexical_buckets == BUCKETS
-    assert loaded.score_songs(lyrics, AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=True)) == pytest.approx(expected, abs=1e-6)
+    assert loaded.score_songs(lyrics, AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=True)) == pytest.approx(
+        expected, abs=1e-6
+    )
     table = tmp_path / "songs.csv"
     pd.DataFrame({"seq": lyrics}).to_csv(table, index=False)
     code, out, err = predict_in_process(capsys, table, "--model", tmp_path, "--format", "jsonl")
@@ -243,11 +259,33 @@ def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, m
     data = tmp_path / "songs.csv"
     pd.DataFrame({"seq": lyrics, "label": labels, "artist": artists(len(lyrics))}).to_csv(data)
     output = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", [
-        "train.py", "--recipe", "songs", "--model_name_or_path", str(tiny_encoder_dir), "--data_file", str(data),
-        "--output_dir", str(output), "--lexical_buckets", str(BUCKETS), "--max_length", "32", "--stride", "8",
-        "--per_device_eval_batch_size", "8", "--report_to", "none", "--disable_tqdm", "True",
-    ])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "train.py",
+            "--recipe",
+            "songs",
+            "--model_name_or_path",
+            str(tiny_encoder_dir),
+            "--data_file",
+            str(data),
+            "--output_dir",
+            str(output),
+            "--lexical_buckets",
+            str(BUCKETS),
+            "--max_length",
+            "32",
+            "--stride",
+            "8",
+            "--per_device_eval_batch_size",
+            "8",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "True",
+        ],
+    )
     train.main()
     train_results = json.loads((output / "train_results.json").read_text())
     assert train_results["ridge_alpha"] in (0.3, 1.0, 3.0, 10.0, 30.0)

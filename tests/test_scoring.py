@@ -154,15 +154,23 @@ def test_lower_precisions_score_close_to_float32(tokenizer, songs, dtype, quanti
 def long_song(words: int, gap: str = " ") -> str:
     """A song of `words` one-token words, lines of eight, the words `gap` apart."""
     rng = random.Random(words)
-    lines = [gap.join(rng.choice(["light", "river", "paper", "window", "silver"]) for _ in range(8))
-             for _ in range(words // 8)]
+    lines = [
+        gap.join(rng.choice(["light", "river", "paper", "window", "silver"]) for _ in range(8))
+        for _ in range(words // 8)
+    ]
     return "\n".join(lines)
 
 
 def opening_chunks(tokenizer, song: str, chunks: int) -> str:
     """The text of the song's first `chunks` chunks (40 tokens, stride 10): up to the last token of the last one."""
-    encoded = tokenizer(song, truncation=True, max_length=MAX_LENGTH, stride=10, return_overflowing_tokens=True,
-                        return_offsets_mapping=True)
+    encoded = tokenizer(
+        song,
+        truncation=True,
+        max_length=MAX_LENGTH,
+        stride=10,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     return song[: encoded["offset_mapping"][chunks - 1][-2][1]]  # [-1] is [SEP]'s (0, 0)
 
 
@@ -186,12 +194,22 @@ def test_a_song_longer_than_max_chunks_per_song_is_scored_on_its_first_chunks(to
             return getattr(tokenizer, name)
 
     capped = []
-    scores = score_songs_in_batches(model._score_batch, lyrics, RecordingTokenizer(), model.config, 400,
-                                    songs_per_block=2, max_chunks_per_song=3, capped_songs=capped)
+    scores = score_songs_in_batches(
+        model._score_batch,
+        lyrics,
+        RecordingTokenizer(),
+        model.config,
+        400,
+        songs_per_block=2,
+        max_chunks_per_song=3,
+        capped_songs=capped,
+    )
     assert capped == [1, 4]
     assert len(dense) not in tokenized and len(sparse) in tokenized
     openings = [opening_chunks(tokenizer, song, 3) for song in (dense, sparse)]
-    expected = chunk_by_chunk(model, tokenizer, [SHORT_SONGS[0], openings[0], SHORT_SONGS[1], SHORT_SONGS[2], openings[1]])
+    expected = chunk_by_chunk(
+        model, tokenizer, [SHORT_SONGS[0], openings[0], SHORT_SONGS[1], SHORT_SONGS[2], openings[1]]
+    )
     assert scores == pytest.approx(expected, abs=1e-5)
     assert "max_chunks_per_song" not in caplog.text  # reported to the caller, who asked for the positions
     assert model.score_songs(lyrics, tokenizer, max_chunks_per_song=3) == pytest.approx(scores, abs=1e-6)
@@ -203,7 +221,8 @@ def test_the_default_limit_leaves_real_songs_whole(tokenizer, songs):
     model = tiny_model(tokenizer)
     capped = []
     assert model.score_songs(songs, tokenizer, capped_songs=capped) == model.score_songs(
-        songs, tokenizer, max_chunks_per_song=None)
+        songs, tokenizer, max_chunks_per_song=None
+    )
     assert capped == [] and DEFAULT_MAX_CHUNKS_PER_SONG == predict.MAX_CHUNKS_PER_SONG == 64
     with pytest.raises(ValueError, match="max_chunks_per_song"):
         model.score_songs(songs, tokenizer, max_chunks_per_song=0)
@@ -226,7 +245,9 @@ def test_the_onnx_export_is_kept_beside_the_model_and_reused(tokenizer, songs, t
     first = load_onnxruntime_scorer(folder).score_songs(songs, tokenizer)
     assert sorted(path.name for path in (folder / "onnx").iterdir()) == ["model.json", "model.onnx"]
     monkeypatch.setattr(onnx_backend, "export_to_onnx", lambda *args: pytest.fail("exported a second time"))
-    monkeypatch.setattr(LyricValenceModel, "from_pretrained", lambda *args, **kwargs: pytest.fail("torch weights loaded"))
+    monkeypatch.setattr(
+        LyricValenceModel, "from_pretrained", lambda *args, **kwargs: pytest.fail("torch weights loaded")
+    )
     assert load_onnxruntime_scorer(folder).score_songs(songs, tokenizer) == first
 
 
@@ -256,14 +277,18 @@ def test_an_export_that_cannot_sit_beside_the_model_is_kept_in_the_cache_keyed_b
     assert not (folder / "onnx").exists()
     weights = hashlib.sha256(hashlib.sha256((folder / "model.safetensors").read_bytes()).digest()).hexdigest()
     assert sorted(path.name for path in (tmp_path / "cache" / "onnx" / weights[:16]).iterdir()) == [
-        "model_qint8.json", "model_qint8.onnx"
+        "model_qint8.json",
+        "model_qint8.onnx",
     ]
 
 
 def test_onnxruntime_scores_a_model_with_a_lexical_channel_as_torch_does(tokenizer, songs, tmp_path):
     torch.manual_seed(0)
     config = LyricValenceConfig(
-        encoder=tiny_bert_config(tokenizer.vocab_size, layers=2), max_length=MAX_LENGTH, stride=10, lexical_buckets=2**16
+        encoder=tiny_bert_config(tokenizer.vocab_size, layers=2),
+        max_length=MAX_LENGTH,
+        stride=10,
+        lexical_buckets=2**16,
     )
     model = LyricValenceModel(config).eval()
     with torch.no_grad():
@@ -288,7 +313,9 @@ def test_the_onnx_graph_is_fused_and_its_weights_quantized_to_int8(tokenizer, tm
 def test_onnxruntime_int8_scores_close_to_float32(tokenizer, songs, tmp_path):
     model = tiny_model(tokenizer)
     expected = torch.tensor(model.score_songs(songs, tokenizer))
-    scores = torch.tensor(load_onnxruntime_scorer(saved(model, tmp_path), quantize="int8").score_songs(songs, tokenizer))
+    scores = torch.tensor(
+        load_onnxruntime_scorer(saved(model, tmp_path), quantize="int8").score_songs(songs, tokenizer)
+    )
     assert not torch.equal(scores, expected)  # int8 really ran
     assert torch.allclose(scores, expected, atol=0.01)
 
@@ -343,8 +370,9 @@ def test_predict_caps_a_long_song_names_it_and_counts_it_in_the_summary(
     lyrics = [SHORT_SONGS[0], long_song(5000), SHORT_SONGS[1]]
     pd.DataFrame({"song_id": ["a", "long", "b"], "lyrics": lyrics}).to_csv(table, index=False)
     output = tmp_path / "scores.csv"
-    code, _, stderr = predict_in_process(capsys, table, "--model", model_dir, "--max_chunks_per_song", 3,
-                                         "--backend", backend, "--output", output)
+    code, _, stderr = predict_in_process(
+        capsys, table, "--model", model_dir, "--max_chunks_per_song", 3, "--backend", backend, "--output", output
+    )
     assert code == 0, stderr
     lyrics[1] = opening_chunks(tokenizer, lyrics[1], 3)
     expected = chunk_by_chunk(tiny_model(tokenizer), tokenizer, lyrics)
@@ -362,7 +390,10 @@ def test_predict_caps_a_long_song_names_it_and_counts_it_in_the_summary(
         (["--dtype", "float64"], ["--dtype", "float64", "invalid choice"]),
         (["--quantize", "int4"], ["--quantize", "int4", "invalid choice"]),
         (["--dtype", "float16", "--device", "cpu"], ["--dtype float16 needs a GPU"]),
-        (["--quantize", "int8", "--dtype", "bfloat16", "--device", "cpu"], ["cannot be combined with --dtype bfloat16"]),
+        (
+            ["--quantize", "int8", "--dtype", "bfloat16", "--device", "cpu"],
+            ["cannot be combined with --dtype bfloat16"],
+        ),
         (["--backend", "tvm"], ["--backend", "tvm", "invalid choice"]),
         (["--backend", "onnxruntime", "--dtype", "bfloat16", "--device", "cpu"], ["--backend onnxruntime", "bfloat16"]),
     ],
@@ -377,7 +408,9 @@ def test_predict_refuses_bad_scoring_flags_in_one_line_with_exit_code_2(model_di
 
 def test_predict_names_the_extra_to_install_when_onnxruntime_is_missing(model_dir, tmp_path, capsys, monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "onnxruntime" else find_spec(name, *args))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "onnxruntime" else find_spec(name, *args)
+    )
     song = tmp_path / "song.txt"
     song.write_text("a small song\nof two lines\n", encoding="utf-8")
     code, stdout, stderr = predict_in_process(capsys, song, "--model", model_dir, "--backend", "onnxruntime")

@@ -19,7 +19,12 @@ from lyric_valence import cli
 
 # Budget flags only: the command is otherwise the README's `accelerate launch --cpu --num_processes 1 train.py`.
 TINY_BUDGET = ["--max_train_songs", "64", "--max_eval_songs", "32", "--max_test_songs", "32", "--num_train_epochs", "1"]
-WHEEL_TOP_LEVEL = {"lyric_valence", "configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py"}
+WHEEL_TOP_LEVEL = {
+    "lyric_valence",
+    "configuration_lyric_valence.py",
+    "modeling_lyric_valence.py",
+    "pipeline_lyric_valence.py",
+}
 
 
 def committed_tree(destination: Path) -> Path:
@@ -35,7 +40,9 @@ def virtual_environment_seeing_this_one(folder: Path) -> Path:
     returns its python."""
     run([sys.executable, "-m", "venv", folder], cwd=folder.parent)
     python = folder / "bin" / "python"
-    purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=folder).stdout.strip()
+    purelib = run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=folder
+    ).stdout.strip()
     (Path(purelib) / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     return python
 
@@ -69,7 +76,10 @@ def test_readme_quickstart_runs_in_a_clone_with_nothing_beside_it(tmp_path):
 
 def test_wheel_holds_only_the_package_and_the_hub_files_and_leaves_a_users_data_package_alone(tmp_path):
     tree = committed_tree(tmp_path / "tree")
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", "."], cwd=tree)
+    run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", "."],
+        cwd=tree,
+    )
     (wheel,) = (tmp_path / "dist").glob("lyric_valence-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist() if ".dist-info/" not in name}
@@ -118,9 +128,15 @@ def test_train_script_names_an_unknown_key_of_a_yaml_arguments_file(tmp_path):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["predict", "song.txt", "--text_colum", "lyrics"], "unrecognized argument --text_colum (did you mean --text_column?)"),
+        (
+            ["predict", "song.txt", "--text_colum", "lyrics"],
+            "unrecognized argument --text_colum (did you mean --text_column?)",
+        ),
         (["publish", "--repo_id", "me/x", "--privat"], "unrecognized argument --privat (did you mean --private?)"),
-        (["prepare", "lyrics.csv", "--out", "x", "--seeed", "3"], "unrecognized argument --seeed (did you mean --seed?)"),
+        (
+            ["prepare", "lyrics.csv", "--out", "x", "--seeed", "3"],
+            "unrecognized argument --seeed (did you mean --seed?)",
+        ),
         (["predict", "--zzz"], "unrecognized argument --zzz"),
     ],
 )

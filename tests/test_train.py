@@ -17,8 +17,22 @@ from lyric_valence.training import cpu_has_native_bf16, make_compute_metrics, so
 from transformers import EvalPrediction
 
 TINY_RUN = [
-    "--max_length", "64", "--stride", "16", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-    "--per_device_eval_batch_size", "8", "--logging_steps", "5", "--seed", "7", "--disable_tqdm", "True",
+    "--max_length",
+    "64",
+    "--stride",
+    "16",
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+    "--logging_steps",
+    "5",
+    "--seed",
+    "7",
+    "--disable_tqdm",
+    "True",
 ]
 
 
@@ -37,8 +51,16 @@ def trained(tmp_path_factory, tiny_encoder_dir):
     output = folder / "out"
     with pytest.MonkeyPatch.context() as monkeypatch:
         run_train(
-            monkeypatch, "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--output_dir", output,
-            "--lora_num_layers", "2", *TINY_RUN,
+            monkeypatch,
+            "--model_name_or_path",
+            tiny_encoder_dir,
+            "--data_file",
+            data,
+            "--output_dir",
+            output,
+            "--lora_num_layers",
+            "2",
+            *TINY_RUN,
         )
     return output
 
@@ -46,10 +68,21 @@ def trained(tmp_path_factory, tiny_encoder_dir):
 def test_output_folder_holds_everything_a_user_needs(trained):
     names = {path.name for path in trained.iterdir()}
     assert {
-        "model.safetensors", "config.json", "modeling_lyric_valence.py", "tokenizer.json", "adapter", "README.md",
-        "test_results.json", "test_predictions.csv", "test_scatter.png", "loss_curve.png", "split_song_ids.json",
+        "model.safetensors",
+        "config.json",
+        "modeling_lyric_valence.py",
+        "tokenizer.json",
+        "adapter",
+        "README.md",
+        "test_results.json",
+        "test_predictions.csv",
+        "test_scatter.png",
+        "loss_curve.png",
+        "split_song_ids.json",
     } <= names
-    assert {"adapter_config.json", "adapter_model.safetensors"} <= {path.name for path in (trained / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {
+        path.name for path in (trained / "adapter").iterdir()
+    }
     split_ids = json.loads((trained / "split_song_ids.json").read_text())
     assert not set(split_ids["train"]) & set(split_ids["test"])
     assert len(split_ids["train"]) + len(split_ids["validation"]) + len(split_ids["test"]) == 40
@@ -59,7 +92,11 @@ def test_song_level_test_metrics_equal_a_hand_computation_from_the_predictions(t
     metrics = json.loads((trained / "test_results.json").read_text())
     predictions = pd.read_csv(trained / "test_predictions.csv")
     error = predictions["predicted_valence"] - predictions["true_valence"]
-    assert metrics["test_songs"] == len(predictions) == len(json.loads((trained / "split_song_ids.json").read_text())["test"])
+    assert (
+        metrics["test_songs"]
+        == len(predictions)
+        == len(json.loads((trained / "split_song_ids.json").read_text())["test"])
+    )
     assert metrics["test_mse"] == pytest.approx(float((error**2).mean()), rel=1e-5)
     assert metrics["test_mae"] == pytest.approx(float(error.abs().mean()), rel=1e-5)
     assert metrics["test_pearson"] == pytest.approx(
@@ -69,12 +106,15 @@ def test_song_level_test_metrics_equal_a_hand_computation_from_the_predictions(t
     assert f"value: {metrics['test_mse']}" in card
 
 
-def test_lora_sits_on_query_and_value_of_the_last_layers_only_and_other_weights_are_unchanged(trained, tiny_encoder_dir):
+def test_lora_sits_on_query_and_value_of_the_last_layers_only_and_other_weights_are_unchanged(
+    trained, tiny_encoder_dir
+):
     adapter = load_file(str(trained / "adapter" / "adapter_model.safetensors"))
     lora_modules = {name.split(".lora_")[0] for name in adapter if ".lora_" in name}
     assert lora_modules == {
         f"base_model.model.encoder.encoder.layer.{layer}.attention.self.{projection}"
-        for layer in (2, 3) for projection in ("query", "value")
+        for layer in (2, 3)
+        for projection in ("query", "value")
     }
     pretrained = load_file(str(tiny_encoder_dir / "model.safetensors"))
     merged = load_file(str(trained / "model.safetensors"))
@@ -85,7 +125,9 @@ def test_lora_sits_on_query_and_value_of_the_last_layers_only_and_other_weights_
             if not torch.equal(tensor, pretrained[source]):
                 changed.add(source)
     assert changed == {
-        f"encoder.layer.{layer}.attention.self.{projection}.weight" for layer in (2, 3) for projection in ("query", "value")
+        f"encoder.layer.{layer}.attention.self.{projection}.weight"
+        for layer in (2, 3)
+        for projection in ("query", "value")
     }
     head = {name.removeprefix("base_model.model."): tensor for name, tensor in adapter.items() if ".head." in name}
     assert set(head) == {"head.dense.weight", "head.dense.bias", "head.out_proj.weight", "head.out_proj.bias"}
@@ -131,21 +173,47 @@ def test_two_processes_score_every_test_song_once_with_the_same_metrics(tmp_path
     data = write_kaggle_csv(tmp_path / "lyrics.csv", songs=23, seed=3)
     # Learning rate 0: the two runs end with the same weights, so any difference comes from distributed evaluation.
     common = [
-        "train.py", "--model_name_or_path", str(tiny_encoder_dir), "--data_file", str(data), *TINY_RUN,
-        "--num_train_epochs", "1", "--learning_rate", "0", "--head_learning_rate", "0", "--per_device_eval_batch_size", "3",
+        "train.py",
+        "--model_name_or_path",
+        str(tiny_encoder_dir),
+        "--data_file",
+        str(data),
+        *TINY_RUN,
+        "--num_train_epochs",
+        "1",
+        "--learning_rate",
+        "0",
+        "--head_learning_rate",
+        "0",
+        "--per_device_eval_batch_size",
+        "3",
     ]
     results = {}
     for processes in (1, 2):
         output = tmp_path / f"out{processes}"
-        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--cpu",
-                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        launcher = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(processes),
+            "--cpu",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ]
         completed = subprocess.run(
             [*launcher, *common, "--output_dir", str(output)], cwd=REPO, capture_output=True, text=True, timeout=300
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
         results[processes] = json.loads((output / "test_results.json").read_text())
-    assert results[1]["test_songs"] == results[2]["test_songs"] == len(
-        json.loads((tmp_path / "out1" / "split_song_ids.json").read_text())["test"]
+    assert (
+        results[1]["test_songs"]
+        == results[2]["test_songs"]
+        == len(json.loads((tmp_path / "out1" / "split_song_ids.json").read_text())["test"])
     )
     for metric in ("test_mse", "test_mae", "test_pearson", "test_chunk_mse"):
         assert results[2][metric] == pytest.approx(results[1][metric], abs=1e-5), metric
@@ -179,7 +247,10 @@ def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path):
     for case, (args, expected) in bad_inputs(tmp_path).items():
         completed = subprocess.run(
             [sys.executable, "train.py", *args, "--output_dir", str(tmp_path / "out")],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert completed.returncode == 2, (case, completed.stderr[-2000:])
         assert "Traceback" not in completed.stderr, case
@@ -187,8 +258,9 @@ def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path):
         assert len(error_lines) == 1 and expected in error_lines[0], (case, completed.stderr[-2000:])
 
 
-def test_naming_only_the_text_column_trains_when_the_label_column_is_recognised(tmp_path, tiny_encoder_dir,
-                                                                                 monkeypatch, one_torch_thread):
+def test_naming_only_the_text_column_trains_when_the_label_column_is_recognised(
+    tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread
+):
     """`--text_column words` alone: `valence` is the label and `artist` the group, recognised as without flags."""
     from conftest import write_kaggle_csv
 
@@ -197,9 +269,26 @@ def test_naming_only_the_text_column_trains_when_the_label_column_is_recognised(
     frame.rename(columns={"seq": "words", "label": "valence"}).to_csv(data, index=False)
     output = tmp_path / "out"
     run_train(
-        monkeypatch, "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--text_column", "words",
-        "--output_dir", output, "--finetuning_mode", "head_only", *TINY_RUN, "--num_train_epochs", "1",
-        "--save_strategy", "no", "--load_best_model_at_end", "False", "--test_fraction", "0.3",
+        monkeypatch,
+        "--model_name_or_path",
+        tiny_encoder_dir,
+        "--data_file",
+        data,
+        "--text_column",
+        "words",
+        "--output_dir",
+        output,
+        "--finetuning_mode",
+        "head_only",
+        *TINY_RUN,
+        "--num_train_epochs",
+        "1",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "False",
+        "--test_fraction",
+        "0.3",
     )
     predictions = pd.read_csv(output / "test_predictions.csv", dtype={"song_id": str})
     labels = frame.set_axis(frame.index.astype(str))["label"]
@@ -214,7 +303,8 @@ def test_naming_only_the_label_column_reads_a_recognised_lyrics_column(tmp_path,
 
     data = tmp_path / "songs.jsonl"
     pd.DataFrame({"lyrics": [f"song number {i}" for i in range(10)], "mood": [i / 10 for i in range(10)]}).to_json(
-        data, orient="records", lines=True)
+        data, orient="records", lines=True
+    )
     monkeypatch.setattr(sys, "argv", ["train.py", "--data_file", str(data), "--label_column", "mood"])
     _, _, data_args, _ = train.parse_arguments()
     splits, counts = load_splits(data_args.data_file, data_args.columns())
@@ -247,8 +337,9 @@ def test_the_songs_recipe_sets_its_flags_and_flags_given_with_it_win(tmp_path, m
     assert (model_args.finetuning_mode, model_args.lexical_buckets, model_args.max_length) == ("lora", 0, 512)
 
 
-def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread,
-                                                        caplog):
+def test_bf16_trains_on_the_cpu_and_writes_song_metrics(
+    tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread, caplog
+):
     """
     `--bf16` alone on a machine without a GPU: bfloat16 autocast in the encoder, a float32 head, song metrics, and a
     warning where the CPU has no native bf16 matrix products.
@@ -268,9 +359,24 @@ def test_bf16_trains_on_the_cpu_and_writes_song_metrics(tmp_path, tiny_encoder_d
     monkeypatch.setattr(LyricValenceHead, "forward", recording_forward)
     output = tmp_path / "out"
     run_train(
-        monkeypatch, "--model_name_or_path", tiny_encoder_dir, "--data_file", data, "--output_dir", output,
-        "--bf16", "True", *TINY_RUN, "--num_train_epochs", "1", "--save_strategy", "no", "--load_best_model_at_end",
-        "False", "--test_fraction", "0.3",
+        monkeypatch,
+        "--model_name_or_path",
+        tiny_encoder_dir,
+        "--data_file",
+        data,
+        "--output_dir",
+        output,
+        "--bf16",
+        "True",
+        *TINY_RUN,
+        "--num_train_epochs",
+        "1",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "False",
+        "--test_fraction",
+        "0.3",
     )
     assert seen == {(True, torch.bfloat16, torch.float32)}
     assert ("no native bfloat16" in caplog.text) == (not cpu_has_native_bf16())

@@ -32,11 +32,11 @@ def check_scoring_options(
     if quantize is not None and device.type != "cpu":
         raise UserError(f"--quantize {quantize} runs on CPU only (device {device}); use --dtype on a GPU")
     if quantize is not None and dtype != "float32":
-        raise UserError(
-            f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}"
-        )
+        raise UserError(f"--quantize {quantize} quantizes a float32 model; it cannot be combined with --dtype {dtype}")
     if dtype == "float16" and device.type == "cpu":
-        raise UserError("--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU")
+        raise UserError(
+            "--dtype float16 needs a GPU (CPUs have no fast float16 matrix products); keep float32 on a CPU"
+        )
     if dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"--dtype bfloat16: {torch.cuda.get_device_name(device)} has no bfloat16; use float16")
 

@@ -57,7 +57,9 @@ class ChunkValences(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits[:, 0]
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits[
+            :, 0
+        ]
 
 
 def export_to_onnx(model: LyricValenceModel, path: Path) -> None:
@@ -71,7 +73,9 @@ def export_to_onnx(model: LyricValenceModel, path: Path) -> None:
     model = prepare_for_scoring(model, "cpu")
     example = torch.ones(2, 16, dtype=torch.long)
     axes = {0: "chunks", 1: "tokens"}
-    with warnings.catch_warnings():  # the tracer's notes on Python conditions it freezes, and the exporter's deprecation
+    with (
+        warnings.catch_warnings()
+    ):  # the tracer's notes on Python conditions it freezes, and the exporter's deprecation
         warnings.simplefilter("ignore")
         torch.onnx.export(
             ChunkValences(model),
@@ -209,7 +213,13 @@ def lexical_channel(folder: Path, config) -> LyricValenceLexicalChannel:
     state = {}
     for path in sorted(folder.glob("model*.safetensors")):
         with safe_open(str(path), framework="pt") as weights:
-            state.update({key.removeprefix("lexical."): weights.get_tensor(key) for key in weights.keys() if key.startswith("lexical.")})
+            state.update(
+                {
+                    key.removeprefix("lexical."): weights.get_tensor(key)
+                    for key in weights.keys()
+                    if key.startswith("lexical.")
+                }
+            )
     channel.load_state_dict(state)
     return channel.eval()
 
@@ -222,7 +232,11 @@ class OnnxRuntimeScorer:
     """
 
     def __init__(
-        self, onnx_file: str | Path, config, lexical: LyricValenceLexicalChannel | None = None, threads: int | None = None
+        self,
+        onnx_file: str | Path,
+        config,
+        lexical: LyricValenceLexicalChannel | None = None,
+        threads: int | None = None,
     ):
         import onnxruntime
 

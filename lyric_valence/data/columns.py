@@ -66,10 +66,12 @@ def resolve_columns(
         if name is not None and name not in column_names:
             raise UserError(f"{path}: no column {name!r} (see {FLAGS[role]}); the columns are {list(column_names)}")
     given = {name for name in vars(requested).values() if name is not None}
-    columns = Columns(**{
-        role: name if name is not None else recognised_column(role, column_names, given)
-        for role, name in vars(requested).items()
-    })
+    columns = Columns(
+        **{
+            role: name if name is not None else recognised_column(role, column_names, given)
+            for role, name in vars(requested).items()
+        }
+    )
     missing = [role for role in needed if getattr(columns, role) is None]
     if missing:
         names = "; ".join(f"{role}: {', '.join(RECOGNISED[role])}" for role in missing)
@@ -82,5 +84,7 @@ def resolve_columns(
         role: name for role, name in vars(columns).items() if name is not None and getattr(requested, role) is None
     }
     if recognised:
-        logger.info("%s: recognised %s", path, ", ".join(f"the {role} column {name!r}" for role, name in recognised.items()))
+        logger.info(
+            "%s: recognised %s", path, ", ".join(f"the {role} column {name!r}" for role, name in recognised.items())
+        )
     return columns, LABEL_RANGES.get(columns.label) if "label" in recognised else None

@@ -42,7 +42,9 @@ def shingles(words: list[str]) -> list[bytes]:
     """The distinct word 3-grams of a text (the whole text as one shingle when it is shorter)."""
     if len(words) < SHINGLE_WORDS:
         return [" ".join(words).encode()]
-    return list({" ".join(words[start : start + SHINGLE_WORDS]).encode() for start in range(len(words) - SHINGLE_WORDS + 1)})
+    return list(
+        {" ".join(words[start : start + SHINGLE_WORDS]).encode() for start in range(len(words) - SHINGLE_WORDS + 1)}
+    )
 
 
 def hash_shingle(shingle: bytes) -> int:

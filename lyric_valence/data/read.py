@@ -18,7 +18,7 @@ def check_utf8(path: Path) -> None:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise UserError(
-                    f"{path}: line {line_number} is not valid UTF-8 (byte {error.start}: {line[error.start:error.start + 4]!r})"
+                    f"{path}: line {line_number} is not valid UTF-8 (byte {error.start}: {line[error.start : error.start + 4]!r})"
                 ) from None
 
 
@@ -42,5 +42,7 @@ def read_table(path: Path) -> pd.DataFrame:
         table = datasets.load_dataset(file_format, data_files=str(path), split="train", **kwargs)
     except Exception as error:  # datasets wraps parser errors in its own types; name the file, keep the cause
         cause = error.__cause__ or error
-        raise UserError(f"{path}: cannot be read as {file_format}: {type(cause).__name__}: {str(cause).strip()}") from None
+        raise UserError(
+            f"{path}: cannot be read as {file_format}: {type(cause).__name__}: {str(cause).strip()}"
+        ) from None
     return table.to_pandas()

@@ -98,7 +98,9 @@ def plot_histograms(out: Path, rows: pd.DataFrame, tokens: np.ndarray | None, ch
     figure, axes = plt.subplots(figsize=(6, 4))
     for name in SPLITS:
         labels = rows.loc[rows["split"] == name, "label"]
-        axes.hist(labels, bins=LABEL_BINS, density=True, histtype="step", linewidth=1.5, label=f"{name} ({len(labels)})")
+        axes.hist(
+            labels, bins=LABEL_BINS, density=True, histtype="step", linewidth=1.5, label=f"{name} ({len(labels)})"
+        )
     axes.set(xlabel="valence label", ylabel="density", title="Label distribution per split")
     axes.legend()
     figure.savefig(out / "labels.png", dpi=100, bbox_inches="tight")

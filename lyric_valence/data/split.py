@@ -93,7 +93,6 @@ def to_dataset_dict(rows: pd.DataFrame) -> datasets.DatasetDict:
     )
 
 
-
 def group_and_split(
     path: Path, rows: pd.DataFrame, duplicates: NearDuplicates, columns: Columns, options: PreparationOptions
 ) -> dict:
@@ -101,7 +100,9 @@ def group_and_split(
     Add the `duplicate_group`, `duplicate_group_label`, `group` and `split` columns to `rows` (the file's own split
     if it has one, else a seeded grouped split); return the counts of duplicates and per split, and the leak rates.
     """
-    rows["duplicate_group"] = rows["song_id"].to_numpy()[np.unique(duplicates.group, return_index=True)[1]][duplicates.group]
+    rows["duplicate_group"] = rows["song_id"].to_numpy()[np.unique(duplicates.group, return_index=True)[1]][
+        duplicates.group
+    ]
     rows["duplicate_group_label"] = rows.groupby("duplicate_group")["label"].transform("mean")
     rows["group"] = group_rows(rows, duplicates, options)
     if columns.split:

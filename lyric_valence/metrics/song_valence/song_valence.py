@@ -60,7 +60,9 @@ class SongValence(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             # float64: the scores are compared with numpy's own to the last bit
-            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
+            ),
             reference_urls=[
                 "https://scikit-learn.org/stable/modules/model_evaluation.html#regression-metrics",
                 "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.pearsonr.html",
