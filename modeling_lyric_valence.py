@@ -156,12 +156,15 @@ def chunk_batches(
         first_chunk = {}
         keep = [i - first_chunk.setdefault(song, i) < max_chunks_per_song for i, song in enumerate(song_of_chunk)]
         if not all(keep):
-            capped = list(dict.fromkeys(song for song, kept in zip(song_of_chunk, keep) if not kept))
-            song_of_chunk = [song for song, kept in zip(song_of_chunk, keep) if kept]
-            encoded = {name: [value for value, kept in zip(values, keep) if kept] for name, values in encoded.items()}
+            capped = list(dict.fromkeys(song for song, kept in zip(song_of_chunk, keep, strict=True) if not kept))
+            song_of_chunk = [song for song, kept in zip(song_of_chunk, keep, strict=True) if kept]
+            encoded = {
+                name: [value for value, kept in zip(values, keep, strict=True) if kept]
+                for name, values in encoded.items()
+            }
     song_index = torch.tensor(song_of_chunk)
     chunk_lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
-    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+    features = [dict(zip(encoded.keys(), values, strict=True)) for values in zip(*encoded.values(), strict=True)]
     batches = []
     for batch in token_budget_batches(chunk_lengths.tolist(), batch_tokens):
         # Padded to numpy arrays: torch.tensor on the same nested lists takes 3-4 times as long, host work a GPU
@@ -224,7 +227,7 @@ def score_songs_in_batches(
         tqdm(total=len(lyrics), unit="song", disable=not show_progress) as progress,
     ):
         # Tokenizing and padding overlap with the forward passes, which release the GIL: a GPU need not wait for them.
-        for start, block in zip(starts, prefetched(host, prepare, blocks)):
+        for start, block in zip(starts, prefetched(host, prepare, blocks), strict=True):
             capped += [start + song for song in block.capped]
             chunk_scores = torch.empty(len(block.song_index))
             for indices, inputs in block.batches:

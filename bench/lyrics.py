@@ -164,7 +164,7 @@ def plot(records: dict, path: Path) -> None:
     from lyric_valence.plots import plt
 
     figure, axes = plt.subplots(1, len(records), figsize=(6 * len(records), 4), squeeze=False)
-    for axis, (data_file, record) in zip(axes[0], records.items()):
+    for axis, (data_file, record) in zip(axes[0], records.items(), strict=True):
         names = list(record["rows"])
         values = [[seed["test"]["mse"] for seed in record["rows"][name]["seeds"].values()] for name in names]
         axis.barh(names, [np.mean(v) for v in values], xerr=[np.std(v) for v in values], color="tab:blue")

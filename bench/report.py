@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 import transformers
 
-
 REPO = Path(__file__).resolve().parent.parent
 # The CPU features that decide the speed of float32, bfloat16 and int8 matrix products.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")

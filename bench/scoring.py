@@ -132,8 +132,8 @@ def measure_speed(
             "description": methods[name][0],
             **rates(runs, songs=len(songs), tokens=sum(lengths)),
             "mfu_against": against,
-            "mfu": summary([flops / s / round_peaks[against] for s, round_peaks in zip(runs, peaks)]),
-            "ratio_vs_naive": summary([naive / s for naive, s in zip(seconds["naive"], runs)]),
+            "mfu": summary([flops / s / round_peaks[against] for s, round_peaks in zip(runs, peaks, strict=True)]),
+            "ratio_vs_naive": summary([naive / s for naive, s in zip(seconds["naive"], runs, strict=True)]),
             "max_difference_vs_naive": float(np.max(np.abs(np.array(scores[name]) - np.array(scores["naive"])))),
         }
     return results
@@ -179,7 +179,9 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
         "songs_per_block": block,
         "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()},
         "overlap": {
-            "vs_serial": summary([2 * alone / both for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN])]),
+            "vs_serial": summary(
+                [2 * alone / both for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN], strict=True)]
+            ),
             "ideal": 2 * blocks / (blocks + 1),
         },
     }

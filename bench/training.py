@@ -53,8 +53,8 @@ def chunk_features(tokenizer, texts: list[str], labels: list[float]) -> list[dic
     """One feature dict per chunk (max 512, stride 128), with the columns `chunk_split` gives train.py's Trainer."""
     encoded = chunk_lyrics(tokenizer, texts, MAX_LENGTH, STRIDE)
     song_of_chunk = encoded.pop("overflow_to_sample_mapping")
-    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-    for chunk_id, (feature, song) in enumerate(zip(features, song_of_chunk)):
+    features = [dict(zip(encoded.keys(), values, strict=True)) for values in zip(*encoded.values(), strict=True)]
+    for chunk_id, (feature, song) in enumerate(zip(features, song_of_chunk, strict=True)):
         feature.update(labels=labels[song], song_index=song, chunk_id=chunk_id)
     return features
 
@@ -132,7 +132,7 @@ class InterleavedTimer(TrainerCallback):
         self.pause()
         start = time.perf_counter()
         set_tf32(False)  # the notebook's plain fp32 (a tf32 variant of ours may have turned tf32 on)
-        batch = dict(zip((*MODEL_INPUTS, "labels"), next(self.batches)))
+        batch = dict(zip((*MODEL_INPUTS, "labels"), next(self.batches), strict=True))
         self.model.train()
         self.optimizer.zero_grad()
         self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()}).loss.backward()
@@ -189,7 +189,13 @@ def our_trainer(
 def flag_values(flags: str) -> dict:
     """TrainingArguments values of train.py flags such as "--bf16 True --optim adamw_torch_fused"."""
     words = shlex.split(flags)
-    return dict(zip((name.removeprefix("--") for name in words[::2]), (yaml.safe_load(value) for value in words[1::2])))
+    return dict(
+        zip(
+            (name.removeprefix("--") for name in words[::2]),
+            (yaml.safe_load(value) for value in words[1::2]),
+            strict=True,
+        )
+    )
 
 
 def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
@@ -235,8 +241,8 @@ def throughput(
     """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
     return {
         **rates(seconds, chunks=chunks, tokens=tokens, padded_tokens=padded_tokens, model_flops=model_flops),
-        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks)]),
-        "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks)]),
+        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks, strict=True)]),
+        "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks, strict=True)]),
         "model_flops": model_flops,
         "executed_flops": executed_flops,
     }

@@ -12,6 +12,7 @@ cross-validation on the training songs of V0 against V1 (both beside the encoder
 
 import argparse
 import copy
+import itertools
 import json
 import time
 from pathlib import Path
@@ -21,10 +22,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
-from transformers import AutoTokenizer
-
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
+from transformers import AutoTokenizer
 
 from experiments.lyrics_features import chunk_inputs, fit, lexical_rows
 from lyric_valence import default_encoder_path
@@ -44,7 +44,7 @@ def unit_features(ids: list[int], kind: str, vocab: int, cont: np.ndarray, speci
         if kind == "bi_only":
             feats = []
         if kind in ("piece_bi", "bi_only"):  # the product: hashed piece bigrams
-            feats += [vocab + ((a * vocab + b) * MULT) % (buckets - vocab) for a, b in zip(ids[:-1], ids[1:])]
+            feats += [vocab + ((a * vocab + b) * MULT) % (buckets - vocab) for a, b in itertools.pairwise(ids)]
         return feats
     # whole words: continuation pieces merged into the word before them; specials dropped
     words, cur = [], None
@@ -66,10 +66,10 @@ def unit_features(ids: list[int], kind: str, vocab: int, cont: np.ndarray, speci
     if kind == "word_piece":  # whole words plus piece unigrams
         feats += [("p", t) for t in ids if t not in special]
     if kind == "word_bi":  # whole words plus word bigrams
-        feats += [("b",) + a + (-1,) + b for a, b in zip(words[:-1], words[1:])]
+        feats += [("b",) + a + (-1,) + b for a, b in itertools.pairwise(words)]
     if kind == "word_pbi":  # words + piece unigrams + hashed piece bigrams
         feats += [("p", t) for t in ids]
-        feats += [("q", a, b) for a, b in zip(ids[:-1], ids[1:])]
+        feats += [("q", a, b) for a, b in itertools.pairwise(ids)]
     return feats
 
 

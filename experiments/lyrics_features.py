@@ -62,7 +62,7 @@ def lexical_rows(lexical: LyricValenceLexicalChannel, chunks, training_chunks: t
     for indices, inputs in chunks.batches:
         chunk, feature, value = lexical.tfidf(inputs["input_ids"], inputs["attention_mask"])
         triples.append((torch.tensor(indices)[chunk], feature, value))
-    chunk, feature, value = (torch.cat(parts).numpy() for parts in zip(*triples))
+    chunk, feature, value = (torch.cat(parts).numpy() for parts in zip(*triples, strict=True))
     return sp.csr_matrix((value, (chunk, feature)), shape=(len(chunks.song_index), lexical.buckets))
 
 

@@ -200,7 +200,7 @@ def example_scores(model, tokenizer) -> dict[str, float]:
 
     examples = sorted((TEMPLATES / "examples").iterdir(), key=lambda path: path.name)
     scores = model.score_songs([path.read_text(encoding="utf-8") for path in examples], tokenizer)
-    return {path.name: round(score, 8) for path, score in zip(examples, scores)}
+    return {path.name: round(score, 8) for path, score in zip(examples, scores, strict=True)}
 
 
 def write_card(output_dir: Path, name: str, record: dict) -> None:

@@ -9,11 +9,11 @@ Needs the `demo` extra (`pip install "lyric-valence[demo]"`). app.py is package 
 import argparse
 import importlib.util
 
+from lyric_valence import TEMPLATES
 from lyric_valence.arguments import ArgumentParser
 from lyric_valence.errors import UserError
 from lyric_valence.loading import load_scoring_model
 from lyric_valence.predict import add_model_arguments
-from lyric_valence import TEMPLATES
 
 APP = TEMPLATES / "app.py"
 

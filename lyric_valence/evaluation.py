@@ -57,8 +57,8 @@ def main(argv: list[str]) -> int:
     import datasets
 
     from lyric_valence.data import read_table
-    from lyric_valence.errors import UserError
     from lyric_valence.data.clean import read_labels
+    from lyric_valence.errors import UserError
 
     args = evaluate_parser().parse_args(argv)
     datasets.disable_progress_bars()  # datasets' "Generating train split" bar, for a file read in a blink

@@ -102,7 +102,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        errors.append(getattr(module, "HTTPError", None) or getattr(module, "RequestException"))
+        errors.append(getattr(module, "HTTPError", None) or module.RequestException)
     return tuple(error for error in errors if isinstance(error, type))
 
 

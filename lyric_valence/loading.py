@@ -146,9 +146,9 @@ def load_scoring_model(
     """
     from transformers import AutoTokenizer
 
+    from configuration_lyric_valence import LyricValenceConfig
     from lyric_valence.backends import check_scoring_options
     from lyric_valence.backends.torch import prepare_for_scoring
-    from configuration_lyric_valence import LyricValenceConfig
     from modeling_lyric_valence import LyricValenceModel
 
     if device is None and backend == "onnxruntime":

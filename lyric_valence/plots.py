@@ -25,7 +25,7 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     for key, label in (("loss", "train loss"), ("eval_loss", "validation loss (chunk MSE)")):
         points = [(entry["epoch"], entry[key]) for entry in log_history if key in entry]
         if points:
-            axes.plot(*zip(*points), marker="." if key == "eval_loss" else None, label=label)
+            axes.plot(*zip(*points, strict=True), marker="." if key == "eval_loss" else None, label=label)
     axes.set(xlabel="epoch", ylabel="MSE", yscale="log", title="Loss")
     axes.legend()
     figure.tight_layout()

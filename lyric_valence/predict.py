@@ -31,8 +31,8 @@ from lyric_valence.predict_io import (
     OUTPUT_FORMATS,
     STDIN_FORMATS,
     ScoreWriter,
-    blank_rows,
     Shard,
+    blank_rows,
     check_not_an_input,
     song_shards,
 )

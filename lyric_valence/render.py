@@ -7,6 +7,7 @@ PNG) and by the Gradio demo (`app.py`), locally and in a Space, so it imports ma
 import base64
 import html
 import io
+import itertools
 
 import matplotlib
 
@@ -45,7 +46,7 @@ def explanation_html(explanation) -> str:
     colors = line_colors(explanation)
     stanzas: dict[int, list[str]] = {}
     for line, value, color, stanza in zip(
-        explanation.lines, explanation.line_valence, colors, explanation.stanza_index
+        explanation.lines, explanation.line_valence, colors, explanation.stanza_index, strict=True
     ):
         stanzas.setdefault(stanza, []).append(
             f'<div class="lv-line" style="background:{color}" title="line valence {value:.3f}">'
@@ -77,7 +78,7 @@ def curve_figure(explanation, title: str = "Valence along the song"):
         linewidth=1,
         label=f"song valence {explanation.song_valence:.3f}",
     )
-    for position, (before, after) in enumerate(zip(explanation.stanza_index, explanation.stanza_index[1:]), start=1):
+    for position, (before, after) in enumerate(itertools.pairwise(explanation.stanza_index), start=1):
         if before != after:
             axes.axvline(position + 0.5, color="#bbb", linestyle=":", linewidth=1)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))

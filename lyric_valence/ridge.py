@@ -169,7 +169,7 @@ def encode_songs(
     weights = block.chunk_lengths if model.config.aggregation == "length_weighted" else torch.ones(chunks)
     counts = None
     if triples:
-        chunk, feature, count = (torch.cat(parts).numpy() for parts in zip(*triples))
+        chunk, feature, count = (torch.cat(parts).numpy() for parts in zip(*triples, strict=True))
         counts = sp.csr_matrix((count.astype(np.float64), (chunk, feature)), shape=(chunks, model.lexical.buckets))
     song_index, weights = block.song_index.numpy(), weights.double().numpy()
     return EncodedSongs(song_rows(song_index, weights, len(lyrics)) @ pooled.numpy(), counts, song_index, weights)

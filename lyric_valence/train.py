@@ -12,11 +12,11 @@ predictions (`test_predictions.csv`), `test_scatter.png`, `loss_curve.png` and a
 """
 
 import json
-from importlib import resources
 import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +39,9 @@ from lyric_valence.training import (
     FINETUNING_MODES,
     LABEL_NAMES,
     ChunkedSongTrainer,
-    make_compute_metrics,
     chunk_split,
     cpu_has_native_bf16,
+    make_compute_metrics,
     prepare_for_finetuning,
     song_predictions,
 )

@@ -31,7 +31,7 @@ def test_side_by_side_rotates_the_order_warms_up_and_keeps_the_scores():
     )
     assert rounds == [0, 1] and scores == {"slow": [1.0, 2.0, 3.0], "fast": [1.0, 2.0, 3.0]}
     assert len(seconds["slow"]) == len(seconds["fast"]) == 2
-    assert all(slow > fast for slow, fast in zip(seconds["slow"], seconds["fast"]))
+    assert all(slow > fast for slow, fast in zip(seconds["slow"], seconds["fast"], strict=True))
     # each turn: an untimed call, then the timed one; round 2 starts with the other scorer
     assert [name for name, _ in calls] == ["slow", "slow", "fast", "fast", "fast", "fast", "slow", "slow"]
     assert torch.get_num_threads() >= 1

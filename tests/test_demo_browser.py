@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, tiny_bert_config
 
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, tiny_bert_config
 from modeling_lyric_valence import LyricValenceModel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

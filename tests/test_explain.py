@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import REPO, original_song, tiny_bert_config
 from huggingface_hub import SpaceCard
 from matplotlib.colors import to_rgb
 
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, original_song, tiny_bert_config
 from lyric_valence.cli import main as cli_main
 from lyric_valence.render import explanation_html, explanation_page
 from modeling_lyric_valence import LyricValenceModel, SongExplanation, split_stanzas

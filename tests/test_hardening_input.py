@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO, assert_one_line_error, predict_in_process, write_kaggle_csv
 from transformers import AutoTokenizer
 
 import lyric_valence.data
 import lyric_valence.train
-from conftest import REPO, assert_one_line_error, predict_in_process, write_kaggle_csv
 from lyric_valence.training import chunk_split
 from modeling_lyric_valence import LyricValenceModel
 
@@ -163,7 +163,11 @@ def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_val
     assert counts["dropped_empty_text"] == 3 and counts["dropped_missing_label"] == 2
     kept = sorted(sum(split_ids.values(), []), key=int)
     assert kept == [str(i) for i in range(30) if i not in (2, 3, 4, 5, 6)]
-    texts = {song_id: text for split in splits.values() for song_id, text in zip(split["song_id"], split["text"])}
+    texts = {
+        song_id: text
+        for split in splits.values()
+        for song_id, text in zip(split["song_id"], split["text"], strict=True)
+    }
     # Quoted multi-line fields arrive whole: quotes, commas and every line are kept.
     assert texts["7"].startswith('She said "run",') and texts["7"].endswith("all the way home")
     assert texts["7"].count("\n") == 2

@@ -6,11 +6,11 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import WORDS, tiny_bert_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import WORDS, tiny_bert_config
 from lyric_valence.training import SeededLengthGroupedSampler, chunk_split, song_predictions
 from modeling_lyric_valence import LyricValenceModel, aggregate_chunk_scores, chunk_lyrics
 
@@ -45,7 +45,7 @@ def test_chunks_are_the_tokenizer_windows_of_each_song(tokenizer, lyrics, window
     step = max_length - 2 - stride
     for song, text in enumerate(lyrics):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        chunks = [chunk for chunk, owner in zip(encoded["input_ids"], song_of_chunk) if owner == song]
+        chunks = [chunk for chunk, owner in zip(encoded["input_ids"], song_of_chunk, strict=True) if owner == song]
         assert len(chunks) == expected_chunks(len(ids), max_length, stride)
         for position, chunk in enumerate(chunks):
             assert len(chunk) <= max_length

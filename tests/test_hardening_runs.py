@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO, original_song, tiny_bert_config
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-from lyric_valence import train
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import REPO, original_song, tiny_bert_config
+from lyric_valence import train
 from lyric_valence.errors import UserError
 from lyric_valence.training import checkpoint_is_complete, last_complete_checkpoint, resolve_checkpoint
 from modeling_lyric_valence import LyricValenceModel

@@ -4,7 +4,6 @@ eval/exec, no subprocess, no file writes, no unpickling. Checked statically, by 
 import ast
 
 import pytest
-
 from conftest import REPO
 
 HUB_FILES = ("configuration_lyric_valence.py", "modeling_lyric_valence.py", "pipeline_lyric_valence.py")

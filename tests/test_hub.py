@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import REPO, original_song, write_kaggle_csv
+from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard, constants
 from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO, original_song, write_kaggle_csv
-from hub_server import HubServer
 from lyric_valence.card import REPORTED_METRICS
 from lyric_valence.cli import main as cli_main
 from lyric_valence.errors import UserError
@@ -532,9 +532,9 @@ def test_predict_on_a_hub_repository_never_downloads_or_runs_its_code(hub, token
     """A public repository whose Python files write a marker when imported: `lyric-valence predict --model repo`
     scores it with the package's own classes, and the marker is never written."""
     import torch
+    from conftest import tiny_bert_config
 
     from configuration_lyric_valence import LyricValenceConfig
-    from conftest import tiny_bert_config
     from modeling_lyric_valence import LyricValenceModel
 
     folder, marker = tmp_path / "hostile", tmp_path / "marker"

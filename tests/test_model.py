@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, tiny_bert_config
 from safetensors.torch import load_file
 from torch import nn
 from transformers import BertConfig, pipeline
 
-from conftest import REPO, tiny_bert_config
 from configuration_lyric_valence import LyricValenceConfig
 from lyric_valence import default_encoder_path
 from modeling_lyric_valence import LyricValenceModel, chunk_lyrics

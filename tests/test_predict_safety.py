@@ -9,8 +9,8 @@ import os
 
 import pandas as pd
 import pytest
-
 from conftest import assert_one_line_error, predict_in_process
+
 from lyric_valence import predict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

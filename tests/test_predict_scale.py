@@ -13,10 +13,10 @@ import sys
 import pandas as pd
 import pytest
 import torch
-
-from configuration_lyric_valence import LyricValenceConfig
-from bench.ray_scoring import COUNTED_RUN
 from conftest import REPO, WORDS, tiny_bert_config
+
+from bench.ray_scoring import COUNTED_RUN
+from configuration_lyric_valence import LyricValenceConfig
 from lyric_valence import cli, predict, predict_io
 from lyric_valence.errors import UserError
 from modeling_lyric_valence import LyricValenceModel

@@ -12,12 +12,12 @@ import huggingface_hub
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO, WORDS, assert_one_line_error, predict_in_process
+from hub_server import HubServer
 from huggingface_hub import HfApi
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import REPO, WORDS, assert_one_line_error, predict_in_process
-from hub_server import HubServer
 from lyric_valence import TEMPLATES, build_pretrained, pretrained
 from lyric_valence.pretrained import SHIPPED_WEIGHTS, build_record, pretrained_model_path, shipped_folder
 

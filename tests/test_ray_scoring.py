@@ -14,9 +14,9 @@ import sys
 import pandas as pd
 import pytest
 import ray
+from conftest import REPO, WORDS, assert_one_line_error, predict_in_process
 from ray import cloudpickle
 
-from conftest import REPO, WORDS, assert_one_line_error, predict_in_process
 from lyric_valence import cli, ray_scoring
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

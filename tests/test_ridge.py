@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import WORDS, assert_one_line_error, predict_in_process, tiny_bert_config
 from sklearn.linear_model import Ridge
 from transformers import AutoModel, AutoTokenizer
 
-from lyric_valence import train
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import WORDS, assert_one_line_error, predict_in_process, tiny_bert_config
+from lyric_valence import train
 from lyric_valence.ridge import (
     LexicalSettings,
     encode_songs,

@@ -15,15 +15,15 @@ import onnxruntime
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
 
 from configuration_lyric_valence import LyricValenceConfig
-from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
+from lyric_valence import predict
 from lyric_valence.backends import check_scoring_options
 from lyric_valence.backends import onnxruntime as onnx_backend
 from lyric_valence.backends.onnxruntime import export_to_onnx, load_onnxruntime_scorer, optimize_and_quantize
 from lyric_valence.backends.torch import ClsOnlyLastLayer, prepare_for_scoring
 from lyric_valence.errors import UserError
-from lyric_valence import predict
 from modeling_lyric_valence import (
     DEFAULT_MAX_CHUNKS_PER_SONG,
     LyricValenceModel,
@@ -72,7 +72,7 @@ def test_token_budget_batches_hold_every_chunk_once_longest_first_within_the_bud
     for batch in batches:
         assert len(batch) * lengths[batch[0]] <= 120
     # greedy: the next chunk would not have fitted in the batch before it
-    for previous, batch in zip(batches, batches[1:]):
+    for previous in batches[:-1]:
         assert (len(previous) + 1) * lengths[previous[0]] > 120
     # short chunks go in large batches, long ones in small batches
     assert len(batches[-1]) > len(batches[0])

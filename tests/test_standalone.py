@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from lyric_valence import cli
 
 # Budget flags only: the command is otherwise the README's `accelerate launch --cpu --num_processes 1 train.py`.

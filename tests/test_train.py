@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from safetensors.torch import load_file
+from transformers import EvalPrediction
 
 from lyric_valence import train
-from conftest import REPO
 from lyric_valence.training import cpu_has_native_bf16, make_compute_metrics, song_predictions
-from transformers import EvalPrediction
 
 TINY_RUN = [
     "--max_length",
@@ -309,7 +309,7 @@ def test_naming_only_the_label_column_reads_a_recognised_lyrics_column(tmp_path,
     _, _, data_args, _ = train.parse_arguments()
     splits, counts = load_splits(data_args.data_file, data_args.columns())
     rows = pd.concat([split.to_pandas() for split in splits.values()])
-    assert sorted(zip(rows["text"], rows["label"])) == [(f"song number {i}", i / 10) for i in range(10)]
+    assert sorted(zip(rows["text"], rows["label"], strict=True)) == [(f"song number {i}", i / 10) for i in range(10)]
 
 
 def test_arguments_come_from_a_yaml_file_as_the_only_argument(tmp_path, monkeypatch):
@@ -345,6 +345,7 @@ def test_bf16_trains_on_the_cpu_and_writes_song_metrics(
     warning where the CPU has no native bf16 matrix products.
     """
     from conftest import write_kaggle_csv
+
     from modeling_lyric_valence import LyricValenceHead
 
     data = write_kaggle_csv(tmp_path / "lyrics.csv", songs=20, seed=5)

@@ -8,7 +8,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 SONG = "Sunshine on my face, I'm dancing down the street\nnothing's gonna bring me down\n\nEmpty rooms and letters\n"

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .columns import Columns
 from lyric_valence.errors import UserError
+
+from .columns import Columns
 from .text import normalise_lyrics
 
 

@@ -92,7 +92,7 @@ def candidate_pairs(signatures: np.ndarray, threshold: float) -> np.ndarray:
         order = np.argsort(bucket, kind="stable")
         bucket_starts = np.flatnonzero(np.diff(bucket[order], prepend=-1))
         bucket_sizes = np.diff(np.append(bucket_starts, len(order)))
-        for start, size in zip(bucket_starts[bucket_sizes > 1], bucket_sizes[bucket_sizes > 1]):
+        for start, size in zip(bucket_starts[bucket_sizes > 1], bucket_sizes[bucket_sizes > 1], strict=True):
             members = order[start : start + size]
             first, second = np.triu_indices(size, k=1)
             pairs.append(np.column_stack([members[first], members[second]]))

