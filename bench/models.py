@@ -80,7 +80,7 @@ def save_model(folder, model, tokenizer) -> str:
 
 
 def import_training_module() -> types.ModuleType:
-    """`lyric_valence.training`, also without the `datasets` package (the GPU machine): it names `datasets.Dataset` only
+    """`lyric_valence.trainer`, also without the `datasets` package (the GPU machine): it names `datasets.Dataset` only
     in `chunk_split`, which the benchmarks never call, so a placeholder stands in while it is imported (after peft and
     transformers' Trainer, which probe for `datasets` and must see it missing)."""
     try:
@@ -91,7 +91,7 @@ def import_training_module() -> types.ModuleType:
 
         sys.modules["datasets"] = types.SimpleNamespace(Dataset=None)
         try:
-            return importlib.import_module("lyric_valence.training")
+            return importlib.import_module("lyric_valence.trainer")
         finally:
             del sys.modules["datasets"]
-    return importlib.import_module("lyric_valence.training")
+    return importlib.import_module("lyric_valence.trainer")

@@ -143,7 +143,7 @@ def run_prepare(source: Path, out: Path) -> tuple[float, float, float, str]:
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     process = subprocess.run(
-        [sys.executable, "-m", "lyric_valence.data.prepare", str(source), "--out", str(out)],
+        [sys.executable, "-m", "lyric_valence.commands.prepare", str(source), "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
+    from lyric_valence.commands.train import RECIPES
     from lyric_valence.pretrained import (
         BUILD_RECORD,
         SHIPPED_MODELS,
@@ -255,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         shipped_folder,
     )
     from lyric_valence.ridge import fit_encoded
-    from lyric_valence.train import RECIPES
     from modeling_lyric_valence import LyricValenceModel
 
     args = parse_arguments(argv)

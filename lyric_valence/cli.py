@@ -123,7 +123,7 @@ def publish(argv: list[str]) -> int:
 
 def train(argv: list[str]) -> int:
     """Fine-tune an encoder on lyrics: the flags of train.py (`accelerate launch -m lyric_valence.cli train ...`)."""
-    from lyric_valence.train import run
+    from lyric_valence.commands.train import run
 
     run(argv)
     return 0
@@ -131,7 +131,7 @@ def train(argv: list[str]) -> int:
 
 def prepare(argv: list[str]) -> int:
     """Clean, deduplicate and split a raw lyrics file into a folder train.py reads."""
-    from lyric_valence.data.prepare import main as prepare_main
+    from lyric_valence.commands.prepare import main as prepare_main
 
     return prepare_main(argv)
 

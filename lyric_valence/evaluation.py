@@ -53,7 +53,7 @@ def evaluate_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    # imported here: lyric_valence.training imports this module, also where `datasets` is missing (bench/models.py)
+    # imported here: lyric_valence.trainer imports this module, also where `datasets` is missing (bench/models.py)
     import datasets
 
     from lyric_valence.data import read_table

@@ -23,8 +23,8 @@ from bench.training import (
     reference_loader,
 )
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT
-from lyric_valence.train import LyricValenceTrainingArguments, ModelArguments
-from lyric_valence.training import chunk_split
+from lyric_valence.commands.train import LyricValenceTrainingArguments, ModelArguments
+from lyric_valence.trainer import chunk_split
 from tests.conftest import REPO
 
 SONGS = ["light morning river " * 300, "paper window silver engine", "garden thunder candle " * 200]

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lyric_valence.commands.prepare import main
 from lyric_valence.data import PreparationOptions, load_splits, prepare
-from lyric_valence.data.prepare import main
 from lyric_valence.errors import UserError
 
 EMOBANK = Path(__file__).resolve().parents[1] / "data" / "emobank.csv"

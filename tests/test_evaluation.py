@@ -13,7 +13,7 @@ from transformers import EvalPrediction
 
 from lyric_valence import evaluation
 from lyric_valence.cli import main
-from lyric_valence.training import make_compute_metrics
+from lyric_valence.trainer import make_compute_metrics
 
 
 def reference_metrics(predicted, true) -> dict[str, float]:

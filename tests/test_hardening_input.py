@@ -23,9 +23,9 @@ import torch
 from conftest import REPO, assert_one_line_error, predict_in_process, write_kaggle_csv
 from transformers import AutoTokenizer
 
+import lyric_valence.commands.train
 import lyric_valence.data
-import lyric_valence.train
-from lyric_valence.training import chunk_split
+from lyric_valence.trainer import chunk_split
 from modeling_lyric_valence import LyricValenceModel
 
 datasets.disable_progress_bars()
@@ -141,7 +141,7 @@ def data_stage(monkeypatch, capsys, tmp_path, data_file, *args):
     def stop(*a, **k):
         raise StopAfterSplits
 
-    monkeypatch.setattr(lyric_valence.train, "load_splits", spy)  # train.py runs lyric_valence.train's main
+    monkeypatch.setattr(lyric_valence.commands.train, "load_splits", spy)  # train.py runs lyric_valence.train's main
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", stop)
     with pytest.raises(StopAfterSplits):
         run_train_script(monkeypatch, capsys, "--data_file", data_file, "--output_dir", tmp_path / "out", *args)
@@ -178,7 +178,7 @@ def test_blank_lyrics_and_missing_labels_are_skipped_and_counted_and_nothing_val
 
 
 def test_duplicate_songs_never_span_a_random_split_and_a_files_own_split_is_reported(tmp_path, monkeypatch, capsys):
-    from lyric_valence import train
+    from lyric_valence.commands import train
 
     frame = pd.read_csv(write_kaggle_csv(tmp_path / "base.csv", songs=30), index_col=0)
     frame.loc[[28, 29], "seq"] = frame.loc[3, "seq"]  # one song three times, under three artists

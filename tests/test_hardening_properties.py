@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence.training import SeededLengthGroupedSampler, chunk_split, song_predictions
+from lyric_valence.trainer import SeededLengthGroupedSampler, chunk_split, song_predictions
 from modeling_lyric_valence import LyricValenceModel, aggregate_chunk_scores, chunk_lyrics
 
 datasets.disable_progress_bars()

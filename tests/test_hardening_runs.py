@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence import train
+from lyric_valence.commands import train
 from lyric_valence.errors import UserError
-from lyric_valence.training import checkpoint_is_complete, last_complete_checkpoint, resolve_checkpoint
+from lyric_valence.trainer import checkpoint_is_complete, last_complete_checkpoint, resolve_checkpoint
 from modeling_lyric_valence import LyricValenceModel
 
 FAKE_TOKEN = "hf_fakeTOKENdoNOTleak0123456789abcdEFGH"
@@ -36,7 +36,7 @@ TIMINGS = ("runtime", "samples_per_second", "steps_per_second")
 KILLED_RUN = """
 import runpy, sys, time
 from pathlib import Path
-from lyric_valence.training import ChunkedSongTrainer
+from lyric_valence.trainer import ChunkedSongTrainer
 
 marker = Path(sys.argv.pop(1))
 save_rng_state, saves = ChunkedSongTrainer._save_rng_state, []

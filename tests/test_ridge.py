@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from transformers import AutoModel, AutoTokenizer
 
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence import train
+from lyric_valence.commands import train
 from lyric_valence.ridge import (
     LexicalSettings,
     encode_songs,

