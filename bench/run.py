@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from bench.flops import bf16_dense_peak
-from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer
+from bench.models import add_model_arguments, build_model, load_tokenizer
 from bench.quality import measure_quality
 from bench.report import (
     command_line,
@@ -30,6 +30,7 @@ from bench.report import (
 )
 from bench.songs import length_summary, make_catalogue
 from bench.training import chunk_features, epoch_sample, measure_training, profile_training_step
+from lyric_valence.fitting import prepare_for_finetuning
 
 BENCH = Path(__file__).resolve().parent
 log = logger("bench")
@@ -134,9 +135,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_model(encoder: str, vocab_size: int, reference: bool = False):
     """A fresh model, LoRA-wrapped as train.py's default mode: ours, or the reference's."""
-    return import_training_module().prepare_for_finetuning(
-        build_model(encoder, vocab_size, reference=reference), "lora"
-    )
+    return prepare_for_finetuning(build_model(encoder, vocab_size, reference=reference), "lora")
 
 
 def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:

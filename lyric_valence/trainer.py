@@ -2,14 +2,12 @@
 
 import json
 import re
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model
 from sklearn.metrics import mean_squared_error
 from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
@@ -24,7 +22,6 @@ SONG_INDEX = "song_index"
 CHUNK_ID = "chunk_id"
 CHUNK_LENGTH = "length"  # also the column the length-grouped sampler reads (TrainingArguments.length_column_name)
 LABEL_NAMES = ["labels", SONG_INDEX, CHUNK_ID, CHUNK_LENGTH]
-FINETUNING_MODES = ("lora", "head_only", "full", "ridge")
 
 
 def chunk_split(
@@ -210,45 +207,3 @@ class ChunkedSongTrainer(Trainer):
                 **optimizer_kwargs,
             )
         return super().create_optimizer(model)
-
-
-def prepare_for_finetuning(
-    model,
-    mode: str,
-    lora_r: int = 4,
-    lora_alpha: int = 8,
-    lora_dropout: float = 0.1,
-    lora_target_modules: list[str] | tuple[str, ...] = ("query", "value"),
-    lora_num_layers: int = 4,
-):
-    """
-    Set what trains: `lora` wraps the model with peft LoRA on `lora_target_modules` of the last `lora_num_layers`
-    encoder layers and trains the head fully (`modules_to_save`); `head_only` freezes the encoder; `full` trains all;
-    `ridge` freezes every weight (the head and the lexical channel are then fitted by `lyric_valence.ridge.fit_ridge`).
-    Returns the model to train (a `PeftModel` for `lora`).
-    """
-    if mode not in FINETUNING_MODES:
-        raise ValueError(f"unknown finetuning mode {mode!r}: expected one of {FINETUNING_MODES}")
-    if mode == "lora":
-        num_layers = model.config.encoder.num_hidden_layers
-        if not 1 <= lora_num_layers <= num_layers:
-            raise ValueError(f"lora_num_layers must be between 1 and {num_layers}, got {lora_num_layers}")
-        lora_config = LoraConfig(
-            r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=list(lora_target_modules),
-            layers_to_transform=list(range(num_layers - lora_num_layers, num_layers)),
-            modules_to_save=["head"],
-        )
-        with warnings.catch_warnings():
-            # peft reads the deprecated `is_gradient_checkpointing` property of every model it wraps (peft 0.21).
-            warnings.filterwarnings(
-                "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
-            )
-            return get_peft_model(model, lora_config)
-    if mode == "head_only":
-        model.encoder.requires_grad_(False)
-    if mode == "ridge":
-        model.requires_grad_(False)
-    return model

@@ -6,7 +6,7 @@ import torch
 from bench.flops import count_flops, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from configuration_lyric_valence import LyricValenceConfig
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT
-from lyric_valence.trainer import prepare_for_finetuning
+from lyric_valence.fitting import prepare_for_finetuning
 from modeling_lyric_valence import LyricValenceModel
 from tests.conftest import tiny_bert_config
 

@@ -62,7 +62,7 @@ def test_training_module_imports_without_datasets():
         "import sys; sys.modules['datasets'] = None\n"
         "from bench.models import import_training_module\n"
         "training = import_training_module()\n"
-        "assert training.prepare_for_finetuning and 'datasets' not in sys.modules\n"
+        "assert training.ChunkedSongTrainer and 'datasets' not in sys.modules\n"
     )
     completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr

@@ -32,17 +32,16 @@ from lyric_valence.arguments import ArgumentParser
 from lyric_valence.card import DEFAULT_BASE_MODEL, write_model_card
 from lyric_valence.data import Columns, load_splits
 from lyric_valence.errors import UserError
+from lyric_valence.fitting import FINETUNING_MODES, prepare_for_finetuning
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
 from lyric_valence.ridge import fit_ridge
 from lyric_valence.trainer import (
-    FINETUNING_MODES,
     LABEL_NAMES,
     ChunkedSongTrainer,
     chunk_split,
     cpu_has_native_bf16,
     make_compute_metrics,
-    prepare_for_finetuning,
     song_predictions,
 )
 from modeling_lyric_valence import LyricValenceModel
