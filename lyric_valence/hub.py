@@ -94,7 +94,7 @@ class PublishResult:
     staged_folder: Path | None = None  # kept only when the caller asked for a stage_dir
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
+def network_errors() -> tuple[type[BaseException], ...]:
     """Transport errors of whichever HTTP client huggingface_hub uses (httpx2 in hub 2.x, httpx in 1.x)."""
     errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
     for module_name in ("httpx2", "httpx", "requests"):
@@ -106,23 +106,39 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(error for error in errors if isinstance(error, type))
 
 
-def _first_line(message: BaseException | str) -> str:
+def push_errors() -> tuple[type[BaseException], ...]:
+    """What a failed push raises: the Hub's refusal (`HfHubHTTPError`) or a transport error (`network_errors`)."""
+    return (HfHubHTTPError, *network_errors())
+
+
+def push_failure(error: BaseException, endpoint: str) -> str:
+    """
+    One line saying why a push to the Hub at `endpoint` failed (one of `push_errors`): the Hub's refusal, with its
+    status, message and what to do, or the transport error that kept it from being reached.
+    """
+    if isinstance(error, HfHubHTTPError):
+        return f"the Hub refused the push: {refusal(error)}"
+    return f"could not reach the Hub at {endpoint} ({first_line(error)})"
+
+
+def first_line(message: BaseException | str) -> str:
+    """The first line of an error's text (its type's name when it has none)."""
     text = str(message).strip() or type(message).__name__
     return text.splitlines()[0]
 
 
-def _refusal(error: HfHubHTTPError) -> str:
+def refusal(error: HfHubHTTPError) -> str:
     """The Hub's answer in one line: status, its own message (`X-Error-Message`), and what to do about it."""
     status = error.response.status_code if error.response is not None else None
     if status is None:
-        return _first_line(error)
-    reason = error.response.headers.get("X-Error-Message") or error.server_message or _first_line(error)
+        return first_line(error)
+    reason = error.response.headers.get("X-Error-Message") or error.server_message or first_line(error)
     hint = {
         401: "check HF_TOKEN or run `hf auth login`",
         403: "the token's user may not write to this repository",
         404: "no such repository or branch visible to this token",
     }.get(status)
-    return f"HTTP {status}: {_first_line(reason)}" + (f" ({hint})" if hint else "")
+    return f"HTTP {status}: {first_line(reason)}" + (f" ({hint})" if hint else "")
 
 
 def _publish_command(output_dir, repo_id, adapter_only, private, revision, base_model) -> str:
@@ -296,12 +312,8 @@ def publish(
                 ignore_patterns=list(IGNORE_PATTERNS),
                 delete_patterns=ALLOW_PATTERNS,
             )
-    except (HfHubHTTPError, *_network_errors()) as error:
-        problem = (
-            f"the Hub refused the push: {_refusal(error)}"
-            if isinstance(error, HfHubHTTPError)
-            else f"could not reach the Hub at {api.endpoint} ({_first_line(error)})"
-        )
+    except push_errors() as error:
+        problem = push_failure(error, api.endpoint)
         retry = _publish_command(output_dir, repo_id, adapter_only, private, revision, base_model)
         raise UserError(f"{repo_id}: {problem}; {output_dir} is complete and unchanged, to push it: {retry}") from None
     url = getattr(info, "commit_url", None) or str(info)

@@ -5,9 +5,11 @@ The Hub's serverless widget does not run custom-code models, so a Space is where
 
     app.py                                   the Gradio demo (the package's own app.py)
     lyric_valence/...                        what app.py imports from this package: the one scoring loader
-                                             (loading, backends, errors, model_files) and render (colours, curve)
+                                             (loading, backends, errors, model_files, pretrained) and
+                                             explanation_rendering (colours, curve)
     configuration_lyric_valence.py,          the model classes the loader builds the model with
-    modeling_lyric_valence.py
+    modeling_lyric_valence.py,
+    pipeline_lyric_valence.py
     examples/*.txt                           the example songs, written for this project
     requirements.txt                         torch, transformers, accelerate, matplotlib (gradio: `sdk_version`)
     README.md                                Space metadata: sdk gradio, sdk_version, app_file, models: [the model]
@@ -24,12 +26,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
-from huggingface_hub.errors import HfHubHTTPError
 
 from lyric_valence import TEMPLATES
 from lyric_valence.card import is_hub_id
 from lyric_valence.errors import UserError
-from lyric_valence.hub import PublishResult, _first_line, _network_errors, _refusal, check_token
+from lyric_valence.hub import PublishResult, check_token, push_errors, push_failure
 
 logger = logging.getLogger("lyric_valence")
 
@@ -47,15 +48,19 @@ SPACE_CODE = {
         f"lyric_valence/{name}": PACKAGE / name
         for name in (
             "__init__.py",
-            "render.py",
+            "explanation_rendering.py",
             "loading.py",
             "errors.py",
             "model_files.py",
+            "pretrained.py",
             "backends/__init__.py",
             "backends/torch.py",
         )
     },
-    **{f"{name}.py": module_file(name) for name in ("configuration_lyric_valence", "modeling_lyric_valence")},
+    **{
+        f"{name}.py": module_file(name)
+        for name in ("configuration_lyric_valence", "modeling_lyric_valence", "pipeline_lyric_valence")
+    },
 }
 REQUIREMENTS = ("torch", "transformers>=5.24,<6", "accelerate>=1.0", "matplotlib")
 FALLBACK_GRADIO_VERSION = "6.31.0"  # the version the demo was tested with, when gradio is not installed here
@@ -139,9 +144,7 @@ def publish_space(
                 repo_type="space",
                 commit_message=f"lyric-valence demo for {model_id}",
             )
-    except HfHubHTTPError as error:
-        raise UserError(f"{space_id}: the Hub refused the push: {_refusal(error)}") from None
-    except _network_errors() as error:
-        raise UserError(f"{space_id}: could not reach the Hub at {api.endpoint}: {_first_line(error)}") from None
+    except push_errors() as error:
+        raise UserError(f"{space_id}: {push_failure(error, api.endpoint)}") from None
     url = getattr(info, "commit_url", None) or str(info)
     return PublishResult(space_id, None, files, commit_url=url, staged_folder=kept)
