@@ -57,7 +57,7 @@ def read_song(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from lyric_valence.render import curve_png, explanation_page
+    from lyric_valence.explanation_rendering import curve_png, explanation_page
 
     args = explain_parser().parse_args(argv)
     songs = {Path(name): read_song(Path(name)) for name in args.songs}

@@ -1,5 +1,6 @@
 """Line-level valence (`explain_song`), its HTML/PNG rendering, `lyric-valence explain`, and the Space folder."""
 
+import ast
 import inspect
 import random
 import re
@@ -16,7 +17,7 @@ from matplotlib.colors import to_rgb
 
 from configuration_lyric_valence import LyricValenceConfig
 from lyric_valence.cli import main as cli_main
-from lyric_valence.render import explanation_html, explanation_page
+from lyric_valence.explanation_rendering import explanation_html, explanation_page
 from modeling_lyric_valence import LyricValenceModel, SongExplanation, split_stanzas
 
 SONG = (REPO / "examples" / "paper-boats.txt").read_text(encoding="utf-8")
@@ -166,7 +167,12 @@ def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     files = completed.stdout.split()
-    space_code = {"app.py", "lyric_valence/render.py", "lyric_valence/loading.py", "modeling_lyric_valence.py"}
+    space_code = {
+        "app.py",
+        "lyric_valence/explanation_rendering.py",
+        "lyric_valence/loading.py",
+        "modeling_lyric_valence.py",
+    }
     assert space_code | {"requirements.txt", "README.md"} <= set(files)
     assert any(name.startswith("examples/") for name in files)
     assert sorted(path.relative_to(stage).as_posix() for path in stage.rglob("*") if path.is_file()) == sorted(files)
@@ -176,6 +182,34 @@ def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     requirements = (stage / "requirements.txt").read_text().split()
     assert "torch" in requirements and any(line.startswith("transformers") for line in requirements)
     assert "nothing was uploaded" in completed.stderr
+
+
+def test_the_staged_space_runs_on_its_own_files(tmp_path):
+    """What app.py imports from the package, and the model code, load from the Space folder alone (an editable
+    install of this repository, which would fill any gap, is switched off)."""
+    from lyric_valence.space import stage_space
+
+    stage = tmp_path / "space"
+    stage_space(stage, "me/demo", "me/lyric-valence-minilm")
+    imported = sorted(
+        node.module
+        for node in ast.walk(ast.parse((stage / "app.py").read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("lyric_valence")
+    )
+    code = (
+        "import importlib, sys\n"
+        "sys.meta_path[:] = [finder for finder in sys.meta_path if 'editable' not in repr(finder)]\n"
+        f"modules = [importlib.import_module(name) for name in {[*imported, 'modeling_lyric_valence']!r}]\n"
+        "print('\\n'.join(module.__name__ + ' ' + module.__file__ for module in sys.modules.values()\n"
+        "      if module.__name__.startswith(('lyric_valence', 'modeling_', 'configuration_', 'pipeline_'))))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=stage, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    files = dict(line.split(" ", 1) for line in completed.stdout.splitlines())
+    assert {"lyric_valence.loading", "lyric_valence.explanation_rendering", "pipeline_lyric_valence"} <= set(files)
+    assert all(Path(file).is_relative_to(stage) for file in files.values()), files
 
 
 def test_publish_space_needs_a_hub_model_id(model_dir, tmp_path, capsys):

@@ -18,8 +18,8 @@ import gradio as gr
 from huggingface_hub import metadata_load
 from PIL import Image
 
+from lyric_valence.explanation_rendering import curve_png, explanation_html
 from lyric_valence.loading import load_scoring_model
-from lyric_valence.render import curve_png, explanation_html
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "examples"  # songs written for this project: no copyrighted lyrics
