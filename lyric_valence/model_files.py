@@ -22,8 +22,9 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spm.model",
 )
-# In a subfolder: transformers' `AutoModel.from_pretrained` would load an adapter at the root instead of the merged model.
+# In a subfolder: transformers' `AutoModel.from_pretrained` would load an adapter at the root instead of the merged
+# model.
 ADAPTER_DIR = "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# What scoring a model needs (`snapshot_download(allow_patterns=...)`): weights, config and tokenizer, never Python code.
+# What scoring a model needs (`snapshot_download(allow_patterns=...)`): weights, config, tokenizer; never Python code.
 SCORING_FILES = (CONFIG_FILE, *MERGED_WEIGHTS, *TOKENIZER_FILES)

@@ -1,4 +1,4 @@
-"""FLOP counting of the benchmark (bench/flops.py, torch's FlopCounterMode) on small random models, against hand counts."""
+"""FLOP counting of the benchmark (bench/flops.py, torch's FlopCounterMode) on small random models vs hand counts."""
 
 import pytest
 import torch

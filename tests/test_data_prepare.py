@@ -1,4 +1,4 @@
-"""End-to-end tests of `lyric_valence.data` and `lyric-valence prepare` on a small Kaggle-format file of original text."""
+"""End-to-end tests of `lyric_valence.data` and `lyric-valence prepare` on a small Kaggle-format file of new text."""
 
 import csv
 import json

@@ -19,7 +19,10 @@ def test_unicode_is_composed():
 
 
 def test_section_markers_are_kept_by_default_and_stripped_on_request():
-    raw = "[Intro]\nhello there\n\n[Chorus]\nsing it loud [x2]\nChorus:\n(Verse 2)\nbridge over the water\nRepeat chorus x2\nend"
+    raw = (
+        "[Intro]\nhello there\n\n[Chorus]\nsing it loud [x2]\nChorus:\n(Verse 2)\n"
+        "bridge over the water\nRepeat chorus x2\nend"
+    )
     assert normalise_lyrics(raw) == raw
     assert (
         normalise_lyrics(raw, strip_section_markers=True) == "hello there\n\nsing it loud\nbridge over the water\nend"

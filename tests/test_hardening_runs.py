@@ -63,7 +63,7 @@ sys.exit(code)
 
 
 def write_lyrics(path: Path) -> Path:
-    """40 rows in the Kaggle layout (quoted multi-line lyrics, quotes, commas), one without lyrics, one without label."""
+    """40 rows in the Kaggle layout (quoted multi-line lyrics, quotes, commas); one lacks lyrics, one its label."""
     rng = random.Random(5)
     rows = [
         {

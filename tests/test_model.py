@@ -85,7 +85,7 @@ def test_under_bf16_autocast_the_head_and_the_loss_stay_float32(tiny_model, toke
 
 
 def slow_reference_chunks(model, tokenizer, text):
-    """(score, tokens) of each chunk of a song, one forward pass per chunk, without the tokenizer's overflow machinery."""
+    """(score, tokens) of each chunk of a song, one forward pass per chunk, without the tokenizer's overflow logic."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     window = model.config.max_length - 2
     step = window - model.config.stride

@@ -1,4 +1,4 @@
-"""The built wheel, installed into a fresh venv outside the repository, does every job of the `lyric-valence` command."""
+"""The built wheel, installed in a fresh venv outside the repository, does every job of the `lyric-valence` command."""
 
 import json
 import os

@@ -1,4 +1,7 @@
-"""Standard columns from a raw frame: normalised text, rescaled label, unique song ids; rows without text or label dropped and counted."""
+"""Standard columns from a raw frame: normalised text, rescaled label, unique song ids.
+
+Rows without text or label are dropped and counted.
+"""
 
 from pathlib import Path
 

@@ -18,7 +18,8 @@ def check_utf8(path: Path) -> None:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise UserError(
-                    f"{path}: line {line_number} is not valid UTF-8 (byte {error.start}: {line[error.start : error.start + 4]!r})"
+                    f"{path}: line {line_number} is not valid UTF-8 "
+                    f"(byte {error.start}: {line[error.start : error.start + 4]!r})"
                 ) from None
 
 

@@ -73,7 +73,7 @@ def split_by_group(group: np.ndarray, validation_fraction: float, test_fraction:
 
 
 def duplicate_counts(duplicates: NearDuplicates) -> dict[str, int]:
-    """Near-duplicate groups of two or more songs, the songs in them, and the songs merged into an earlier one's group."""
+    """Near-duplicate groups of two or more songs, the songs in them, and the songs merged into an earlier group."""
     sizes = np.bincount(duplicates.group)
     return {
         "duplicate_groups": int((sizes > 1).sum()),

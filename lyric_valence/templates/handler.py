@@ -4,7 +4,8 @@ Custom handler for Hugging Face Inference Endpoints: scores whole songs with chu
 This file travels to the Hub at the root of a published lyric-valence repository, next to the model and its custom
 code, so it imports torch and transformers only (peft too, for a repository that holds the adapter alone).
 
-Request:  {"inputs": "full lyrics ..."}  or  {"inputs": ["song one ...", "song two ..."], "parameters": {"batch_tokens": 16384}}
+Request:  {"inputs": "full lyrics ..."}
+      or  {"inputs": ["song one ...", "song two ..."], "parameters": {"batch_tokens": 16384}}
 Response: [{"label": "valence", "score": 0.42}]  one entry per song, in input order.
 """
 
