@@ -40,6 +40,18 @@ class LyricValenceConfig(PretrainedConfig):
             Whether the lexical channel also counts token bigrams. `False`: unigrams only (one feature per vocabulary
             id; `lexical_buckets` may then equal the vocabulary size), for text whose word order carries nothing,
             such as word counts rendered as text.
+        lexical_min_df (`int`, *optional*, defaults to 1):
+            The least training chunks a lexical bucket was seen in to count (its idf is 0 below that); a record of
+            the fit, which wrote it into the channel's idf.
+        finetuning_mode (`str`, *optional*):
+            How the weights were fitted: `"lora"`, `"head_only"`, `"full"` (the `Trainer`, on chunk labels) or
+            `"ridge"` (frozen encoder; the head and the lexical channel in closed form, the head then a linear map
+            carried by two of its hidden units). `None`: not recorded (a freshly built model, or one saved before
+            this field).
+        fit_settings (`dict`, *optional*):
+            The fit's own settings, as `lyric_valence.fitting` records them: the LoRA rank, scaling, dropout, target
+            modules and layers, learning rates and epochs for the `Trainer`; the penalty, encoder scale and
+            cross-validation of a ridge fit.
 
     Example:
 
@@ -64,6 +76,9 @@ class LyricValenceConfig(PretrainedConfig):
     aggregation: Literal["mean", "median", "length_weighted"] = "mean"
     lexical_buckets: int = 0
     lexical_bigrams: bool = True
+    lexical_min_df: int = 1
+    finetuning_mode: Literal["lora", "head_only", "full", "ridge"] | None = None
+    fit_settings: dict | None = None
     id2label: dict[int, str] | dict[str, str] | None = None
     problem_type: Literal["regression", "single_label_classification", "multi_label_classification"] | None = (
         "regression"

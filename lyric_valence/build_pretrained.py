@@ -33,7 +33,7 @@ import numpy as np
 from lyric_valence.errors import UserError
 
 logger = logging.getLogger("lyric_valence.build_pretrained")
-COLUMNS = {"text": "lyrics", "label": "valence", "group": "artist", "title": "song"}
+COLUMNS = {"text_column": "lyrics", "label_column": "valence", "group_column": "artist", "title_column": "song"}
 HOLDOUT_SEEDS = (42, 43, 44)
 BASELINE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 METHODS = ("songs recipe", "TF-IDF + ridge", "mean predictor")
@@ -69,11 +69,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def read_songs(data_file: Path, seed: int):
     """The file's kept rows (cleaned text, label, split group) with train.py's split of `seed`."""
-    from lyric_valence.data import Columns
-    from lyric_valence.data.load import prepare
-    from lyric_valence.data.options import PreparationOptions
+    from lyric_valence.data import DataOptions, prepare
 
-    return prepare(data_file, Columns(**COLUMNS), options=PreparationOptions(seed=seed)).rows.reset_index(drop=True)
+    return prepare(data_file, DataOptions(**COLUMNS), seed).rows.reset_index(drop=True)
 
 
 def encoded_songs(model, tokenizer, texts: list[str], cache: Path | None, key: dict):

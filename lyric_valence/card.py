@@ -8,6 +8,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lyric_valence import TEMPLATES
+from lyric_valence.fitting import describe_fit
 
 TEMPLATE = TEMPLATES / "model_card.md"
 REPORTED_METRICS = ("mse", "rmse", "mae", "pearson", "spearman", "r2")
@@ -30,7 +31,8 @@ def render_model_card(
     test_metrics: dict[str, float],
     dataset_name: str,
     dataset_description: str,
-    recipe: dict[str, object],
+    recipe: dict[str, object] | None = None,
+    labels: dict[str, str] | None = None,
     language: str = "en",
     license: str = "apache-2.0",
     revision: str | None = None,
@@ -42,6 +44,8 @@ def render_model_card(
     the `test_` prefix) and whose prose comes from `model_card.md`. `has_merged_model` / `has_adapter` say what the
     repository holds (the merged model at its root, the peft adapter in `adapter/`); the how-to-use section follows.
     `base_model` goes to the YAML only when it is a Hub id (a local encoder folder means nothing on the Hub).
+    The model's parts and how it was fitted come from its config (`lyric_valence.fitting.describe_fit`); `recipe`
+    adds rows to the training table; `labels` ([`label_description`]) says what the labels measured.
     """
     reported = {
         name: float(test_metrics[name])
@@ -81,6 +85,8 @@ def render_model_card(
         ],
     )
     base_model_url = f"https://huggingface.co/{base_model}" if on_hub else None
+    fit = describe_fit(config)
+    parts = {name: fit.pop(name) for name in ("fit method", "pooling", "head", "lexical channel")}
     revision = None if revision in (None, "", "main") else revision
     return ModelCard.from_template(
         card_data,
@@ -93,13 +99,16 @@ def render_model_card(
         has_adapter=has_adapter,
         base_model=base_model,
         base_model_url=base_model_url,
-        hidden_size=config.hidden_size,
-        head_hidden_size=config.head_hidden_size,
+        pooling=parts["pooling"],
+        head=parts["head"],
+        lexical=parts["lexical channel"] if config.lexical_buckets else None,
+        fit_method=parts["fit method"],
+        labels=labels or {"description": "the label column of its training file", "scale": "file"},
         max_length=config.max_length,
         stride=config.stride,
         aggregation={"length_weighted": "length-weighted mean"}.get(config.aggregation, config.aggregation),
         dataset_description=dataset_description,
-        recipe=recipe,
+        recipe={**fit, **(recipe or {})},
         test_metrics={
             name: f"{test_metrics[name]:.4f}" if name in reported else "n/a"
             for name in REPORTED_METRICS
@@ -108,6 +117,24 @@ def render_model_card(
         test_songs=int(test_metrics.get("songs", 0)),
         language=language,
     )
+
+
+def label_description(data_file: str | Path, columns, label_range=None) -> dict[str, str]:
+    """
+    What a model's labels measured, for its card: EmoBank's valence (the layout recognised by its `V` column on 1-5)
+    is text valence; any other label is the user's file's label column, named.
+    """
+    name = Path(data_file).name
+    if columns is None:
+        return {"description": f"the `label` column of the prepared splits in `{name}`", "scale": "file"}
+    if columns.label == "V" and label_range in (None, [1, 5], [1.0, 5.0], (1.0, 5.0)):
+        return {
+            "description": f"EmoBank's valence (`V` of `{name}`, on 1-5, rescaled to 0-1): how positive the words "
+            "read to annotators (text valence)",
+            "scale": "text",
+        }
+    rescaled = f", rescaled from {label_range[0]:g}-{label_range[1]:g}" if label_range else ""
+    return {"description": f"the `{columns.label}` column of `{name}`{rescaled}", "scale": "file"}
 
 
 def write_model_card(output_dir: str | Path, *, config, **inputs) -> ModelCard:

@@ -1,14 +1,47 @@
 """
-How a model is fitted: the fine-tuning modes, preparing a model for each, and recording the method on its config.
+How a model is fitted: the one home of the fine-tuning modes. Preparing a model for a mode, fitting it (the HF
+`Trainer` on chunk labels, or the closed-form ridge fit of `lyric_valence.ridge`), recording on its config how it was
+fitted, and scoring the fitted model's songs.
 
-Imports neither `datasets` nor the Trainer at module level, so the benchmarks use it where `datasets` is missing.
+    fitted = fit(model, tokenizer, splits, "lora", training_args, lora=LoraArguments())
+    evaluation = fitted.evaluate(splits["test"], "test")
+
+Imports neither `datasets` nor the Trainer at module level, so the benchmarks use `prepare_for_finetuning` where
+`datasets` is missing.
 """
 
+import time
 import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from peft import LoraConfig, get_peft_model
+import numpy as np
+from peft import LoraConfig, PeftModel, get_peft_model
 
 FINETUNING_MODES = ("lora", "head_only", "full", "ridge")
+TRAINER_MODES = ("lora", "head_only", "full")
+# What `--lexical_bigrams` lets the ridge fit's cross-validation choose from.
+LEXICAL_BIGRAM_CHOICES = {"auto": (True, False), "on": (True,), "off": (False,)}
+
+
+@dataclass
+class LoraArguments:
+    """The LoRA adapters of `lora` mode (train.py's LoRA flags)."""
+
+    lora_r: int = field(default=4, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=8, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["query", "value"],
+        metadata={"help": "Names of the attention projections that get adapters (BERT/RoBERTa: query value)."},
+    )
+    lora_num_layers: int = field(default=4, metadata={"help": "How many of the last encoder layers get adapters."})
+
+    def describe(self) -> str:
+        return (
+            f"r={self.lora_r}, alpha={self.lora_alpha}, dropout={self.lora_dropout} on "
+            f"{'/'.join(self.lora_target_modules)} of the last {self.lora_num_layers} layers"
+        )
 
 
 def prepare_for_finetuning(
@@ -51,3 +84,200 @@ def prepare_for_finetuning(
     if mode == "ridge":
         model.requires_grad_(False)
     return model
+
+
+def check_fit_settings(mode: str, lexical_buckets: int) -> None:
+    """Raise a `ValueError` for settings `mode` cannot fit: a lexical channel is fitted in closed form only."""
+    if mode not in FINETUNING_MODES:
+        raise ValueError(f"unknown finetuning mode {mode!r}: expected one of {FINETUNING_MODES}")
+    if lexical_buckets and mode != "ridge":
+        raise ValueError("--lexical_buckets needs --finetuning_mode ridge (the channel is fitted in closed form)")
+
+
+def record_fit(config, mode: str, settings: dict) -> None:
+    """Record on the model's config how it was fitted (`finetuning_mode`) and with which settings (`fit_settings`)."""
+    if mode not in FINETUNING_MODES:
+        raise ValueError(f"unknown finetuning mode {mode!r}: expected one of {FINETUNING_MODES}")
+    config.finetuning_mode = mode
+    config.fit_settings = settings
+
+
+def describe_fit(config) -> dict[str, str]:
+    """
+    How a model was fitted, in words, from its config: the method, its parts, and the fit's settings. What the
+    model card shows; a config that recorded nothing says so.
+    """
+    mode, settings = config.finetuning_mode, dict(config.fit_settings or {})
+    lexical = (
+        f"{config.lexical_buckets:,} hashed TF-IDF features of token unigrams"
+        + (" and bigrams" if config.lexical_bigrams else "")
+        + f" (buckets seen in fewer than {config.lexical_min_df} training chunks do not count)"
+        * (config.lexical_min_df > 1)
+        if config.lexical_buckets
+        else "none"
+    )
+    head = f"Linear({config.hidden_size}, {config.head_hidden_size}) -> ReLU -> Linear({config.head_hidden_size}, 1)"
+    methods = {
+        "lora": "LoRA adapters on the encoder's last layers and the full head, trained by the HF Trainer on chunk "
+        "labels; the adapters are merged into the encoder",
+        "head_only": "the head trained by the HF Trainer on chunk labels; the encoder frozen",
+        "full": "every weight trained by the HF Trainer on chunk labels",
+        "ridge": "closed form: the encoder frozen; one ridge regression on song features (mean pooled encoder vectors "
+        "and the lexical channel's TF-IDF) fitted the head, which holds the linear solution in two hidden units, and "
+        "the lexical channel",
+    }
+    description = {
+        "fit method": f"`{mode}`: {methods[mode]}" if mode in methods else "not recorded in the model's config",
+        "pooling": config.pooling,
+        "head": head + (" (a linear map: the ridge solution)" if mode == "ridge" else ""),
+        "lexical channel": lexical,
+    }
+    if mode == "ridge" and "ridge_alpha" in settings:
+        picked = f"alpha {settings['ridge_alpha']}, encoder scale {settings['ridge_encoder_scale']}"
+        if "lexical_bigrams" in settings:
+            picked += f", bigrams {'on' if settings['lexical_bigrams'] else 'off'}, min_df {settings['lexical_min_df']}"
+        folds = settings["ridge_cv_folds"]
+        key = f"ridge settings (picked by grouped {folds}-fold cross-validation on the training songs)"
+        description[key] = f"{picked}; cross-validated song MSE {settings['ridge_cv_mse']:.4f}"
+    else:
+        description.update({name.replace("_", " "): str(value) for name, value in settings.items()})
+    return description
+
+
+@dataclass
+class SongEvaluation:
+    """One split's song-level results: each song's id, predicted and true valence, and the metrics (prefixed)."""
+
+    song_ids: list[str]
+    predicted: np.ndarray
+    true: np.ndarray
+    metrics: dict[str, float]
+
+
+@dataclass
+class FittedModel:
+    """
+    A fitted model (a `PeftModel` after a LoRA fit, until `save` merges it), its tokenizer, the fit's `metrics`,
+    and the `trainer` of a Trainer fit (None for ridge).
+    """
+
+    model: object
+    tokenizer: object
+    metrics: dict[str, float]
+    trainer: object | None = None
+
+    @property
+    def log_history(self) -> list[dict]:
+        return self.trainer.state.log_history if self.trainer is not None else []
+
+    def save(self, output_dir: str | Path):
+        """
+        Save the model and its tokenizer in `output_dir` (a LoRA fit: its adapter and head in `adapter/` first, then
+        merged into the encoder) and return the saved model, a plain `LyricValenceModel` that loads with
+        `AutoModel.from_pretrained(output_dir, trust_remote_code=True)`.
+        """
+        model = self.model
+        if isinstance(model, PeftModel):
+            model.save_pretrained(Path(output_dir) / "adapter")
+            model = model.merge_and_unload()
+        model.save_pretrained(output_dir)
+        self.tokenizer.save_pretrained(output_dir)
+        return model
+
+    def evaluate(self, split, prefix: str) -> SongEvaluation:
+        """
+        Song-level metrics of `split` (`song_id`, `text`, `label`), keys prefixed with `prefix`: a Trainer fit
+        predicts through its Trainer (every process its share); a ridge fit scores the songs as `predict` does.
+        """
+        from lyric_valence.evaluation import song_metrics
+        from lyric_valence.trainer import chunk_split, song_predictions
+
+        song_ids = np.asarray(list(split["song_id"]))
+        if self.trainer is not None:
+            config = self.model.config
+            chunks = chunk_split(split, self.tokenizer, config.max_length, config.stride)
+            output = self.trainer.predict(chunks, metric_key_prefix=prefix)
+            songs, predicted, true, _, _ = song_predictions(output.predictions, output.label_ids, config.aggregation)
+            return SongEvaluation(list(song_ids[songs]), predicted, true, output.metrics)
+        start = time.perf_counter()
+        predicted = np.asarray(self.model.score_songs(list(split["text"]), self.tokenizer))
+        true = np.asarray(list(split["label"]), dtype=np.float64)
+        metrics = {**song_metrics(predicted, true), "songs": len(true)}
+        metrics["runtime"] = round(time.perf_counter() - start, 2)
+        metrics = {f"{prefix}_{name}": value for name, value in metrics.items()}
+        return SongEvaluation(list(song_ids), predicted, true, metrics)
+
+
+def fit(
+    model,
+    tokenizer,
+    splits,
+    mode: str,
+    training_args,
+    *,
+    lora: LoraArguments | None = None,
+    head_learning_rate: float | None = None,
+    lexical_bigrams: str = "auto",
+) -> FittedModel:
+    """
+    Fit `model` (a [`LyricValenceModel`]) on `splits["train"]` in `mode` and return it fitted, its config recording
+    how. `lora`, `head_learning_rate` and the `TrainingArguments` `training_args` drive a Trainer fit (`lora`,
+    `head_only`, `full`: epochs over the chunks, evaluated on `splits["validation"]`, resumable from checkpoints);
+    `ridge` fits in closed form, its settings (`lexical_bigrams`: auto, on or off, among them) picked by grouped
+    cross-validation on the training songs; the validation songs only report.
+    """
+    if mode not in FINETUNING_MODES:
+        raise ValueError(f"unknown finetuning mode {mode!r}: expected one of {FINETUNING_MODES}")
+    train = splits["train"]
+    if mode == "ridge":
+        from lyric_valence.ridge import fit_ridge
+
+        start = time.perf_counter()
+        prepare_for_finetuning(model, mode)
+        groups = list(train["group" if "group" in train.column_names else "song_id"])
+        ridge = fit_ridge(
+            model,
+            tokenizer,
+            list(train["text"]),
+            list(train["label"]),
+            groups,
+            bigrams=LEXICAL_BIGRAM_CHOICES[lexical_bigrams],
+            show_progress=not training_args.disable_tqdm,
+        )
+        metrics = {**ridge.metrics(), "train_runtime": round(time.perf_counter() - start, 2)}
+        return FittedModel(model, tokenizer, metrics)
+
+    from transformers import DataCollatorWithPadding
+
+    from lyric_valence.trainer import ChunkedSongTrainer, chunk_split, make_compute_metrics
+
+    lora = lora or LoraArguments()
+    trainable = prepare_for_finetuning(model, mode, **asdict(lora))
+    with training_args.main_process_first(desc="chunking songs"):
+        chunks = {
+            name: chunk_split(splits[name], tokenizer, model.config.max_length, model.config.stride)
+            for name in ("train", "validation")
+        }
+    trainer = ChunkedSongTrainer(
+        model=trainable,
+        args=training_args,
+        train_dataset=chunks["train"],
+        eval_dataset=chunks["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(model.config.aggregation),
+        head_learning_rate=head_learning_rate,
+    )
+    metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
+    settings = {
+        "learning_rate": training_args.learning_rate,
+        "head_learning_rate": head_learning_rate,
+        "epochs": training_args.num_train_epochs,
+        "batch_size_chunks": training_args.per_device_train_batch_size * training_args.world_size,
+        "scheduler": str(training_args.lr_scheduler_type),
+        "seed": training_args.seed,
+    }
+    if mode == "lora":
+        settings["lora"] = lora.describe()
+    record_fit(model.config, mode, settings)  # a PeftModel's config is its base model's
+    return FittedModel(trainer.model, tokenizer, metrics, trainer)

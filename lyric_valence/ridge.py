@@ -7,8 +7,8 @@ solution is written into the model's own weights, so the fitted model scores, sa
 - the lexical channel's `idf` (smoothed document frequencies of the fitting chunks; 0 for buckets in fewer than
   `min_df` chunks, and for bigram buckets when bigrams are off, so that they count neither in the score nor in the
   L2 norm, as scikit-learn's `TfidfVectorizer(min_df=...)` drops such terms) and `weight` (its ridge coefficients);
-- the head, as the linear map of the encoder coefficients: `relu(u.x + c) - relu(-u.x - c) = u.x + c`, so two of the
-  head's hidden units carry it exactly and the others are zero.
+- the head, as the linear map of the encoder coefficients (`LyricValenceHead.set_linear`: two hidden units carry it
+  exactly, the others are zero).
 
 A song's score is the mean of its chunk scores (`aggregation` mean or length_weighted), and a linear score's mean is
 the score of the mean features, so the regression runs on one row per song. The songs are encoded once
@@ -29,9 +29,9 @@ import scipy.linalg
 import scipy.sparse as sp
 import torch
 from sklearn.model_selection import GroupKFold
-from tqdm.auto import tqdm
 
-from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceModel, chunk_batches
+from lyric_valence.fitting import record_fit
+from modeling_lyric_valence import LyricValenceModel
 
 logger = logging.getLogger(__name__)
 
@@ -140,43 +140,23 @@ class RidgeFit:
         return metrics
 
 
-@torch.inference_mode()
 def encode_songs(
     model: LyricValenceModel, tokenizer, lyrics: list[str], batch_tokens: int | None = None, show_progress: bool = True
 ) -> EncodedSongs:
-    """Pooled encoder vectors (averaged per song) and lexical term counts (per chunk, bigrams included) of `lyrics`."""
-    model.eval()
-    batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(model.device.type, DEFAULT_BATCH_TOKENS["cuda"])
-    block = chunk_batches(tokenizer, lyrics, model.config, batch_tokens)
-    pooled = torch.empty(len(block.song_index), model.config.hidden_size, dtype=torch.float64)
-    triples = []  # (chunk, feature, count) of the lexical term counts
-    bigrams = model.lexical.bigrams if model.lexical is not None else None
-    try:
-        if model.lexical is not None:
-            # unigram-only counts are the first vocab_size columns of these
-            model.lexical.bigrams = has_bigram_buckets(model)
-        for indices, inputs in tqdm(block.batches, desc="encoding songs", unit="batch", disable=not show_progress):
-            inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
-            hidden = model.encoder(**inputs).last_hidden_state
-            pooled[indices] = model.pool(hidden, inputs["attention_mask"]).double().cpu()
-            if model.lexical is not None:
-                chunk, feature, count = model.lexical.term_counts(inputs["input_ids"], inputs["attention_mask"])
-                triples.append((torch.tensor(indices)[chunk.cpu()], feature.cpu(), count.cpu()))
-    finally:
-        if model.lexical is not None:
-            model.lexical.bigrams = bigrams
-    chunks = len(block.song_index)
-    weights = block.chunk_lengths if model.config.aggregation == "length_weighted" else torch.ones(chunks)
+    """
+    Pooled encoder vectors (averaged per song) and lexical term counts (per chunk, bigrams included) of `lyrics`,
+    from the model's own [`~LyricValenceModel.chunk_features`].
+    """
+    features = model.chunk_features(lyrics, tokenizer, batch_tokens, show_progress)
+    chunks = len(features.song_index)
+    weights = features.chunk_lengths if model.config.aggregation == "length_weighted" else torch.ones(chunks)
     counts = None
-    if triples:
-        chunk, feature, count = (torch.cat(parts).numpy() for parts in zip(*triples, strict=True))
+    if features.term_counts is not None:
+        chunk, feature, count = (part.numpy() for part in features.term_counts)
         counts = sp.csr_matrix((count.astype(np.float64), (chunk, feature)), shape=(chunks, model.lexical.buckets))
-    song_index, weights = block.song_index.numpy(), weights.double().numpy()
-    return EncodedSongs(song_rows(song_index, weights, len(lyrics)) @ pooled.numpy(), counts, song_index, weights)
-
-
-def has_bigram_buckets(model: LyricValenceModel) -> bool:
-    return model.lexical.buckets > model.lexical.vocab_size
+    song_index, weights = features.song_index.numpy(), weights.double().numpy()
+    pooled = song_rows(song_index, weights, len(lyrics)) @ features.pooled.numpy()
+    return EncodedSongs(pooled, counts, song_index, weights)
 
 
 def lexical_idf(counts: sp.csr_matrix, settings: LexicalSettings, vocab_size: int) -> np.ndarray:
@@ -315,24 +295,19 @@ def solve(
     )
 
 
-@torch.no_grad()
 def write_solution(model: LyricValenceModel, solution: RidgeSolution) -> None:
-    """Put the ridge solution into the lexical channel's idf and weights and the head (see the module docstring)."""
+    """Put the ridge solution into the model: its lexical channel, and its head as a linear map."""
     if solution.settings is not None:
-        model.config.lexical_bigrams = model.lexical.bigrams = solution.settings.bigrams
-        model.lexical.idf.copy_(torch.from_numpy(solution.idf))
-        model.lexical.weight.copy_(torch.from_numpy(solution.lexical_weight))
+        model.set_lexical_channel(
+            torch.from_numpy(solution.idf),
+            torch.from_numpy(solution.lexical_weight),
+            solution.settings.bigrams,
+            solution.settings.min_df,
+        )
     slope = torch.from_numpy(
         solution.encoder_coefficients * solution.encoder_scale / (solution.std * np.sqrt(solution.mean.size))
     )
-    offset = solution.intercept - float(slope @ torch.from_numpy(solution.mean))
-    head = model.head
-    for layer in (head.dense, head.out_proj):
-        layer.weight.zero_()
-        layer.bias.zero_()
-    head.dense.weight[0], head.dense.bias[0] = slope, offset
-    head.dense.weight[1], head.dense.bias[1] = -slope, -offset
-    head.out_proj.weight[0, 0], head.out_proj.weight[0, 1] = 1.0, -1.0
+    model.head.set_linear(slope, solution.intercept - float(slope @ torch.from_numpy(solution.mean)))
 
 
 def check_fittable(model: LyricValenceModel) -> None:
@@ -362,7 +337,7 @@ def fit_encoded(
         grid = [None]
         encoder_scales = encoder_scales[:1]  # alone, the encoder block's scale only rescales alpha
     else:
-        bigrams = bigrams if has_bigram_buckets(model) else (False,)
+        bigrams = bigrams if model.lexical.has_bigram_buckets else (False,)
         grid = [LexicalSettings(bigram, min_df) for bigram in bigrams for min_df in min_dfs]
     vocab_size = model.config.encoder.vocab_size
     trials = cross_validate(encoded, labels, groups, grid, vocab_size, alphas, encoder_scales)
@@ -371,6 +346,7 @@ def fit_encoded(
     write_solution(model, solution)
     trials = [{key: value for key, value in trial.items() if key != "settings"} for trial in trials]
     fit = RidgeFit(solution, best["cv_mse"], len(cv_folds(groups)), trials)
+    record_fit(model.config, "ridge", fit.metrics())
     logger.info("ridge: %s (grouped %d-fold song MSE %.5f)", fit.metrics(), fit.folds, fit.cv_mse)
     return fit
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lyric_valence.commands.prepare import main
-from lyric_valence.data import PreparationOptions, load_splits, prepare
+from lyric_valence.data import DataOptions, load_splits, prepare
 from lyric_valence.errors import UserError
 
 EMOBANK = Path(__file__).resolve().parents[1] / "data" / "emobank.csv"
@@ -110,7 +110,7 @@ def kaggle_csv(tmp_path_factory) -> Path:
     return write_kaggle_csv(tmp_path_factory.mktemp("kaggle") / "lyrics.csv", kaggle_rows())
 
 
-ENGLISH = PreparationOptions(language=["en"], validation_fraction=0.2, test_fraction=0.2)
+ENGLISH = DataOptions(language=["en"], validation_fraction=0.2, test_fraction=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_leak_rate_is_zero_with_grouping_and_positive_without(kaggle_csv):
 
 def test_text_is_normalised_and_markers_kept_or_stripped(kaggle_csv):
     kept = prepare(kaggle_csv).rows.set_index("title")
-    stripped = prepare(kaggle_csv, options=PreparationOptions(strip_section_markers=True)).rows.set_index("title")
+    stripped = prepare(kaggle_csv, options=DataOptions(strip_section_markers=True)).rows.set_index("title")
     text = kept.loc["Artist A song 0", "text"]
     assert "\r" not in text and "[Chorus]" in text
     assert not any(line != line.rstrip() for row in kept["text"] for line in row.split("\n"))
@@ -179,7 +179,7 @@ def test_text_is_normalised_and_markers_kept_or_stripped(kaggle_csv):
 def test_languages_are_kept_as_a_column(kaggle_csv, prepared):
     assert set(prepared.rows["language"]) == {"en"}
     assert prepared.languages == {"en": 43, "de": 1}
-    every_language = prepare(kaggle_csv, options=PreparationOptions(language=["any"])).rows
+    every_language = prepare(kaggle_csv, options=DataOptions(language=["any"])).rows
     assert every_language.loc[every_language["artist"] == "Die Band", "language"].tolist() == ["de"]
     assert "language" not in prepare(kaggle_csv).rows  # not identified unless asked
 
@@ -318,7 +318,7 @@ def test_cli_help_documents_every_flag(capsys):
         (["missing.csv", "--out", "x"], "missing.csv: no such file"),
         (["in.csv"], "the following arguments are required: --out"),
         (["in.csv", "--out", "x", "--test_fraction", "0.95"], "must be positive and sum to less than 1"),
-        (["in.csv", "--out", "x", "--label_range", "1"], "--label_range takes two numbers"),
+        (["in.csv", "--out", "x", "--label_range", "1"], "--label_range/--label-range: expected 2 arguments"),
     ],
 )
 def test_cli_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):

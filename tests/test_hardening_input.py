@@ -130,18 +130,19 @@ def test_an_unreadable_training_file_gives_one_line(tmp_path, monkeypatch, capsy
 
 
 def data_stage(monkeypatch, capsys, tmp_path, data_file, *args):
-    """Run train.py up to its tokenizer: (exit code, splits and counts as load_splits returned them, split ids)."""
+    """Run train.py up to its tokenizer: (exit code, splits and counts as load_data returned them, split ids)."""
     seen = {}
-    load_splits = lyric_valence.data.load_splits
+    load_data = lyric_valence.data.load_data
 
     def spy(*a, **k):
-        seen["splits"], seen["counts"] = load_splits(*a, **k)
-        return seen["splits"], seen["counts"]
+        loaded = load_data(*a, **k)
+        seen["splits"], seen["counts"] = loaded.splits, loaded.counts
+        return loaded
 
     def stop(*a, **k):
         raise StopAfterSplits
 
-    monkeypatch.setattr(lyric_valence.commands.train, "load_splits", spy)  # train.py runs lyric_valence.train's main
+    monkeypatch.setattr(lyric_valence.commands.train, "load_data", spy)  # train.py runs commands.train's main
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", stop)
     with pytest.raises(StopAfterSplits):
         run_train_script(monkeypatch, capsys, "--data_file", data_file, "--output_dir", tmp_path / "out", *args)

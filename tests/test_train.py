@@ -307,7 +307,7 @@ def test_naming_only_the_label_column_reads_a_recognised_lyrics_column(tmp_path,
     )
     monkeypatch.setattr(sys, "argv", ["train.py", "--data_file", str(data), "--label_column", "mood"])
     _, _, data_args, _ = train.parse_arguments()
-    splits, counts = load_splits(data_args.data_file, data_args.columns())
+    splits, counts = load_splits(data_args.data_file, data_args)
     rows = pd.concat([split.to_pandas() for split in splits.values()])
     assert sorted(zip(rows["text"], rows["label"], strict=True)) == [(f"song number {i}", i / 10) for i in range(10)]
 

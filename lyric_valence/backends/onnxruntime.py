@@ -49,26 +49,27 @@ EXPORT_FORMAT = 1
 logger = logging.getLogger("lyric_valence")
 
 
-class ChunkValences(torch.nn.Module):
-    """The model's chunk valences as one plain tensor, shape `(chunks,)`: the one output the exported graph needs."""
+class HeadValences(torch.nn.Module):
+    """
+    The head's chunk valences (the model's forward without its lexical channel) as one plain tensor, shape
+    `(chunks,)`: the one output the exported graph needs.
+    """
 
     def __init__(self, model: LyricValenceModel):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits[
-            :, 0
-        ]
+        pooled = self.model.encode_chunks(input_ids, attention_mask, token_type_ids).pooler_output
+        return self.model.head(pooled)[:, 0]
 
 
 def export_to_onnx(model: LyricValenceModel, path: Path) -> None:
     """
     Export `model` prepared for scoring (CLS-only last layer) with eager attention, the pattern onnxruntime fuses.
-    The graph holds the encoder and head only: a lexical channel is computed in torch beside it ([`OnnxRuntimeScorer`]),
-    its hashing and sparse counts having no faithful ONNX trace.
+    The graph holds the encoder and head only ([`HeadValences`]): a lexical channel is computed in torch beside it
+    ([`OnnxRuntimeScorer`]), its hashing and sparse counts having no faithful ONNX trace.
     """
-    model.lexical = None
     model.set_attn_implementation("eager")
     model = prepare_for_scoring(model, "cpu")
     example = torch.ones(2, 16, dtype=torch.long)
@@ -78,7 +79,7 @@ def export_to_onnx(model: LyricValenceModel, path: Path) -> None:
     ):  # the tracer's notes on Python conditions it freezes, and the exporter's deprecation
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            ChunkValences(model),
+            HeadValences(model),
             (example, example, torch.zeros_like(example)),
             str(path),
             dynamo=False,  # the TorchScript exporter's graph is the one onnxruntime's BERT fusions recognise

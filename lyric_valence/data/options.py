@@ -1,17 +1,63 @@
-"""The options of preparing a raw table: split fractions, seed, grouping, duplicates, language, markers."""
+"""
+The data options of `train` and `prepare`: which columns of a labelled table play which role, and how its rows become
+leak-free splits. One dataclass, so both commands take the same flags (older spellings kept as aliases).
+"""
 
 from dataclasses import dataclass, field
 
+from .columns import Columns
+
 
 @dataclass
-class PreparationOptions:
-    """How a raw table becomes splits. Each field is also a flag of `lyric-valence prepare`."""
+class DataOptions:
+    """How a labelled table is read and split. Each field is a flag of `train.py` and of `lyric-valence prepare`."""
 
-    validation_fraction: float = field(default=0.1, metadata={"help": "Share of songs in the validation split."})
-    test_fraction: float = field(default=0.1, metadata={"help": "Share of songs in the test split."})
-    seed: int = field(default=42, metadata={"help": "Seed of the split."})
-    group_by_artist: bool = field(
-        default=True, metadata={"help": "Keep all songs of an artist (the file's group column) in one split."}
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column holding the lyrics (default: the first of lyrics, text, seq)."}
+    )
+    label_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding the valence label (default: the first of valence, label, V; V on 1-5)."},
+    )
+    id_column: str | None = field(
+        default=None,
+        metadata={"help": "Column holding a song id (default: id, song_id or an unnamed index; else row number)."},
+    )
+    group_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column whose values never span two splits (default: artist, if present).",
+            "aliases": ["--artist_column"],
+        },
+    )
+    split_column: str | None = field(
+        default=None,
+        metadata={"help": "Column naming each row's split: train, dev/validation, test (default: split, if present)."},
+    )
+    title_column: str | None = field(
+        default=None,
+        metadata={"help": "Column of the song title, kept as `title` (default: title or song, if present)."},
+    )
+    label_range: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Rescale labels from [LOW, HIGH] to [0, 1] (EmoBank's V on 1-5 is recognised). Without it, labels "
+            "outside [0, 1] are an error.",
+            "metavar": ("LOW", "HIGH"),
+        },
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Share of songs for validation (when the file has no split column)."}
+    )
+    test_fraction: float = field(
+        default=0.1, metadata={"help": "Share of songs for test (when the file has no split column)."}
+    )
+    group_split: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep all songs of a group (the group column: the artist) in one split.",
+            "aliases": ["--group_by_artist"],
+        },
     )
     group_by_duplicates: bool = field(
         default=True, metadata={"help": "Keep each group of near-duplicate lyrics in one split."}
@@ -46,3 +92,16 @@ class PreparationOptions:
             )
         if not 0 < self.duplicate_threshold <= 1:
             raise ValueError(f"duplicate_threshold ({self.duplicate_threshold}) must be in (0, 1]")
+        if self.label_range is not None and len(self.label_range) != 2:
+            raise ValueError(f"--label_range takes two numbers, LOW HIGH; got {self.label_range}")
+
+    def columns(self) -> Columns:
+        """The columns the flags name; the others are recognised in the file (`lyric_valence.data.columns`)."""
+        return Columns(
+            text=self.text_column,
+            label=self.label_column,
+            song_id=self.id_column,
+            group=self.group_column,
+            split=self.split_column,
+            title=self.title_column,
+        )

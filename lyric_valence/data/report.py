@@ -18,7 +18,7 @@ from transformers import AutoTokenizer  # noqa: E402
 
 from .duplicates import leak_rate  # noqa: E402
 from .load import PreparedData  # noqa: E402
-from .options import PreparationOptions  # noqa: E402
+from .options import DataOptions  # noqa: E402
 from .split import SPLITS, group_rows, split_by_group  # noqa: E402
 
 LABEL_BINS = np.linspace(0.0, 1.0, 11)
@@ -65,20 +65,20 @@ def duplicate_label_spread(rows: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def leak_rates_by_grouping(prepared: PreparedData, options: PreparationOptions) -> dict[str, float]:
+def leak_rates_by_grouping(prepared: PreparedData, options: DataOptions) -> dict[str, float]:
     """Test leak rate (share of test songs with a near-duplicate in train) of seeded splits grouped in each way."""
     groupings = {
-        "songs (no grouping)": replace(options, group_by_artist=False, group_by_duplicates=False),
-        "artist": replace(options, group_by_artist=True, group_by_duplicates=False),
-        "near-duplicates": replace(options, group_by_artist=False, group_by_duplicates=True),
-        "artist + near-duplicates": replace(options, group_by_artist=True, group_by_duplicates=True),
+        "songs (no grouping)": replace(options, group_split=False, group_by_duplicates=False),
+        "artist": replace(options, group_split=True, group_by_duplicates=False),
+        "near-duplicates": replace(options, group_split=False, group_by_duplicates=True),
+        "artist + near-duplicates": replace(options, group_split=True, group_by_duplicates=True),
     }
     if "artist" not in prepared.rows:
         groupings = {name: grouping for name, grouping in groupings.items() if "artist" not in name}
     rates = {}
     for name, grouping in groupings.items():
         group = group_rows(prepared.rows, prepared.duplicates, grouping).to_numpy()
-        split = split_by_group(group, options.validation_fraction, options.test_fraction, options.seed)
+        split = split_by_group(group, options.validation_fraction, options.test_fraction, prepared.seed)
         rates[name] = leak_rate(prepared.duplicates, split)
     return rates
 
@@ -122,7 +122,7 @@ def plot_histograms(out: Path, rows: pd.DataFrame, tokens: np.ndarray | None, ch
 
 def summarise(
     prepared: PreparedData,
-    options: PreparationOptions,
+    options: DataOptions,
     source: str,
     tokenizer_name: str | None,
     max_length: int,
@@ -133,7 +133,8 @@ def summarise(
     rows = prepared.rows
     summary = {
         "source": source,
-        "options": vars(options),
+        "options": {**vars(options), "seed": prepared.seed},
+        "columns": vars(prepared.columns),
         "counts": prepared.counts,
         "seconds_per_step": dict(prepared.seconds),
         "languages_before_filtering": prepared.languages,

@@ -10,7 +10,7 @@ from lyric_valence.errors import UserError
 
 from .columns import Columns
 from .duplicates import NearDuplicates, components, leak_rate, star_edges
-from .options import PreparationOptions
+from .options import DataOptions
 
 SPLIT_NAMES = {
     "train": "train",
@@ -23,7 +23,7 @@ SPLIT_NAMES = {
 SPLITS = ("train", "validation", "test")
 
 
-def group_rows(rows: pd.DataFrame, duplicates: NearDuplicates, options: PreparationOptions) -> pd.Series:
+def group_rows(rows: pd.DataFrame, duplicates: NearDuplicates, options: DataOptions) -> pd.Series:
     """
     The split group of each row: the connected components of "same artist" (if grouping by artist) and "near
     duplicates" (if grouping by duplicates), so that no artist and no duplicate group spans two splits. A group is
@@ -31,7 +31,7 @@ def group_rows(rows: pd.DataFrame, duplicates: NearDuplicates, options: Preparat
     ("") are not grouped by artist.
     """
     edges = [np.empty((0, 2), dtype=np.int64)]
-    by_artist = options.group_by_artist and "artist" in rows
+    by_artist = options.group_split and "artist" in rows
     if by_artist:
         with_artist = np.flatnonzero(rows["artist"].to_numpy() != "")
         edges.append(with_artist[star_edges(rows["artist"].to_numpy()[with_artist])])
@@ -95,7 +95,12 @@ def to_dataset_dict(rows: pd.DataFrame) -> datasets.DatasetDict:
 
 
 def group_and_split(
-    path: Path, rows: pd.DataFrame, duplicates: NearDuplicates, columns: Columns, options: PreparationOptions
+    path: Path,
+    rows: pd.DataFrame,
+    duplicates: NearDuplicates,
+    columns: Columns,
+    options: DataOptions,
+    seed: int,
 ) -> dict:
     """
     Add the `duplicate_group`, `duplicate_group_label`, `group` and `split` columns to `rows` (the file's own split
@@ -110,7 +115,7 @@ def group_and_split(
         rows["split"] = split_by_column(path, rows["split"])
     else:
         rows["split"] = split_by_group(
-            rows["group"].to_numpy(), options.validation_fraction, options.test_fraction, options.seed
+            rows["group"].to_numpy(), options.validation_fraction, options.test_fraction, seed
         )
     counts = duplicate_counts(duplicates)
     for name in SPLITS:
