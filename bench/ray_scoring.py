@@ -72,9 +72,9 @@ sys.exit(code)
 # (every table row that reaches a block, every song file opened); tests/test_predict_scale.py runs it too.
 COUNTED_RUN = """
 import json, os, sys
-from lyric_valence import predict, predict_io
+from lyric_valence import local_scoring, predict_io
 counts = {"taken": 0, "read": 0}
-share, song_frames, read_text_file = predict.process_share, predict_io.song_frames, predict_io.read_text_file
+share, song_frames, read_text_file = local_scoring.process_share, predict_io.song_frames, predict_io.read_text_file
 def counted_share(shards, index, count):
     for shard in share(shards, index, count):
         counts["taken"] += 0 if shard is None else shard.rows
@@ -88,7 +88,7 @@ def counted_frames(*args):
 def counted_text_file(path):
     counts["read"] += 1
     return read_text_file(path)
-predict.process_share = counted_share
+local_scoring.process_share = counted_share
 predict_io.song_frames, predict_io.read_text_file = counted_frames, counted_text_file
 from lyric_valence.cli import main
 sys.exit(main(sys.argv[1:]))

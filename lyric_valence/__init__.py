@@ -1,11 +1,14 @@
 """
 lyric-valence: fine-tune BERT-family encoders to predict the valence of song lyrics, score catalogues, publish.
 
-    from lyric_valence import load_scoring_model, pretrained_model_path, score_songs
+    from lyric_valence import ScoringOptions, load_scoring_model, pretrained_model_path, score_songs
 
     score_songs(["full lyrics ..."])                    # Spotify valence from the shipped songs-minilm model
     model, tokenizer = load_scoring_model("outputs/lyric-valence", backend="onnxruntime", quantize="int8")
     model.score_songs(["full lyrics ..."], tokenizer)
+    options = ScoringOptions("outputs/lyric-valence", batch_tokens=4096)   # the flags of `lyric-valence predict`
+    model, tokenizer = options.load()
+    options.score(model, tokenizer, ["full lyrics ..."])
     score_songs(["full lyrics ..."], model="me/lyric-valence-minilm")   # a Hub model: load and score in one call
     AutoModel.from_pretrained(pretrained_model_path("songs-mpnet"), trust_remote_code=True)  # a shipped model's folder
 
@@ -22,6 +25,7 @@ _EXPORTS = {
     "LyricValenceConfig": "configuration_lyric_valence",
     "LyricValenceModel": "modeling_lyric_valence",
     "load_scoring_model": "lyric_valence.loading",
+    "ScoringOptions": "lyric_valence.loading",
     "score_songs": "lyric_valence.loading",
     "publish": "lyric_valence.hub",
     "pretrained_model_path": "lyric_valence.pretrained",

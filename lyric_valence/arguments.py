@@ -1,6 +1,11 @@
-"""The command-line parser of `train.py` and of every `lyric-valence` subcommand."""
+"""
+The command-line parser of `train.py` and of every `lyric-valence` subcommand, and the argument types they share.
+The option groups several commands share are dataclasses (`lyric_valence.loading.ScoringOptions`: predict, explain,
+demo), whose fields become flags as in transformers' examples.
+"""
 
 import argparse
+import dataclasses
 import difflib
 from collections.abc import Iterable
 
@@ -17,11 +22,25 @@ class ArgumentParser(HfArgumentParser):
       valid flag (`HfArgumentParser` raises a `ValueError` with a traceback);
     - a value that a dataclass's `__post_init__` rejects (a `ValueError`) is a usage error too;
     - flags added with `add_argument` get both spellings, `--text_column` and `--text-column`, as dataclass fields do;
-    - no abbreviated flags: `--privat` is a typo named as such, not `--private`, and stays so when flags are added.
+    - no abbreviated flags: `--privat` is a typo named as such, not `--private`, and stays so when flags are added;
+    - `only_fields`: only these fields of the dataclasses become flags; the others keep their defaults (a command
+      that takes part of a shared group, e.g. explain the model fields of `ScoringOptions`).
     """
 
-    def __init__(self, dataclass_types=None, **kwargs):
+    def __init__(self, dataclass_types=None, *, only_fields: Iterable[str] | None = None, **kwargs):
+        self.only_fields = None if only_fields is None else frozenset(only_fields)
         super().__init__(dataclass_types, allow_abbrev=False, **kwargs)
+        if self.only_fields is not None:
+            names = {field.name for dtype in self.dataclass_types for field in dataclasses.fields(dtype)}
+            if not self.only_fields <= names:
+                raise ValueError(f"only_fields names no field: {sorted(self.only_fields - names)}")
+
+    def _parse_dataclass_field(self, parser, field: dataclasses.Field):
+        """A field's flag, as `HfArgumentParser` makes it; a field left out by `only_fields` gets its default alone."""
+        if self.only_fields is None or field.name in self.only_fields:
+            return HfArgumentParser._parse_dataclass_field(parser, field)
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        parser.set_defaults(**{field.name: default})
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -72,3 +91,11 @@ class ArgumentParser(HfArgumentParser):
         name = next((item for item in unknown if item.startswith("-")), unknown[0]).split("=", 1)[0]
         close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
         return f"unrecognized {kind} {name}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1 (a usage error names the flag otherwise)."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number

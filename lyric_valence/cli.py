@@ -23,7 +23,7 @@ logger = logging.getLogger("lyric_valence")
 
 def predict(argv: list[str]) -> int:
     """Score whole songs: text files, folders, tables or standard input, one valence per song."""
-    from lyric_valence.predict import main as predict_main
+    from lyric_valence.commands.predict import main as predict_main
 
     return predict_main(argv)
 
@@ -138,14 +138,14 @@ def prepare(argv: list[str]) -> int:
 
 def explain(argv: list[str]) -> int:
     """Line-level valence of songs: an HTML page and a PNG curve per song."""
-    from lyric_valence.explain import main as explain_main
+    from lyric_valence.commands.explain import main as explain_main
 
     return explain_main(argv)
 
 
 def demo(argv: list[str]) -> int:
     """Serve the Gradio demo app on a trained model."""
-    from lyric_valence.demo import main as demo_main
+    from lyric_valence.commands.demo import main as demo_main
 
     return demo_main(argv)
 

@@ -3,14 +3,16 @@ Catalogue scoring on a Ray cluster with Ray Data: files are read in parallel, a 
 slice) each load the model once and score batches, Ray retries the batches of an actor that dies.
 
     import ray
+    from lyric_valence.loading import ScoringOptions
     from lyric_valence.ray_scoring import ValenceScorer
 
     songs = ray.data.read_parquet("s3://bucket/lyrics/")
-    scored = songs.map_batches(ValenceScorer, fn_constructor_kwargs={"model": "me/lyric-valence-minilm"},
+    options = ScoringOptions("me/lyric-valence-minilm", dtype="bfloat16")
+    scored = songs.map_batches(ValenceScorer, fn_constructor_kwargs={"options": options},
                                concurrency=8, num_gpus=1, batch_size=1024, batch_format="pandas")
 
     from lyric_valence.ray_scoring import score_catalogue
-    score_catalogue("lyrics/*.parquet", "scores/", model="me/lyric-valence-minilm", num_workers=8, gpus_per_worker=1)
+    score_catalogue("lyrics/*.parquet", "scores/", options, num_workers=8, gpus_per_worker=1)
 
 or `lyric-valence predict --engine ray lyrics/ --output scores/`. `score_catalogue` writes one Parquet file per input
 file, named after it, and only once the file is complete (a temporary name renamed into place): a killed driver run
@@ -29,9 +31,8 @@ import numpy as np
 import pandas as pd
 
 from lyric_valence.errors import UserError
-from lyric_valence.loading import DEFAULT_MODEL, check_model_folder, load_scoring_model, model_folder
+from lyric_valence.loading import DEFAULT_MODEL, ScoringOptions, check_model_folder, model_folder
 from lyric_valence.predict_io import blank_rows, check_input, raw_table_blocks, read_error, song_columns
-from modeling_lyric_valence import DEFAULT_MAX_CHUNKS_PER_SONG
 
 CATALOGUE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 RUN_FILE = "lyric-valence-run.json"
@@ -51,37 +52,31 @@ def import_ray():
 class ValenceScorer:
     """
     Scores a batch of songs for `ray.data.Dataset.map_batches` (with `batch_format="pandas"`): the model is loaded once
-    per actor by `load_scoring_model`, with any backend and precision it offers. Returns the batch with a
-    `score_column`; songs whose `text_column` (None: the batch's first of lyrics, text, seq) is empty or
-    whitespace-only get NaN (the caller skips and counts them). `drop_text` leaves the lyrics out of the returned
-    batch, so they do not travel back from the actor. A song of more than `max_chunks_per_song` chunks is scored on its
-    first that many; `capped_column` names a boolean column that marks such songs (None: none, they are logged).
+    per actor by `ScoringOptions.load` with `options` (or a model name: `ScoringOptions(model)`), any backend and
+    precision it offers. Returns the batch with a `score_column`; songs whose `text_column` (None: the batch's first of
+    lyrics, text, seq) is empty or whitespace-only get NaN (the caller skips and counts them). `drop_text` leaves the
+    lyrics out of the returned batch, so they do not travel back from the actor. A song of more than the options'
+    `max_chunks_per_song` chunks is scored on its first that many; `capped_column` names a boolean column that marks
+    such songs (None: none, they are logged).
     """
 
     def __init__(
         self,
-        model: str | Path = DEFAULT_MODEL,
-        device=None,
-        backend: str = "torch",
-        dtype: str = "float32",
-        quantize: str | None = None,
-        batch_tokens: int | None = None,
+        options: ScoringOptions | str | Path = DEFAULT_MODEL,
         text_column: str | None = None,
         score_column: str = "valence",
         drop_text: bool = False,
-        max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
         capped_column: str | None = None,
     ):
         import transformers
 
         transformers.utils.logging.set_verbosity_error()  # each actor would repeat the loading notices
         transformers.utils.logging.disable_progress_bar()
-        self.scorer, self.tokenizer = load_scoring_model(model, device, backend, dtype, quantize)
-        self.batch_tokens = batch_tokens
+        self.options = as_scoring_options(options)
+        self.scorer, self.tokenizer = self.options.load()
         self.text_column = text_column
         self.score_column = score_column
         self.drop_text = drop_text
-        self.max_chunks_per_song = max_chunks_per_song
         self.capped_column = capped_column
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -91,19 +86,18 @@ class ValenceScorer:
         songs = batch[text_column][~blank].astype(str).tolist()
         capped = [] if self.capped_column else None
         if songs:
-            scores[~blank] = self.scorer.score_songs(
-                songs,
-                self.tokenizer,
-                batch_tokens=self.batch_tokens,
-                max_chunks_per_song=self.max_chunks_per_song,
-                capped_songs=capped,
-            )
+            scores[~blank] = self.options.score(self.scorer, self.tokenizer, songs, capped_songs=capped)
         batch = batch.assign(**{self.score_column: scores})
         if self.capped_column:
             marks = np.zeros(len(batch), dtype=bool)
             marks[np.flatnonzero(~blank)[capped]] = True
             batch = batch.assign(**{self.capped_column: marks})
         return batch.drop(columns=text_column) if self.drop_text else batch
+
+
+def as_scoring_options(options: ScoringOptions | str | Path) -> ScoringOptions:
+    """`options` themselves, or for a model name (a folder, a Hub id) the default options of that model."""
+    return options if isinstance(options, ScoringOptions) else ScoringOptions(str(options))
 
 
 def catalogue_files(inputs: list[str]) -> list[Path]:
@@ -184,7 +178,7 @@ def check_table(
     return song_columns(str(path), columns, text_column, id_column, keep_columns)
 
 
-def check_worker_options(device, gpus_per_worker: float, backend: str, dtype: str, quantize: str | None) -> None:
+def check_worker_options(options: ScoringOptions, gpus_per_worker: float) -> None:
     """The options the actors load the model with, where the driver can check them: for CPU workers."""
     import torch
 
@@ -192,9 +186,11 @@ def check_worker_options(device, gpus_per_worker: float, backend: str, dtype: st
 
     if gpus_per_worker:
         return  # the GPUs are the workers', not the driver's
-    if device is not None and str(device).split(":")[0] != "cpu":
-        raise UserError(f"--device {device}: the workers hold no GPU; pass --gpus_per_worker 1 (or leave --device out)")
-    check_scoring_options(torch.device("cpu"), dtype, quantize, backend)
+    if options.device is not None and options.device.split(":")[0] != "cpu":
+        raise UserError(
+            f"--device {options.device}: the workers hold no GPU; pass --gpus_per_worker 1 (or leave --device out)"
+        )
+    check_scoring_options(torch.device("cpu"), options.dtype, options.quantize, options.backend)
 
 
 def start_run(output: Path, settings: dict, resume: bool) -> None:
@@ -297,15 +293,10 @@ class FileWriter:
 def score_catalogue(
     inputs: str | list[str],
     output: str | Path,
-    model: str | Path = DEFAULT_MODEL,
+    options: ScoringOptions | str | Path = DEFAULT_MODEL,
     *,
     num_workers: int = 1,
     gpus_per_worker: float = 0,
-    device=None,
-    backend: str = "torch",
-    dtype: str = "float32",
-    quantize: str | None = None,
-    batch_tokens: int | None = None,
     batch_size: int = 1024,
     text_column: str | None = None,
     id_column: str | None = None,
@@ -314,14 +305,14 @@ def score_catalogue(
     decimals: int = 6,
     resume: bool = False,
     quiet: bool = False,
-    max_chunks_per_song: int | None = DEFAULT_MAX_CHUNKS_PER_SONG,
 ) -> dict:
     """
     Score every song of `inputs` (Parquet, CSV or JSONL files, folders of them, glob patterns) with `num_workers`
-    Ray actors and write one Parquet file per input file into the folder `output`: columns `source`, `id` (the
-    `id_column` value, else the row number in its file), the `keep_columns`, and `score_column`, rows in input order.
-    A file's lyrics and ids are in `text_column` and `id_column`, or where None in its recognised columns (as
-    `predict` and `train` recognise them). Songs with empty lyrics are skipped and counted; a song of more than
+    Ray actors, each loading the model with `options` (`ScoringOptions`, or a model name for its default options),
+    and write one Parquet file per input file into the folder `output`: columns `source`, `id` (the `id_column`
+    value, else the row number in its file), the `keep_columns`, and `score_column`, rows in input order. A file's
+    lyrics and ids are in `text_column` and `id_column`, or where None in its recognised columns (as `predict` and
+    `train` recognise them). Songs with empty lyrics are skipped and counted; a song of more than the options'
     `max_chunks_per_song` chunks is scored on its first that many, logged and counted. An output folder that is,
     holds or lies in an input is refused. Uses the running Ray (`ray.init` or `RAY_ADDRESS`), else starts a local one.
     With `resume`, a folder left by a killed run is continued: its finished files are kept, the others scored.
@@ -329,6 +320,7 @@ def score_catalogue(
     `UserError`.
     """
     ray = import_ray()
+    options = as_scoring_options(options)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     keep_columns = list(keep_columns)
     files = catalogue_files([str(name) for name in inputs])
@@ -336,16 +328,12 @@ def score_catalogue(
     output = Path(output)
     check_output_folder(output, [str(name) for name in inputs], files)
     settings = {
-        "model": str(model),
+        **options.score_settings(),
         "text_column": text_column,
         "id_column": id_column,
         "keep_columns": keep_columns,
         "score_column": score_column,
         "decimals": decimals,
-        "backend": backend,
-        "dtype": dtype,
-        "quantize": quantize,
-        "max_chunks_per_song": max_chunks_per_song,
     }
     start_run(output, settings, resume)
     pending = [path for path in files if not (output / names[path]).is_file()]
@@ -359,8 +347,8 @@ def score_catalogue(
     if not pending:
         return counts
     # Checked here, not once per actor after Ray has started (where a failed actor is retried, noisily).
-    check_worker_options(device, gpus_per_worker, backend, dtype, quantize)
-    check_model_folder(model_folder(str(model)), str(model))
+    check_worker_options(options, gpus_per_worker)
+    check_model_folder(model_folder(options.model, options.encoder_path), options.model)
     # One dataset per format and pair of lyrics and id columns: Ray Data reads JSON into pandas blocks and the others
     # into Arrow blocks, and a union of them neither batches nor keeps the files' order.
     layouts = {}
@@ -378,16 +366,10 @@ def score_catalogue(
     for (table_format, file_text_column, file_id_column), paths in layouts.items():
         columns = list(dict.fromkeys(column for column in (file_id_column, *keep_columns, file_text_column) if column))
         scorer_options = {
-            "model": model,
-            "device": device,
-            "backend": backend,
-            "dtype": dtype,
-            "quantize": quantize,
-            "batch_tokens": batch_tokens,
+            "options": options,
             "text_column": file_text_column,
             "score_column": score_column,
             "drop_text": True,
-            "max_chunks_per_song": max_chunks_per_song,
             "capped_column": CAPPED,
         }
         # Blocks of at most one batch: a file is read as one block, which would go to a single actor.

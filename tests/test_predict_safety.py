@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error, predict_in_process
 
-from lyric_valence import predict
+from lyric_valence import local_scoring
+from lyric_valence.loading import ScoringOptions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,8 +24,8 @@ def nothing_is_read(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("read before the output was checked")
 
-    monkeypatch.setattr(predict, "song_shards", fail)
-    monkeypatch.setattr(predict, "load_scoring_model", fail)
+    monkeypatch.setattr(local_scoring, "song_shards", fail)
+    monkeypatch.setattr(ScoringOptions, "load", fail)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from conftest import REPO, WORDS, tiny_bert_config
 
 from bench.ray_scoring import COUNTED_RUN
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence import cli, predict, predict_io
+from lyric_valence import cli, local_scoring, predict_io
 from lyric_valence.errors import UserError
 from modeling_lyric_valence import LyricValenceModel
 
@@ -28,17 +28,17 @@ BLOCK = ["--block_size", "4", "--decimals", "9", "-q"]
 # `scoring`, before a block's scores exist; in `writing`, after half of a block's bytes reached the output.
 KILLED_RUN = """
 import os, signal, sys
-from lyric_valence import predict, predict_io
+from lyric_valence import local_scoring, predict_io
 mode, after, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 calls = []
 if mode == "scoring":
-    score = predict.score_texts
+    score = local_scoring.score_block
     def patched(*args):
         calls.append(1)
         if len(calls) > after:
             os.kill(os.getpid(), signal.SIGKILL)
         return score(*args)
-    predict.score_texts = patched
+    local_scoring.score_block = patched
 else:
     write = predict_io.ScoreWriter.write_text
     def patched(self, text):
@@ -78,11 +78,11 @@ def subprocess_env() -> dict:
 
 def test_shards_are_dealt_round_robin_in_rounds_every_process_walks():
     shards = [predict_io.Shard(rows, lambda: iter([])) for rows in (4, 5, 6, 3)]
-    first, second, third = (list(predict.process_share(iter(shards), index, 3)) for index in range(3))
+    first, second, third = (list(local_scoring.process_share(iter(shards), index, 3)) for index in range(3))
     assert [shard.rows for shard in first] == [4, 3]
     assert second[0].rows == 5 and second[1] is None  # the last round is short
     assert len(third) == 2 and third[1] is None
-    assert all(got is shard for got, shard in zip(predict.process_share(iter(shards), 0, 1), shards, strict=True))
+    assert all(got is shard for got, shard in zip(local_scoring.process_share(iter(shards), 0, 1), shards, strict=True))
 
 
 def catalogue_as(kind: str, folder, tmp_path) -> tuple[list[str], list[str]]:
@@ -164,7 +164,7 @@ def test_a_missing_parquet_column_is_named_before_any_row_is_read(tmp_path):
 def test_a_resumed_run_skips_unread_shards_without_reading_them():
     read = []
     shards = [predict_io.Shard(4, lambda start=start: read.append(start) or iter([])) for start in (0, 4, 8)]
-    assert [shard.rows for shard in predict.unread_shards(iter(shards), 8)] == [4]
+    assert [shard.rows for shard in local_scoring.unread_shards(iter(shards), 8)] == [4]
     assert read == []
 
 

@@ -18,12 +18,12 @@ import torch
 from conftest import assert_one_line_error, original_song, predict_in_process, tiny_bert_config
 
 from configuration_lyric_valence import LyricValenceConfig
-from lyric_valence import predict
 from lyric_valence.backends import check_scoring_options
 from lyric_valence.backends import onnxruntime as onnx_backend
 from lyric_valence.backends.onnxruntime import export_to_onnx, load_onnxruntime_scorer, optimize_and_quantize
 from lyric_valence.backends.torch import ClsOnlyLastLayer, prepare_for_scoring
 from lyric_valence.errors import UserError
+from lyric_valence.loading import ScoringOptions
 from modeling_lyric_valence import (
     DEFAULT_MAX_CHUNKS_PER_SONG,
     LyricValenceModel,
@@ -223,7 +223,7 @@ def test_the_default_limit_leaves_real_songs_whole(tokenizer, songs):
     assert model.score_songs(songs, tokenizer, capped_songs=capped) == model.score_songs(
         songs, tokenizer, max_chunks_per_song=None
     )
-    assert capped == [] and DEFAULT_MAX_CHUNKS_PER_SONG == predict.MAX_CHUNKS_PER_SONG == 64
+    assert capped == [] and DEFAULT_MAX_CHUNKS_PER_SONG == ScoringOptions().max_chunks_per_song == 64
     with pytest.raises(ValueError, match="max_chunks_per_song"):
         model.score_songs(songs, tokenizer, max_chunks_per_song=0)
 

@@ -133,7 +133,7 @@ def test_the_demo_app_loads_from_the_installed_wheel(installed):
     pytest.importorskip("gradio")
     python, work = installed
     built = subprocess.run(
-        [str(python), "-c", "from lyric_valence.demo import load_app; print(callable(load_app().build_demo))"],
+        [str(python), "-c", "from lyric_valence.commands.demo import load_app; print(callable(load_app().build_demo))"],
         cwd=work,
         capture_output=True,
         text=True,
