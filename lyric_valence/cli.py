@@ -152,7 +152,7 @@ def demo(argv: list[str]) -> int:
 
 def evaluate(argv: list[str]) -> int:
     """Song-level metrics (MSE, Pearson, Spearman, R2) of a predictions file."""
-    from lyric_valence.evaluation import main as evaluate_main
+    from lyric_valence.commands.evaluate import main as evaluate_main
 
     return evaluate_main(argv)
 
