@@ -233,14 +233,22 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         encoder = AutoModel.from_pretrained(
             encoder_name_or_path, dtype=torch.float32, **(encoder_config_overrides or {})
         )
-        config = LyricValenceConfig(encoder=encoder.config, **config_kwargs)
-        model = cls(config)
-        # strict=False only for the encoder's pooler weights, which this model drops
-        missing = model.encoder.load_state_dict(encoder.state_dict(), strict=False).missing_keys
-        if missing:
-            raise ValueError(f"{encoder_name_or_path}: encoder weights missing for {missing}")
+        model = cls(LyricValenceConfig(encoder=encoder.config, **config_kwargs))
+        model.load_encoder_weights(encoder, encoder_name_or_path)
         model.config.encoder._name_or_path = str(encoder_name_or_path)
         return model
+
+    def load_encoder_weights(self, encoder: PreTrainedModel, source: str) -> None:
+        """
+        Copy the weights of a pretrained `encoder` (from `source`, a folder or Hub id) into this model's encoder.
+
+        Raises:
+            ValueError: `encoder` lacks some of this encoder's weights (the message names `source` and them).
+        """
+        # strict=False only for the encoder's pooler weights, which this model drops
+        missing = self.encoder.load_state_dict(encoder.state_dict(), strict=False).missing_keys
+        if missing:
+            raise ValueError(f"{source}: encoder weights missing for {missing}")
 
     def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """One vector per chunk, as `config.pooling` says."""

@@ -149,10 +149,10 @@ def assemble(name: str, encoder: Path, destination: Path) -> None:
         )
     config = LyricValenceConfig.from_pretrained(source)
     model = LyricValenceModel(config)
-    encoder_weights = AutoModel.from_pretrained(encoder).state_dict()
-    missing = model.encoder.load_state_dict(encoder_weights, strict=False).missing_keys
-    if missing:
-        raise UserError(f"--model {name}: {encoder} lacks encoder weights {missing[:3]}")
+    try:
+        model.load_encoder_weights(AutoModel.from_pretrained(encoder), str(encoder))
+    except ValueError as error:
+        raise UserError(f"--model {name}: {error}") from None
     load_shipped_weights(model, source)
     model.save_pretrained(destination)
     for file in source.iterdir():
