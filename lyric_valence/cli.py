@@ -1,170 +1,37 @@
 """
-The `lyric-valence` command: one subcommand per module, registered in `COMMANDS`.
+The `lyric-valence` command: a dispatcher to the subcommands, one module each in `lyric_valence/commands/`.
 
-    lyric-valence train --data_file lyrics.csv --output_dir outputs/lyric-valence  # or: accelerate launch -m lyric_valence.cli train
-    lyric-valence predict happy.txt                              # score songs (lyric_valence.predict)
-    lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
+    lyric-valence train --data_file lyrics.csv          # or: accelerate launch -m lyric_valence.cli train ...
+    lyric-valence predict happy.txt                     # score songs
     lyric-valence prepare lyrics.csv --out prepared/
-    lyric-valence publish --space me/lyric-valence-demo --repo_id me/lyric-valence-minilm [--dry_run]
+    lyric-valence publish --model outputs/lyric-valence --repo_id me/lyric-valence-minilm [--private] [--revision v1]
     lyric-valence explain song.txt --model outputs/lyric-valence
     lyric-valence demo --model outputs/lyric-valence
     lyric-valence evaluate outputs/lyric-valence/test_predictions.csv
     lyric-valence --help | --version
+
+A command module has `main(argv)`, returning the exit status (None: 0); it is imported only when its command runs.
+The top-level help lists each command with the first line of its module's docstring, read without importing it.
+A `UserError` that reaches the dispatcher is one line on stderr and exit status 2.
 """
 
-import argparse
+import ast
 import difflib
+import importlib
+import importlib.util
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-logger = logging.getLogger("lyric_valence")
-
-
-def predict(argv: list[str]) -> int:
-    """Score whole songs: text files, folders, tables or standard input, one valence per song."""
-    from lyric_valence.commands.predict import main as predict_main
-
-    return predict_main(argv)
-
-
-def publish_parser():
-    from lyric_valence.arguments import ArgumentParser
-
-    parser = ArgumentParser(
-        formatter_class=argparse.HelpFormatter,
-        prog="lyric-valence publish",
-        description="Push a folder written by train.py to the Hugging Face Hub: the merged model with its custom code, "
-        "the LoRA adapter (adapter/), the model card, figures and handler.py for Inference Endpoints. The token comes "
-        "from HF_TOKEN or `hf auth login`; it is never printed.",
-    )
-    parser.add_argument(
-        "--model", default="outputs/lyric-valence", help="Folder written by train.py (default: %(default)s)."
-    )
-    parser.add_argument(
-        "--repo_id",
-        required=True,
-        help="Hub repository, e.g. me/lyric-valence-minilm (a bare name goes to the token owner's namespace); "
-        "created if it does not exist.",
-    )
-    parser.add_argument(
-        "--adapter_only",
-        action="store_true",
-        help="Push the LoRA adapter and head without the merged model weights (loads with peft only).",
-    )
-    parser.add_argument(
-        "--private", action="store_true", help="Create the repository private (no effect on an existing repository)."
-    )
-    parser.add_argument(
-        "--revision", default=None, help="Branch to push to, created from main if needed (default: main)."
-    )
-    parser.add_argument(
-        "--base_model",
-        default=None,
-        help="Hub id of the pretrained encoder, for the card and the adapter config, when training used a local "
-        "copy (default: the encoder train.py recorded).",
-    )
-    parser.add_argument("--commit_message", default=None, help="Commit message (default: names the test metrics).")
-    parser.add_argument(
-        "--dry_run",
-        action="store_true",
-        help="Build the repository and list its files without contacting the Hub (keep it with --stage_dir).",
-    )
-    parser.add_argument(
-        "--stage_dir", default=None, help="Empty folder to build the repository in and keep (default: a temporary one)."
-    )
-    parser.add_argument(
-        "--space",
-        default=None,
-        metavar="SPACE_ID",
-        help="Push a Gradio Space that demos the Hub model --repo_id (app.py, examples, requirements.txt, README.md "
-        "with the Space metadata) instead of a model folder; --dry_run only writes the folder.",
-    )
-    return parser
-
-
-def publish(argv: list[str]) -> int:
-    """Push a folder written by train.py to the Hugging Face Hub (model, adapter, card, handler)."""
-    from huggingface_hub.utils import logging as hub_logging
-
-    from lyric_valence.hub import publish as publish_folder
-    from lyric_valence.space import publish_space
-
-    hub_logging.disable_propagation()  # huggingface_hub prints its notices (retries) itself; root would repeat them
-
-    args = publish_parser().parse_args(argv)
-    if args.space:
-        result = publish_space(
-            args.space,
-            args.repo_id,
-            private=True if args.private else None,
-            dry_run=args.dry_run,
-            stage_dir=args.stage_dir,
-        )
-    else:
-        result = publish_folder(
-            args.model,
-            args.repo_id,
-            adapter_only=args.adapter_only,
-            private=True if args.private else None,
-            revision=args.revision,
-            base_model=args.base_model,
-            commit_message=args.commit_message,
-            dry_run=args.dry_run,
-            stage_dir=args.stage_dir,
-        )
-    if args.dry_run:
-        print("\n".join(result.files))
-        logger.warning("dry run: %d files would go to %s; nothing was uploaded", len(result.files), result.repo_id)
-    else:
-        print(result.commit_url)
-    return 0
-
-
-def train(argv: list[str]) -> int:
-    """Fine-tune an encoder on lyrics: the flags of train.py (`accelerate launch -m lyric_valence.cli train ...`)."""
-    from lyric_valence.commands.train import run
-
-    run(argv)
-    return 0
-
-
-def prepare(argv: list[str]) -> int:
-    """Clean, deduplicate and split a raw lyrics file into a folder train.py reads."""
-    from lyric_valence.commands.prepare import main as prepare_main
-
-    return prepare_main(argv)
-
-
-def explain(argv: list[str]) -> int:
-    """Line-level valence of songs: an HTML page and a PNG curve per song."""
-    from lyric_valence.commands.explain import main as explain_main
-
-    return explain_main(argv)
-
-
-def demo(argv: list[str]) -> int:
-    """Serve the Gradio demo app on a trained model."""
-    from lyric_valence.commands.demo import main as demo_main
-
-    return demo_main(argv)
-
-
-def evaluate(argv: list[str]) -> int:
-    """Song-level metrics (MSE, Pearson, Spearman, R2) of a predictions file."""
-    from lyric_valence.commands.evaluate import main as evaluate_main
-
-    return evaluate_main(argv)
-
-
+# Each command's module, in the order of the help.
 COMMANDS = {
-    "train": train,
-    "predict": predict,
-    "publish": publish,
-    "prepare": prepare,
-    "explain": explain,
-    "demo": demo,
-    "evaluate": evaluate,
+    "train": "lyric_valence.commands.train",
+    "predict": "lyric_valence.commands.predict",
+    "publish": "lyric_valence.commands.publish",
+    "prepare": "lyric_valence.commands.prepare",
+    "explain": "lyric_valence.commands.explain",
+    "demo": "lyric_valence.commands.demo",
+    "evaluate": "lyric_valence.commands.evaluate",
 }
 
 
@@ -175,12 +42,17 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
+def help_line(module: str) -> str:
+    """The first line of `module`'s docstring, read from its source: listing the commands imports none of them."""
+    source = importlib.util.find_spec(module).loader.get_source(module)
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    return docstring.strip().splitlines()[0] if docstring.strip() else ""
+
+
 def usage() -> str:
-    """The top-level help: one line per subcommand, from the first line of its function's docstring."""
+    """The top-level help: one line per subcommand."""
     width = max(map(len, COMMANDS))
-    commands = "\n".join(
-        f"  {name:<{width}}  {function.__doc__.strip().splitlines()[0]}" for name, function in COMMANDS.items()
-    )
+    commands = "\n".join(f"  {name:<{width}}  {help_line(module)}" for name, module in COMMANDS.items())
     return (
         f"usage: lyric-valence [--help] [--version] {{{','.join(COMMANDS)}}} ...\n\n"
         "Fine-tune encoders to predict the valence of song lyrics, publish them, score catalogues.\n\n"
@@ -210,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from lyric_valence.errors import UserError  # after --help and --version, which need no library
 
+    command = importlib.import_module(COMMANDS[argv[0]])
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        code = command.main(argv[1:])
     except UserError as error:
         print(f"lyric-valence {argv[0]}: error: {error}", file=sys.stderr)
         return 2
+    return 0 if code is None else code
 
 
 if __name__ == "__main__":
