@@ -2,7 +2,7 @@
 Scoring backends, named as the libraries that run them: `torch` (`prepare_for_scoring`: CLS-only last layer,
 precision, int8) and `onnxruntime` (CPU: the model exported once, fused and quantized, the export kept beside the
 model). Both score with the model's own engine, `score_songs_in_batches` of modeling_lyric_valence.py; a model is
-loaded for either by `lyric_valence.loading.load_scoring_model`.
+loaded for either by `lyric_valence.loading.ScoringOptions.load` (`load_scoring_model`).
 """
 
 import torch
@@ -46,7 +46,8 @@ def check_onnxruntime_options(device: torch.device, dtype: str) -> None:
 
     if device.type != "cpu":
         raise UserError(
-            f"--backend onnxruntime runs on CPU only (device {device}): add --device cpu, or use --backend torch on a GPU"
+            f"--backend onnxruntime runs on CPU only (device {device}): add --device cpu, "
+            "or use --backend torch on a GPU"
         )
     if dtype != "float32":
         raise UserError(f"--backend onnxruntime scores in float32 or, with --quantize int8, int8; not {dtype}")
