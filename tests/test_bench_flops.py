@@ -10,6 +10,9 @@ from lyric_valence.fitting import prepare_for_finetuning
 from modeling_lyric_valence import LyricValenceModel
 from tests.conftest import tiny_bert_config
 
+# Tiny matrices: one torch thread (a second one only spins on a busy 2-core machine).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 HIDDEN, INTERMEDIATE, LAYERS, HEAD = 32, 48, 6, 128
 LAYER_WEIGHTS = 4 * HIDDEN * HIDDEN + 2 * HIDDEN * INTERMEDIATE  # Q, K, V, attention output; FFN in and out
 HEAD_WEIGHTS = HIDDEN * HEAD + HEAD

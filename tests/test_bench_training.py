@@ -57,6 +57,7 @@ def test_reference_loader_pads_every_chunk_to_512(tokenizer):
     assert all(tensor.shape[1] == MAX_LENGTH for batch in batches for tensor in batch[:3])
 
 
+@pytest.mark.slow
 def test_training_module_imports_without_datasets():
     code = (
         "import sys; sys.modules['datasets'] = None\n"

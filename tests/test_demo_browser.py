@@ -34,7 +34,8 @@ except ImportError as error:
     MISSING.append(error.name)
 if MISSING and os.environ.get("CI"):
     pytest.fail(f"the browser test needs {MISSING} (.ci/run installs them)", pytrace=False)
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {MISSING}")
+# Slow: Gradio servers in subprocesses and a browser.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=f"needs {MISSING}")]
 
 SCREENSHOT = REPO / "outputs" / "browser-test" / "app.png"
 LYRICS = "Sunlight on the water and a song inside my chest\nWe are dancing in the kitchen\n\nThe rain is cold tonight"

@@ -68,6 +68,7 @@ def test_no_measured_figure_in_command_help(command, capsys):
     assert not MEASURED_FIGURE.search(help_text), MEASURED_FIGURE.search(help_text).group()
 
 
+@pytest.mark.slow
 def test_no_measured_figure_in_train_help():
     completed = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert completed.returncode == 0 and "--data_file" in completed.stdout

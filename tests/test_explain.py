@@ -153,6 +153,7 @@ def test_explain_bad_song_file_is_one_line_exit_2(model_dir, tmp_path, content, 
     assert len(errors) == 1 and message in errors[0] and "song.txt" in errors[0], completed.stderr
 
 
+@pytest.mark.slow
 def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     stage = tmp_path / "space"
     completed = run_cli(
@@ -184,6 +185,7 @@ def test_publish_space_dry_run_writes_a_ready_to_push_gradio_space(tmp_path):
     assert "nothing was uploaded" in completed.stderr
 
 
+@pytest.mark.slow
 def test_the_staged_space_runs_on_its_own_files(tmp_path):
     """What app.py imports from the package, and the model code, load from the Space folder alone (an editable
     install of this repository, which would fill any gap, is switched off)."""

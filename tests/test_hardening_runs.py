@@ -219,6 +219,7 @@ def assert_same_results(folder: Path, reference: Path, tolerance: float) -> None
     assert np.allclose(predictions["predicted_valence"], expected["predicted_valence"], rtol=0, atol=tolerance)
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_results(runs, monkeypatch, capsys):
     tmp, killed = runs["tmp"], runs["tmp"] / "killed"
     process = runs["processes"]["killed"]
@@ -257,6 +258,7 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_re
     assert_same_results(killed, tmp / "reference", tolerance=1e-6)
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_give_identical_metrics_predictions_and_weights(runs):
     tmp = runs["tmp"]
     assert finish(runs["processes"]["token"]) == 0, (tmp / "token.log").read_text()[-3000:]
@@ -268,6 +270,7 @@ def test_two_runs_with_one_seed_give_identical_metrics_predictions_and_weights(r
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[name], theirs[name]) for name in theirs)
 
 
+@pytest.mark.slow
 def test_the_final_summary_counts_the_skipped_rows(runs):
     tmp = runs["tmp"]
     assert finish(runs["processes"]["token"]) == 0
@@ -275,6 +278,7 @@ def test_the_final_summary_counts_the_skipped_rows(runs):
     assert len(summary) == 1 and "(1 empty text, 1 missing label)" in summary[0], summary
 
 
+@pytest.mark.slow
 def test_no_hub_token_in_any_output_file_or_log(runs):
     tmp = runs["tmp"]
     assert finish(runs["processes"]["token"]) == 0, (tmp / "token.log").read_text()[-3000:]
@@ -293,6 +297,7 @@ def test_no_hub_token_in_any_output_file_or_log(runs):
     assert peak < 1_500_000, f"peak memory {peak} KiB"
 
 
+@pytest.mark.slow
 def test_the_trained_folder_holds_safetensors_only_and_loads_without_unpickling(runs, monkeypatch, tokenizer):
     import pickle
 

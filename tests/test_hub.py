@@ -244,6 +244,7 @@ def adapter_push(hub, pushed, tmp_path_factory, tiny_encoder_dir):
     return completed
 
 
+@pytest.mark.slow
 def test_push_to_hub_makes_one_private_commit_of_the_complete_repository_after_training(hub, pushed):
     repo = hub.repos[TRAIN_REPO]  # the bare name landed in the token owner's namespace
     assert repo.private and repo.owner == NAMESPACE
@@ -267,6 +268,7 @@ def test_push_to_hub_makes_one_private_commit_of_the_complete_repository_after_t
     assert files["model.safetensors"] == (pushed / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_private_repositories_are_invisible_without_their_owners_token(hub, pushed, adapter_push):
     for repo_id, revision in ((TRAIN_REPO, "v1"), (ADAPTER_REPO, "v2")):
         assert HfApi(endpoint=hub.endpoint, token=TOKEN).model_info(repo_id, revision=revision).private
@@ -275,6 +277,7 @@ def test_private_repositories_are_invisible_without_their_owners_token(hub, push
                 HfApi(endpoint=hub.endpoint, token=token).model_info(repo_id, revision=revision)
 
 
+@pytest.mark.slow
 def test_the_token_is_written_nowhere(hub, pushed, public_pushes, adapter_push):
     for folder in (pushed, public_pushes["model_b"]):
         for path in folder.rglob("*"):
@@ -286,6 +289,7 @@ def test_the_token_is_written_nowhere(hub, pushed, public_pushes, adapter_push):
                 assert TOKEN.encode() not in content, (repo.repo_id, path)
 
 
+@pytest.mark.slow
 def test_card_metadata_loads_back_with_the_run_metrics(hub, pushed):
     readme = hub.repos[TRAIN_REPO].resolve("v1").files["README.md"].decode()
     card = ModelCard(readme)
@@ -314,6 +318,7 @@ def test_card_metadata_loads_back_with_the_run_metrics(hub, pushed):
     assert 'subfolder="adapter"' in card.text and "lyric-valence predict" in card.text
 
 
+@pytest.mark.slow
 def test_a_server_dying_mid_commit_is_one_line_and_the_same_command_finishes_the_push(hub, public_pushes):
     last = assert_one_line_error(
         public_pushes["died"], PUBLIC_REPO, "could not reach the Hub", "to push it: lyric-valence publish"
@@ -331,6 +336,7 @@ def test_a_server_dying_mid_commit_is_one_line_and_the_same_command_finishes_the
     assert public_pushes["again"].stdout.strip() == f"{hub.endpoint}/{PUBLIC_REPO}/commit/{second}"
 
 
+@pytest.mark.slow
 def test_the_adapter_only_push_is_private_on_its_branch_without_merged_weights(hub, adapter_push):
     repo = hub.repos[ADAPTER_REPO]
     initial, pushed_commit = commits_of(hub, ADAPTER_REPO, "v2")
@@ -340,6 +346,7 @@ def test_the_adapter_only_push_is_private_on_its_branch_without_merged_weights(h
     assert json.loads(files["adapter/adapter_config.json"])["base_model_name_or_path"] == ENCODER_REPO
 
 
+@pytest.mark.slow
 def test_wrong_tokens_and_other_users_repositories_are_one_line_errors(hub, pushed, tmp_path):
     HfApi(endpoint=hub.endpoint, token=OTHER_TOKEN).create_repo("other-user/their-model")
     before = {repo_id: dict(repo.branches) for repo_id, repo in hub.repos.items()}
@@ -407,6 +414,7 @@ def local_scores(output: Path, songs: list[str]) -> list[float]:
     return model.score_songs(songs, AutoTokenizer.from_pretrained(output, trust_remote_code=True))
 
 
+@pytest.mark.slow
 def test_published_repositories_load_in_fresh_processes_and_predict_like_the_local_models(
     hub, pushed, public_pushes, adapter_push, tmp_path
 ):
@@ -457,6 +465,7 @@ def test_published_repositories_load_in_fresh_processes_and_predict_like_the_loc
     assert len(set(round(score, 6) for score in first)) == len(songs), "songs score differently"
 
 
+@pytest.mark.slow
 def test_dry_run_with_a_hub_encoder_names_it_in_the_card_and_the_adapter(pushed, tmp_path, capsys):
     output = pushed
     stage = tmp_path / "stage"
@@ -491,6 +500,7 @@ def without_a_token(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_errors_before_contacting_the_hub(pushed, tmp_path, monkeypatch, capsys):
     without_a_token(monkeypatch, tmp_path)
     no_adapter = tmp_path / "head-only"
@@ -528,6 +538,7 @@ def test_publish_refuses_a_folder_that_is_not_a_training_output(tmp_path):
         publish(tmp_path / "empty", "me/tiny", dry_run=True)
 
 
+@pytest.mark.slow
 def test_predict_on_a_hub_repository_never_downloads_or_runs_its_code(hub, tokenizer, tmp_path):
     """A public repository whose Python files write a marker when imported: `lyric-valence predict --model repo`
     scores it with the package's own classes, and the marker is never written."""

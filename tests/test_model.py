@@ -179,6 +179,7 @@ save_file(results, out)
 """
 
 
+@pytest.mark.slow
 def test_a_fresh_process_outside_the_repo_loads_the_saved_model_with_equal_outputs(
     saved_model_dir, tiny_model, tmp_path
 ):

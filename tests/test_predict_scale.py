@@ -100,6 +100,7 @@ def catalogue_as(kind: str, folder, tmp_path) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.parametrize("kind, rows_read", [("csv", [30, 30]), ("parquet", [16, 14]), ("folder", [16, 14])])
+@pytest.mark.slow
 def test_two_processes_each_take_half_and_write_the_file_of_one(catalogue, tmp_path, kind, rows_read):
     folder, _ = catalogue
     inputs, ids = catalogue_as(kind, folder, tmp_path)
@@ -169,6 +170,7 @@ def test_a_resumed_run_skips_unread_shards_without_reading_them():
 
 
 @pytest.mark.parametrize("mode, after", [("scoring", 3), ("writing", 4)])
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_output_of_an_uninterrupted_one(catalogue, tmp_path, mode, after):
     folder, reference = catalogue
     output = tmp_path / "scores.csv"

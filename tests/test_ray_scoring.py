@@ -98,6 +98,7 @@ def assert_same_scores(output: pd.DataFrame, reference: pd.DataFrame) -> None:
     assert output["valence"].tolist() == pytest.approx(reference["valence"].tolist(), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ray_engine_writes_the_scores_of_predict(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
     folder, reference = catalogue
     code, _, err = predict_in_process(
@@ -114,6 +115,7 @@ def test_ray_engine_writes_the_scores_of_predict(local_ray, catalogue, tiny_mode
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
+@pytest.mark.slow
 def test_ray_caps_long_songs_and_counts_them_as_predict_does(
     local_ray, catalogue, tiny_model_dir, tmp_path, capsys, caplog
 ):
@@ -147,6 +149,7 @@ def test_ray_caps_long_songs_and_counts_them_as_predict_does(
     assert_same_scores(ray_output(tmp_path / "scores"), pd.read_csv(reference, dtype={"id": str}))
 
 
+@pytest.mark.slow
 def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(
     local_ray, catalogue, tiny_model_dir, tmp_path, monkeypatch
 ):
@@ -169,6 +172,7 @@ def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
     folder, reference = catalogue
     output = tmp_path / "scores"
@@ -239,6 +243,7 @@ def test_a_bad_file_is_one_line_naming_it_and_exit_2(catalogue, tiny_model_dir, 
     assert_one_line_error(code, err, str(bad))
 
 
+@pytest.mark.slow
 def test_a_file_that_breaks_midway_is_one_line_and_exit_2(local_ray, catalogue, tiny_model_dir, tmp_path, capsys):
     folder, _ = catalogue
     bad = tmp_path / "songs.csv"  # its first rows read well: the break is found while Ray reads it

@@ -53,6 +53,7 @@ def run(command: list, cwd: Path, env: dict | None = None, timeout: int = 600) -
     return process
 
 
+@pytest.mark.slow
 def test_readme_quickstart_runs_in_a_clone_with_nothing_beside_it(tmp_path):
     clone = committed_tree(tmp_path / "lyric-valence")
     assert not any((folder / "shared").exists() for folder in clone.parents)
@@ -74,6 +75,7 @@ def test_readme_quickstart_runs_in_a_clone_with_nothing_beside_it(tmp_path):
     assert Path(located.strip()).is_relative_to(clone)
 
 
+@pytest.mark.slow
 def test_wheel_holds_only_the_package_and_the_hub_files_and_leaves_a_users_data_package_alone(tmp_path):
     tree = committed_tree(tmp_path / "tree")
     run(
@@ -102,6 +104,7 @@ def test_wheel_holds_only_the_package_and_the_hub_files_and_leaves_a_users_data_
     assert Path(cli_file).is_relative_to(tmp_path / "site") and Path(data_file).is_relative_to(tmp_path / "site")
 
 
+@pytest.mark.slow
 def test_train_script_names_an_unknown_flag_and_the_closest_one():
     process = subprocess.run(
         [sys.executable, "train.py", "--train_file", "x.csv", "--output_dir", "unused"],
@@ -115,6 +118,7 @@ def test_train_script_names_an_unknown_flag_and_the_closest_one():
     ]
 
 
+@pytest.mark.slow
 def test_train_script_names_an_unknown_key_of_a_yaml_arguments_file(tmp_path):
     config = tmp_path / "args.yaml"
     config.write_text("output_dir: unused\nlearnig_rate: 0.001\n")

@@ -65,6 +65,7 @@ def trained(tmp_path_factory, tiny_encoder_dir):
     return output
 
 
+@pytest.mark.slow
 def test_output_folder_holds_everything_a_user_needs(trained):
     names = {path.name for path in trained.iterdir()}
     assert {
@@ -88,6 +89,7 @@ def test_output_folder_holds_everything_a_user_needs(trained):
     assert len(split_ids["train"]) + len(split_ids["validation"]) + len(split_ids["test"]) == 40
 
 
+@pytest.mark.slow
 def test_song_level_test_metrics_equal_a_hand_computation_from_the_predictions(trained):
     metrics = json.loads((trained / "test_results.json").read_text())
     predictions = pd.read_csv(trained / "test_predictions.csv")
@@ -106,6 +108,7 @@ def test_song_level_test_metrics_equal_a_hand_computation_from_the_predictions(t
     assert f"value: {metrics['test_mse']}" in card
 
 
+@pytest.mark.slow
 def test_lora_sits_on_query_and_value_of_the_last_layers_only_and_other_weights_are_unchanged(
     trained, tiny_encoder_dir
 ):
@@ -135,6 +138,7 @@ def test_lora_sits_on_query_and_value_of_the_last_layers_only_and_other_weights_
         assert torch.equal(merged[name], tensor), name
 
 
+@pytest.mark.slow
 def test_the_head_trained(trained):
     """The output bias starts at the mean training label; training moves it."""
     merged = load_file(str(trained / "model.safetensors"))
@@ -167,6 +171,7 @@ def test_song_metrics_ignore_order_and_duplicated_chunks():
     assert weighted[[0, 2]] == pytest.approx(song_scores[[0, 2]])
 
 
+@pytest.mark.slow
 def test_two_processes_score_every_test_song_once_with_the_same_metrics(tmp_path, tiny_encoder_dir):
     from conftest import write_kaggle_csv
 
@@ -243,6 +248,7 @@ def bad_inputs(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path):
     for case, (args, expected) in bad_inputs(tmp_path).items():
         completed = subprocess.run(
@@ -337,6 +343,7 @@ def test_the_songs_recipe_sets_its_flags_and_flags_given_with_it_win(tmp_path, m
     assert (model_args.finetuning_mode, model_args.lexical_buckets, model_args.max_length) == ("lora", 0, 512)
 
 
+@pytest.mark.slow
 def test_bf16_trains_on_the_cpu_and_writes_song_metrics(
     tmp_path, tiny_encoder_dir, monkeypatch, one_torch_thread, caplog
 ):
@@ -392,6 +399,7 @@ def flags(help_text: str) -> set[str]:
     return set(re.findall(r"--[a-z][a-z0-9_-]*", help_text))
 
 
+@pytest.mark.slow
 def test_lyric_valence_train_and_train_py_take_the_same_flags():
     by_script = subprocess.run(
         [sys.executable, "train.py", "--help"], capture_output=True, text=True, check=True, cwd=REPO

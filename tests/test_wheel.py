@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # a wheel build and a fresh venv
+
 SONG = "Sunshine on my face, I'm dancing down the street\nnothing's gonna bring me down\n\nEmpty rooms and letters\n"
 
 
