@@ -46,15 +46,28 @@ class ArgumentParser(HfArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
     def add_argument(self, *names, **kwargs):
-        hyphenated = [name.replace("_", "-") for name in names if name.startswith("--") and "_" in name]
         if kwargs.get("action") == "store_false" and names[0].startswith("--no_"):
             # HfArgumentParser gives `--no_x` the help of `--x`, which then reads as the opposite of what it does.
             kwargs["help"] = f"Switch off --{kwargs['dest']} (on by default): {kwargs.get('help', '')}"
             kwargs["default"] = argparse.SUPPRESS
+            # ... and no `--no_` form of the field's aliases (`--group_by_artist`: `--no_group_by_artist`).
+            names += tuple(f"--no_{alias[2:]}" for alias in self.field_aliases(kwargs["dest"]))
+        hyphenated = [name.replace("_", "-") for name in names if name.startswith("--") and "_" in name]
         if kwargs.get("nargs") == "+" and isinstance(kwargs.get("metavar"), tuple):
             # A list field whose metadata names its values (`metavar=("LOW", "HIGH")`) takes exactly that many.
             kwargs["nargs"] = len(kwargs["metavar"])
         return super().add_argument(*names, *[name for name in hyphenated if name not in names], **kwargs)
+
+    def field_aliases(self, dest: str) -> list[str]:
+        """The flags of field `dest` other than its own name's two spellings (`metadata["aliases"]`)."""
+        own = {f"--{dest}", f"--{dest.replace('_', '-')}"}
+        return [
+            option
+            for action in self._actions
+            if action.dest == dest and not action.option_strings[0].startswith("--no")
+            for option in action.option_strings
+            if option.startswith("--") and option not in own and "-" not in option[2:]
+        ]
 
     def parse_args(self, args=None, namespace=None):
         namespace, unknown = self.parse_known_args(args, namespace)

@@ -343,3 +343,20 @@ def test_group_split_keeps_holdout_sizes_near_the_fractions():
     for name in ("validation", "test"):
         assert abs((split == name).mean() - 0.1) < 0.02
     assert pd.Series(split).groupby(group).nunique().max() == 1
+
+
+def test_train_and_prepare_share_the_data_flags_and_their_old_spellings():
+    from lyric_valence.commands import prepare, train
+    from lyric_valence.data import DataOptions
+
+    flags = [
+        "--artist_column", "who", "--no_group_by_artist", "--text-column", "words", "--label_range", "1", "5",
+        "--validation_fraction", "0.2", "--strip_section_markers",
+    ]  # fmt: skip
+    _, prepared, _ = prepare.parse_arguments(["in.csv", "--out", "x", *flags])
+    trained = train.parse_arguments(flags)[2]
+    for options in (prepared, trained):
+        assert isinstance(options, DataOptions)
+        assert (options.group_column, options.group_split, options.text_column) == ("who", False, "words")
+        assert (options.label_range, options.validation_fraction, options.strip_section_markers) == ([1, 5], 0.2, True)
+    assert train.parse_arguments(["--group_split", "False"])[2].group_split is False
