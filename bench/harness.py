@@ -1,124 +1,282 @@
-"""The scoring methods every benchmark times (the naive per-chunk `pipeline` loop, our engine in each precision and
-backend), loaded from one saved model folder and timed side by side with `torch.utils.benchmark`."""
+"""
+The harness every benchmark (bench/) and study (experiments/) runs on: the machine line written next to results, the
+command line with no path of the machine in it, train.py and `lyric-valence` in subprocesses (wall time, peak RSS,
+results), synthetic songs of original text and the song files a run reads, and methods timed side by side.
+
+Synthetic songs: log-normal lengths in tokens (median 250, sigma 0.6, clipped to 24..3,000), the quantiles at
+(i + 0.5) / n in shuffled order so that even a small catalogue spans the long tail; lines of whole vocabulary words
+and commas, so a song's token count is exact.
+"""
+
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import transformers
+from scipy import stats
 from torch.utils.benchmark import Compare, Timer
 
-from lyric_valence.loading import load_scoring_model
-from modeling_lyric_valence import LyricValenceModel, chunk_lyrics
+REPO = Path(__file__).resolve().parent.parent
+# The CPU features that decide the speed of float32, bfloat16 and int8 matrix products.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+# What a recorded command names instead of an absolute path outside the repository, by the flag before the path: a
+# model folder's placeholder, or (ending in "/") that of the folder holding the file: DATA/billboard_lyrics.csv.
+PLACEHOLDERS = {"--model_name_or_path": "ENCODER_DIR", "--encoder": "ENCODER_DIR", "--vocab_file": "ASSETS/"}
+PLACEHOLDERS |= {"--model": "MODEL_DIR", "--models": "MODEL_DIR", "--quality_model": "MODEL_DIR"}
+PLACEHOLDERS |= {"--data_file": "DATA/", "--emobank": "DATA/", "--cache": "DATA/"}  # any other flag: OUT/
+TRAIN_PY_FLAGS = ("--disable_tqdm", "True", "--report_to", "none")
+MEDIAN_TOKENS, SIGMA, MIN_TOKENS, MAX_TOKENS = 250, 0.6, 24, 3000
+SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
-NAIVE_BATCH = 32
+
+def machine_info(device: torch.device | None = None) -> dict:
+    """Where and with what a benchmark ran (default device: the CPU)."""
+    device = device or torch.device("cpu")
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu or platform.processor(),
+        "cpu_flags": [flag for flag in CPU_FLAGS if flag in flags],
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
-class NaivePipeline:
-    """The stock path: the same chunks as text, a `pipeline("text-classification")` called once per chunk, or over all
-    chunks with `batch_size=32` (what its docs suggest), float32; chunk scores averaged per song."""
+def machine_line(machine: dict) -> str:
+    """One sentence of `machine_info`: CPU model and features, cores, memory, GPU, load, versions, date."""
+    gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ""
+    load = f", 1-minute load {machine['load_average']:.1f} at the start" if "load_average" in machine else ""
+    flags = f" ({', '.join(machine['cpu_flags'])})" if machine.get("cpu_flags") else ""
+    memory = f", {machine['memory_gib']:.0f} GiB RAM" if "memory_gib" in machine else ""
+    return (
+        f"{machine['cpu']}{flags}, {machine['cpu_cores']} cores ({machine['torch_threads']} torch threads){memory}{gpu}"
+        f"{load}; Python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}; "
+        f"{machine['date']}."
+    )
 
-    def __init__(self, folder: str, device: str, batch_size: int | None = None):
-        self.pipe = transformers.pipeline("text-classification", model=folder, trust_remote_code=True, device=device)
-        self.batch_size = batch_size
 
-    def __call__(self, songs: list[str]) -> list[float]:
-        config, tokenizer = self.pipe.model.config, self.pipe.tokenizer
-        encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
-        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in encoded["input_ids"]]
-        if self.batch_size is None:
-            outputs = [self.pipe(text, truncation=True)[0] for text in texts]
+def portable_path(path: str, flag: str = "") -> str:
+    """`path` as results files name it: relative to the repository inside it; outside it, a placeholder for the model
+    folder (ENCODER_DIR, MODEL_DIR) or for the folder holding the file (DATA/NAME, ASSETS/NAME, OUT/NAME)."""
+    if not os.path.isabs(path):
+        return path
+    normal = Path(os.path.normpath(path))
+    if normal.is_relative_to(REPO):
+        return str(normal.relative_to(REPO)) if normal != REPO else "."
+    placeholder = PLACEHOLDERS.get(flag, "OUT/")
+    return placeholder + normal.name if placeholder.endswith("/") else placeholder
+
+
+def portable_command(words: list[str]) -> list[str]:
+    """`words` with every absolute path made a `portable_path`, also in an argument that holds flags and paths (as
+    bench.run's --quality_flags does)."""
+    portable, flag = [], ""
+    for word in words:
+        if " " in word and re.search(r"(^| )/", word):
+            portable.append(shlex.join(portable_command(shlex.split(word))))
+        elif word.startswith("--"):
+            flag, _, value = word.partition("=")
+            portable.append(f"{flag}={portable_path(value, flag)}" if value else word)
         else:
-            outputs = [output[0] for output in self.pipe(texts, truncation=True, batch_size=self.batch_size, top_k=1)]
-        totals, counts = np.zeros(len(songs)), np.zeros(len(songs))
-        np.add.at(totals, encoded["overflow_to_sample_mapping"], [output["score"] for output in outputs])
-        np.add.at(counts, encoded["overflow_to_sample_mapping"], 1)
-        return (totals / counts).tolist()
+            portable.append(portable_path(word, flag))
+    return portable
 
 
-class OurScorer:
-    """`lyric-valence predict`'s engine: the model as `load_scoring_model` gives it (unless `prepared=False`: the model
-    as `from_pretrained` gives it, token-budget batches alone), `score_songs` in `batch_tokens` budgets,
-    `songs_per_block` songs at a time."""
-
-    def __init__(
-        self,
-        folder: str,
-        device: str,
-        dtype: str = "float32",
-        quantize: str | None = None,
-        batch_tokens: int | None = None,
-        prepared: bool = True,
-        backend: str = "torch",
-        songs_per_block: int | None = None,
-    ):
-        if prepared:
-            model, self.tokenizer = load_scoring_model(folder, device, backend, dtype, quantize)
-        else:
-            model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
-
-    def __call__(self, songs: list[str]) -> list[float]:
-        return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """The command that ran `module` with `argv` (default: this process's arguments), as `portable_command`."""
+    return shlex.join(["python", "-m", module, *portable_command(sys.argv[1:] if argv is None else argv)])
 
 
-# name: (description, OurScorer options; None for the naive loops)
-METHODS = {
-    "naive": ('naive: `pipeline("text-classification")` per chunk, float32', None),
-    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
-    "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
-    "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
-    "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
-    "ours-bfloat16-one-block": (
-        "ours, bfloat16, 1,024-song blocks (host work not overlapped within 1,024 songs)",
-        {"dtype": "bfloat16", "songs_per_block": 1024},
-    ),
-    "ours-float16": ("ours, float16", {"dtype": "float16"}),
-    "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
-    "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
-    "ours-onnxruntime-int8": (
-        "ours, onnxruntime (fused graph), dynamic int8, weights per channel",
-        {"backend": "onnxruntime", "quantize": "int8"},
-    ),
-}
+def logger(name: str):
+    def log(message: str) -> None:
+        print(f"[{name} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    return log
 
 
-def build_scorer(name: str, folder: str, device: torch.device, **options):
-    """The method `name` of METHODS on the model saved in `folder` (`options` added to ours)."""
-    if METHODS[name][1] is None:
-        return NaivePipeline(folder, str(device), NAIVE_BATCH if name == "naive-batch32" else None)
-    return OurScorer(folder, str(device), **{**METHODS[name][1], **options})
+def pick_device(name: str | None) -> torch.device:
+    """The device asked for, else cuda when there is one; quiets transformers' logs and progress bars."""
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def cli_command(*arguments: str) -> list[str]:
+    """`lyric-valence ARGUMENTS` as this Python runs it."""
+    return [sys.executable, "-m", "lyric_valence.cli", *map(str, arguments)]
+
+
+def timed_process(command: list[str], env: dict | None = None) -> dict:
+    """Run `command` in its own process from the repository root: wall seconds, peak RSS (`os.wait4`'s ru_maxrss), the
+    1-minute load average before it started, its stdout and stderr (an error with the stderr's tail if it failed)."""
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        load, start = os.getloadavg()[0], time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        stdout.seek(0)
+        stderr.seek(0)
+        output, errors = stdout.read(), stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed (exit {code}):\n{errors[-3000:]}")
+    return dict(wall_s=wall, peak_rss_mib=usage.ru_maxrss / 1024, load_before=load, stdout=output, stderr=errors)
+
+
+def start_train_py(flags: list[str], output_dir: Path) -> subprocess.Popen:
+    """train.py with `flags`, writing to `output_dir`; its output goes to `output_dir`.log (a file, not a pipe: parallel
+    runs never block on it)."""
+    Path(output_dir).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{output_dir}.log", "w") as log_file:
+        command = [sys.executable, "train.py", *flags, "--output_dir", str(output_dir), *TRAIN_PY_FLAGS]
+        process = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
+    process.started = time.perf_counter()
+    return process
+
+
+def train_py_results(process: subprocess.Popen, output_dir: Path) -> dict:
+    """Wait for a `start_train_py` run: its all_results.json and `wall_s` (an error with the log tail if it failed)."""
+    if process.wait() != 0:
+        log_tail = Path(f"{output_dir}.log").read_text()[-3000:]
+        raise RuntimeError(f"train.py {shlex.join(process.args[2:])} failed (exit {process.returncode}):\n{log_tail}")
+    results = json.loads((Path(output_dir) / "all_results.json").read_text())
+    return {**results, "wall_s": time.perf_counter() - process.started}
+
+
+def run_train_py(flags: list[str], output_dir: Path) -> dict:
+    """train.py with `flags` to the end: its all_results.json and `wall_s`."""
+    return train_py_results(start_train_py(flags, output_dir), output_dir)
+
+
+@dataclass
+class Catalogue:
+    """Songs (`texts`), their made-up valence labels in [0.1, 0.9] and their token counts (special tokens included)."""
+
+    texts: list[str]
+    labels: list[float]
+    tokens: list[int]
+
+
+def vocabulary_words(vocabulary: dict[str, int]) -> list[str]:
+    """The common words of a WordPiece vocabulary, by id: ids 2000-12000, ASCII letters only, 3+ characters."""
+    words = sorted((token_id, token) for token, token_id in vocabulary.items() if 2000 <= token_id < 12000)
+    return [token for _, token in words if token.isascii() and token.isalpha() and len(token) >= 3]
+
+
+def length_mix(count: int, seed: int) -> np.ndarray:
+    """`count` song lengths in tokens: log-normal quantiles (median 250, sigma 0.6) in shuffled order."""
+    lengths = MEDIAN_TOKENS * np.exp(SIGMA * stats.norm.ppf((np.arange(count) + 0.5) / count))
+    lengths = np.clip(np.rint(lengths), MIN_TOKENS, MAX_TOKENS).astype(int)
+    return np.random.default_rng(seed).permutation(lengths)
+
+
+class SongWriter:
+    """Songs of Zipf-weighted `vocabulary_words`: verses of 4-9 words a line, a two-line chorus after every fourth."""
+
+    def __init__(self, vocabulary: dict[str, int], rng: np.random.Generator):
+        self.words = np.array(vocabulary_words(vocabulary))
+        weights = 1.0 / np.arange(1, len(self.words) + 1)
+        self.weights, self.rng = weights / weights.sum(), rng
+
+    def line(self) -> list[str]:
+        """One line of 4-9 words, sometimes ending with a comma (a token of its own)."""
+        words = list(self.rng.choice(self.words, size=self.rng.integers(4, 10), p=self.weights))
+        return words + [","] if self.rng.random() < 0.3 else words
+
+    def song(self, tokens: int) -> str:
+        """A song of exactly `tokens` tokens, special tokens included."""
+        chorus = [self.line(), self.line()]
+        lines, budget, verse_lines = [], tokens - SPECIAL_TOKENS, 0
+        while budget > 0:
+            verse_lines += 1
+            for line in [self.line()] + (chorus if verse_lines % 4 == 0 else []):
+                lines.append(line[:budget])
+                budget -= len(lines[-1])
+        return "\n".join(" ".join(line).replace(" ,", ",") for line in lines if line)
+
+
+def make_catalogue(vocabulary: dict[str, int], count: int, seed: int = 0) -> Catalogue:
+    """`count` original songs with the benchmark's length mix and uniform random labels in [0.1, 0.9]."""
+    rng = np.random.default_rng(seed)
+    writer, lengths = SongWriter(vocabulary, rng), length_mix(count, seed)
+    texts = [writer.song(int(length)) for length in lengths]
+    return Catalogue(texts, rng.uniform(0.1, 0.9, size=count).round(4).tolist(), lengths.tolist())
+
+
+def length_summary(tokens: list[int]) -> dict[str, float]:
+    """Mean, median, p90, p99 and max of song lengths in tokens, and the share of songs past 512 and 1,000 tokens."""
+    lengths = np.asarray(tokens)
+    return {
+        "songs": int(lengths.size),
+        "mean": float(lengths.mean()),
+        "median": float(np.median(lengths)),
+        "p90": float(np.percentile(lengths, 90)),
+        "p99": float(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+        "share_over_512": float((lengths > 512).mean()),
+        "share_over_1000": float((lengths > 1000).mean()),
+    }
+
+
+def write_songs(path: Path, texts: list[str], first: int = 0, artists: int = 97, **parquet_options) -> str:
+    """A song table for `lyric-valence predict` (song, artist, seq; named by row number from `first`, `artists`
+    artists in turn): Parquet (`parquet_options`: to_parquet's) when `path` ends in .parquet, else CSV."""
+    rows = range(first, first + len(texts))
+    frame = pd.DataFrame(
+        {"song": [f"song {row}" for row in rows], "artist": [f"artist {row % artists}" for row in rows], "seq": texts}
+    )
+    if str(path).endswith(".parquet"):
+        frame.to_parquet(path, **parquet_options)
+    else:
+        frame.to_csv(path, index=False)
+    return str(path)
 
 
 def time_side_by_side(
-    scorers: dict, songs: list[str], rounds: int, label: str, log=print, before_round=None, stop=lambda: False
+    scorers: dict, songs: list[str], rounds: int, label: str, log=print, before_round=None, end: float = float("inf")
 ) -> tuple[dict, dict]:
     """
     Score `songs` with every scorer in each round, in rotated order, each turn one `Timer.blocked_autorange` (its
-    untimed first call is the warm-up). `before_round(index)` runs first in each round; `stop()` ends the rounds early.
-    Returns each scorer's seconds per round and its scores; logs torch's Compare table.
+    untimed first call is the warm-up). `before_round(index)` runs first in each round; no round starts after `end`
+    (a `time.perf_counter()` time). Returns each scorer's seconds per round and its scores; logs torch's Compare table.
     """
     seconds, scores, measurements = {name: [] for name in scorers}, {}, []
+    describe = {"label": label, "sub_label": f"{len(songs)} songs", "num_threads": torch.get_num_threads()}
     for index in range(rounds):
         if before_round:
             before_round(index)
-        names = list(scorers)[index % len(scorers) :] + list(scorers)[: index % len(scorers)]
-        for name in names:
-            timer = Timer(
-                "scores[name] = scorer(songs)",
-                globals={"scorer": scorers[name], "songs": songs, "scores": scores, "name": name},
-                label=label,
-                sub_label=f"{len(songs)} songs",
-                description=name,
-                num_threads=torch.get_num_threads(),
-            )
+        for name in list(scorers)[index % len(scorers) :] + list(scorers)[: index % len(scorers)]:
+            context = {"scorer": scorers[name], "songs": songs, "scores": scores, "name": name}
+            timer = Timer("scores[name] = scorer(songs)", globals=context, description=name, **describe)
             measurement = timer.blocked_autorange(min_run_time=0)
             seconds[name].append(measurement.median)
             measurements.append(measurement)
-            log(
-                f"round {index + 1}/{rounds}: {name} {measurement.median:.2f} s "
-                f"({len(songs) / measurement.median:.1f} songs/s)"
-            )
-        if stop() and index + 1 < rounds:
+            rate = len(songs) / measurement.median
+            log(f"round {index + 1}/{rounds}: {name} {measurement.median:.2f} s ({rate:.1f} songs/s)")
+        if time.perf_counter() > end and index + 1 < rounds:
             log(f"stopping after round {index + 1}: time budget used")
             break
     compare = Compare(measurements)

@@ -17,15 +17,14 @@ import argparse
 import json
 import shlex
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from bench.report import command_line, logger, machine_info, start_train_py, train_py_results, write_json, write_section
-from lyric_valence.data import Columns, load_splits
+from bench import harness
+from bench.report import write_json, write_section
+from lyric_valence.data import DataOptions, load_splits
 from lyric_valence.evaluation import song_metrics
 
 TRIALS = {
@@ -36,7 +35,7 @@ TRIALS = {
 }
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 SPLITS = ("validation", "test")
-log = logger("lyrics")
+log = harness.logger("lyrics")
 
 
 def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
@@ -52,15 +51,9 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
 
     def lexicon_score(texts: pd.Series) -> np.ndarray:
         """Mean VADER compound score of each song's non-blank lines (VADER scores sentences, not whole songs)."""
+        lines = [[line for line in text.splitlines() if line.strip()] for text in texts]
         return np.array(
-            [
-                [
-                    np.mean(
-                        [vader.polarity_scores(line)["compound"] for line in text.splitlines() if line.strip()] or [0.0]
-                    )
-                ]
-                for text in texts
-            ]
+            [[np.mean([vader.polarity_scores(line)["compound"] for line in song] or [0.0])] for song in lines]
         )
 
     lexicon = LinearRegression().fit(lexicon_score(train["text"]), train["label"])
@@ -87,34 +80,20 @@ def trained_model_predictions(model_dir: str, frames: dict[str, pd.DataFrame]) -
 
 
 def train_flags(args: argparse.Namespace, trial: str, seed: int) -> list[str]:
-    columns = [
-        item
-        for flag in ("text_column", "label_column", "group_column")
-        if getattr(args, flag)
-        for item in (f"--{flag}", getattr(args, flag))
-    ]
-    return [
-        "--data_file",
-        args.data_file,
-        *columns,
-        "--seed",
-        str(seed),
-        *shlex.split(TRIALS[trial]),
-        *args.extra,
-        "--save_total_limit",
-        "1",
-    ]
+    flags = ["--data_file", args.data_file, "--seed", str(seed)]
+    for flag in ("text_column", "label_column", "group_column"):
+        flags += [f"--{flag}", getattr(args, flag)] if getattr(args, flag) else []
+    return [*flags, *shlex.split(TRIALS[trial]), *args.extra, "--save_total_limit", "1"]
 
 
 def run_trial(flags: list[str], output_dir: Path) -> dict:
-    """Run train.py; its song-level validation and test metrics, and its training seconds."""
-    start = time.perf_counter()
-    results = train_py_results(start_train_py(flags, output_dir), output_dir)
+    """Run train.py; its song-level validation and test metrics, and its training and wall seconds."""
+    results = harness.run_train_py(flags, output_dir)
     return {
         "validation": {key.removeprefix("eval_"): value for key, value in results.items() if key.startswith("eval_")},
         "test": {key.removeprefix("test_"): value for key, value in results.items() if key.startswith("test_")},
         "train_s": results.get("train_runtime"),
-        "wall_s": time.perf_counter() - start,
+        "wall_s": results["wall_s"],
     }
 
 
@@ -142,14 +121,14 @@ def summary(record: dict) -> pd.DataFrame:
 def render(records: dict) -> str:
     parts = []
     for data_file, record in records.items():
-        machine = record["machine"]
         counts = ", ".join(f"{record['counts'][f'{split}_songs']} {split}" for split in ("train", "validation", "test"))
         parts += [
             f"### `{data_file}`, seeds {', '.join(map(str, record['seeds']))}",
             "",
-            f"Split by train.py (`--seed` per split, artists and near-duplicates never span two splits): {counts} songs "
-            f"(seed {record['seeds'][0]}). Metrics are song-level, mean ± standard deviation over the seeds. "
-            f"Machine: {machine['cpu']} ({machine['cpu_cores']} cores), torch {machine['torch']}, {machine['date']}.",
+            "Split by train.py (`--seed` per split, artists and near-duplicates never span two splits): "
+            f"{counts} songs (seed {record['seeds'][0]}). Metrics are song-level, mean ± standard deviation over the "
+            "seeds. "
+            f"Machine: {harness.machine_line(record['machine'])}",
             "",
             summary(record).to_markdown(index=False),
             "",
@@ -167,15 +146,11 @@ def plot(records: dict, path: Path) -> None:
     for axis, (data_file, record) in zip(axes[0], records.items(), strict=True):
         names = list(record["rows"])
         values = [[seed["test"]["mse"] for seed in record["rows"][name]["seeds"].values()] for name in names]
-        axis.barh(names, [np.mean(v) for v in values], xerr=[np.std(v) for v in values], color="tab:blue")
-        axis.axvline(
-            np.mean(values[names.index("TF-IDF + ridge")]), color="tab:red", linestyle="--", label="TF-IDF + ridge"
-        )
-        axis.set(
-            xlabel="song-level test MSE (lower is better)",
-            title=data_file,
-            xlim=(0.8 * min(map(np.mean, values)), None),
-        )
+        means = [np.mean(v) for v in values]
+        axis.barh(names, means, xerr=[np.std(v) for v in values], color="tab:blue")
+        ridge = means[names.index("TF-IDF + ridge")]
+        axis.axvline(ridge, color="tab:red", linestyle="--", label="TF-IDF + ridge")
+        axis.set(xlabel="song-level test MSE (lower is better)", title=data_file, xlim=(0.8 * min(means), None))
         axis.invert_yaxis()
         axis.legend(fontsize=8)
     figure.tight_layout()
@@ -191,22 +166,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--group_column", help="Its artist column: no artist spans two splits.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="Split seeds (train.py --seed).")
     parser.add_argument("--trials", nargs="*", default=[], choices=list(TRIALS), help="train.py trials to run.")
-    parser.add_argument(
-        "--models",
-        nargs="*",
-        default=[],
-        help="Saved models to score as they are, without training "
-        "on this set (e.g. the EmoBank quickstart's output folder).",
-    )
+    help_ = "Saved models to score as they are, without training on this set (e.g. the EmoBank quickstart's output)."
+    parser.add_argument("--models", nargs="*", default=[], help=help_)
     parser.add_argument("--tag", default=None, help="Added to the trials' row names (e.g. the encoder given after --).")
     parser.add_argument("--out", type=Path, default=Path("lyrics-bench"), help="Folder of lyrics.json, .md and .png.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Where train.py runs write (default: temporary).")
-    parser.add_argument(
-        "--results_markdown",
-        type=Path,
-        default=None,
-        help="Also write the tables into this file's lyrics section (between its bench/lyrics.py markers).",
-    )
+    help_ = "Also write the tables into this file's lyrics section (between its bench/lyrics.py markers)."
+    parser.add_argument("--results_markdown", type=Path, default=None, help=help_)
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="After --: flags added to every train.py run.")
     args = parser.parse_args(argv)
     args.extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
@@ -221,21 +187,17 @@ def main(argv=None) -> None:
     records = json.loads(records_path.read_text()) if records_path.exists() else {}
     data_file = Path(args.data_file).name
     record = records.setdefault(data_file, {"rows": {}, "commands": []})
-    record.update(seeds=args.seeds, machine=machine_info(torch.device("cpu")))
-    command = command_line("bench.lyrics", argv)
+    record.update(seeds=args.seeds, machine=harness.machine_info())
+    command = harness.command_line("bench.lyrics", argv)
     record["commands"] = [c for c in record["commands"] if c != command] + [command]
-    columns = Columns(args.text_column, args.label_column, None, args.group_column, None) if args.text_column else None
+    options = DataOptions(text_column=args.text_column, label_column=args.label_column, group_column=args.group_column)
     for seed in args.seeds:
-        splits, counts = load_splits(args.data_file, columns=columns, seed=seed)
+        splits, counts = load_splits(args.data_file, options, seed=seed)
         record.setdefault("counts", counts)
         frames = {name: splits[name].to_pandas() for name in splits}
-        untrained = {
-            **baselines(frames),
-            **{
-                f"trained elsewhere: {Path(model_dir).name}": trained_model_predictions(model_dir, frames)
-                for model_dir in args.models
-            },
-        }
+        untrained = baselines(frames)
+        for model_dir in args.models:
+            untrained[f"trained elsewhere: {Path(model_dir).name}"] = trained_model_predictions(model_dir, frames)
         for name, predicted in untrained.items():
             row = record["rows"].setdefault(name, {"flags": "", "seeds": {}})
             row["seeds"][str(seed)] = {
@@ -245,9 +207,8 @@ def main(argv=None) -> None:
         for trial in args.trials:
             name = f"{trial} ({args.tag})" if args.tag else trial
             run_name = "-".join(part for part in (trial, args.tag, str(seed)) if part)
-            row = record["rows"].setdefault(
-                name, {"flags": shlex.join([*shlex.split(TRIALS[trial]), *args.extra]), "seeds": {}}
-            )
+            flags = shlex.join(harness.portable_command([*shlex.split(TRIALS[trial]), *args.extra]))
+            row = record["rows"].setdefault(name, {"flags": flags, "seeds": {}})
             row["seeds"][str(seed)] = run_trial(train_flags(args, trial, seed), work_dir / run_name)
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
             write_json(records_path, records)

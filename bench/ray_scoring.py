@@ -16,21 +16,10 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from bench import harness
 from bench.models import build_model, load_tokenizer, save_model
-from bench.report import (
-    REPO,
-    command_line,
-    logger,
-    machine_info,
-    machine_line,
-    table,
-    timed_process,
-    write_json,
-    write_section,
-)
-from bench.songs import make_catalogue
+from bench.report import table, write_json, write_section
 
 WORDS = (
     "light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
@@ -93,9 +82,7 @@ predict_io.song_frames, predict_io.read_text_file = counted_frames, counted_text
 from lyric_valence.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-log = logger("ray-scoring")
+log = harness.logger("ray-scoring")
 POOL_SONGS = 1000
 
 
@@ -106,55 +93,23 @@ def write_catalogue(folder: Path, songs: int) -> list[str]:
     rng = random.Random(songs)
     for part, start in enumerate(range(0, songs, FILE_ROWS)):
         rows = range(start, min(start + FILE_ROWS, songs))
-        pd.DataFrame(
-            {
-                "song": [f"song {row}" for row in rows],
-                "artist": [f"artist {row % 97}" for row in rows],
-                "seq": [
-                    "" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
-                    for row in rows
-                ],
-            }
-        ).to_parquet(folder / f"part-{part:04d}.parquet", row_group_size=BLOCK_SIZE)
+        texts = [
+            "" if row % 50 == 7 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))) for row in rows
+        ]
+        harness.write_songs(folder / f"part-{part:04d}.parquet", texts, start, row_group_size=BLOCK_SIZE)
     return sorted(str(path) for path in folder.iterdir())
 
 
-def write_song_table(path: Path, pool: list[str], songs: int) -> str:
-    """A CSV of `songs` rows (song, artist, seq) cycling through `pool` (bench/songs.py's length mix)."""
-    pd.DataFrame(
-        {
-            "song": [f"song {row}" for row in range(songs)],
-            "artist": [f"artist {row % 997}" for row in range(songs)],
-            "seq": [pool[row % len(pool)] for row in range(songs)],
-        }
-    ).to_csv(path, index=False)
-    return str(path)
-
-
 def run(command: list[str], **env: str) -> float:
-    return timed_process(command, {**ENV, **env})["wall_s"]
+    return harness.timed_process(command, {**ENV, **env})["wall_s"]
 
 
 def measured_predict(source: str, model: str, output: Path, *flags: str) -> dict:
     """One `predict` process (Ray's driver with `--engine ray`): wall time and peak RSS (MiB), and the Ray actors'."""
     peaks = output.with_name(f"peaks-{output.name}")
     peaks.mkdir()
-    wall = run(
-        [
-            sys.executable,
-            "-c",
-            MEASURED_RUN,
-            "predict",
-            source,
-            "--model",
-            model,
-            "--output",
-            str(output),
-            *flags,
-            *PREDICT_FLAGS,
-        ],
-        PEAKS_DIR=str(peaks),
-    )
+    command = [sys.executable, "-c", MEASURED_RUN, "predict", source, "--model", model, "--output", str(output)]
+    wall = run([*command, *flags, *PREDICT_FLAGS], PEAKS_DIR=str(peaks))
     result = {"wall_s": round(wall, 1), "peak_mib": round(int((peaks / "driver").read_text()) / 1024)}
     actors = [json.loads(path.read_text()) for path in peaks.glob("worker-*")]
     if actors:
@@ -176,23 +131,9 @@ def torchrun_predict(files: list[str], model: str, output: Path, processes: int,
     rows.mkdir()
     script = work / "counted_run.py"
     script.write_text(COUNTED_RUN, encoding="utf-8")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), str(script)]
     wall = run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(processes),
-            str(script),
-            "predict",
-            *files,
-            "--model",
-            model,
-            "--output",
-            str(output),
-            *PREDICT_FLAGS,
-        ],
-        ROWS_DIR=str(rows),
+        [*torchrun, "predict", *files, "--model", model, "--output", str(output), *PREDICT_FLAGS], ROWS_DIR=str(rows)
     )
     counts = [json.loads((rows / f"rows-{index}.json").read_text()) for index in range(processes)]
     return {
@@ -204,78 +145,51 @@ def torchrun_predict(files: list[str], model: str, output: Path, processes: int,
 
 def markdown(results: dict) -> str:
     same, speed, memory, two = (results[key] for key in ("same_scores", "workers_1000", "memory", "torchrun_1000"))
-    rows = [
-        (
-            f"Ray scores vs predict's, {same['songs']} songs",
-            f"max abs difference {same['max_abs_difference']:.1e} "
-            f"({same['rows']} rows each, same ids in the same order: {same['same_ids']})",
-        ),
-        *(
-            (
-                f"{workers} Ray CPU worker(s), 1,000 songs",
-                f"{speed[workers]['wall_s']} s in all "
-                f"({speed[workers]['songs_per_s']} songs/s); scoring, first batch to last: {speed[workers]['scoring_s']} s "
-                f"({speed[workers]['scoring_songs_per_s']} songs/s, {speed[workers]['actors_seen']} actor(s) scored)",
-            )
-            for workers in ("1", "2")
-        ),
-        (
-            "2 vs 1 Ray workers",
-            f"throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} while scoring",
-        ),
-        (
-            "predict, one process, 1,000 songs",
-            f"{results['predict_1000_s']} s; Ray with 1 worker takes "
-            f"x{results['ray_overhead_ratio']} its time (+{results['ray_overhead_s']} s)",
-        ),
-        (
-            "predict, 2 processes (torchrun), 1,000 songs",
-            f"rows taken per process {two['2']['rows_taken']}, rows read "
-            f"per process {two['2']['rows_read']}; output byte-identical to 1 process: {two['byte_identical']}; "
-            f"{two['2']['wall_s']} s vs {two['1']['wall_s']} s for 1 process",
-        ),
-        *(
-            (
-                f"{size} songs (CSV, tiny model)",
-                f"predict, one process: {run['predict']['wall_s']} s, peak "
-                f"{run['predict']['peak_mib']} MiB; Ray, 1 worker: {run['ray']['wall_s']} s, driver peak "
-                f"{run['ray']['peak_mib']} MiB, worker peak {run['ray']['worker_peak_mib']} MiB",
-            )
-            for size, run in memory.items()
-        ),
-        (
-            f"peak memory {list(memory)[1]} vs {list(memory)[0]} songs",
-            f"predict x{results['memory_ratio']['predict']}, "
-            f"Ray driver x{results['memory_ratio']['driver']}, Ray worker x{results['memory_ratio']['worker']}",
-        ),
-    ]
-    return "\n".join(
-        [
-            f"Command: `{results['command']}`. Machine: {results['machine']}",
-            "",
-            table([{"measure": measure, "result": result} for measure, result in rows]),
-        ]
+    rows = {
+        f"Ray scores vs predict's, {same['songs']} songs": f"max abs difference {same['max_abs_difference']:.1e} "
+        f"({same['rows']} rows each, same ids in the same order: {same['same_ids']})"
+    }
+    for workers in ("1", "2"):
+        ray = speed[workers]
+        rows[f"{workers} Ray CPU worker(s), 1,000 songs"] = (
+            f"{ray['wall_s']} s in all ({ray['songs_per_s']} songs/s); scoring, first batch to last: "
+            f"{ray['scoring_s']} s ({ray['scoring_songs_per_s']} songs/s, {ray['actors_seen']} actor(s) scored)"
+        )
+    rows["2 vs 1 Ray workers"] = (
+        f"throughput x{speed['ratio_2_vs_1']} in all, x{speed['scoring_ratio_2_vs_1']} while scoring"
     )
+    rows["predict, one process, 1,000 songs"] = (
+        f"{results['predict_1000_s']} s; Ray with 1 worker takes x{results['ray_overhead_ratio']} its time "
+        f"(+{results['ray_overhead_s']} s)"
+    )
+    rows["predict, 2 processes (torchrun), 1,000 songs"] = (
+        f"rows taken per process {two['2']['rows_taken']}, rows read per process {two['2']['rows_read']}; output "
+        f"byte-identical to 1 process: {two['byte_identical']}; {two['2']['wall_s']} s vs {two['1']['wall_s']} s for 1 "
+        "process"
+    )
+    for size, run in memory.items():
+        rows[f"{size} songs (CSV, tiny model)"] = (
+            f"predict, one process: {run['predict']['wall_s']} s, peak {run['predict']['peak_mib']} MiB; Ray, 1 "
+            f"worker: {run['ray']['wall_s']} s, driver peak {run['ray']['peak_mib']} MiB, worker peak "
+            f"{run['ray']['worker_peak_mib']} MiB"
+        )
+    ratio = results["memory_ratio"]
+    rows[f"peak memory {list(memory)[1]} vs {list(memory)[0]} songs"] = (
+        f"predict x{ratio['predict']}, Ray driver x{ratio['driver']}, Ray worker x{ratio['worker']}"
+    )
+    rows = [{"measure": measure, "result": result} for measure, result in rows.items()]
+    return f"Command: `{results['command']}`. Machine: {results['machine']}\n\n{table(rows)}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--songs", type=int, default=1000, help="Songs of the speed comparisons (default: 1000).")
-    parser.add_argument(
-        "--memory_songs",
-        type=int,
-        nargs=2,
-        default=[10_000, 100_000],
-        help="The two catalogue sizes of the memory comparison (default: 10000 100000).",
-    )
+    help_ = "The two catalogue sizes of the memory comparison (default: 10000 100000)."
+    parser.add_argument("--memory_songs", type=int, nargs=2, default=[10_000, 100_000], help=help_)
     args = parser.parse_args()
-    machine = machine_info(torch.device("cpu"))
-    results = {
-        "command": command_line("bench.ray_scoring"),
-        "date": machine["date"],
-        "machine": machine_line(machine),
-        "songs": args.songs,
-    }
+    machine = harness.machine_info()
+    results = {"command": harness.command_line("bench.ray_scoring"), "date": machine["date"]}
+    results.update(machine=harness.machine_line(machine), songs=args.songs)
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
         tokenizer = load_tokenizer()
@@ -284,23 +198,8 @@ def main() -> None:
         files = write_catalogue(work / "songs", args.songs)
 
         log("predict, one process")
-        results["predict_1000_s"] = round(
-            run(
-                [
-                    sys.executable,
-                    "-m",
-                    "lyric_valence.cli",
-                    "predict",
-                    *files,
-                    "--model",
-                    minilm,
-                    "--output",
-                    str(work / "predict.csv"),
-                    *PREDICT_FLAGS,
-                ]
-            ),
-            1,
-        )
+        command = harness.cli_command("predict", *files, "--model", minilm, "--output", work / "predict.csv")
+        results["predict_1000_s"] = round(run([*command, *PREDICT_FLAGS]), 1)
         speed = {}
         for workers in ("1", "2"):
             log(f"ray, {workers} worker(s)")
@@ -329,11 +228,12 @@ def main() -> None:
         two["byte_identical"] = (work / "torchrun-1.csv").read_bytes() == (work / "torchrun-2.csv").read_bytes()
         results["torchrun_1000"] = two
 
-        pool = make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0).texts
+        pool = harness.make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0).texts
         memory = {}
         for size in args.memory_songs:
             log(f"memory, {size} songs: predict, then ray")
-            table_file = write_song_table(work / f"songs-{size}.csv", pool, size)
+            texts = [pool[row % len(pool)] for row in range(size)]
+            table_file = harness.write_songs(work / f"songs-{size}.csv", texts, artists=997)
             memory[str(size)] = {
                 "predict": measured_predict(table_file, tiny, work / f"predict-{size}.csv"),
                 "ray": ray_run(table_file, tiny, work / f"ray-memory-{size}", 1),
@@ -346,8 +246,8 @@ def main() -> None:
             "worker": round(large["ray"]["worker_peak_mib"] / small["ray"]["worker_peak_mib"], 2),
         }
 
-    write_json(REPO / "bench" / "ray_scoring.json", results)
-    write_section(REPO / "bench" / "RAY_RESULTS.md", "bench.ray_scoring", markdown(results))
+    write_json(harness.REPO / "bench" / "ray_scoring.json", results)
+    write_section(harness.REPO / "bench" / "RAY_RESULTS.md", "bench.ray_scoring", markdown(results))
     log(json.dumps(results))
 
 

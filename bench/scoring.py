@@ -1,8 +1,8 @@
 """
 Catalogue scoring: the torch backend in each precision and the onnxruntime backend against the naive per-chunk
-`pipeline("text-classification")` loop, side by side (bench/harness.py); the host's share of the work; a sweep of
-`batch_tokens`; each mode's EmoBank quality against float32 of one trained model. Writes scoring_results.json and
-SCORING_RESULTS.md to --out (bench/SCORING_RESULTS.md cites the runs kept in bench/scoring/*.json).
+`pipeline("text-classification")` loop, side by side; the host's share of the work; a sweep of `batch_tokens`; each
+mode's EmoBank quality against float32 of one trained model. Writes scoring_results.json and SCORING_RESULTS.md to
+--out (bench/SCORING_RESULTS.md cites the runs kept in bench/scoring/*.json).
 """
 
 import argparse
@@ -14,67 +14,118 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import transformers
 
+from bench import harness
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
-from bench.harness import METHODS, OurScorer, build_scorer, time_side_by_side
 from bench.models import add_model_arguments, build_model, load_tokenizer, save_model
-from bench.report import (
-    REPO,
-    command_line,
-    logger,
-    machine_info,
-    machine_line,
-    pick_device,
-    rates,
-    spread,
-    summary,
-    table,
-    write_json,
+from bench.report import rates, spread, summary, table, write_json
+from lyric_valence.loading import load_scoring_model
+from modeling_lyric_valence import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_SONGS_PER_BLOCK,
+    LyricValenceModel,
+    chunk_lyrics,
+    score_songs_in_batches,
 )
-from bench.songs import length_summary, make_catalogue
-from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, DEFAULT_SONGS_PER_BLOCK, chunk_lyrics, score_songs_in_batches
 
 SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (8192, 16384, 32768, 65536, 131072)}
-log = logger("scoring")
+log = harness.logger("scoring")
 HOST_WORK = "chunking and padding (`score_songs`' host work)"
 STAND_IN = "`score_songs` with a device stand-in as fast as the host"
+NAIVE_BATCH = 32
 
-DEFAULT_METHODS = {
-    "cpu": ("ours-float32", "ours-int8", "ours-onnxruntime-float32", "ours-onnxruntime-int8"),
-    "cuda": (
-        "naive-batch32",
-        "ours-float32",
-        "ours-float32-budget-only",
-        "ours-bfloat16",
-        "ours-bfloat16-one-block",
-        "ours-float16",
+
+class NaivePipeline:
+    """The stock path: the same chunks as text, a `pipeline("text-classification")` called once per chunk, or over all
+    chunks with `batch_size=32` (what its docs suggest), float32; chunk scores averaged per song."""
+
+    def __init__(self, folder: str, device: str, batch_size: int | None = None):
+        self.pipe = transformers.pipeline("text-classification", model=folder, trust_remote_code=True, device=device)
+        self.batch_size = batch_size
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        config, tokenizer = self.pipe.model.config, self.pipe.tokenizer
+        encoded = chunk_lyrics(tokenizer, songs, config.max_length, config.stride)
+        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in encoded["input_ids"]]
+        if self.batch_size is None:
+            outputs = [self.pipe(text, truncation=True)[0] for text in texts]
+        else:
+            outputs = [output[0] for output in self.pipe(texts, truncation=True, batch_size=self.batch_size, top_k=1)]
+        totals, counts = np.zeros(len(songs)), np.zeros(len(songs))
+        np.add.at(totals, encoded["overflow_to_sample_mapping"], [output["score"] for output in outputs])
+        np.add.at(counts, encoded["overflow_to_sample_mapping"], 1)
+        return (totals / counts).tolist()
+
+
+class OurScorer:
+    """`lyric-valence predict`'s engine: the model as `load_scoring_model` gives it with `options` (dtype, quantize,
+    backend), or with `prepared=False` as `from_pretrained` gives it (token-budget batches alone); `score_songs` in
+    `batch_tokens` budgets, `songs_per_block` songs at a time."""
+
+    def __init__(self, folder: str, device: str, batch_tokens=None, songs_per_block=None, prepared=True, **options):
+        if prepared:
+            model, self.tokenizer = load_scoring_model(folder, device, **options)
+        else:
+            model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                folder, config=model.config, trust_remote_code=False
+            )
+        self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
+
+
+# name: (description, OurScorer options; None for the naive loops)
+METHODS = {
+    "naive": ('naive: `pipeline("text-classification")` per chunk, float32', None),
+    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
+    "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
+    "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
+    "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
+    "ours-bfloat16-one-block": (
+        "ours, bfloat16, 1,024-song blocks (host work not overlapped within 1,024 songs)",
+        {"dtype": "bfloat16", "songs_per_block": 1024},
+    ),
+    "ours-float16": ("ours, float16", {"dtype": "float16"}),
+    "ours-int8": ("ours, dynamic int8 Linear layers (torch.ao)", {"quantize": "int8"}),
+    "ours-onnxruntime-float32": ("ours, onnxruntime (fused graph), float32", {"backend": "onnxruntime"}),
+    "ours-onnxruntime-int8": (
+        "ours, onnxruntime (fused graph), dynamic int8, weights per channel",
+        {"backend": "onnxruntime", "quantize": "int8"},
     ),
 }
+DEFAULT_METHODS = {  # besides naive
+    "cpu": "ours-float32 ours-int8 ours-onnxruntime-float32 ours-onnxruntime-int8",
+    "cuda": "naive-batch32 ours-float32 ours-float32-budget-only ours-bfloat16 ours-bfloat16-one-block ours-float16",
+}
+
+
+def build_scorer(name: str, folder: str, device: torch.device):
+    """The method `name` of METHODS on the model saved in `folder`."""
+    if METHODS[name][1] is None:
+        return NaivePipeline(folder, str(device), NAIVE_BATCH if name == "naive-batch32" else None)
+    return OurScorer(folder, str(device), **METHODS[name][1])
 
 
 def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
     """What MFU is measured against: on a GPU the bf16 data-sheet peak (else a measured bf16 GEMM); on a CPU the
     measured fp32 GEMM, and with `int8` onnxruntime's int8 GEMM (`MatMulInteger`) for the int8 modes."""
+    if device.type == "cuda" and bf16_dense_peak(device):
+        name = torch.cuda.get_device_name(device)
+        return {"what": f"{name} bf16 dense peak (data sheet)", "flops_per_s": bf16_dense_peak(device)}
     if device.type == "cuda":
-        if bf16_dense_peak(device):
-            return {
-                "what": f"{torch.cuda.get_device_name(device)} bf16 dense peak (data sheet)",
-                "flops_per_s": bf16_dense_peak(device),
-            }
         return {
             "what": "measured bf16 GEMM",
             "flops_per_s": gemm_flops_per_second(8192, seconds, device, torch.bfloat16),
         }
     threads = torch.get_num_threads()
-    peak = {
-        "what": f"measured fp32 GEMM (2048², {threads} threads)",
-        "flops_per_s": gemm_flops_per_second(2048, seconds, device),
-    }
+    peak = {"what": f"measured fp32 GEMM (2048², {threads} threads)"}
+    peak["flops_per_s"] = gemm_flops_per_second(2048, seconds, device)
     if int8:
-        peak.update(
-            int8_what=f"measured onnxruntime int8 GEMM (`MatMulInteger`, 2048², {threads} threads)",
-            int8_ops_per_s=int8_gemm_ops_per_second(2048, seconds, threads),
-        )
+        peak["int8_what"] = f"measured onnxruntime int8 GEMM (`MatMulInteger`, 2048², {threads} threads)"
+        peak["int8_ops_per_s"] = int8_gemm_ops_per_second(2048, seconds, threads)
     return peak
 
 
@@ -82,57 +133,35 @@ def is_int8(options: dict | None) -> bool:
     return bool(options) and options.get("quantize") == "int8"
 
 
-def measure_speed(
-    folder: str,
-    model,
-    tokenizer,
-    songs: list[str],
-    device: torch.device,
-    rounds: int,
-    methods: dict,
-    budget_s: float,
-    started: float,
-) -> dict:
-    """Every method over the same songs, `rounds` rounds in rotated order; ratios per round. The peaks MFU is measured
-    against are measured at the start of each round, as noisy on a shared machine as the methods."""
-    forward = flops_per_length(model)
-    lengths = [
-        len(ids) for ids in chunk_lyrics(tokenizer, songs, model.config.max_length, model.config.stride)["input_ids"]
-    ]
-    flops = sum(map(forward, lengths))
+def measure_speed(folder: str, model, tokenizer, songs: list[str], device, methods: dict, rounds: int, end: float):
+    """Every method over the same songs, `rounds` rounds in rotated order, none started after `end` (`perf_counter`
+    time); ratios per round. The peaks MFU is measured against are measured at the start of each round, as noisy on a
+    shared machine as the methods."""
+    config = model.config
+    lengths = [len(ids) for ids in chunk_lyrics(tokenizer, songs, config.max_length, config.stride)["input_ids"]]
+    flops = sum(map(flops_per_length(model), lengths))
     log(f"loading {', '.join(methods)}")
     scorers = {name: build_scorer(name, folder, device) for name in methods}
     int8 = any(is_int8(options) for _, options in methods.values())
     peaks = []
-    seconds, scores = time_side_by_side(
-        scorers,
-        songs,
-        rounds,
-        "catalogue scoring",
-        log,
-        before_round=lambda _: peaks.append(peak_flops(device, 1.0, int8)),
-        stop=lambda: time.perf_counter() - started > budget_s,
-    )
+
+    def measure_peak(_round: int) -> None:
+        peaks.append(peak_flops(device, 1.0, int8))
+
+    seconds, scores = harness.time_side_by_side(scorers, songs, rounds, "catalogue scoring", log, measure_peak, end)
     peak = {
-        key: summary([round_peaks[key] for round_peaks in peaks]) if key.endswith("_per_s") else value
+        key: summary([each[key] for each in peaks]) if key.endswith("_per_s") else value
         for key, value in peaks[0].items()
     }
-    results = {
-        "songs": len(songs),
-        "chunks": len(lengths),
-        "real_tokens": sum(lengths),
-        "model_flops": flops,
-        "peak": peak,
-        "rounds": len(seconds["naive"]),
-        "methods": {},
-    }
+    results = {"songs": len(songs), "chunks": len(lengths), "real_tokens": sum(lengths), "model_flops": flops}
+    results.update(peak=peak, rounds=len(seconds["naive"]), methods={})
     for name, runs in seconds.items():
         against = "int8_ops_per_s" if is_int8(methods[name][1]) and "int8_ops_per_s" in peak else "flops_per_s"
         results["methods"][name] = {
             "description": methods[name][0],
             **rates(runs, songs=len(songs), tokens=sum(lengths)),
             "mfu_against": against,
-            "mfu": summary([flops / s / round_peaks[against] for s, round_peaks in zip(runs, peaks, strict=True)]),
+            "mfu": summary([flops / s / each[against] for s, each in zip(runs, peaks, strict=True)]),
             "ratio_vs_naive": summary([naive / s for naive, s in zip(seconds["naive"], runs, strict=True)]),
             "max_difference_vs_naive": float(np.max(np.abs(np.array(scores[name]) - np.array(scores["naive"])))),
         }
@@ -173,32 +202,23 @@ def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
             seconds[name].append(time.perf_counter() - start)
     log("host: " + ", ".join(f"{name} {min(runs):.3f} s" for name, runs in seconds.items()))
     blocks = -(-len(songs) // block)
+    overlap = [2 * alone / both for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN], strict=True)]
     return {
         "songs": len(songs),
         "rounds": rounds,
         "songs_per_block": block,
         "songs_per_s": {name: summary([len(songs) / s for s in runs]) for name, runs in seconds.items()},
-        "overlap": {
-            "vs_serial": summary(
-                [2 * alone / both for alone, both in zip(seconds[HOST_WORK], seconds[STAND_IN], strict=True)]
-            ),
-            "ideal": 2 * blocks / (blocks + 1),
-        },
+        "overlap": {"vs_serial": summary(overlap), "ideal": 2 * blocks / (blocks + 1)},
     }
 
 
 def measure_sweep(folder: str, songs: list[str], device: torch.device, dtype: str) -> dict:
     """Songs/s of `score_songs` at each token budget, side by side over two rounds."""
-    scorers = {
-        str(budget): OurScorer(folder, str(device), dtype=dtype, batch_tokens=budget)
-        for budget in SWEEP_BATCH_TOKENS[device.type]
-    }
-    seconds, _ = time_side_by_side(scorers, songs, 2, "batch_tokens sweep", log)
-    return {
-        "dtype": dtype,
-        "songs": len(songs),
-        "songs_per_s": {budget: summary([len(songs) / s for s in runs]) for budget, runs in seconds.items()},
-    }
+    budgets = SWEEP_BATCH_TOKENS[device.type]
+    scorers = {str(budget): OurScorer(folder, str(device), budget, dtype=dtype) for budget in budgets}
+    seconds, _ = harness.time_side_by_side(scorers, songs, 2, "batch_tokens sweep", log)
+    songs_per_s = {budget: summary([len(songs) / s for s in runs]) for budget, runs in seconds.items()}
+    return {"dtype": dtype, "songs": len(songs), "songs_per_s": songs_per_s}
 
 
 def emobank_test(path: str) -> tuple[list[str], np.ndarray]:
@@ -222,16 +242,16 @@ def quality_modes(device: torch.device) -> list[tuple[str, str, str | None, str]
 def measure_quality(folder: str, emobank: str, device: torch.device) -> dict:
     """Pearson and MSE on EmoBank test of each mode, and each mode's Pearson change against float32 on its device."""
     texts, labels = emobank_test(emobank)
-    results, scores = {"model": folder, "sentences": len(texts), "modes": {}}, {}
+    results = {"model": harness.portable_path(folder, "--quality_model"), "sentences": len(texts), "modes": {}}
+    scores = {}
     for mode_device, dtype, quantize, backend in quality_modes(device):
         name = f"{mode_device.split(':')[0]}-{dtype}" + (f"-{quantize}" if quantize else "")
         name += "-onnxruntime" if backend == "onnxruntime" else ""
-        scores[name] = np.array(OurScorer(folder, mode_device, dtype, quantize, backend=backend)(texts))
-        results["modes"][name] = {
-            "pearson": float(np.corrcoef(scores[name], labels)[0, 1]),
-            "mse": float(np.mean((scores[name] - labels) ** 2)),
-        }
-        log(f"quality: {name} Pearson {results['modes'][name]['pearson']:.4f}")
+        scorer = OurScorer(folder, mode_device, dtype=dtype, quantize=quantize, backend=backend)
+        scores[name] = np.array(scorer(texts))
+        pearson, mse = np.corrcoef(scores[name], labels)[0, 1], np.mean((scores[name] - labels) ** 2)
+        results["modes"][name] = {"pearson": float(pearson), "mse": float(mse)}
+        log(f"quality: {name} Pearson {pearson:.4f}")
     for name, mode in results["modes"].items():
         reference = f"{name.split('-')[0]}-float32"
         mode["pearson_change"] = mode["pearson"] - results["modes"][reference]["pearson"]
@@ -245,39 +265,38 @@ def render(run: dict) -> str:
     lines = [
         "# Catalogue scoring",
         "",
-        f"Command: `{run['command']}`. Machine: {machine_line(run['machine'])} {run['note']}",
+        f"Command: `{run['command']}`. Machine: {harness.machine_line(run['machine'])} {run['note']}",
         "",
     ]
-    speed = run.get("speed")
+    speed, host, sweep, quality = (run.get(part) for part in ("speed", "host", "sweep", "quality"))
     if speed:
         inputs, peak = run["inputs"], speed["peak"]
         peaks = f"{peak['what']} ({spread(peak['flops_per_s'], ',.0f', 1e-9)} GFLOP/s)"
         if "int8_ops_per_s" in peak:
-            peaks += f"; the int8 modes' against the {peak['int8_what']} ({spread(peak['int8_ops_per_s'], ',.0f', 1e-9)} GOP/s)"
+            gops = spread(peak["int8_ops_per_s"], ",.0f", 1e-9)
+            peaks += f"; the int8 modes' against the {peak['int8_what']} ({gops} GOP/s)"
+        rows = [
+            {
+                "method": method["description"],
+                "songs/s": spread(method["songs_per_s"], ".1f"),
+                "× naive (per round)": spread(method["ratio_vs_naive"], suffix="×"),
+                "MFU": spread(method["mfu"], ".1f", 100, "%")
+                + (" of int8" if method["mfu_against"] == "int8_ops_per_s" else ""),
+                "max \\|score − naive\\|": f"{method['max_difference_vs_naive']:.1e}",
+            }
+            for method in speed["methods"].values()
+        ]
         lines += [
-            f"## Speed: {run['encoder']}, {speed['songs']:,} synthetic songs (bench/songs.py mix)",
+            f"## Speed: {run['encoder']}, {speed['songs']:,} synthetic songs (bench/harness.py mix)",
             "",
             f"{speed['chunks']:,} chunks, {speed['real_tokens']:,} tokens (song tokens: mean {inputs['mean']:.0f}, "
             f"median {inputs['median']:.0f}, p99 {inputs['p99']:.0f}, max {inputs['max']}); {speed['rounds']} "
             f"rounds, median (min–max). MFU against the {peaks}. Default `batch_tokens`: "
             f"{DEFAULT_BATCH_TOKENS.get(run['device'].split(':')[0], '')}.",
             "",
-            table(
-                [
-                    {
-                        "method": method["description"],
-                        "songs/s": spread(method["songs_per_s"], ".1f"),
-                        "× naive (per round)": spread(method["ratio_vs_naive"], suffix="×"),
-                        "MFU": spread(method["mfu"], ".1f", 100, "%")
-                        + (" of int8" if method["mfu_against"] == "int8_ops_per_s" else ""),
-                        "max \\|score − naive\\|": f"{method['max_difference_vs_naive']:.1e}",
-                    }
-                    for method in speed["methods"].values()
-                ]
-            ),
+            table(rows),
             "",
         ]
-    host = run.get("host")
     if host:
         lines += [
             f"## Host work: {host['songs']:,} songs, {host['rounds']} interleaved rounds, batches at the GPU's "
@@ -292,39 +311,29 @@ def render(run: dict) -> str:
             f"{host['overlap']['ideal']:.2f}×.",
             "",
         ]
-    sweep = run.get("sweep")
     if sweep:
-        lines += [
-            f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)",
-            "",
-            table(
-                [
-                    {"batch_tokens": budget, "songs/s": spread(value, ".1f")}
-                    for budget, value in sweep["songs_per_s"].items()
-                ]
-            ),
-            "",
+        rows = [
+            {"batch_tokens": budget, "songs/s": spread(value, ".1f")} for budget, value in sweep["songs_per_s"].items()
         ]
-    quality = run.get("quality")
+        lines += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", "", table(rows), ""]
     if quality:
+        rows = [
+            {
+                "mode": name,
+                "Pearson": f"{mode['pearson']:.4f}",
+                "MSE": f"{mode['mse']:.5f}",
+                "Pearson change vs float32": f"{mode['pearson_change']:+.4f}",
+                "max \\|score − float32\\|": f"{mode['max_score_difference']:.1e}",
+                "recommended": "yes" if mode["recommended"] else "**no**",
+            }
+            for name, mode in quality["modes"].items()
+        ]
         lines += [
             f"## Quality: EmoBank test ({quality['sentences']:,} sentences), model `{quality['model']}`",
             "",
             "Against float32 of the same model on the same device; recommended: within 0.01 Pearson.",
             "",
-            table(
-                [
-                    {
-                        "mode": name,
-                        "Pearson": f"{mode['pearson']:.4f}",
-                        "MSE": f"{mode['mse']:.5f}",
-                        "Pearson change vs float32": f"{mode['pearson_change']:+.4f}",
-                        "max \\|score − float32\\|": f"{mode['max_score_difference']:.1e}",
-                        "recommended": "yes" if mode["recommended"] else "**no**",
-                    }
-                    for name, mode in quality["modes"].items()
-                ]
-            ),
+            table(rows),
             "",
         ]
     return "\n".join(lines)
@@ -338,16 +347,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget_s", type=float, default=3600, help="Stop starting new speed rounds after this.")
     parser.add_argument("--no_speed", action="store_true", help="Quality only.")
-    parser.add_argument(
-        "--methods",
-        nargs="*",
-        default=None,
-        choices=[name for name in METHODS if name != "naive"],
-        help="Methods to time besides naive (default: the device's list in DEFAULT_METHODS).",
-    )
+    methods = [name for name in METHODS if name != "naive"]
+    help_ = "Methods to time besides naive (default: the device's list in DEFAULT_METHODS)."
+    parser.add_argument("--methods", nargs="*", default=None, choices=methods, help=help_)
     parser.add_argument("--quality_model", default=None, help="A trained model folder: measure EmoBank quality.")
-    parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "scoring" / "latest")
+    parser.add_argument("--emobank", default=str(harness.REPO / "data" / "emobank.csv"), help="EmoBank CSV.")
+    parser.add_argument("--out", type=Path, default=harness.REPO / "bench" / "scoring" / "latest")
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
     return parser.parse_args(argv)
 
@@ -355,25 +360,19 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     started = time.perf_counter()
-    device = pick_device(args.device)
-    run = {
-        "command": command_line("bench.scoring", argv),
-        "device": str(device),
-        "encoder": args.encoder,
-        "machine": machine_info(device),
-        "note": args.note,
-    }
+    device = harness.pick_device(args.device)
+    run = {"command": harness.command_line("bench.scoring", argv), "device": str(device), "encoder": args.encoder}
+    run.update(machine=harness.machine_info(device), note=args.note)
     if not args.no_speed:
         tokenizer = load_tokenizer(args.encoder, args.vocab_file)
-        catalogue = make_catalogue(tokenizer.get_vocab(), args.songs, seed=1)
-        run["inputs"] = length_summary(catalogue.tokens)
+        catalogue = harness.make_catalogue(tokenizer.get_vocab(), args.songs, seed=1)
+        run["inputs"] = harness.length_summary(catalogue.tokens)
         model = build_model(args.encoder, tokenizer.vocab_size)
         folder = save_model(tempfile.mkdtemp(prefix="bench-scoring-"), model, tokenizer)
-        methods = {name: METHODS[name] for name in ["naive", *(args.methods or DEFAULT_METHODS[device.type])]}
+        methods = {name: METHODS[name] for name in ["naive", *(args.methods or DEFAULT_METHODS[device.type].split())]}
         run["host"] = measure_host(tokenizer, catalogue.texts[:1024], model.config)
-        run["speed"] = measure_speed(
-            folder, model, tokenizer, catalogue.texts, device, args.rounds, methods, args.budget_s, started
-        )
+        end = started + args.budget_s
+        run["speed"] = measure_speed(folder, model, tokenizer, catalogue.texts, device, methods, args.rounds, end)
         save(args.out, run)
         if args.sweep_songs:
             dtype = "float32" if device.type == "cpu" else "bfloat16"

@@ -34,19 +34,7 @@ OUR_HEAD_LEARNING_RATE = 1e-3
 REFERENCE_LEARNING_RATE = 2e-5
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 # Profiler event names of GEMM-like work: aten ops on CPU, kernel names on CUDA.
-MATRIX_PRODUCT_KEYS = (
-    "addmm",
-    "aten::mm",
-    "bmm",
-    "gemm",
-    "xmma",
-    "nvjet",
-    "cutlass",
-    "scaled_dot_product",
-    "attention",
-    "fmha",
-    "sdpa",
-)
+MATRIX_PRODUCT_KEYS = "addmm aten::mm bmm gemm xmma nvjet cutlass scaled_dot_product attention fmha sdpa".split()
 
 
 def chunk_features(tokenizer, texts: list[str], labels: list[float]) -> list[dict]:
@@ -158,7 +146,8 @@ def our_trainer(
     model, features: list[dict], tokenizer, device: torch.device, output_dir: str, callbacks=(), flags: str = ""
 ):
     """What train.py builds for `model` with the extra train.py `flags` (e.g. "--bf16 True"): one epoch per `train()`
-    over `features` read in order (`epoch_sample` gives train.py's batch order); no evaluation, logging or checkpoints."""
+    over `features` read in order (`epoch_sample` gives train.py's batch order); no evaluation, logging or
+    checkpoints."""
     training = import_training_module()
     args = TrainingArguments(
         output_dir=output_dir,
@@ -189,13 +178,7 @@ def our_trainer(
 def flag_values(flags: str) -> dict:
     """TrainingArguments values of train.py flags such as "--bf16 True --optim adamw_torch_fused"."""
     words = shlex.split(flags)
-    return dict(
-        zip(
-            (name.removeprefix("--") for name in words[::2]),
-            (yaml.safe_load(value) for value in words[1::2]),
-            strict=True,
-        )
-    )
+    return {name.removeprefix("--"): yaml.safe_load(value) for name, value in zip(words[::2], words[1::2], strict=True)}
 
 
 def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
@@ -229,41 +212,24 @@ def is_matrix_product(name: str) -> bool:
     return any(key in name.lower() for key in MATRIX_PRODUCT_KEYS)
 
 
-def throughput(
-    seconds: list[float],
-    chunks: int,
-    tokens: int,
-    padded_tokens: int,
-    model_flops: int,
-    executed_flops: int,
-    peaks: list[float],
-) -> dict:
-    """Per-round chunks/s, real and padded tokens/s, MFU (model FLOPs on real tokens) and HFU (on padded shapes)."""
+def throughput(seconds: list[float], peaks: list[float], executed_flops: int, **amounts: int) -> dict:
+    """Per-round rates of `amounts` (chunks, tokens, padded_tokens, model_flops), MFU (model FLOPs on real tokens)
+    and HFU (executed FLOPs, of the padded shapes), against each round's GEMM peak."""
     return {
-        **rates(seconds, chunks=chunks, tokens=tokens, padded_tokens=padded_tokens, model_flops=model_flops),
-        "mfu": summary([model_flops / s / peak for s, peak in zip(seconds, peaks, strict=True)]),
+        **rates(seconds, **amounts),
+        "mfu": summary([amounts["model_flops"] / s / peak for s, peak in zip(seconds, peaks, strict=True)]),
         "hfu": summary([executed_flops / s / peak for s, peak in zip(seconds, peaks, strict=True)]),
-        "model_flops": model_flops,
+        "model_flops": amounts["model_flops"],
         "executed_flops": executed_flops,
     }
 
 
-def measure_training(
-    model_factory,
-    tokenizer,
-    features: list[dict],
-    device: torch.device,
-    variants: dict[str, str],
-    rounds: int,
-    gemm_size: int,
-    gemm_seconds: float,
-    log=print,
-) -> dict:
+def measure_training(model_factory, tokenizer, features: list[dict], device, variants: dict, settings: dict, log=print):
     """
     Our training step in each variant (name: extra train.py flags) against the reference step. After a warm-up step of
-    each (timed: it holds `torch.compile`'s compilation), rounds of: the GEMM peak, then per variant one pass of our
-    step over `features` interleaved with the reference step's. Each trains its own copy of the same LoRA model (the
-    reference's with the encoder's own dropouts).
+    each (timed: it holds `torch.compile`'s compilation), `settings["rounds"]` rounds of: the GEMM peak (`gemm_size`,
+    `gemm_seconds`), then per variant one pass of our step over `features` interleaved with the reference step's. Each
+    trains its own copy of the same LoRA model (the reference's with the encoder's own dropouts).
     """
     lengths = [len(feature["input_ids"]) for feature in features]
     shapes = batch_shapes(features)
@@ -288,48 +254,38 @@ def measure_training(
     if not variants:
         raise RuntimeError(f"no variant of our training step could run here: {failed}")
     peaks, epochs = [], {name: [] for name in variants}
-    for round_index in range(rounds):
+    for round_index in range(settings["rounds"]):
         set_tf32(False)  # the fp32 peak (the variant before may have turned TF32 on)
-        peaks.append(gemm_flops_per_second(gemm_size, gemm_seconds, device))
+        peaks.append(gemm_flops_per_second(settings["gemm_size"], settings["gemm_seconds"], device))
         for name, trainer in trainers.items():
             trainer.train()  # one epoch of our steps interleaved with the reference's
             epochs[name].append({"ours_s": timer.ours_s, "reference_s": timer.reference_s})
-        log(
-            f"training round {round_index + 1}/{rounds}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; "
-            + ", ".join(
-                f"{name} {epoch[-1]['ours_s']:.2f} s (reference {epoch[-1]['reference_s']:.2f} s)"
-                for name, epoch in epochs.items()
-            )
+        times = ", ".join(
+            f"{name} {e[-1]['ours_s']:.2f} s (reference {e[-1]['reference_s']:.2f} s)" for name, e in epochs.items()
         )
+        log(f"training round {round_index + 1}/{settings['rounds']}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; {times}")
     training_flops = flops_per_length(trainers[next(iter(variants))].model, training=True)
-    model_flops = sum(training_flops(length) for length in lengths)
-    executed_flops = sum(count * training_flops(length) for count, length in shapes)
+    amounts = {"chunks": len(lengths), "tokens": sum(lengths), "model_flops": sum(map(training_flops, lengths))}
     reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
+    padded, executed = len(lengths) * MAX_LENGTH, len(lengths) * training_flops(MAX_LENGTH)
+    reference = throughput(reference_seconds, peaks * len(variants), executed, padded_tokens=padded, **amounts)
     results = {
         "chunks": len(lengths),
         "steps_per_epoch": len(shapes),
         "real_tokens": sum(lengths),
         "mean_chunk_tokens": sum(lengths) / len(lengths),
         "gemm_peak_flops_per_s": summary(peaks),
-        "reference": throughput(
-            reference_seconds,
-            len(lengths),
-            sum(lengths),
-            len(lengths) * MAX_LENGTH,
-            model_flops,
-            len(lengths) * training_flops(MAX_LENGTH),
-            peaks * len(variants),
-        ),
+        "reference": reference,
         "reference_dropouts": "encoder's own",
         "variants": {},
         "failed": failed,
     }
+    executed_flops = sum(count * training_flops(length) for count, length in shapes)
+    padded = sum(count * length for count, length in shapes)
     for name, flags in variants.items():
         seconds = [epoch["ours_s"] for epoch in epochs[name]]
         results["variants"][name] = {
-            **throughput(
-                seconds, len(lengths), sum(lengths), sum(c * n for c, n in shapes), model_flops, executed_flops, peaks
-            ),
+            **throughput(seconds, peaks, executed_flops, padded_tokens=padded, **amounts),
             "flags": flags,
             "warmup_s": warmup_s[name],
             "ratio": summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]),
@@ -347,9 +303,8 @@ def middle_batch(features: list[dict]) -> list[dict]:
 def profile_training_step(model_factory, tokenizer, features: list[dict], device: torch.device, flags: str) -> dict:
     """Profile of one of our training steps (with train.py `flags`) on the middle batch of `features`."""
     batch = middle_batch(features)
-    trainer = our_trainer(
-        model_factory(), batch, tokenizer, device, tempfile.mkdtemp(prefix="bench-profile-"), flags=flags
-    )
+    output_dir = tempfile.mkdtemp(prefix="bench-profile-")
+    trainer = our_trainer(model_factory(), batch, tokenizer, device, output_dir, flags=flags)
     trainer.train()  # warm-up: the first step may compile
     profile = profile_top_operations(trainer.train, device)
     return {**profile, "flags": flags, "chunks": len(batch), "max_tokens": max(len(f["input_ids"]) for f in batch)}

@@ -21,23 +21,19 @@ Writes experiments/EXPLAIN.md and experiments/explain_results.json.
 import argparse
 import json
 import random
-import shlex
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import pearsonr
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import pearsonr  # noqa: E402
+from bench import harness
+from lyric_valence.loading import load_scoring_model
+from modeling_lyric_valence import EXPLAIN_METHODS
 
-from bench.report import machine_info  # noqa: E402
-from lyric_valence.loading import load_scoring_model  # noqa: E402
-from modeling_lyric_valence import EXPLAIN_METHODS  # noqa: E402
-
-EMOBANK = REPO / "data" / "emobank.csv"
+EMOBANK = harness.REPO / "data" / "emobank.csv"
 
 
 def emobank_songs(path: Path, songs: int, lines: int, seed: int) -> list[tuple[str, list[float]]]:
@@ -91,12 +87,11 @@ def markdown(run: dict) -> str:
         f"{r['within_song_pearson']:.3f} | {r['line_valence_std']:.3f} | {r['seconds_per_song']:.2f} |"
         for method, r in run["methods"].items()
     )
-    machine = run["machine"]
+    pearson = run.get("model_test_pearson")
     return f"""# Line-level valence: which method
 
-`python {run["command"]}` ({machine["date"]}; {machine["cpu"]}, {machine["cpu_cores"]} cores **shared with other
-jobs**, torch {machine["torch"]}, {machine["torch_threads"]} threads; model `{run["model"]}`, test Pearson
-{run.get("model_test_pearson", float("nan")):.3f} at song level).
+Command: `{run["command"]}`. Machine: {harness.machine_line(run["machine"])} Model `{run["model"]}`, test Pearson
+{float("nan") if pearson is None else pearson:.3f} at song level.
 
 Method: {run["songs"]} songs of {run["lines"]} lines, each line an EmoBank test sentence (4 words or more; stanzas of
 4 lines), so every line has a human valence label (rescaled to 0..1); plus the {run["examples"]} example songs in
@@ -118,28 +113,27 @@ the agreement with the line labels is reported so the choice can be checked agai
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="outputs/lyric-valence")
     parser.add_argument("--data_file", default=str(EMOBANK))
     parser.add_argument("--songs", type=int, default=30)
     parser.add_argument("--lines", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", default=str(REPO / "experiments"), help="Folder for EXPLAIN.md and explain_results.json."
-    )
-    args = parser.parse_args()
+    help_ = "Folder for EXPLAIN.md and explain_results.json."
+    parser.add_argument("--out", default=str(harness.REPO / "experiments"), help=help_)
+    args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
     model, tokenizer = load_scoring_model(args.model, "cpu")
     songs = emobank_songs(Path(args.data_file), args.songs, args.lines, args.seed)
-    examples = [path.read_text(encoding="utf-8") for path in sorted((REPO / "examples").glob("*.txt"))]
+    examples = [path.read_text(encoding="utf-8") for path in sorted((harness.REPO / "examples").glob("*.txt"))]
     methods = measure(model, tokenizer, songs, examples)
     test_results = Path(args.model) / "test_results.json"
     run = {
-        "command": shlex.join(["python", "-m", "experiments.explain", *sys.argv[1:]]),
-        "machine": machine_info(torch.device("cpu")),
-        "model": args.model,
+        "command": harness.command_line("experiments.explain", argv),
+        "machine": harness.machine_info(),
+        "model": harness.portable_path(args.model, "--model"),
         "model_test_pearson": (
             json.loads(test_results.read_text()).get("test_pearson") if test_results.is_file() else None
         ),

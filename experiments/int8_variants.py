@@ -5,25 +5,23 @@ variants of one trained model, each against float32 of the same model (bench/SCO
 
     python -m experiments.int8_variants outputs/lyric-valence            # about 4 minutes on 2 CPU cores
 
-Prints a markdown table: variant, Pearson, change against float32, songs/s on 120 synthetic songs (best of 2).
+Prints the command and the machine line, then a markdown table: variant, Pearson, change against float32, songs/s on
+120 synthetic songs (best of 2).
 """
 
 import argparse
 import copy
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer
 
+from bench import harness
 from bench.scoring import emobank_test
-from bench.songs import make_catalogue
 from lyric_valence.backends.torch import prepare_for_scoring
 from modeling_lyric_valence import LyricValenceModel
-
-REPO = Path(__file__).resolve().parent.parent
 
 PER_CHANNEL = torch.ao.quantization.per_channel_dynamic_qconfig
 PER_TENSOR = torch.ao.quantization.default_dynamic_qconfig
@@ -57,15 +55,17 @@ def variants(model: nn.Module) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="A folder written by train.py.")
-    parser.add_argument("--emobank", default=str(REPO / "data" / "emobank.csv"))
-    args = parser.parse_args()
+    parser.add_argument("--emobank", default=str(harness.REPO / "data" / "emobank.csv"))
+    args = parser.parse_args(argv)
     texts, labels = emobank_test(args.emobank)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    songs = make_catalogue(tokenizer.get_vocab(), 120, seed=3).texts
     model = LyricValenceModel.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model, config=model.config, trust_remote_code=False)
+    songs = harness.make_catalogue(tokenizer.get_vocab(), 120, seed=3).texts
+    print(f"Command: `{harness.command_line('experiments.int8_variants', argv)}`.")
+    print(f"Machine: {harness.machine_line(harness.machine_info())}\n")
     print("| variant | Pearson | change vs float32 | songs/s |\n|---|---|---|---|")
     reference = None
     for name, build in variants(model).items():

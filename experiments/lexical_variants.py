@@ -26,9 +26,10 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 from transformers import AutoTokenizer
 
+from bench import harness
 from experiments.lyrics_features import chunk_inputs, fit, lexical_rows
 from lyric_valence import default_encoder_path
-from lyric_valence.data import Columns, load_splits
+from lyric_valence.data import DataOptions, load_splits
 from lyric_valence.evaluation import song_metrics
 from lyric_valence.ridge import ENCODER_SCALES, RIDGE_ALPHAS, song_rows
 from modeling_lyric_valence import LyricValenceLexicalChannel, LyricValenceModel
@@ -147,8 +148,8 @@ def cross_validated_pick(counts: dict, to_songs, pooled, chunk_song, train, labe
     }
 
 
-def main():
-    p = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_file", required=True)
     p.add_argument("--text_column", default="lyrics")
     p.add_argument("--label_column", default="valence")
@@ -159,13 +160,13 @@ def main():
     p.add_argument("--variants", nargs="+", default=None)
     p.add_argument("--scales", type=float, nargs="+", default=list(ENCODER_SCALES))
     p.add_argument("--cv", action="store_true", help="Also pick bigrams on/off by grouped 5-fold CV on training songs.")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
-    columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
+    options = DataOptions(text_column=args.text_column, label_column=args.label_column, group_column=args.group_column)
     encoder = default_encoder_path()
     tok = AutoTokenizer.from_pretrained(encoder)
     model = LyricValenceModel.from_encoder_pretrained(encoder, pooling="mean", max_length=512, stride=128).eval()
-    first, _ = load_splits(args.data_file, columns=columns, seed=args.seeds[0])
+    first, _ = load_splits(args.data_file, options, seed=args.seeds[0])
     songs = pd.concat([first[n].to_pandas() for n in ("train", "validation", "test")])
     texts = songs["text"].tolist()
     chunks = chunk_inputs(model, tok, texts)
@@ -213,7 +214,7 @@ def main():
     variants = {k: v for k, v in all_variants.items() if args.variants is None or k.split()[0] in args.variants}
     counts = {}
     needed = {("piece_bi", "chunk"), ("piece", "chunk")} if args.cv else set()
-    for name, (kind, unit, _) in variants.items():
+    for kind, unit, _ in variants.values():
         needed |= {("piece", unit), ("bi_only", unit)} if kind == "blocks" else {(kind, unit)}
     for kind, unit in sorted(needed):
         if (kind, unit) not in counts:
@@ -226,7 +227,7 @@ def main():
     grid = (list(RIDGE_ALPHAS), args.scales)
     results, cross_validated = {}, {}
     for seed in args.seeds:
-        splits, _ = load_splits(args.data_file, columns=columns, seed=seed)
+        splits, _ = load_splits(args.data_file, options, seed=seed)
         index = {n: np.array([position[s] for s in splits[n]["song_id"]]) for n in splits}
         labels = {n: np.asarray(splits[n]["label"]) for n in splits}
         pooled = {n: pooled_all[i] for n, i in index.items()}
@@ -316,7 +317,9 @@ def main():
             f"picks {[cross_validated[s]['pick'] for s in args.seeds]}"
         )
     print("\n".join(lines))
-    args.out.write_text(json.dumps({"seeds": results, "cv": cross_validated, "table": lines}, indent=2) + "\n")
+    record = {"command": harness.command_line("experiments.lexical_variants", argv), "machine": harness.machine_info()}
+    record.update(seeds=results, cv=cross_validated, table=lines)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

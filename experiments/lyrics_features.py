@@ -27,8 +27,9 @@ from sklearn.linear_model import Ridge
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from bench import harness
 from lyric_valence import default_encoder_path
-from lyric_valence.data import Columns, load_splits
+from lyric_valence.data import DataOptions, load_splits
 from lyric_valence.evaluation import song_metrics
 from lyric_valence.ridge import ENCODER_SCALES, RIDGE_ALPHAS, song_rows
 from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, LyricValenceLexicalChannel, LyricValenceModel, chunk_batches
@@ -128,13 +129,13 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
 
-    columns = Columns(args.text_column, args.label_column, None, args.group_column, None)
+    options = DataOptions(text_column=args.text_column, label_column=args.label_column, group_column=args.group_column)
     encoder = args.encoder or default_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     model = LyricValenceModel.from_encoder_pretrained(
         encoder, pooling="mean", max_length=args.max_length, stride=args.stride
     ).eval()
-    first, _ = load_splits(args.data_file, columns=columns, seed=args.seeds[0])
+    first, _ = load_splits(args.data_file, options, seed=args.seeds[0])
     songs = pd.concat([first[name].to_pandas() for name in ("train", "validation", "test")])
     chunks = chunk_inputs(model, tokenizer, songs["text"].tolist())
     if not args.cache.exists():
@@ -148,7 +149,7 @@ def main(argv=None) -> None:
     grid = (args.alphas, args.encoder_scales)
     results = {}
     for seed in args.seeds:
-        splits, _ = load_splits(args.data_file, columns=columns, seed=seed)
+        splits, _ = load_splits(args.data_file, options, seed=seed)
         index = {name: np.array([position[s] for s in splits[name]["song_id"]]) for name in splits}
         labels = {name: np.asarray(splits[name]["label"]) for name in splits}
         training_chunks = torch.from_numpy(np.isin(chunks.song_index.numpy(), index["train"]))
@@ -174,7 +175,9 @@ def main(argv=None) -> None:
             f"{name:48s} test mse {np.mean([t['mse'] for t in test]):.5f} ± {np.std([t['mse'] for t in test]):.5f}"
             f"  r {np.mean([t['pearson'] for t in test]):.3f} ± {np.std([t['pearson'] for t in test]):.3f}"
         )
-    args.out.write_text(json.dumps({"encoder": str(encoder), "seeds": results}, indent=2) + "\n")
+    record = {"command": harness.command_line("experiments.lyrics_features", argv), "machine": harness.machine_info()}
+    record.update(encoder=harness.portable_path(args.encoder, "--encoder") if args.encoder else "packaged MiniLM")
+    args.out.write_text(json.dumps({**record, "seeds": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

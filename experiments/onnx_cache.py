@@ -12,27 +12,18 @@ import tempfile
 from pathlib import Path
 
 import onnxruntime
-import torch
 
+from bench import harness
 from bench.models import build_model, load_tokenizer, save_model
-from bench.report import (
-    REPO,
-    command_line,
-    logger,
-    machine_info,
-    machine_line,
-    spread,
-    summary,
-    table,
-    timed_process,
-    write_json,
-    write_section,
-)
+from bench.report import spread, summary, table, write_json, write_section
 
 PRECISIONS = {"float32": [], "int8": ["--quantize", "int8"]}
 # What a predict process imports before it reads a model: the floor under any start-up.
-IMPORTS = "import onnxruntime, lyric_valence.predict, lyric_valence.loading, lyric_valence.backends.onnxruntime"
-log = logger("onnx-cache")
+IMPORTS = (
+    "import onnxruntime, lyric_valence.commands.predict, lyric_valence.local_scoring, lyric_valence.loading, "
+    "lyric_valence.backends.onnxruntime"
+)
+log = harness.logger("onnx-cache")
 
 
 def measure(rounds: int) -> dict:
@@ -48,22 +39,8 @@ def measure(rounds: int) -> dict:
             for precision, flags in PRECISIONS.items():
                 shutil.rmtree(model / "onnx", ignore_errors=True)
                 for run in ("first", "second"):
-                    result = timed_process(
-                        [
-                            sys.executable,
-                            "-m",
-                            "lyric_valence.cli",
-                            "predict",
-                            str(song),
-                            "--model",
-                            str(model),
-                            "--device",
-                            "cpu",
-                            "--backend",
-                            "onnxruntime",
-                            *flags,
-                        ]
-                    )
+                    command = harness.cli_command("predict", song, "--model", model, "--device", "cpu")
+                    result = harness.timed_process([*command, "--backend", "onnxruntime", *flags])
                     if ("exporting the model to ONNX" in result.pop("stderr")) != (run == "first"):
                         raise RuntimeError(f"{precision} {run} run: exported on the wrong run")
                     runs[precision, run].append(result)
@@ -71,7 +48,7 @@ def measure(rounds: int) -> dict:
                         f"round {round_number + 1} {precision} {run}: {result['wall_s']:.1f} s, "
                         f"{result['peak_rss_mib']:.0f} MiB"
                     )
-            runs["imports only", ""].append(timed_process([sys.executable, "-c", IMPORTS]))
+            runs["imports only", ""].append(harness.timed_process([sys.executable, "-c", IMPORTS]))
     return {
         f"{precision} {run}".strip(): {
             key: summary([result[key] for result in results]) for key in ("wall_s", "peak_rss_mib")
@@ -86,13 +63,14 @@ def render(record: dict) -> str:
         [
             "## The kept ONNX export: first and second `predict --backend onnxruntime` run",
             "",
-            f"Command: `{record['command']}`. Machine: {machine_line(record['machine'])} onnxruntime "
+            f"Command: `{record['command']}`. Machine: {harness.machine_line(record['machine'])} onnxruntime "
             f"{record['onnxruntime']}. {record['note']}",
             "",
-            "Each run is `lyric-valence predict song.txt --backend onnxruntime --device cpu [--quantize int8]` in its own "
-            "process on one short song (all-MiniLM-L6-v2 under a lyric-valence head), so its wall time is the start-up. "
-            "The first run exports the model into the folder's `onnx/` (its `onnx/` removed before); the second loads "
-            f"that file. {record['rounds']} rounds, first and second run side by side in each; median (min–max).",
+            "Each run is `lyric-valence predict song.txt --backend onnxruntime --device cpu [--quantize int8]` in its "
+            "own process on one short song (all-MiniLM-L6-v2 under a lyric-valence head), so its wall time is the "
+            "start-up. The first run exports the model into the folder's `onnx/` (its `onnx/` removed before); the "
+            f"second loads that file. {record['rounds']} rounds, first and second run side by side in each; median "
+            "(min–max).",
             "",
             table(
                 [
@@ -106,22 +84,22 @@ def render(record: dict) -> str:
             ),
             "",
             f'Start-up of the first run / the second (median wall): {ratios}. "imports only" is a process that imports '
-            f"what predict imports and nothing else (`{IMPORTS}`): the part of the second run's start-up that no export "
-            "cache can remove.",
+            f"what predict imports and nothing else (`{IMPORTS}`): the part of the second run's start-up that no "
+            "export cache can remove.",
         ]
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--note", default="", help="A sentence on the machine's state, e.g. that it was shared.")
-    parser.add_argument("--results", type=Path, default=REPO / "experiments" / "onnx_cache.json")
-    parser.add_argument("--markdown", type=Path, default=REPO / "bench" / "SCORING_RESULTS.md")
-    args = parser.parse_args()
+    parser.add_argument("--results", type=Path, default=harness.REPO / "experiments" / "onnx_cache.json")
+    parser.add_argument("--markdown", type=Path, default=harness.REPO / "bench" / "SCORING_RESULTS.md")
+    args = parser.parse_args(argv)
     record = {
-        "command": command_line("experiments.onnx_cache"),
-        "machine": machine_info(torch.device("cpu")),
+        "command": harness.command_line("experiments.onnx_cache", argv),
+        "machine": harness.machine_info(),
         "onnxruntime": onnxruntime.__version__,
         "note": args.note,
         "rounds": args.rounds,

