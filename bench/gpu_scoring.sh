@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Catalogue scoring on one GPU (about 180 s), from the repository root; results in $OUT (bench/README.md):
-#   OUT=/tmp/out ASSETS=../assets bash bench/gpu_scoring.sh      # ASSETS: vocab.txt (bert-base-uncased) and minilm/
+#   OUT=gpu-out ASSETS=../assets bash bench/gpu_scoring.sh       # ASSETS: vocab.txt (bert-base-uncased) and minilm/
 # 1. python -m bench.scoring on a bert-base-shaped encoder: host work, the GPU methods against the naive pipeline,
 #    the batch_tokens sweep; 2. MiniLM fine-tuned on EmoBank for one epoch, then the quality of every precision.
 # A CPU dry run: DEVICE=cpu SONGS=4 SWEEP_SONGS=4 METHODS="naive-batch32 ours-bfloat16" TRAIN_FLAGS="--max_steps 2"
