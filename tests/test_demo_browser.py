@@ -9,6 +9,7 @@ Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them) and the 
 outside CI, failed without them in CI.
 """
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -27,11 +28,8 @@ from modeling_lyric_valence import LyricValenceModel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if path is None]
-try:
-    import gradio  # noqa: F401
-    import selenium  # noqa: F401
-except ImportError as error:
-    MISSING.append(error.name)
+# Found, not imported: importing gradio at collection would cost every test run seconds (the servers import it).
+MISSING += [name for name in ("gradio", "selenium") if importlib.util.find_spec(name) is None]
 if MISSING and os.environ.get("CI"):
     pytest.fail(f"the browser test needs {MISSING} (.ci/run installs them)", pytrace=False)
 # Slow: Gradio servers in subprocesses and a browser.

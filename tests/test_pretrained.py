@@ -176,6 +176,7 @@ def test_songs_mpnet_refuses_other_encoder_weights(shipped_stand_in, tmp_path, t
     assert_one_line_error(code, err, "--model songs-mpnet", "not those the model was fitted on")
 
 
+@pytest.mark.slow
 def test_songs_mpnet_takes_its_encoder_from_the_hub_and_its_cache(
     shipped_stand_in, tiny_encoder_dir, tmp_path, monkeypatch
 ):
