@@ -181,14 +181,26 @@ def _place(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+# `LyricValenceConfig`'s defaults of the fields the model card reads that a config.json of an older version lacks.
+CARD_CONFIG_DEFAULTS = {
+    "pooling": "cls",
+    "lexical_buckets": 0,
+    "lexical_bigrams": True,
+    "lexical_min_df": 1,
+    "finetuning_mode": None,
+    "fit_settings": None,
+}
+
+
 def _card_config(output_dir: Path) -> SimpleNamespace:
     """
-    The config.json fields the model card shows. Read as JSON rather than through `LyricValenceConfig`, whose import
-    pulls in transformers and torch: seconds of start-up, on every push, for a command that only uploads files.
+    The config.json fields the model card shows (`render_model_card`, `lyric_valence.fitting.describe_fit`), and the
+    encoder's `hidden_size`. Read as JSON rather than through `LyricValenceConfig`, whose import pulls in transformers
+    and torch: seconds of start-up, on every push, for a command that only uploads files.
     """
     config = json.loads((output_dir / "config.json").read_text())
-    fields = ("head_hidden_size", "max_length", "stride", "aggregation")
-    return SimpleNamespace(hidden_size=config["encoder"]["hidden_size"], **{name: config[name] for name in fields})
+    fields = {name: value for name, value in config.items() if name != "encoder"}
+    return SimpleNamespace(**{**CARD_CONFIG_DEFAULTS, **fields, "hidden_size": config["encoder"]["hidden_size"]})
 
 
 def stage_repository(
