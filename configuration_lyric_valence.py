@@ -116,7 +116,8 @@ class LyricValenceConfig(PretrainedConfig):
             )
         if self.lexical_buckets and self.lexical_bigrams and self.lexical_buckets <= self.encoder.vocab_size:
             raise ValueError(
-                f"lexical_buckets ({self.lexical_buckets}) must exceed the encoder's vocabulary ({self.encoder.vocab_size}):"
+                f"lexical_buckets ({self.lexical_buckets}) must exceed the encoder's vocabulary "
+                f"({self.encoder.vocab_size}):"
                 " every token has a bucket of its own, bigrams share the rest"
             )
 

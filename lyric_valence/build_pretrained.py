@@ -62,7 +62,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--features_cache",
         type=Path,
         default=None,
-        help="An .npz keeping the encoded songs between runs (derived from the lyrics: keep it outside the repository).",
+        help="An .npz keeping the encoded songs between runs (derived from the lyrics: keep it outside the "
+        "repository).",
     )
     return parser.parse_args(argv)
 

@@ -49,8 +49,8 @@ def chunk_split(
 def song_predictions(predictions: np.ndarray, label_ids: tuple, aggregation: str = "mean"):
     """
     Song-level (song_index, predicted, true) arrays, then the chunk scores and labels, from chunk predictions whose
-    label ids are (labels, song_index, chunk_id, length). Chunks seen twice (distributed samplers pad their shards with repeats) count once;
-    nothing is assumed about the order the predictions come in.
+    label ids are (labels, song_index, chunk_id, length). Chunks seen twice (distributed samplers pad their shards
+    with repeats) count once; nothing is assumed about the order the predictions come in.
     """
     labels, song_index, chunk_id, chunk_length = (np.asarray(part).reshape(-1) for part in label_ids)
     _, first = np.unique(chunk_id, return_index=True)
@@ -161,10 +161,10 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 class ChunkedSongTrainer(Trainer):
     """
-    A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids (set
-    `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the regression
-    head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in a seeded
-    order per epoch, so a resumed run ends exactly where an uninterrupted one does.
+    A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids
+    (set `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the
+    regression head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in
+    a seeded order per epoch, so a resumed run ends exactly where an uninterrupted one does.
     """
 
     def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):

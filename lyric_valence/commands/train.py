@@ -203,22 +203,28 @@ class LyricValenceTrainingArguments(TrainingArguments):
         return {**self.__dict__, "hub_token": None}
 
 
-def parse_arguments(argv: list[str] | None = None):
-    parser = ArgumentParser(
+def parser() -> ArgumentParser:
+    """The parser of train.py: the model, LoRA and data flags, then the stock `TrainingArguments`."""
+    return ArgumentParser(
         (ModelArguments, LoraArguments, DataArguments, LyricValenceTrainingArguments),
         prog="train.py",
         usage="accelerate launch train.py [--flag VALUE ...]  |  accelerate launch train.py ARGS.yaml",
         description="Every flag takes both spellings, --data_file and --data-file. The model, LoRA and data flags "
         "come first, then the stock transformers TrainingArguments.",
     )
+
+
+def parse_arguments(argv: list[str] | None = None):
+    """The four argument dataclasses of the command line (`sys.argv` by default) or of one YAML/JSON file."""
+    argument_parser = parser()
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
         settings = yaml.safe_load(Path(argv[0]).resolve().read_text())  # a JSON file is YAML too
-        return parser.parse_dict({**RECIPES.get(settings.get("recipe"), {}), **settings})
+        return argument_parser.parse_dict({**RECIPES.get(settings.get("recipe"), {}), **settings})
     # The recipe alone is read first (no dataclass checks yet: they see the recipe's flags with the given ones).
-    recipe = parser.parse_known_args(argv)[0].recipe
+    recipe = argument_parser.parse_known_args(argv)[0].recipe
     preset = [item for name, value in RECIPES.get(recipe, {}).items() for item in (f"--{name}", str(value))]
-    return parser.parse_args_into_dataclasses([*preset, *argv])  # later flags win
+    return argument_parser.parse_args_into_dataclasses([*preset, *argv])  # later flags win
 
 
 def select_first(split, limit: int | None):
@@ -292,7 +298,8 @@ def save_results(
     )
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> int:
+    """Fine-tune an encoder on labelled lyrics and evaluate it song by song; returns 0 (a `UserError` for bad input)."""
     model_args, lora_args, data_args, training_args = parse_arguments(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     # --push_to_hub: one complete push after save_results; the Trainer's own checkpoint pushes are switched off.
@@ -356,10 +363,11 @@ def main(argv: list[str] | None = None):
         if hub_push is not None:
             hub_push.publish(training_args.output_dir)
         logger.info("data: %s", data_summary(data_args.data_file, counts))
+    return 0
 
 
 def run(argv: list[str] | None = None):
-    """`main` for the command line: bad input ends with one line on stderr and exit status 2, not a traceback."""
+    """`main` for train.py: bad input ends with one line on stderr and exit status 2, not a traceback."""
     try:
         main(argv)
     except UserError as error:
