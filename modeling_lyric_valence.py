@@ -299,15 +299,13 @@ class LyricValenceModel(LyricValencePreTrainedModel):
         Returns a [`SequenceClassifierOutput`] whose `logits` of shape `(batch_size, 1)` are the chunk valences: the
         head's score of the pooled chunk vector, plus the lexical channel's score when the model has one.
         """
-        if attention_mask is None:
-            shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
-            attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
         outputs = self.encode_chunks(input_ids, attention_mask, token_type_ids, inputs_embeds, **kwargs)
         logits = self.head(outputs.pooler_output)
         if self.lexical is not None:
             if input_ids is None:
                 raise ValueError("the lexical channel reads input_ids: pass input_ids rather than inputs_embeds")
-            logits = logits + self.lexical(input_ids, attention_mask).unsqueeze(-1).to(logits.dtype)
+            mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+            logits = logits + self.lexical(input_ids, mask).unsqueeze(-1).to(logits.dtype)
         loss = None
         if labels is not None:
             loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
