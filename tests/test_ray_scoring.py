@@ -1,9 +1,11 @@
 """
 `lyric-valence predict --engine ray` and `lyric_valence.ray_scoring` on a local Ray cluster of 2 CPUs (one actor, one
-CPU for reading): the scores of `predict`, an actor that dies mid-batch retried without a lost or doubled row, a
-killed driver resumed without rescoring, bad files as one line and exit 2.
+CPU for reading), from and to local folders: the scores of `predict`, an actor that dies mid-batch retried without a
+lost or doubled row, a killed driver resumed from the manifest without rescoring, bad files as one line and exit 2.
+(tests/test_ray_storage.py: the same from and to object storage and the Hub, on a cluster of several nodes.)
 """
 
+import json
 import os
 import random
 import re
@@ -22,15 +24,17 @@ from lyric_valence import cli, ray_scoring
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FLAGS = ["--id_column", "song", "--keep_columns", "artist", "--decimals", "9", "--block_size", "4", "-q"]
 
-# A driver that SIGKILLs itself once its first output file is finished.
+# A driver that commits every finished block at once and SIGKILLs itself once its manifest names two blocks.
 KILLED_DRIVER = """
 import os, signal, sys
 from lyric_valence import ray_scoring
-finish = ray_scoring.FileWriter.finish
-def finish_then_die(self, empty):
-    finish(self, empty)
-    os.kill(os.getpid(), signal.SIGKILL)
-ray_scoring.FileWriter.finish = finish_then_die
+ray_scoring.COMMIT_SECONDS = 0
+save = ray_scoring.Manifest.save
+def save_then_die(self):
+    save(self)
+    if len(self.blocks) >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+ray_scoring.Manifest.save = save_then_die
 from lyric_valence.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -88,9 +92,16 @@ def catalogue(tmp_path_factory, tiny_model_dir):
 
 
 def ray_output(folder) -> pd.DataFrame:
-    return pd.concat(
-        [pd.read_parquet(folder / name) for name in ("a.parquet", "b.parquet", "c.parquet")], ignore_index=True
-    )
+    return ray_scoring.read_scores(folder)
+
+
+def manifest(folder) -> dict:
+    return json.loads((folder / ray_scoring.MANIFEST).read_text(encoding="utf-8"))
+
+
+def parts(folder) -> dict[str, int]:
+    """The part files of an output folder and when each was written."""
+    return {path.name: path.stat().st_mtime_ns for path in folder.iterdir() if path.name != ray_scoring.MANIFEST}
 
 
 def assert_same_scores(output: pd.DataFrame, reference: pd.DataFrame) -> None:
@@ -105,12 +116,16 @@ def test_ray_engine_writes_the_scores_of_predict(local_ray, catalogue, tiny_mode
         capsys, "--engine", "ray", folder, "--model", tiny_model_dir, "--output", tmp_path / "scores", *FLAGS
     )
     assert code == 0, err
-    assert sorted(path.name for path in (tmp_path / "scores").iterdir()) == [
-        "a.parquet",
-        "b.parquet",
-        "c.parquet",
-        ray_scoring.RUN_FILE,
+    written = manifest(tmp_path / "scores")
+    assert written["complete"] and [entry["rows"] for entry in written["inputs"]] == [13, 9, 11]
+    # Blocks of 4 rows: 4 + 3 + 3, each scored and written by the actor into a part the manifest names.
+    assert [(block["input"], block["first_row"]) for block in written["blocks"]] == [
+        *[(0, row) for row in (0, 4, 8, 12)],
+        *[(1, row) for row in (0, 4, 8)],
+        *[(2, row) for row in (0, 4, 8)],
     ]
+    assert sorted(parts(tmp_path / "scores")) == sorted(block["part"] for block in written["blocks"])
+    assert all(ray_scoring.PART.match(name) for name in parts(tmp_path / "scores"))
     assert len(reference) == 33 - 5  # the empty songs skipped
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
@@ -168,7 +183,15 @@ def test_an_actor_that_dies_mid_batch_loses_and_doubles_no_row(
         quiet=True,
     )
     assert (tmp_path / "died").exists()  # an actor did exit in its first batch
-    assert counts == {"files": 3, "files_already_done": 0, "scored": 28, "skipped": 5, "capped": 0}
+    assert counts == {
+        "files": 3,
+        "files_already_done": 0,
+        "blocks": 10,
+        "blocks_already_done": 0,
+        "scored": 28,
+        "skipped": 5,
+        "capped": 0,
+    }
     assert_same_scores(ray_output(tmp_path / "scores"), reference)
 
 
@@ -187,8 +210,9 @@ def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalo
         [sys.executable, "-c", KILLED_DRIVER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert (output / "a.parquet").is_file() and not (output / "b.parquet").exists()
-    finished = (output / "a.parquet").stat().st_mtime_ns
+    earlier = manifest(output)
+    assert not earlier["complete"] and len(earlier["blocks"]) == 2
+    committed = {block["part"]: parts(output)[block["part"]] for block in earlier["blocks"]}
 
     code, _, err = predict_in_process(capsys, *args[1:])  # without --resume the folder is left alone
     assert_one_line_error(code, err, "--resume")
@@ -197,13 +221,10 @@ def test_a_killed_driver_resumes_without_rescoring_or_doubling(local_ray, catalo
 
     code, _, err = predict_in_process(capsys, *args[1:], "--resume")
     assert code == 0, err
-    assert (output / "a.parquet").stat().st_mtime_ns == finished  # not scored again
-    assert sorted(path.name for path in output.iterdir()) == [
-        "a.parquet",
-        "b.parquet",
-        "c.parquet",
-        ray_scoring.RUN_FILE,
-    ]  # no partial file left
+    resumed = manifest(output)
+    assert resumed["complete"] and len(resumed["blocks"]) == 10
+    assert {name: parts(output)[name] for name in committed} == committed  # kept, not scored again
+    assert sorted(parts(output)) == sorted(block["part"] for block in resumed["blocks"])  # no orphan left
     assert_same_scores(ray_output(output), reference)
 
 
@@ -252,7 +273,7 @@ def test_a_file_that_breaks_midway_is_one_line_and_exit_2(local_ray, catalogue, 
         capsys, "--engine", "ray", bad, "--model", tiny_model_dir, "--output", tmp_path / "scores", "-q"
     )
     assert_one_line_error(code, err, str(bad))
-    assert not (tmp_path / "scores" / "songs.parquet").exists()
+    assert not list((tmp_path / "scores").glob("songs-*"))  # no part of it
 
 
 def test_without_ray_installed_the_command_says_how_to_install_it(

@@ -107,9 +107,10 @@ def parser() -> ArgumentParser:
         default="local",
         choices=("local", "ray"),
         help="local (default): this process, or one per device under accelerate launch. ray: a Ray cluster "
-        "(RAY_ADDRESS, else a local one) reads Parquet/CSV/JSONL files, folders or glob patterns and writes one "
-        "Parquet file per input file into the --output folder; --resume continues a killed run (docs/distributed.md; "
-        'pip install "lyric-valence[ray]").',
+        "(RAY_ADDRESS, else a local one) reads Parquet/CSV/JSONL files, folders or glob patterns, local or remote "
+        "(s3://, gs://, az://, hf://datasets/...), and its workers write the scores into the --output folder (local "
+        "and shared by the nodes, or s3://, gs://, az://) as Parquet parts that a manifest commits; --resume "
+        'continues a killed run (docs/distributed.md; pip install "lyric-valence[ray]").',
     )
     parser.add_argument(
         "--num_workers",
@@ -165,7 +166,7 @@ def ray_main(options: ScoringOptions, args: argparse.Namespace) -> int:
     from lyric_valence.ray_scoring import score_catalogue
 
     if args.output is None:
-        raise UserError("--engine ray needs --output FOLDER (one Parquet file per input file is written there)")
+        raise UserError("--engine ray needs --output FOLDER (a folder or a URL: the workers write the scores there)")
     if args.format not in (None, "parquet"):
         raise UserError(f"--format {args.format}: --engine ray writes Parquet files")
     counts = score_catalogue(
@@ -183,9 +184,12 @@ def ray_main(options: ScoringOptions, args: argparse.Namespace) -> int:
         resume=args.resume,
         quiet=args.quiet,
     )
-    if counts["files_already_done"]:
+    if counts["blocks_already_done"]:
         logger.warning(
-            "%d of %d files were scored by the earlier run and kept", counts["files_already_done"], counts["files"]
+            "%d blocks (%d of %d files whole) were scored by the earlier run and kept",
+            counts["blocks_already_done"],
+            counts["files_already_done"],
+            counts["files"],
         )
     if counts["files_already_done"] == counts["files"]:
         return 0
