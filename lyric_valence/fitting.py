@@ -86,12 +86,17 @@ def prepare_for_finetuning(
     return model
 
 
-def check_fit_settings(mode: str, lexical_buckets: int) -> None:
+def check_fit_settings(mode: str, lexical_buckets: int, ridge_warm_start: bool = False) -> None:
     """Raise a `ValueError` for settings `mode` cannot fit: a lexical channel is fitted in closed form only."""
     if mode not in FINETUNING_MODES:
         raise ValueError(f"unknown finetuning mode {mode!r}: expected one of {FINETUNING_MODES}")
-    if lexical_buckets and mode != "ridge":
-        raise ValueError("--lexical_buckets needs --finetuning_mode ridge (the channel is fitted in closed form)")
+    if ridge_warm_start and mode == "ridge":
+        raise ValueError("--ridge_warm_start starts a Trainer fit (lora, head_only, full) from the ridge fit")
+    if lexical_buckets and mode != "ridge" and not ridge_warm_start:
+        raise ValueError(
+            "--lexical_buckets needs --finetuning_mode ridge or --ridge_warm_start (the channel is fitted in closed "
+            "form)"
+        )
 
 
 def record_fit(config, mode: str, settings: dict) -> None:
@@ -118,10 +123,10 @@ def describe_fit(config) -> dict[str, str]:
     )
     head = f"Linear({config.hidden_size}, {config.head_hidden_size}) -> ReLU -> Linear({config.head_hidden_size}, 1)"
     methods = {
-        "lora": "LoRA adapters on the encoder's last layers and the full head, trained by the HF Trainer on chunk "
-        "labels; the adapters are merged into the encoder",
-        "head_only": "the head trained by the HF Trainer on chunk labels; the encoder frozen",
-        "full": "every weight trained by the HF Trainer on chunk labels",
+        "lora": "LoRA adapters on the encoder's last layers and the full head, trained by the HF Trainer; the "
+        "adapters are merged into the encoder",
+        "head_only": "the head trained by the HF Trainer; the encoder frozen",
+        "full": "every weight trained by the HF Trainer",
         "ridge": "closed form: the encoder frozen; one ridge regression on song features (mean pooled encoder vectors "
         "and the lexical channel's TF-IDF) fitted the head, which holds the linear solution in two hidden units, and "
         "the lexical channel",
@@ -140,6 +145,12 @@ def describe_fit(config) -> dict[str, str]:
         key = f"ridge settings (picked by grouped {folds}-fold cross-validation on the training songs)"
         description[key] = f"{picked}; cross-validated song MSE {settings['ridge_cv_mse']:.4f}"
     else:
+        warm_start = settings.pop("warm_start", None)
+        if warm_start is not None:
+            description["warm start"] = (
+                f"the ridge fit first (alpha {warm_start['ridge_alpha']}, encoder scale "
+                f"{warm_start['ridge_encoder_scale']}); the lexical channel then stays as fitted"
+            )
         description.update({name.replace("_", " "): str(value) for name, value in settings.items()})
     return description
 
@@ -208,6 +219,28 @@ class FittedModel:
         return SongEvaluation(list(song_ids), predicted, true, metrics)
 
 
+def fit_closed_form(model, tokenizer, train, lexical_bigrams: str = "auto", show_progress: bool = True) -> dict:
+    """
+    The ridge fit of `model`'s head and lexical channel on the songs of `train` (the encoder frozen; settings by
+    grouped cross-validation on them, `lexical_bigrams` among them), written into the model; returns its metrics.
+    """
+    from lyric_valence.ridge import fit_ridge
+
+    start = time.perf_counter()
+    model.requires_grad_(False)
+    groups = list(train["group" if "group" in train.column_names else "song_id"])
+    ridge = fit_ridge(
+        model,
+        tokenizer,
+        list(train["text"]),
+        list(train["label"]),
+        groups,
+        bigrams=LEXICAL_BIGRAM_CHOICES[lexical_bigrams],
+        show_progress=show_progress,
+    )
+    return {**ridge.metrics(), "train_runtime": round(time.perf_counter() - start, 2)}
+
+
 def fit(
     model,
     tokenizer,
@@ -218,6 +251,9 @@ def fit(
     lora: LoraArguments | None = None,
     head_learning_rate: float | None = None,
     lexical_bigrams: str = "auto",
+    ridge_warm_start: bool = False,
+    song_loss: bool = False,
+    early_stopping_patience: int | None = None,
 ) -> FittedModel:
     """
     Fit `model` (a [`LyricValenceModel`]) on `splits["train"]` in `mode` and return it fitted, its config recording
@@ -225,34 +261,32 @@ def fit(
     `head_only`, `full`: epochs over the chunks, evaluated on `splits["validation"]`, resumable from checkpoints);
     `ridge` fits in closed form, its settings (`lexical_bigrams`: auto, on or off, among them) picked by grouped
     cross-validation on the training songs; the validation songs only report.
-    """
-    if mode not in FINETUNING_MODES:
-        raise ValueError(f"unknown finetuning mode {mode!r}: expected one of {FINETUNING_MODES}")
-    train = splits["train"]
-    if mode == "ridge":
-        from lyric_valence.ridge import fit_ridge
 
-        start = time.perf_counter()
-        prepare_for_finetuning(model, mode)
-        groups = list(train["group" if "group" in train.column_names else "song_id"])
-        ridge = fit_ridge(
-            model,
-            tokenizer,
-            list(train["text"]),
-            list(train["label"]),
-            groups,
-            bigrams=LEXICAL_BIGRAM_CHOICES[lexical_bigrams],
-            show_progress=not training_args.disable_tqdm,
-        )
-        metrics = {**ridge.metrics(), "train_runtime": round(time.perf_counter() - start, 2)}
+    A Trainer fit can start from the closed-form one (`ridge_warm_start`: the head and lexical channel fitted by
+    ridge first, then the Trainer fine-tunes from there, the lexical channel frozen), train on the song-level loss
+    (`song_loss`, see `ChunkedSongTrainer`) and stop after `early_stopping_patience` evaluations without a better
+    validation song MSE.
+    """
+    check_fit_settings(mode, model.config.lexical_buckets, ridge_warm_start)
+    train = splits["train"]
+    show_progress = not training_args.disable_tqdm
+    if mode == "ridge":
+        metrics = fit_closed_form(model, tokenizer, train, lexical_bigrams, show_progress)
         return FittedModel(model, tokenizer, metrics)
 
-    from transformers import DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from lyric_valence.trainer import ChunkedSongTrainer, chunk_split, make_compute_metrics
 
+    settings = {}
+    if ridge_warm_start:
+        warm = fit_closed_form(model, tokenizer, train, lexical_bigrams, show_progress)
+        settings["warm_start"] = {name: value for name, value in warm.items() if name != "train_runtime"}
+        model.requires_grad_(True)
     lora = lora or LoraArguments()
     trainable = prepare_for_finetuning(model, mode, **asdict(lora))
+    if model.lexical is not None:
+        model.lexical.requires_grad_(False)  # fitted in closed form; the encoder and head learn what it leaves
     with training_args.main_process_first(desc="chunking songs"):
         chunks = {
             name: chunk_split(splits[name], tokenizer, model.config.max_length, model.config.stride)
@@ -266,14 +300,18 @@ def fit(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(model.config.aggregation),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else None,
         head_learning_rate=head_learning_rate,
+        song_loss=song_loss,
+        aggregation=model.config.aggregation,
     )
     metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
-    settings = {
+    settings |= {
         "learning_rate": training_args.learning_rate,
         "head_learning_rate": head_learning_rate,
         "epochs": training_args.num_train_epochs,
         "batch_size_chunks": training_args.per_device_train_batch_size * training_args.world_size,
+        "loss": "song-level" if song_loss else "chunk-level",
         "scheduler": str(training_args.lr_scheduler_type),
         "seed": training_args.seed,
     }

@@ -159,17 +159,95 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
+class SongOrder(torch.utils.data.Sampler):
+    """Songs `0..songs-1` in a random order that depends on `seed` and the epoch (`set_epoch`) only."""
+
+    def __init__(self, songs: int, seed: int = 0):
+        self.songs = songs
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.songs
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.songs, generator=generator).tolist())
+
+
+class SongBatchSampler(torch.utils.data.Sampler):
+    """
+    Batches of whole songs: the chunks (row indices) of songs taken in `SongOrder`, a song added while the batch
+    stays within `chunks_per_batch` chunks (a longer song is a batch of its own). For the song-level loss, which
+    needs every chunk of a song in the step that scores it. `sampler` is the song order: accelerate sets its epoch.
+    """
+
+    def __init__(self, song_index: list[int], chunks_per_batch: int, seed: int = 0):
+        songs, song_of_chunk = np.unique(np.asarray(song_index), return_inverse=True)
+        self.chunks = [[] for _ in songs]
+        for chunk, song in enumerate(song_of_chunk):
+            self.chunks[song].append(chunk)
+        self.chunks_per_batch = chunks_per_batch
+        self.sampler = SongOrder(len(songs), seed)
+
+    def batches(self) -> list[list[int]]:
+        batches, current = [], []
+        for song in self.sampler:
+            if current and len(current) + len(self.chunks[song]) > self.chunks_per_batch:
+                batches.append(current)
+                current = []
+            current = current + self.chunks[song]
+        return batches + [current] if current else batches
+
+    def __iter__(self):
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def song_loss(chunk_scores: torch.Tensor, labels: torch.Tensor, song_index: torch.Tensor, weights: torch.Tensor):
+    """
+    The mean squared error of the songs of a batch: each song's score the `weights`-weighted mean of its chunks'
+    scores, against its label (every chunk of a song carries it).
+    """
+    _, song_of_chunk = torch.unique(song_index, return_inverse=True)
+    songs = int(song_of_chunk.max()) + 1
+    weights = weights.to(chunk_scores.dtype)
+    totals = chunk_scores.new_zeros(songs).index_add_(0, song_of_chunk, chunk_scores * weights)
+    mass = chunk_scores.new_zeros(songs).index_add_(0, song_of_chunk, weights)
+    song_labels = chunk_scores.new_zeros(songs).index_add_(0, song_of_chunk, labels.to(chunk_scores.dtype) * weights)
+    return torch.nn.functional.mse_loss(totals / mass, song_labels / mass)
+
+
 class ChunkedSongTrainer(Trainer):
     """
     A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids
     (set `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the
     regression head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in
     a seeded order per epoch, so a resumed run ends exactly where an uninterrupted one does.
+
+    With `song_loss`, training batches hold whole songs ([`SongBatchSampler`], up to the batch size in chunks) and
+    the loss is each song's error ([`song_loss`]: the mean of its chunk scores, length-weighted with
+    `length_weighted` aggregation, against its label) rather than each chunk's: a long song counts as much as a short
+    one, and no chunk is pushed to carry its song's label alone.
     """
 
-    def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        head_learning_rate: float | None = None,
+        song_loss: bool = False,
+        aggregation: str = "mean",
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
+        self.song_loss = song_loss
+        self.aggregation = aggregation
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from complete checkpoints (see `resolve_checkpoint`); "true" means True."""
@@ -177,7 +255,28 @@ class ChunkedSongTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         model_inputs = {key: value for key, value in inputs.items() if key not in (SONG_INDEX, CHUNK_ID, CHUNK_LENGTH)}
-        return super().compute_loss(model, model_inputs, return_outputs, num_items_in_batch)
+        if not (self.song_loss and model.training):
+            return super().compute_loss(model, model_inputs, return_outputs, num_items_in_batch)
+        labels = model_inputs.pop("labels")
+        outputs = model(**model_inputs)
+        lengths = inputs[CHUNK_LENGTH]
+        weights = lengths if self.aggregation == "length_weighted" else torch.ones_like(lengths)
+        loss = song_loss(outputs.logits.squeeze(-1).float(), labels, inputs[SONG_INDEX], weights)
+        return (loss, outputs) if return_outputs else loss
+
+    def get_train_dataloader(self):
+        if not self.song_loss:
+            return super().get_train_dataloader()
+        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+        seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=SongBatchSampler(dataset[SONG_INDEX], self._train_batch_size, seed),
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)

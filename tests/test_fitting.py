@@ -1,17 +1,21 @@
 """How a model was fitted: recorded on its config by lyric_valence.fitting, kept when saved, told by its card."""
 
+import io
+
 import datasets
+import pandas as pd
 import pytest
 import torch
-from conftest import tiny_bert_config
+from conftest import predict_in_process, tiny_bert_config
 from test_ridge import artists, lexical_model, worded_songs
 from transformers import AutoModel, TrainingArguments
 
 from configuration_lyric_valence import LyricValenceConfig
 from lyric_valence.card import label_description, render_model_card
 from lyric_valence.data.columns import resolve_columns
-from lyric_valence.fitting import describe_fit, fit, record_fit
+from lyric_valence.fitting import LoraArguments, describe_fit, fit, record_fit
 from lyric_valence.ridge import fit_ridge
+from lyric_valence.trainer import SongBatchSampler, song_loss
 from modeling_lyric_valence import LyricValenceModel
 
 
@@ -100,3 +104,78 @@ def test_the_card_of_a_model_on_the_users_labels_names_their_column_and_the_ridg
     assert "text valence" not in card and "EmoBank" not in card
     assert "`ridge`: closed form" in card and "a lexical channel: 65,536 hashed TF-IDF features" in card
     assert "ridge settings (picked by grouped 5-fold cross-validation on the training songs)" in card
+
+
+def test_song_batches_hold_whole_songs_in_a_seeded_order_per_epoch():
+    song_index = [0, 0, 1, 2, 2, 2, 3, 4, 4, 5]
+    batches = SongBatchSampler(song_index, chunks_per_batch=3, seed=7)
+    first = list(batches)
+    assert sorted(chunk for batch in first for chunk in batch) == list(range(len(song_index)))
+    for batch in first:
+        songs = {song_index[chunk] for chunk in batch}
+        assert sorted(batch) == [chunk for chunk, song in enumerate(song_index) if song in songs]  # whole songs
+        assert len(batch) <= 3
+    assert list(batches) == first
+    batches.sampler.set_epoch(1)
+    assert list(batches) != first and len(batches) == len(list(batches))
+
+
+def test_the_song_loss_is_the_error_of_each_songs_mean_chunk_score():
+    scores = torch.tensor([0.2, 0.6, 0.9, 0.1, 0.3])
+    labels = torch.tensor([0.5, 0.5, 1.0, 0.0, 0.0])
+    song_index = torch.tensor([4, 4, 9, 2, 2])
+    expected = ((0.4 - 0.5) ** 2 + (0.9 - 1.0) ** 2 + (0.2 - 0.0) ** 2) / 3
+    assert song_loss(scores, labels, song_index, torch.ones(5)).item() == pytest.approx(expected)
+    weighted = ((0.2 * 1 + 0.6 * 3) / 4 - 0.5) ** 2
+    assert song_loss(scores[:2], labels[:2], song_index[:2], torch.tensor([1, 3])).item() == pytest.approx(weighted)
+
+
+def worded_splits(tokenizer) -> datasets.DatasetDict:
+    splits = {}
+    for name, count, seed in (("train", 60, 6), ("validation", 16, 7), ("test", 16, 8)):
+        lyrics, labels = worded_songs(count, seed)
+        ids = [f"{name}{i}" for i in range(count)]
+        if name == "validation":  # a word no training song has: the warm start must not see it
+            lyrics = [f"{text}\nzebra" for text in lyrics]
+        splits[name] = datasets.Dataset.from_dict(
+            {"song_id": ids, "text": lyrics, "label": labels, "group": artists(count)}
+        )
+    return datasets.DatasetDict(splits)
+
+
+def test_lora_from_the_ridge_fit_on_the_song_loss_saves_loads_and_predicts_the_same(
+    tokenizer, tmp_path, capsys, one_torch_thread
+):
+    splits = worded_splits(tokenizer)
+    model = lexical_model(tokenizer, head_hidden_size=8)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"), num_train_epochs=1, per_device_train_batch_size=8, learning_rate=1e-3,
+        report_to="none", eval_strategy="no", save_strategy="no", disable_tqdm=True, use_cpu=True,
+        label_names=["labels", "song_index", "chunk_id", "length"],
+    )  # fmt: skip
+    fitted = fit(
+        model, tokenizer, splits, "lora", args, lora=LoraArguments(lora_num_layers=1), ridge_warm_start=True,
+        song_loss=True, head_learning_rate=1e-3,
+    )  # fmt: skip
+    settings = model.config.fit_settings
+    assert model.config.finetuning_mode == "lora" and settings["loss"] == "song-level"
+    assert settings["warm_start"]["ridge_alpha"] > 0
+    zebra = tokenizer.convert_tokens_to_ids("zebra")
+    assert model.lexical.idf[zebra].item() == 0.0  # fitted on the training songs only
+    lexical_weight = model.lexical.weight.detach().clone()
+    assert fitted.trainer.state.global_step > 0
+
+    saved = fitted.save(tmp_path / "model")
+    assert torch.equal(saved.lexical.weight, lexical_weight)  # frozen while the encoder trained
+    assert (tmp_path / "model" / "adapter" / "adapter_config.json").is_file()
+    loaded = AutoModel.from_pretrained(tmp_path / "model", trust_remote_code=True)
+    assert loaded.config.fit_settings["loss"] == "song-level"
+    lyrics = list(splits["test"]["text"])
+    scores = saved.score_songs(lyrics, tokenizer)
+    assert loaded.score_songs(lyrics, tokenizer) == pytest.approx(scores, abs=1e-6)
+    (tmp_path / "songs.csv").write_text(pd.DataFrame({"lyrics": lyrics}).to_csv(index=False))
+    capsys.readouterr()  # the Trainer's own prints
+    code, out, _ = predict_in_process(capsys, str(tmp_path / "songs.csv"), "--model", str(tmp_path / "model"))
+    assert code == 0
+    predicted = pd.read_csv(io.StringIO(out))["valence"].tolist()
+    assert predicted == pytest.approx(scores, abs=1e-5)

@@ -122,7 +122,7 @@ class ModelArguments:
         default=0,
         metadata={
             "help": "Add a lexical channel: each chunk's token unigrams and hashed bigrams as this many TF-IDF "
-            "features, scored linearly beside the head (0: none). Needs --finetuning_mode ridge."
+            "features, scored linearly beside the head (0: none). Needs --finetuning_mode ridge or --ridge_warm_start."
         },
     )
     lexical_bigrams: str = field(
@@ -135,8 +135,29 @@ class ModelArguments:
         },
     )
 
+    ridge_warm_start: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a Trainer fit (lora, head_only, full) from the ridge fit: the head and the lexical channel "
+            "fitted in closed form first, then fine-tuned from there (the lexical channel frozen)."
+        },
+    )
+    song_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on whole songs: batches hold every chunk of their songs, and the loss is the error of each "
+            "song's aggregated score rather than of each chunk's."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without a lower validation song MSE (default: never)."},
+    )
+
     def __post_init__(self):
-        check_fit_settings(self.finetuning_mode, self.lexical_buckets)
+        check_fit_settings(self.finetuning_mode, self.lexical_buckets, self.ridge_warm_start)
+        if self.song_loss and self.aggregation == "median":
+            raise ValueError("--song_loss needs a mean aggregation (mean or length_weighted), not median")
 
 
 @dataclass
@@ -349,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         lora=lora_args,
         head_learning_rate=model_args.head_learning_rate,
         lexical_bigrams=model_args.lexical_bigrams,
+        ridge_warm_start=model_args.ridge_warm_start,
+        song_loss=model_args.song_loss,
+        early_stopping_patience=model_args.early_stopping_patience,
     )
     validation = fitted.evaluate(splits["validation"], "eval")
     test = fitted.evaluate(splits["test"], "test")
