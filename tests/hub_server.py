@@ -18,7 +18,12 @@ Reproduced, as the Hub answers them:
 - `POST /api/models/{repo}/branch/{branch}` (from main or `startingPoint`; 409 when it exists);
 - `GET /api/models/{repo}[/revision/{rev}]` (sha, private, siblings, card metadata) and
   `GET /api/models/{repo}/tree/{rev}[/path]` (`recursive`);
-- `HEAD` / `GET /{repo}/resolve/{rev}/{path}` with `ETag` (the git blob id), `X-Repo-Commit`, `Content-Length`;
+- `HEAD` / `GET /{repo}/resolve/{rev}/{path}` with `ETag` (the git blob id), `X-Repo-Commit`, `Content-Length`, and
+  a `Range: bytes=` header answered 206 with that slice (how `HfFileSystem` reads a file);
+- dataset repositories, read only (`HubServer.create_repo(..., repo_type="dataset")` and `add_files` fill them on
+  the server's side): `GET /api/datasets/{repo}[/revision/{rev}]`, `/api/datasets/{repo}/tree/{rev}[/path]`,
+  `POST /api/{models,datasets}/{repo}/paths-info/{rev}` and `/datasets/{repo}/resolve/{rev}/{path}`: what
+  huggingface_hub's `HfFileSystem` asks to list, glob and read `hf://datasets/...`;
 - errors with the status and `X-Error-Code` the Hub sends: a missing or private repository is 401 RepoNotFound
   without a token and 404 RepoNotFound with one; an unknown token is 401 "Invalid credentials in Authorization
   header"; writing to another user's repository is 403; EntryNotFound and RevisionNotFound are 404.
@@ -26,8 +31,9 @@ Reproduced, as the Hub answers them:
 Not reproduced: LFS and Xet transfers (no file is ever "lfs"; a commit naming an lfsFile is refused), redirects
 (the Hub redirects LFS and Xet files to a CDN; regular files, all there are here, it serves directly), rate limits,
 gated and disabled repositories, organisations, pull requests, tags, `parentCommit`, pagination of tree listings,
-dataset and Space repositories, and repo ids without a namespace in URLs. A request to any other route is answered
-404 and recorded in `HubServer.unhandled`, so a test sees when the client starts using something this server lacks.
+uploads to dataset repositories, Space repositories, and repo ids without a namespace in URLs. A request to any other
+route is answered 404 and recorded in `HubServer.unhandled`, so a test sees when the client starts using something this
+server lacks.
 
 Failure injection: `HubServer.die_during_next_commit()` makes the server read half of the next commit's body and
 then stop, as a crashed Hub would: that connection drops without an answer and nothing listens on the port any more,
@@ -38,6 +44,7 @@ import base64
 import hashlib
 import itertools
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,7 +102,8 @@ class HubServer:
 
     def __init__(self, users: dict[str, str]):
         self.users = dict(users)
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repositories
+        self.datasets: dict[str, Repo] = {}  # dataset repositories (read only over HTTP)
         self.requests: list[str] = []  # "METHOD path" of every request, in order
         self.unhandled: list[str] = []
         self._lock = threading.Lock()
@@ -156,11 +164,24 @@ class HubServer:
         repo.commits[commit.sha] = commit
         return commit
 
-    def create_repo(self, repo_id: str, owner: str, private: bool = False) -> Repo:
+    def create_repo(self, repo_id: str, owner: str, private: bool = False, repo_type: str = "model") -> Repo:
         repo = Repo(repo_id, owner, private, _now())
         repo.branches["main"] = self._new_commit(repo, {".gitattributes": GITATTRIBUTES}, "initial commit", None).sha
-        self.repos[repo_id] = repo
+        self._store(f"{repo_type}s")[repo_id] = repo
         return repo
+
+    def add_files(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model", message: str = "add") -> str:
+        """A commit on main adding (or replacing) `files`, made on the server's side; returns its sha."""
+        with self._lock:
+            repo = self._store(f"{repo_type}s")[repo_id]
+            parent = repo.branches["main"]
+            commit = self._new_commit(repo, {**repo.commits[parent].files, **files}, message, parent)
+            repo.branches["main"] = commit.sha
+        return commit.sha
+
+    def _store(self, kind: str) -> dict[str, Repo]:
+        """The repositories of a URL's kind: "models" or "datasets"."""
+        return self.datasets if kind == "datasets" else self.repos
 
     def user(self, authorization: str | None) -> str | None:
         """The user a request's `Authorization: Bearer` token belongs to; None without a token; 401 if unknown."""
@@ -171,8 +192,8 @@ class HubServer:
             raise HubError(401, INVALID_TOKEN)
         return self.users[token]
 
-    def readable(self, repo_id: str, user: str | None) -> Repo:
-        repo = self.repos.get(repo_id)
+    def readable(self, repo_id: str, user: str | None, kind: str = "models") -> Repo:
+        repo = self._store(kind).get(repo_id)
         if repo is None or (repo.private and user != repo.owner):
             # The Hub does not reveal whether a private repository exists.
             raise HubError(401 if user is None else 404, "Repository not found", "RepoNotFound")
@@ -300,15 +321,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self.create_repo
         if method == "POST" and s == ["api", "validate-yaml"]:
             return self.validate_yaml
-        if n >= 4 and s[:2] == ["api", "models"]:
+        if n >= 4 and s[0] == "api" and s[1] in ("models", "datasets"):
             action = s[4] if n > 4 else None
             if method == "GET" and (n == 4 or (action == "revision" and n == 6)):
                 return self.repo_info
             if method == "GET" and action == "tree" and n >= 6:
                 return self.tree
-            if method == "POST" and action in ("preupload", "commit", "branch") and n == 6:
+            if method == "POST" and action == "paths-info" and n == 6:
+                return self.paths_info
+            if s[1] == "models" and method == "POST" and action in ("preupload", "commit", "branch") and n == 6:
                 return {"preupload": self.preupload, "commit": self.commit, "branch": self.create_branch}[action]
         if method in ("GET", "HEAD") and n >= 5 and s[2] == "resolve":
+            return self.resolve
+        if method in ("GET", "HEAD") and n >= 6 and s[0] == "datasets" and s[3] == "resolve":
             return self.resolve
         return None
 
@@ -381,15 +406,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def repo_info(self, user, s, query, body):
         with self.hub._lock:
-            repo = self.hub.readable(f"{s[2]}/{s[3]}", user)
+            repo = self.hub.readable(f"{s[2]}/{s[3]}", user, s[1])
             commit = self.hub.commit_at(repo, s[5] if len(s) == 6 else "main")
             self._json(self.hub.model_info(repo, commit))
 
     def tree(self, user, s, query, body):
         with self.hub._lock:
-            repo = self.hub.readable(f"{s[2]}/{s[3]}", user)
+            repo = self.hub.readable(f"{s[2]}/{s[3]}", user, s[1])
             commit = self.hub.commit_at(repo, s[5])
             self._json(_tree(commit, "/".join(s[6:]).strip("/"), query.get("recursive", "").lower() in ("1", "true")))
+
+    def paths_info(self, user, s, query, body):
+        """The tree entries of the form's `paths` that exist (files, and folders holding files), as the Hub answers."""
+        paths = parse_qs(self._read_body().decode()).get("paths", [])
+        with self.hub._lock:
+            repo = self.hub.readable(f"{s[2]}/{s[3]}", user, s[1])
+            commit = self.hub.commit_at(repo, s[5])
+            entries = []
+            for path in (path.strip("/") for path in paths):
+                if path in commit.files:
+                    content = commit.files[path]
+                    entries.append({"type": "file", "oid": git_blob_id(content), "size": len(content), "path": path})
+                elif any(name.startswith(f"{path}/") for name in commit.files):
+                    entries.append({"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "path": path})
+            self._json(entries)
 
     def preupload(self, user, s, query, body):
         payload = self._read_json()
@@ -453,9 +493,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({})
 
     def resolve(self, user, s, query, body):
+        kind = "datasets" if s[0] == "datasets" else "models"
+        s = s[1:] if kind == "datasets" else s
         path = "/".join(s[4:])
         with self.hub._lock:
-            repo = self.hub.readable(f"{s[0]}/{s[1]}", user)
+            repo = self.hub.readable(f"{s[0]}/{s[1]}", user, kind)
             commit = self.hub.commit_at(repo, s[3])
             if path not in commit.files:
                 raise HubError(404, "Entry not found", "EntryNotFound", commit.sha)
@@ -466,4 +508,10 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Repo-Commit": commit.sha,
             "Accept-Ranges": "bytes",
         }
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+        if ranged and int(ranged[1]) < len(content):
+            start, end = int(ranged[1]), min(int(ranged[2] or len(content) - 1), len(content) - 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
+            self._send(206, content[start : end + 1], headers, body)
+            return
         self._send(200, content, headers, body)
