@@ -25,9 +25,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from lyric_valence import storage
 from lyric_valence.errors import UserError
 from lyric_valence.loading import ScoringOptions
-from lyric_valence.predict_io import ScoreWriter, Shard, blank_rows, check_not_an_input, song_shards
+from lyric_valence.predict_io import (
+    ScoreWriter,
+    Shard,
+    blank_rows,
+    check_not_an_input,
+    check_remote_output,
+    song_shards,
+)
 
 logger = logging.getLogger("lyric_valence")
 
@@ -52,6 +60,9 @@ def check_output_columns(keep_columns: list[str], score_column: str) -> None:
 def check_outputs_spare_inputs(output: str | None, inputs: list[str]) -> None:
     """The output and its progress file are no input (a `UserError` before anything is read or written)."""
     if output is None:
+        return
+    if storage.is_remote(output):
+        check_remote_output(output, f"--output {output}", inputs)
         return
     check_not_an_input(Path(output), f"--output {output}", inputs)
     state = progress_file(output)
@@ -87,6 +98,11 @@ def starting_progress(
         raise UserError("--resume needs input files and an --output file")
     if output_format == "parquet":
         raise UserError(f"{output}: --resume needs a csv, tsv or jsonl output (a cut Parquet file is unreadable)")
+    if storage.is_remote(output):
+        raise UserError(
+            f"--output {output}: --resume needs a local --output (an object cannot be cut back and appended to); "
+            "for a resumable run on object storage use --engine ray"
+        )
     state = progress_file(output)
     if not state.is_file():
         if Path(output).exists():
@@ -231,9 +247,11 @@ def score_catalogue(
     state = PartialState(cpu=runs_on_cpu(options))
     scorer, tokenizer = options.load()
 
+    # A remote output is one stream, written whole or not at all: no progress file (nothing to resume from).
+    tracked = output is not None and not storage.is_remote(output)
     if state.is_main_process:
         writer.open(progress.output_bytes)
-        if output is not None:
+        if tracked:
             save_progress(output, progress)  # a run killed in its first block resumes too
     bar = tqdm(
         unit="song",
@@ -252,13 +270,13 @@ def score_catalogue(
                 progress.scored += rows - skipped
                 progress.skipped += skipped
                 progress.capped += capped
-                if output is not None:
+                if tracked:
                     save_progress(output, progress)
             bar.update(rows)
     bar.close()
     if not state.is_main_process:
         return None
     writer.close()
-    if output is not None:
+    if tracked:
         progress_file(output).unlink(missing_ok=True)
     return {"scored": progress.scored, "skipped": progress.skipped, "capped": progress.capped}

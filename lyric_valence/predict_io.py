@@ -6,6 +6,10 @@ Tables are read with pandas' and pyarrow's own chunked readers (`read_csv(chunks
 chunksize=)`, `ParquetFile.iter_batches`) rather than `datasets`: `load_dataset` converts the whole file to Arrow
 before the first row comes back, and its streaming mode hides the row numbers and byte offsets that errors and
 `--resume` need.
+
+Inputs and the output may be URLs (s3://, gs://, az://, hf://datasets/... for input: `lyric_valence.storage`): a
+remote glob pattern or folder is expanded on its filesystem, files are streamed from it (Parquet row groups read by
+range), and a remote output is written as one stream that appears whole when the run ends.
 """
 
 import codecs
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lyric_valence import storage
 from lyric_valence.data.columns import Columns, recognised_column, resolve_columns
 from lyric_valence.data.read import check_utf8
 from lyric_valence.errors import UserError
@@ -50,7 +55,9 @@ def decode(data: bytes, source: str) -> str:
         raise UserError(f"{source}: not valid {error.encoding.upper()} (byte {error.start})") from None
 
 
-def read_text_file(path: Path) -> str:
+def read_text_file(path: Path | str) -> str:
+    if storage.is_remote(path):
+        return decode(storage.read_bytes(path), path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
@@ -113,7 +120,7 @@ def text_block(paths: list[Path], keep_columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "source": [str(path) for path in paths],
-            "id": [path.stem for path in paths],
+            "id": [Path(str(path)).stem for path in paths],
             **{column: None for column in keep_columns},
             "text": [read_text_file(path) for path in paths],
         }
@@ -128,7 +135,11 @@ def text_shards(paths: list[Path], keep_columns: list[str], block_size: int) -> 
 
 
 def raw_table_blocks(source, table_format: str, block_size: int) -> Iterator[pd.DataFrame]:
-    """The rows of a table (`source`: a path or a binary stream) as frames of at most `block_size` rows."""
+    """
+    The rows of a table (`source`: a path, a URL or a binary stream) as frames of at most `block_size` rows.
+    """
+    if storage.is_remote(source):
+        source = storage.open_input(source)
     if table_format == "parquet":
         import pyarrow.parquet as pq
 
@@ -241,10 +252,9 @@ def row_group_blocks(
     block_size: int,
 ) -> Iterator[pd.DataFrame]:
     """One row group of a Parquet file, only the columns used, as blocks."""
-    import pyarrow.parquet as pq
 
     columns = list(dict.fromkeys(column for column in (id_column, *keep_columns, text_column) if column))
-    batches = pq.ParquetFile(path).iter_batches(batch_size=block_size, row_groups=[group], columns=columns)
+    batches = parquet_file(path).iter_batches(batch_size=block_size, row_groups=[group], columns=columns)
     tables = (batch.to_pandas() for batch in batches)
     yield from song_frames(tables, path, str(path), "parquet", first_row, text_column, id_column, keep_columns)
 
@@ -257,10 +267,8 @@ def parquet_shards(
     Parquet's unit of random access, located from the file's footer. A file with larger row groups is read as a
     stream, by every process (as pandas and pyarrow write it by default: one row group of up to a million rows).
     """
-    import pyarrow.parquet as pq
-
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = parquet_file(path)
     except Exception as error:
         raise read_error(error, path, str(path), "parquet", 0) from None
     text_column, id_column = song_columns(str(path), parquet.schema_arrow.names, text_column, id_column, keep_columns)
@@ -280,12 +288,64 @@ def parquet_shards(
         first_row += rows
 
 
-def table_format_of(path: Path) -> str:
-    table_format = TABLE_FORMATS.get(path.suffix.lower())
+def parquet_file(path: Path | str):
+    """A Parquet file to read by row group: a local one by its path, a remote one through its filesystem (by range)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(storage.open_input(path) if storage.is_remote(path) else path)
+
+
+def table_format_of(path: Path | str) -> str:
+    suffix = os.path.splitext(str(path))[1]
+    table_format = TABLE_FORMATS.get(suffix.lower())
     if table_format is None:
         known = ", ".join(sorted({*TEXT_SUFFIXES, *TABLE_FORMATS}))
-        raise UserError(f"{path}: unknown format {path.suffix!r}; expected one of {known}, or a folder")
+        raise UserError(f"{path}: unknown format {suffix!r}; expected one of {known}, or a folder")
     return table_format
+
+
+def remote_sources(name: str) -> list[tuple[str, object]]:
+    """
+    What a URL names, as `song_shards`' sources: a glob pattern's matches (expanded on its filesystem), a folder's
+    .txt songs, or one song file or table; each checked to exist.
+    """
+    if any(character in name for character in "*?["):
+        matches = storage.glob(name)
+        if not matches:
+            raise UserError(f"{name}: no file matches")
+    else:
+        found = storage.info(name)
+        if found is None:
+            raise UserError(f"{name}: no such file or folder")
+        if found["type"] == "directory":
+            songs = [url for url in storage.list_folder(name) if os.path.splitext(url)[1].lower() in TEXT_SUFFIXES]
+            if not songs:
+                raise UserError(f"{name}: a folder without .txt files; give song files, a folder of them, or a table")
+            return [("text", songs)]
+        matches = [name]
+    return [
+        ("text", [match]) if os.path.splitext(match)[1].lower() in TEXT_SUFFIXES else (table_format_of(match), match)
+        for match in matches
+    ]
+
+
+def check_remote_output(output: str, what: str, inputs: list[str]) -> None:
+    """
+    A `UserError` naming `what` when writing the URL `output` would harm an input: it is an input, or lies in (or
+    under a glob pattern's folder of) a remote input folder. The Hub is not written to.
+    """
+    if storage.scheme(output) == "hf":
+        raise UserError(f"{what}: the Hub is not written to; write to object storage or a local file, then upload it")
+    target = output.rstrip("/")
+    remote = [name for name in inputs if storage.is_remote(name)]
+    for name in remote:
+        if target == name.rstrip("/"):
+            raise UserError(f"{what} is the input {name}: writing it would destroy it; choose another file")
+    for name in remote:
+        magic = min((name.index(character) for character in "*?[" if character in name), default=None)
+        folder = (name if magic is None else name[:magic].rsplit("/", 1)[0]).rstrip("/")
+        if target.startswith(folder + "/"):
+            raise UserError(f"{what} lies in the input {name}: a later run would read it; choose a file outside it")
 
 
 def same_file(first: Path, second: Path) -> bool:
@@ -302,7 +362,7 @@ def check_not_an_input(path: Path, what: str, inputs: list[str]) -> None:
     through a link either way.
     """
     for name in inputs:
-        if name == "-":
+        if name == "-" or storage.is_remote(name):
             continue
         source = Path(name)
         if same_file(path, source):
@@ -345,6 +405,9 @@ def song_shards(
         return
     sources = []
     for name in inputs:
+        if storage.is_remote(name):
+            sources += remote_sources(name)
+            continue
         path = Path(name)
         if path.is_dir():
             sources.append(("text", folder_songs(path)))
@@ -355,7 +418,7 @@ def song_shards(
             check_input(path)
             sources.append((table_format, path))
     # Consecutive .txt songs share shards, as one table's rows do.
-    pending: list[Path] = []
+    pending: list[Path | str] = []
     for kind, source in sources:
         if kind == "text":
             pending += source
@@ -399,7 +462,11 @@ class ScoreWriter:
         self.handle = None
         self.parquet_writer = None
         self.header_written = False
-        if output is not None and not Path(output).absolute().parent.is_dir():
+        self.remote = output is not None and storage.is_remote(output)
+        if self.remote:
+            # A missing bucket or denied credentials fail now, not when the stream closes after the whole run.
+            storage.list_folder(output.rsplit("/", 1)[0], missing_ok=True, what="--output ")
+        elif output is not None and not Path(output).absolute().parent.is_dir():
             raise UserError(f"--output {output}: the folder {Path(output).absolute().parent} does not exist")
 
     @staticmethod
@@ -417,6 +484,9 @@ class ScoreWriter:
         """Open the output; `resume_at` > 0 keeps that many bytes of a killed run's output and appends after them."""
         if self.output is None:
             self.handle = sys.stdout.buffer if self.format == "parquet" else sys.stdout
+            return
+        if self.remote:  # one stream: an object store's upload appears whole when it is closed, or not at all
+            self.handle = storage.open_output(self.output)
             return
         try:
             self.handle = open(self.output, "r+b" if resume_at else "wb")
@@ -452,6 +522,8 @@ class ScoreWriter:
             self.handle.flush()
             return
         self.handle.write(text.encode("utf-8"))
+        if self.remote:
+            return  # sent as the stream fills; nothing is resumed from a remote output
         self.handle.flush()
         os.fsync(self.handle.fileno())  # on disk before the progress file records the block
 
@@ -472,7 +544,12 @@ class ScoreWriter:
                 empty = pd.DataFrame({"source": [], "id": [], self.score_column: []})
                 self.write_parquet(empty.astype({self.score_column: float}))
             self.parquet_writer.close()
-        if self.output is not None and self.handle is not None:
+        if self.remote and self.handle is not None:
+            try:
+                self.handle.close()
+            except Exception as error:
+                raise storage.storage_error(error, self.output, "--output ") from None
+        elif self.output is not None and self.handle is not None:
             self.handle.close()
         elif self.handle is not None:
             self.handle.flush()

@@ -391,7 +391,10 @@ def start_run(output: str, settings: dict, inputs: list[dict], block_size: int, 
     """
     if not storage.is_remote(output) and Path(output).exists() and not Path(output).is_dir():
         raise UserError(f"--output {output}: a file; --engine ray writes a folder of Parquet files")
-    names = folder_names(output)
+    try:
+        names = folder_names(output)
+    except UserError as error:  # storage's message names the URL
+        raise UserError(f"--output {error}") from None
     if MANIFEST in names:
         if not resume:
             raise UserError(

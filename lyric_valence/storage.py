@@ -106,7 +106,7 @@ def storage_error(error: BaseException, url: str, what: str = "") -> UserError:
         return error
     name = f"{what}{url}"
     where = CREDENTIALS.get(scheme(url) or "", "")
-    hint = f" (credentials: {where})" if where else ""
+    hint = f" ({where})" if where else ""
     kind = type(error).__name__
     status = getattr(getattr(error, "response", None), "status_code", None)
     if kind in (
@@ -145,18 +145,18 @@ def info(url: str) -> dict | None:
         raise storage_error(error, url) from None
 
 
-def list_folder(url: str, missing_ok: bool = False) -> list[str]:
+def list_folder(url: str, missing_ok: bool = False, what: str = "") -> list[str]:
     """The files directly in the folder `url`, as URLs, sorted; with `missing_ok`, none for a folder not there (an
-    object store's prefix holding nothing) but still an error for a missing bucket."""
+    object store's prefix holding nothing) but still an error for a missing bucket. `what`: the flag errors name."""
     fs, path = filesystem(url)
     try:
         entries = fs.ls(path, detail=True, refresh=True)
     except FileNotFoundError as error:
         if missing_ok and not any(word in str(error).lower() for word in ("bucket", "container")):
             return []
-        raise storage_error(error, url) from None
+        raise storage_error(error, url, what) from None
     except Exception as error:
-        raise storage_error(error, url) from None
+        raise storage_error(error, url, what) from None
     return sorted(full_url(fs, entry["name"], url) for entry in entries if entry["type"] == "file")
 
 
@@ -181,6 +181,9 @@ def open_input(url: str, block_size: int | None = None):
 
 
 def read_bytes(url: str) -> bytes:
+    """The whole of `url`, as it is now (not as a listing cached in this process saw it)."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
     with open_input(url) as handle:
         try:
             return handle.read()
@@ -204,6 +207,15 @@ def write_bytes(url: str, data: bytes) -> None:
             handle.write(data)
     except Exception as error:
         raise storage_error(error, url) from None
+
+
+def open_output(url: str):
+    """`url` opened for writing, binary: on object storage the object appears when it is closed, whole."""
+    fs, path = filesystem(url)
+    try:
+        return fs.open(path, "wb")
+    except Exception as error:
+        raise storage_error(error, url, "--output ") from None
 
 
 def delete(url: str) -> None:
