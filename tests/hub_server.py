@@ -10,7 +10,8 @@ Reproduced, as the Hub answers them:
 - `POST /api/repos/create` (`visibility: private`; a bare name goes to the token owner's namespace; 409 when the
   repository exists, 403 in another user's namespace); the new repository starts with a commit holding
   `.gitattributes`, as on the Hub;
-- `GET /api/whoami-v2`, `POST /api/validate-yaml` (the model card's YAML must parse);
+- `GET /api/whoami-v2`, `POST /api/validate-yaml` (the model card's YAML must parse), `GET /api/agent-harnesses`
+  (the registry huggingface_hub reads to name a coding agent in its user agent; empty here);
 - `POST /api/models/{repo}/preupload/{rev}`: every file gets upload mode "regular" (its content then travels inline,
   base64, in the commit) and the blob id of the file already at that path, so unchanged files are skipped;
 - `POST /api/models/{repo}/commit/{rev}`: the ndjson commit (header, file, deletedFile, deletedFolder), applied
@@ -321,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self.create_repo
         if method == "POST" and s == ["api", "validate-yaml"]:
             return self.validate_yaml
+        if method == "GET" and s == ["api", "agent-harnesses"]:
+            return self.agent_harnesses
         if n >= 4 and s[0] == "api" and s[1] in ("models", "datasets"):
             action = s[4] if n > 4 else None
             if method == "GET" and (n == 4 or (action == "revision" and n == 6)):
@@ -378,6 +381,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "auth": {"type": "access_token", "accessToken": {"role": "write"}},
             }
         )
+
+    def agent_harnesses(self, user, s, query, body):
+        """The registry huggingface_hub fetches (once a day) to name the coding agent in its user agent: none here."""
+        self._json({"standardEnvVars": [], "harnesses": {}})
 
     def create_repo(self, user, s, query, body):
         payload = self._read_json()
