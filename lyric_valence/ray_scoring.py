@@ -543,8 +543,10 @@ def read_blocks(item: dict):
                 position += take
         if pieces:
             yield block(current, pd.concat(pieces, ignore_index=True))
+    except RuntimeError:  # this module's own bug, not the file's
+        raise
     except Exception as error:
-        if storage.is_remote(name) and not isinstance(error, (UserError, UnicodeDecodeError, ValueError, RuntimeError)):
+        if storage.is_remote(name) and not isinstance(error, (UserError, UnicodeDecodeError, ValueError)):
             raise storage.storage_error(error, name) from None
         raise read_error(error, name if storage.is_remote(name) else Path(name), name, table_format, row) from None
     yield {"input": spec["input"], "first_row": row, "rows": 0, "end": True, "songs": b""}

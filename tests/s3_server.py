@@ -38,11 +38,19 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, buckets: tuple[str, ...] = ()) -> "S3Server":
-        import boto3
-
         self.port = free_port()
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._configure(buckets)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _configure(self, buckets: tuple[str, ...]) -> None:
+        import boto3
+
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -50,7 +58,6 @@ class S3Server:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
                     raise RuntimeError("moto's S3 server did not start") from None
                 time.sleep(0.1)
         admin = {"endpoint_url": self.endpoint, "region_name": REGION}
@@ -69,7 +76,6 @@ class S3Server:
             f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
         )
         urllib.request.urlopen(request, timeout=10).close()
-        return self
 
     def env(self) -> dict[str, str]:
         return {

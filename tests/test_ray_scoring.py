@@ -7,6 +7,7 @@ lost or doubled row, a killed driver resumed from the manifest without rescoring
 
 import json
 import os
+import pickle
 import random
 import re
 import signal
@@ -20,6 +21,7 @@ from conftest import REPO, WORDS, assert_one_line_error, predict_in_process
 from ray import cloudpickle
 
 from lyric_valence import cli, ray_scoring
+from lyric_valence.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FLAGS = ["--id_column", "song", "--keep_columns", "artist", "--decimals", "9", "--block_size", "4", "-q"]
@@ -285,3 +287,67 @@ def test_without_ray_installed_the_command_says_how_to_install_it(
         capsys, "--engine", "ray", folder, "--model", tiny_model_dir, "--output", tmp_path / "scores", "-q"
     )
     assert_one_line_error(code, err, 'pip install "lyric-valence[ray]"')
+
+
+def test_read_blocks_cuts_files_into_aligned_blocks_and_skips_the_done_ones(tmp_path, monkeypatch):
+    """Blocks are rows [k*4, k*4+4) of each file whatever its row groups; a resumed run's done blocks are not read
+    again, and a row group whose blocks are all done is skipped unread."""
+    rows = 11
+    table = pd.DataFrame(
+        {"song": [f"s{i:02d}" for i in range(rows)], "artist": "x", "seq": [f"la {i}" for i in range(rows)]}
+    )
+    table.to_parquet(tmp_path / "songs.parquet", row_group_size=3)  # groups [0,3) [3,6) [6,9) [9,11)
+    table.to_csv(tmp_path / "songs.csv", index=False)
+
+    def blocks(name, table_format, done, id_column=None):
+        spec = {"input": 0, "path": str(tmp_path / name), "format": table_format, "text_column": "seq"}
+        spec |= {"id_column": id_column, "keep_columns": ["artist"], "block_size": 4, "done": done}
+        return list(ray_scoring.read_blocks({"spec": json.dumps(spec)}))
+
+    for name, table_format in (("songs.parquet", "parquet"), ("songs.csv", "csv")):
+        emitted = blocks(name, table_format, [])
+        assert [(block["first_row"], block["rows"], block["end"]) for block in emitted] == [
+            (0, 4, False),
+            (4, 4, False),
+            (8, 3, False),
+            (11, 0, True),  # the end: the file's row count
+        ]
+        songs = pickle.loads(emitted[1]["songs"])
+        assert songs.columns.tolist() == ["id", "artist", "text"]
+        assert songs["id"].tolist() == ["4", "5", "6", "7"] and songs["text"].tolist() == [
+            "la 4",
+            "la 5",
+            "la 6",
+            "la 7",
+        ]
+        resumed = blocks(name, table_format, [0, 8], id_column="song")
+        assert [(block["first_row"], block["rows"]) for block in resumed] == [(4, 4), (11, 0)]
+        assert pickle.loads(resumed[0]["songs"])["id"].tolist() == ["s04", "s05", "s06", "s07"]
+
+    read = []
+    original = ray_scoring.file_frames
+
+    def counted(*args):
+        for first_row, frame in original(*args):
+            read.append((first_row, None if frame is None else len(frame)))
+            yield first_row, frame
+
+    monkeypatch.setattr(ray_scoring, "file_frames", counted)
+    blocks("songs.parquet", "parquet", [0, 4])
+    # Groups [0,3) and [3,6) lie in done blocks only; [6,9) is read, as block 4 is done but block 8 is not.
+    assert read == [(6, 3), (9, 2), (11, None)]
+
+
+def test_an_output_under_a_remote_input_is_refused_before_anything_is_read():
+    """Prefix rules on URLs, without a server: s3fs is only asked to parse them."""
+    files = ["s3://bucket/lyrics/a.parquet"]
+    for output, inputs, expected in [
+        ("s3://bucket/lyrics/a.parquet", files, "is the input"),
+        ("s3://bucket/lyrics", files, "holds the input"),
+        ("s3://bucket/lyrics/scores/", ["s3://bucket/lyrics/"], "inside the input folder"),
+        ("s3://bucket/lyrics/2026/scores", ["s3://bucket/lyrics/*/*.parquet"], "inside the input folder"),
+    ]:
+        with pytest.raises(UserError, match=expected):
+            ray_scoring.check_output_folder(output, inputs, files)
+    ray_scoring.check_output_folder("s3://bucket/scores/", ["s3://bucket/lyrics/"], files)  # beside it: fine
+    ray_scoring.check_output_folder("s3://bucket/lyrics-scores/", ["s3://bucket/lyrics/"], files)

@@ -94,28 +94,30 @@ def stores(tmp_path_factory, tiny_model_dir):
     """
     s3 = S3Server().start(buckets=("lyrics", "scores"))
     hub = HubServer({TOKEN: "test-user"}).start()
-    files = catalogue_bytes()
-    hub.create_repo(DATASET, "test-user", private=True, repo_type="dataset")
-    hub.add_files(DATASET, {f"data/{name}": content for name, content in files.items()}, repo_type="dataset")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in {**s3.env(), "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN}.items():
-            patch.setenv(key, value)
-        # What huggingface_hub derives from HF_ENDPOINT at import, before this fixture ran (the nodes import it after).
-        patch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
-        template = f"{hub.endpoint}/{{repo_id}}/resolve/{{revision}}/{{filename}}"
-        patch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-        for name, content in files.items():
-            storage.write_bytes(CATALOGUE + name, content)
-        local = tmp_path_factory.mktemp("local-copies")
-        for name, content in files.items():
-            (local / name).write_bytes(content)
-        reference = local.parent / "reference.csv"
-        args = [*(local / name for name in NAMES), "--model", tiny_model_dir, "--output", reference, *FLAGS]
-        assert cli.main(["predict", *map(str, args)]) == 0
-        yield {"s3": s3, "hub": hub, "reference": pd.read_csv(reference, dtype={"id": str})}
+    try:
+        files = catalogue_bytes()
+        hub.create_repo(DATASET, "test-user", private=True, repo_type="dataset")
+        hub.add_files(DATASET, {f"data/{name}": content for name, content in files.items()}, repo_type="dataset")
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in {**s3.env(), "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN}.items():
+                patch.setenv(key, value)
+            # What huggingface_hub derives from HF_ENDPOINT at import, before this fixture (the nodes import it after).
+            patch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
+            template = f"{hub.endpoint}/{{repo_id}}/resolve/{{revision}}/{{filename}}"
+            patch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+            for name, content in files.items():
+                storage.write_bytes(CATALOGUE + name, content)
+            local = tmp_path_factory.mktemp("local-copies")
+            for name, content in files.items():
+                (local / name).write_bytes(content)
+            reference = local.parent / "reference.csv"
+            args = [*(local / name for name in NAMES), "--model", tiny_model_dir, "--output", reference, *FLAGS]
+            assert cli.main(["predict", *map(str, args)]) == 0
+            yield {"s3": s3, "hub": hub, "reference": pd.read_csv(reference, dtype={"id": str})}
+    finally:
+        hub.stop()
+        s3.stop()
     assert hub.unhandled == [], f"requests tests/hub_server.py does not model: {hub.unhandled}"
-    hub.stop()
-    s3.stop()
 
 
 @pytest.fixture(scope="module")
