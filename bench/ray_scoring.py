@@ -5,6 +5,11 @@ the rows each of two torchrun predict processes takes and reads, and whether the
 process's; peak RSS of predict and of the Ray driver and actors at two catalogue sizes. Every run is a fresh process,
 one after the other. Writes bench/ray_scoring.json and its section of bench/RAY_RESULTS.md, whose text outside the
 section says how it measures (`--memory_songs 2000 20000`: quicker).
+
+`--storage`: instead, the cost of object storage: a 2-node local Ray cluster scores the same catalogue from a local S3
+server (tests/s3_server.py: moto) into it, and from local disk into a local folder, alternately, `--rounds` times
+each; rows/s of each and their ratio, the driver's peak memory, and the bucket's scores against one process's.
+Writes bench/ray_storage.json and its own section of bench/RAY_RESULTS.md.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import pandas as pd
 from bench import harness
 from bench.models import build_model, load_tokenizer, save_model
 from bench.report import table, write_json, write_section
+from lyric_valence import ray_scoring, storage
 
 WORDS = (
     "light morning river paper window silver engine garden thunder candle harbor velvet orbit lantern meadow "
@@ -43,10 +49,11 @@ def peak_kib():
 
 class MeasuredScorer(ray_scoring.ValenceScorer):
     first = None
+    peaks_dir = os.environ["PEAKS_DIR"]  # travels with the class (pickled by value): nodes started apart lack it
     def __call__(self, batch):
         self.first = self.first or time.time()
         scored = super().__call__(batch)
-        with open(os.path.join(os.environ["PEAKS_DIR"], f"worker-{os.getpid()}"), "w") as handle:
+        with open(os.path.join(self.peaks_dir, f"worker-{os.getpid()}"), "w") as handle:
             json.dump({"peak_kib": peak_kib(), "first": self.first, "last": time.time()}, handle)
         return scored
 
@@ -143,6 +150,112 @@ def torchrun_predict(files: list[str], model: str, output: Path, processes: int,
     }
 
 
+def storage_run(source: str, model: str, output: str, peaks: Path, env: dict) -> dict:
+    """One driver process on the running cluster (`env`'s RAY_ADDRESS): wall time, its peak RSS, the actors' span."""
+    peaks.mkdir()
+    command = [sys.executable, "-c", MEASURED_RUN, "predict", "--engine", "ray", source, "--model", model]
+    command += ["--output", output, "--num_workers", "2", *PREDICT_FLAGS]
+    wall = harness.timed_process(command, {**env, "PEAKS_DIR": str(peaks)})["wall_s"]
+    actors = [json.loads(path.read_text()) for path in peaks.glob("worker-*")]
+    scoring = max(actor["last"] for actor in actors) - min(actor["first"] for actor in actors)
+    return {
+        "wall_s": round(wall, 1),
+        "scoring_s": round(scoring, 1),
+        "driver_peak_mib": round(int((peaks / "driver").read_text()) / 1024),
+        "actors_seen": len(actors),
+    }
+
+
+def storage_comparison(songs: int, rounds: int, work: Path) -> dict:
+    """The 2-node cluster scoring the same Parquet files from the S3 server into it and from local disk into a local
+    folder, alternately (which goes first alternates too); the bucket's scores against one process's."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    sys.path.insert(0, str(harness.REPO / "tests"))
+    from s3_server import S3Server
+
+    tokenizer = load_tokenizer()
+    minilm = save_model(work / "minilm", build_model("minilm", tokenizer.vocab_size), tokenizer)
+    files = write_catalogue(work / "songs", songs)
+    log("predict, one process: the reference scores")
+    run([*harness.cli_command("predict", *files, "--model", minilm, "--output", work / "predict.csv"), *PREDICT_FLAGS])
+    s3 = S3Server().start(buckets=("bench",))
+    cluster = None
+    try:
+        os.environ.update(s3.env())  # before the nodes start: they read the bucket with the same variables
+        for path in files:
+            storage.write_bytes(f"s3://bench/songs/{Path(path).name}", Path(path).read_bytes())
+        head = {"num_cpus": 0, "object_store_memory": 200 << 20, "include_dashboard": False}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        for _ in range(2):
+            cluster.add_node(num_cpus=2, object_store_memory=200 << 20)
+        cluster.wait_for_nodes()
+        env = {**ENV, **s3.env(), "RAY_ADDRESS": cluster.address}
+        runs = {"local": [], "s3": []}
+        for index in range(rounds):
+            for kind in ("local", "s3") if index % 2 == 0 else ("s3", "local"):
+                log(f"round {index + 1}/{rounds}: 2 nodes, {kind}")
+                source = str(work / "songs") if kind == "local" else "s3://bench/songs/"
+                output = str(work / f"scores-{index}") if kind == "local" else f"s3://bench/scores-{index}/"
+                runs[kind].append(storage_run(source, minilm, output, work / f"peaks-{kind}-{index}", env))
+        reference = pd.read_csv(work / "predict.csv", dtype={"id": str})
+        bucket = ray_scoring.read_scores(f"s3://bench/scores-{rounds - 1}/")
+        local = ray_scoring.read_scores(str(work / f"scores-{rounds - 1}"))
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        s3.stop()
+    results = {"songs": songs, "rounds": rounds, "runs": runs}
+    for kind in ("local", "s3"):
+        walls, spans = [run["wall_s"] for run in runs[kind]], [run["scoring_s"] for run in runs[kind]]
+        results[kind] = {
+            "median_wall_s": float(pd.Series(walls).median()),
+            "median_scoring_s": float(pd.Series(spans).median()),
+            "rows_per_s": round(songs / pd.Series(walls).median(), 1),
+            "scoring_rows_per_s": round(songs / pd.Series(spans).median(), 1),
+            "driver_peak_mib": max(run["driver_peak_mib"] for run in runs[kind]),
+        }
+    results["ratio_s3_vs_local"] = round(results["s3"]["rows_per_s"] / results["local"]["rows_per_s"], 2)
+    results["scoring_ratio_s3_vs_local"] = round(
+        results["s3"]["scoring_rows_per_s"] / results["local"]["scoring_rows_per_s"], 2
+    )
+    results["same_scores"] = {
+        "rows": len(bucket),
+        "same_ids": bucket["id"].tolist() == reference["id"].tolist(),
+        "equal_as_written": bool((bucket["valence"].to_numpy() == reference["valence"].to_numpy()).all())
+        if len(bucket) == len(reference)
+        else False,
+        "max_abs_difference": float((bucket["valence"] - reference["valence"]).abs().max()),
+        "local_disk_equal_bucket": bucket.drop(columns="source").equals(local.drop(columns="source")),
+    }
+    return results
+
+
+def storage_markdown(results: dict) -> str:
+    storage_results, same = results["storage"], results["storage"]["same_scores"]
+    rows = {}
+    for kind, name in (("local", "local disk -> local folder"), ("s3", "S3 server -> S3 bucket")):
+        run = storage_results[kind]
+        rows[f"2 nodes, 2 workers, {name}"] = (
+            f"{run['rows_per_s']} rows/s in all (median {run['median_wall_s']} s of {storage_results['rounds']} runs); "
+            f"{run['scoring_rows_per_s']} rows/s while scoring (median {run['median_scoring_s']} s); driver peak "
+            f"{run['driver_peak_mib']} MiB"
+        )
+    rows["S3 vs local disk"] = (
+        f"rows/s x{storage_results['ratio_s3_vs_local']} in all, x{storage_results['scoring_ratio_s3_vs_local']} "
+        "while scoring"
+    )
+    rows[f"scores from the bucket vs predict's, {storage_results['songs']} songs"] = (
+        f"equal as written: {same['equal_as_written']} (max abs difference {same['max_abs_difference']:.1e}, "
+        f"{same['rows']} rows, same ids in order: {same['same_ids']}); equal to the local-disk run's: "
+        f"{same['local_disk_equal_bucket']}"
+    )
+    rows = [{"measure": measure, "result": result} for measure, result in rows.items()]
+    return f"Command: `{results['command']}`. Machine: {results['machine']}\n\n{table(rows)}"
+
+
 def markdown(results: dict) -> str:
     same, speed, memory, two = (results[key] for key in ("same_scores", "workers_1000", "memory", "torchrun_1000"))
     rows = {
@@ -186,10 +299,25 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=1000, help="Songs of the speed comparisons (default: 1000).")
     help_ = "The two catalogue sizes of the memory comparison (default: 10000 100000)."
     parser.add_argument("--memory_songs", type=int, nargs=2, default=[10_000, 100_000], help=help_)
+    parser.add_argument(
+        "--storage", action="store_true", help="Only the object-storage comparison (2-node cluster, S3 vs local disk)."
+    )
+    parser.add_argument("--storage_songs", type=int, default=2000, help="Songs of --storage (default: 2000).")
+    parser.add_argument("--rounds", type=int, default=2, help="--storage runs of each kind (default: 2).")
     args = parser.parse_args()
     machine = harness.machine_info()
     results = {"command": harness.command_line("bench.ray_scoring"), "date": machine["date"]}
-    results.update(machine=harness.machine_line(machine), songs=args.songs)
+    results["machine"] = harness.machine_line(machine)
+    if args.storage:
+        with tempfile.TemporaryDirectory(prefix="ray-storage-") as tmp:
+            results["storage"] = storage_comparison(args.storage_songs, args.rounds, Path(tmp))
+        write_json(harness.REPO / "bench" / "ray_storage.json", results)
+        write_section(
+            harness.REPO / "bench" / "RAY_RESULTS.md", "bench.ray_scoring --storage", storage_markdown(results)
+        )
+        log(json.dumps(results))
+        return
+    results["songs"] = args.songs
     with tempfile.TemporaryDirectory(prefix="ray-scoring-") as tmp:
         work = Path(tmp)
         tokenizer = load_tokenizer()
@@ -213,7 +341,7 @@ def main() -> None:
         results["ray_overhead_s"] = round(speed["1"]["wall_s"] - results["predict_1000_s"], 1)
 
         reference = pd.read_csv(work / "predict.csv", dtype={"id": str})
-        ray = pd.concat(map(pd.read_parquet, sorted((work / "ray-1").glob("*.parquet"))), ignore_index=True)
+        ray = ray_scoring.read_scores(work / "ray-1")  # the parts its manifest commits, in input order
         results["same_scores"] = {
             "songs": args.songs,
             "rows": len(ray),

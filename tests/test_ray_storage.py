@@ -1,16 +1,16 @@
 """
 Catalogues where they live: `lyric-valence predict --engine ray` on a cluster of several Ray nodes
-(`ray.cluster_utils.Cluster`: a head holding no CPU, where only the driver runs, and two worker nodes of 2 CPUs),
+(`ray.cluster_utils.Cluster`: a head holding no CPU, where only the driver runs, and three worker nodes of 2 CPUs),
 reading and writing a bucket of a local S3 server (tests/s3_server.py: moto, IAM authentication on) and reading a
 dataset of the local Hub (tests/hub_server.py). The catalogue exists only in the bucket and the Hub, never on a disk a
 worker could read; every process finds the servers and credentials where a user's would (AWS_ENDPOINT_URL and the
 AWS_* variables, HF_ENDPOINT and HF_TOKEN), set before the nodes start.
 
 Proven: the bucket's scores equal the one-process scores of the same songs to the last written decimal; the driver
-writes nothing but the manifest and reads only the files' metadata; a worker node killed mid-run loses and doubles no
-row; a killed driver resumes from the manifest in the bucket without rescoring its committed blocks; hf:// input; bad
-and missing credentials, missing buckets and an output inside the input are one line and exit 2, and no secret is
-printed.
+writes nothing but the manifest and reads only each file's footer, header or first record; a worker node killed
+mid-run loses and doubles no row; a killed driver resumes from the manifest in the bucket without rescoring its
+committed blocks; hf:// input (a glob on the Hub); the one-process engine's remote paths; bad and missing credentials,
+missing buckets and an output inside the input are one line and exit 2, and no secret is printed.
 """
 
 import io
@@ -122,11 +122,11 @@ def stores(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def cluster(stores):
-    """A head node without CPUs (the driver's only) and two worker nodes of 2 CPUs, all started with the servers'
-    variables."""
+    """A head node without CPUs (the driver's only) and three worker nodes of 2 CPUs, all started with the servers'
+    variables: one is killed, two are left."""
     head = {"num_cpus": 0, "object_store_memory": 100 << 20, "include_dashboard": False}
     nodes = Cluster(initialize_head=True, head_node_args=head)
-    workers = [nodes.add_node(**NODE) for _ in range(2)]
+    workers = [nodes.add_node(**NODE) for _ in range(3)]
     ray.init(address=nodes.address, logging_level="ERROR", log_to_driver=False)
     nodes.wait_for_nodes()
     yield nodes, workers
@@ -134,7 +134,7 @@ def cluster(stores):
     nodes.shutdown()
 
 
-def assert_same_scores(scores: pd.DataFrame, reference: pd.DataFrame, prefix: str) -> None:
+def assert_same_scores(scores: pd.DataFrame, reference: pd.DataFrame, prefix: str | tuple[str, ...]) -> None:
     """The reference's songs, ids, kept column and scores as written (FLAGS: 9 decimals), exactly, from `prefix`."""
     assert scores[["id", "artist"]].values.tolist() == reference[["id", "artist"]].values.tolist()
     assert scores["valence"].tolist() == reference["valence"].tolist()
@@ -158,8 +158,14 @@ def assert_complete_without_orphans(output: str) -> dict:
     return written
 
 
-def test_a_two_node_cluster_scores_a_bucket_into_a_bucket(cluster, stores, tiny_model_dir, capsys, monkeypatch):
-    """The driver lists the bucket, reads footers and headers, writes the manifest: nothing else."""
+def test_a_cluster_scores_a_bucket_and_a_hub_dataset_into_a_bucket(
+    cluster, stores, tiny_model_dir, capsys, monkeypatch
+):
+    """
+    Two files from the bucket and one from the private dataset (a glob on the Hub, HF_ENDPOINT and HF_TOKEN on every
+    node), scored on two nodes into the bucket. The driver lists the inputs, reads a footer, a header and a first
+    record, writes the manifest: nothing else.
+    """
     driver_writes, driver_reads = [], []
     write_bytes, open_input = storage.write_bytes, storage.open_input
 
@@ -169,14 +175,37 @@ def test_a_two_node_cluster_scores_a_bucket_into_a_bucket(cluster, stores, tiny_
 
     monkeypatch.setattr(storage, "write_bytes", lambda url, data: (driver_writes.append(url), write_bytes(url, data)))
     monkeypatch.setattr(storage, "open_input", recorded_open)
-    output = "s3://scores/cli/"
+    output, dataset = "s3://scores/cli/", f"hf://datasets/{DATASET}/data/"
+    inputs = [CATALOGUE + "a.csv", CATALOGUE + "b.parquet", dataset + "*.jsonl"]
     code, _, err = predict_in_process(
-        capsys, "--engine", "ray", CATALOGUE, "--model", tiny_model_dir, "--output", output, "--num_workers", 2, *FLAGS
+        capsys, "--engine", "ray", *inputs, "--model", tiny_model_dir, "--output", output, "--num_workers", 2, *FLAGS
     )
     assert code == 0, err
+    assert TOKEN not in err
     assert set(driver_writes) == {storage.join(output, ray_scoring.MANIFEST)}
     # Each file opened once, for its Parquet footer or its header and first record, in reads of 64 KiB.
-    assert sorted(driver_reads) == [(CATALOGUE + name, 1 << 16) for name in NAMES]
+    assert sorted(driver_reads) == sorted((name, 1 << 16) for name in (*inputs[:2], dataset + "c.jsonl"))
+    assert_complete_without_orphans(output)
+    assert_same_scores(ray_scoring.read_scores(output), stores["reference"], (CATALOGUE, dataset))
+
+
+def test_a_killed_driver_resumes_from_the_manifest_in_the_bucket(cluster, stores, tiny_model_dir, capsys):
+    nodes, _ = cluster
+    output = "s3://scores/resumed/"
+    args = ["predict", "--engine", "ray", CATALOGUE, "--model", str(tiny_model_dir), "--output", output, *FLAGS]
+    env = {**os.environ, "RAY_ADDRESS": nodes.address, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_DRIVER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    earlier = manifest(output)
+    assert not earlier["complete"] and len(earlier["blocks"]) == 2
+    fs, _ = storage.filesystem(output)
+    committed = {block["part"]: fs.info(f"scores/resumed/{block['part']}")["ETag"] for block in earlier["blocks"]}
+
+    code, _, err = predict_in_process(capsys, *args[1:], "--resume")
+    assert code == 0, err
+    assert {part: fs.info(f"scores/resumed/{part}")["ETag"] for part in committed} == committed  # not rewritten
     assert_complete_without_orphans(output)
     assert_same_scores(ray_scoring.read_scores(output), stores["reference"], CATALOGUE)
 
@@ -214,44 +243,11 @@ def test_a_worker_node_killed_mid_run_loses_and_doubles_nothing(cluster, stores,
     victim = next(node for node in workers if node.node_id in busy)
     nodes.remove_node(victim, allow_graceful=False)
     workers.remove(victim)
-    workers.append(nodes.add_node(**NODE))  # the cluster gets its CPUs back, as an autoscaler would
     driver.join(timeout=400)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["counts"]["scored"] == 28 and outcome["counts"]["blocks"] == 10
     assert_complete_without_orphans(output)
     assert_same_scores(ray_scoring.read_scores(output), stores["reference"], CATALOGUE)
-
-
-def test_a_killed_driver_resumes_from_the_manifest_in_the_bucket(cluster, stores, tiny_model_dir, capsys):
-    nodes, _ = cluster
-    output = "s3://scores/resumed/"
-    args = ["predict", "--engine", "ray", CATALOGUE, "--model", str(tiny_model_dir), "--output", output, *FLAGS]
-    env = {**os.environ, "RAY_ADDRESS": nodes.address, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_DRIVER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    earlier = manifest(output)
-    assert not earlier["complete"] and len(earlier["blocks"]) == 2
-    fs, _ = storage.filesystem(output)
-    committed = {block["part"]: fs.info(f"scores/resumed/{block['part']}")["ETag"] for block in earlier["blocks"]}
-
-    code, _, err = predict_in_process(capsys, *args[1:], "--resume")
-    assert code == 0, err
-    assert {part: fs.info(f"scores/resumed/{part}")["ETag"] for part in committed} == committed  # not rewritten
-    assert_complete_without_orphans(output)
-    assert_same_scores(ray_scoring.read_scores(output), stores["reference"], CATALOGUE)
-
-
-def test_a_hub_dataset_is_scored_from_hf_urls(cluster, stores, tiny_model_dir, capsys, tmp_path):
-    """The private dataset through HfFileSystem on every node (HF_ENDPOINT, HF_TOKEN), into a local folder."""
-    source = f"hf://datasets/{DATASET}/data/"
-    code, _, err = predict_in_process(
-        capsys, "--engine", "ray", source, "--model", tiny_model_dir, "--output", tmp_path / "scores", *FLAGS
-    )
-    assert code == 0, err
-    assert_same_scores(ray_scoring.read_scores(tmp_path / "scores"), stores["reference"], source)
-    assert TOKEN not in err
 
 
 @pytest.mark.parametrize(
