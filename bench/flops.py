@@ -1,8 +1,7 @@
-"""
-Model FLOPs, counted by `FlopCounterMode` on the model itself (matrix products and attention; the rest is the overhead
-MFU measures against), and the machine's GEMM throughput (fp32 or bf16 through torch, int8 through onnxruntime).
-A chunk's count is a quadratic in its length (weights·L, attention L²), so three counts give every length's exactly.
-"""
+"""Model FLOPs, counted by `FlopCounterMode` on the model itself (matrix products and attention; the rest is the
+overhead MFU measures against), and the machine's GEMM throughput (fp32 or bf16 through torch, int8 through
+onnxruntime). A chunk's count is a quadratic in its length (weights·L, attention L²), so three counts give every
+length's exactly."""
 
 import numpy as np
 import torch
@@ -11,12 +10,10 @@ from torch.utils.benchmark import Timer
 
 # FlopCounterMode has formulas for the CUDA attention kernels only; the CPU flash kernel takes the same shapes.
 flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)(
-    lambda query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_flop_count(query, key, value)
+    lambda query, key, value, *_, **__: flop_counter.sdpa_flop_count(query, key, value)
 )
 flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)(
-    lambda grad, query, key, value, *args, out_shape=None, **kwargs: flop_counter.sdpa_backward_flop_count(
-        grad, query, key, value
-    )
+    lambda grad, query, key, value, *_, **__: flop_counter.sdpa_backward_flop_count(grad, query, key, value)
 )
 
 COUNTED_LENGTHS = (16, 32, 64)
@@ -25,16 +22,13 @@ COUNTED_LENGTHS = (16, 32, 64)
 def count_flops(model: torch.nn.Module, length: int, training: bool) -> int:
     """FLOPs of one chunk of `length` tokens: the forward pass, or the forward and backward of a training step."""
     device = next(model.parameters()).device
-    inputs = {
-        "input_ids": torch.ones(1, length, dtype=torch.long, device=device),
-        "attention_mask": torch.ones(1, length, dtype=torch.long, device=device),
-    }
+    ones = torch.ones(1, length, dtype=torch.long, device=device)
+    inputs = {"input_ids": ones, "attention_mask": ones}
     with flop_counter.FlopCounterMode(display=False) as counter, torch.set_grad_enabled(training):
         output = model(**inputs, labels=torch.full((1,), 0.5, device=device) if training else None)
         if training:
             output.loss.backward()
-    if training:
-        model.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
 
@@ -51,11 +45,8 @@ def flops_per_length(model: torch.nn.Module, training: bool = False):
 def gemm_flops_per_second(size: int, seconds: float, device: torch.device, dtype: torch.dtype = torch.float32) -> float:
     """Sustained `torch.mm` throughput in `dtype` on `size` x `size` matrices (median block of `seconds`)."""
     left, right = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    timer = Timer(
-        "torch.mm(left, right)",
-        globals={"torch": torch, "left": left, "right": right},
-        num_threads=torch.get_num_threads(),
-    )  # Timer's default is one thread
+    # Timer's default is one thread; torch is in its globals.
+    timer = Timer("torch.mm(left, right)", globals={"left": left, "right": right}, num_threads=torch.get_num_threads())
     return 2 * size**3 / timer.blocked_autorange(min_run_time=seconds).median
 
 

@@ -1,12 +1,10 @@
-"""
-The harness every benchmark (bench/) and study (experiments/) runs on: the machine line written next to results, the
+"""The harness every benchmark (bench/) and study (experiments/) runs on: the machine line written next to results, the
 command line with no path of the machine in it, train.py and `lyric-valence` in subprocesses (wall time, peak RSS,
 results), synthetic songs of original text and the song files a run reads, and methods timed side by side.
 
 Synthetic songs: log-normal lengths in tokens (median 250, sigma 0.6, clipped to 24..3,000), the quantiles at
 (i + 0.5) / n in shuffled order so that even a small catalogue spans the long tail; lines of whole vocabulary words
-and commas, so a song's token count is exact.
-"""
+and commas, so a song's token count is exact."""
 
 import datetime
 import json
@@ -229,16 +227,10 @@ def make_catalogue(vocabulary: dict[str, int], count: int, seed: int = 0) -> Cat
 def length_summary(tokens: list[int]) -> dict[str, float]:
     """Mean, median, p90, p99 and max of song lengths in tokens, and the share of songs past 512 and 1,000 tokens."""
     lengths = np.asarray(tokens)
-    return {
-        "songs": int(lengths.size),
-        "mean": float(lengths.mean()),
-        "median": float(np.median(lengths)),
-        "p90": float(np.percentile(lengths, 90)),
-        "p99": float(np.percentile(lengths, 99)),
-        "max": int(lengths.max()),
-        "share_over_512": float((lengths > 512).mean()),
-        "share_over_1000": float((lengths > 1000).mean()),
-    }
+    summary = {"songs": int(lengths.size), "mean": float(lengths.mean()), "median": float(np.median(lengths))}
+    summary |= {f"p{percent}": float(np.percentile(lengths, percent)) for percent in (90, 99)}
+    summary["max"] = int(lengths.max())
+    return summary | {f"share_over_{length}": float((lengths > length).mean()) for length in (512, 1000)}
 
 
 def write_songs(path: Path, texts: list[str], first: int = 0, artists: int = 97, **parquet_options) -> str:
@@ -258,11 +250,9 @@ def write_songs(path: Path, texts: list[str], first: int = 0, artists: int = 97,
 def time_side_by_side(
     scorers: dict, songs: list[str], rounds: int, label: str, log=print, before_round=None, end: float = float("inf")
 ) -> tuple[dict, dict]:
-    """
-    Score `songs` with every scorer in each round, in rotated order, each turn one `Timer.blocked_autorange` (its
-    untimed first call is the warm-up). `before_round(index)` runs first in each round; no round starts after `end`
-    (a `time.perf_counter()` time). Returns each scorer's seconds per round and its scores; logs torch's Compare table.
-    """
+    """Score `songs` with every scorer in each round, in rotated order, each turn one `Timer.blocked_autorange` (its
+    untimed first call is the warm-up). `before_round(index)` runs first in each round; no round starts after `end` (a
+    `time.perf_counter()` time). Returns each scorer's seconds per round and its scores; logs torch's Compare table."""
     seconds, scores, measurements = {name: [] for name in scorers}, {}, []
     describe = {"label": label, "sub_label": f"{len(songs)} songs", "num_threads": torch.get_num_threads()}
     for index in range(rounds):

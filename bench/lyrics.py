@@ -1,5 +1,4 @@
-"""
-Quality on real song lyrics with Spotify valence: train.py recipes against the mean predictor, a sentiment lexicon
+"""Quality on real song lyrics with Spotify valence: train.py recipes against the mean predictor, a sentiment lexicon
 (VADER) and TF-IDF + ridge, on the artist-grouped splits train.py makes, over several split seeds (mean ± standard
 deviation: single splits differ by more than most recipe changes).
 
@@ -10,8 +9,7 @@ The data files are research sets that never enter this repository (the team's bi
     python -m bench.lyrics --data_file billboard_lyrics.csv ... --trials songs --tag mpnet -- --model_name_or_path DIR
 
 Flags after `--` go to every train.py run. Rows accumulate in OUT/lyrics.json, one record per data file (a run adds or
-replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it.
-"""
+replaces its own rows); OUT/lyrics.md and OUT/lyrics.png are rendered from it."""
 
 import argparse
 import json
@@ -23,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench import harness
-from bench.report import write_json, write_section
+from bench.report import paragraphs, write_json, write_section
 from lyric_valence.data import DataOptions, load_splits
 from lyric_valence.evaluation import song_metrics
 
@@ -110,10 +108,9 @@ def summary(record: dict) -> pd.DataFrame:
                 line[f"{split} {metric}"] = f"{np.mean(values):.4f} ± {np.std(values):.4f}"
         test_mse = np.mean([seed["test"]["mse"] for seed in seeds])
         line["test MSE vs ridge"] = f"{100 * (test_mse / ridge_mse - 1):+.1f}%"
-        train_s = [seed["train_s"] for seed in seeds if seed.get("train_s") is not None]
-        line["train s"] = f"{np.mean(train_s):.0f}" if train_s else ""
-        wall_s = [seed["wall_s"] for seed in seeds if seed.get("wall_s") is not None]
-        line["train.py run s"] = f"{np.mean(wall_s):.0f}" if wall_s else ""
+        for column, key in (("train s", "train_s"), ("train.py run s", "wall_s")):
+            seconds = [seed[key] for seed in seeds if seed.get(key) is not None]
+            line[column] = f"{np.mean(seconds):.0f}" if seconds else ""
         lines.append(line)
     return pd.DataFrame(lines)
 
@@ -124,18 +121,13 @@ def render(records: dict) -> str:
         counts = ", ".join(f"{record['counts'][f'{split}_songs']} {split}" for split in ("train", "validation", "test"))
         parts += [
             f"### `{data_file}`, seeds {', '.join(map(str, record['seeds']))}",
-            "",
             "Split by train.py (`--seed` per split, artists and near-duplicates never span two splits): "
             f"{counts} songs (seed {record['seeds'][0]}). Metrics are song-level, mean ± standard deviation over the "
-            "seeds. "
-            f"Machine: {harness.machine_line(record['machine'])}",
-            "",
+            f"seeds. Machine: {harness.machine_line(record['machine'])}",
             summary(record).to_markdown(index=False),
-            "",
             "Commands: " + "; ".join(f"`{command}`" for command in record["commands"]),
-            "",
         ]
-    return "\n".join(parts)
+    return paragraphs(*parts) + "\n"
 
 
 def plot(records: dict, path: Path) -> None:
@@ -148,8 +140,7 @@ def plot(records: dict, path: Path) -> None:
         values = [[seed["test"]["mse"] for seed in record["rows"][name]["seeds"].values()] for name in names]
         means = [np.mean(v) for v in values]
         axis.barh(names, means, xerr=[np.std(v) for v in values], color="tab:blue")
-        ridge = means[names.index("TF-IDF + ridge")]
-        axis.axvline(ridge, color="tab:red", linestyle="--", label="TF-IDF + ridge")
+        axis.axvline(means[names.index("TF-IDF + ridge")], color="tab:red", linestyle="--", label="TF-IDF + ridge")
         axis.set(xlabel="song-level test MSE (lower is better)", title=data_file, xlim=(0.8 * min(means), None))
         axis.invert_yaxis()
         axis.legend(fontsize=8)
@@ -185,8 +176,7 @@ def main(argv=None) -> None:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="lyrics-bench-"))
     records_path = args.out / "lyrics.json"
     records = json.loads(records_path.read_text()) if records_path.exists() else {}
-    data_file = Path(args.data_file).name
-    record = records.setdefault(data_file, {"rows": {}, "commands": []})
+    record = records.setdefault(Path(args.data_file).name, {"rows": {}, "commands": []})
     record.update(seeds=args.seeds, machine=harness.machine_info())
     command = harness.command_line("bench.lyrics", argv)
     record["commands"] = [c for c in record["commands"] if c != command] + [command]

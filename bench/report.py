@@ -15,10 +15,8 @@ def summary(values: list[float]) -> dict:
 
 def rates(seconds: list[float], **amounts: float) -> dict:
     """The rounds' seconds and, per amount done in each round, its rate (key `NAME_per_s`), as `summary`s."""
-    return {
-        "seconds": summary(seconds),
-        **{f"{name}_per_s": summary([amount / s for s in seconds]) for name, amount in amounts.items()},
-    }
+    per_s = {f"{name}_per_s": summary([amount / s for s in seconds]) for name, amount in amounts.items()}
+    return {"seconds": summary(seconds), **per_s}
 
 
 def spread(stats: dict, spec: str = ".2f", scale: float = 1.0, suffix: str = "") -> str:
@@ -27,9 +25,19 @@ def spread(stats: dict, spec: str = ".2f", scale: float = 1.0, suffix: str = "")
     return f"{mid:{spec}}{suffix} ({low:{spec}}–{high:{spec}})"
 
 
+def percent(stats: dict, scale: float = 1.0) -> str:
+    """'median% (min–max)' of a `summary` of shares (times `scale`)."""
+    return spread(stats, ".1f", 100 * scale, "%")
+
+
 def table(rows: list[dict]) -> str:
     """A markdown table of `rows` (one dict per row, keys as columns)."""
     return pd.DataFrame(rows).fillna("").to_markdown(index=False, disable_numparse=True)
+
+
+def paragraphs(*parts: str) -> str:
+    """Markdown of `parts` (headings, paragraphs, tables; empty ones left out), a blank line between two."""
+    return "\n\n".join(part for part in parts if part)
 
 
 def write_json(path: Path, record) -> None:

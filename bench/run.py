@@ -1,12 +1,9 @@
-"""
-Training throughput (our train.py step vs the reference notebook's pad-to-512 loop), MFU, and EmoBank quality of the
+"""Training throughput (our train.py step vs the reference notebook's pad-to-512 loop), MFU, and EmoBank quality of the
 fine-tuning modes and of lora in mixed precision. Writes a run per device and encoder into bench/results.json (sections
 a run skips are kept from the previous run) and its section of bench/RESULTS.md. Scoring speed (our engine against the
-per-chunk `pipeline`) is bench/scoring.py's.
-"""
+per-chunk `pipeline`) is bench/scoring.py's."""
 
 import argparse
-import functools
 import json
 import shlex
 import tempfile
@@ -16,8 +13,8 @@ import torch
 
 from bench import harness
 from bench.flops import bf16_dense_peak
-from bench.models import add_model_arguments, build_model, load_tokenizer
-from bench.report import spread, summary, table, write_json, write_section
+from bench.models import ENCODERS, add_model_arguments, build_model, load_tokenizer
+from bench.report import paragraphs, percent, spread, table, write_json, write_section
 from bench.training import chunk_features, epoch_sample, measure_training, profile_training_step
 from lyric_valence.fitting import prepare_for_finetuning
 
@@ -27,21 +24,10 @@ log = harness.logger("bench")
 
 POOL_SONGS = 1440  # about 1,640 chunks: one length-grouped megabatch (1,600) to draw the timed batches from
 # Sizes of each mode; the command line overrides the first three.
+PRESET_KEYS = ("training_batches", "rounds", "gemm_size", "gemm_seconds", "quality_budget")
 PRESETS = {
-    "quick": {
-        "training_batches": 1,
-        "rounds": 3,
-        "gemm_size": 2048,
-        "gemm_seconds": 1.0,
-        "quality_budget": "--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200",
-    },
-    "full": {
-        "training_batches": 5,
-        "rounds": 5,
-        "gemm_size": 4096,
-        "gemm_seconds": 3.0,
-        "quality_budget": "--num_train_epochs 3",
-    },
+    "quick": (1, 3, 2048, 1.0, "--num_train_epochs 1 --max_train_songs 1024 --max_eval_songs 200"),
+    "full": (5, 5, 4096, 3.0, "--num_train_epochs 3"),
 }
 # Our training step's variants (train.py flags), and those each device times by default. transformers' default
 # optimizer is already the fused AdamW (`adamw_torch_fused`), so every variant runs it.
@@ -69,14 +55,10 @@ MODE_FLAGS = {
     "lora, bf16": "--finetuning_mode lora --bf16 True",
     "lora, fp16": "--finetuning_mode lora --fp16 True",
 }
-RIDGE_REFERENCE = {"pearson": 0.630, "mse": 0.00449}  # frozen mean-pooled MiniLM + ridge (emobank README)
+RIDGE_REFERENCE = {"pearson": 0.630, "mse": 0.00449}  # of the emobank README
+RIDGE_NAME = "frozen mean-pooled MiniLM + ridge (reference)"
 METRICS = ("mse", "pearson", "spearman", "r2")
 REFERENCE_RUN = {"songs": 24_000, "epochs": 20, "notebook_minutes": 185}  # the notebook's run on a Colab GPU
-ENCODER_DESCRIPTIONS = {
-    "minilm": "all-MiniLM-L6-v2 (packaged, 6 layers, 384 wide)",
-    "songs-minilm": "the shipped songs-minilm model (all-MiniLM-L6-v2 fine-tuned, lexical channel)",
-    "bert-base": "bert-base-shaped encoder (random weights, 12 layers, 768 wide)",
-}
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,16 +83,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     help_ = "Markdown file whose section of this device and encoder is rewritten (default: bench/RESULTS.md)."
     parser.add_argument("--markdown", type=Path, default=BENCH / "RESULTS.md", help=help_)
     args = parser.parse_args(argv)
-    args.settings = {
-        name: value if getattr(args, name, None) is None else getattr(args, name)
-        for name, value in PRESETS["quick" if args.quick else "full"].items()
-    }
+    preset = zip(PRESET_KEYS, PRESETS["quick" if args.quick else "full"], strict=True)
+    given = {name: value for name, value in vars(args).items() if value is not None}  # on the command line
+    args.settings = {name: given.get(name, value) for name, value in preset}
     return args
-
-
-def make_model(encoder: str, vocab_size: int, reference: bool = False):
-    """A fresh model, LoRA-wrapped as train.py's default mode: ours, or the reference's."""
-    return prepare_for_finetuning(build_model(encoder, vocab_size, reference=reference), "lora")
 
 
 def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
@@ -120,12 +96,16 @@ def run_benchmarks(args: argparse.Namespace, device: torch.device) -> dict:
     pool = harness.make_catalogue(tokenizer.get_vocab(), POOL_SONGS, seed=0)
     pool_chunks = chunk_features(tokenizer, pool.texts, pool.labels)
     features = epoch_sample(pool_chunks, settings["training_batches"])
-    model_factory = functools.partial(make_model, args.encoder, tokenizer.vocab_size)
+
+    def model_factory(reference: bool = False):
+        """A fresh model, LoRA-wrapped as train.py's default mode: ours, or the reference's."""
+        return prepare_for_finetuning(build_model(args.encoder, tokenizer.vocab_size, reference=reference), "lora")
+
     variants = {name: VARIANT_FLAGS[name] for name in args.variants or DEFAULT_VARIANTS[device.type]}
     run = {
         "mode": "quick" if args.quick else "full",
         "command": harness.command_line("bench.run"),
-        "encoder_description": ENCODER_DESCRIPTIONS[args.encoder],
+        "encoder_description": ENCODERS[args.encoder],
         "machine": harness.machine_info(device),
         "settings": settings,
         "inputs": {
@@ -162,10 +142,8 @@ def measure_quality(budget_flags: list[str], modes: list[str], parallel: bool = 
         for mode in modes:
             log(f"quality: training {mode}")
             output_dir = Path(root) / mode.replace(", ", "-")
-            running[mode] = (
-                harness.start_train_py([*shlex.split(MODE_FLAGS[mode]), *budget_flags], output_dir),
-                output_dir,
-            )
+            process = harness.start_train_py([*shlex.split(MODE_FLAGS[mode]), *budget_flags], output_dir)
+            running[mode] = (process, output_dir)
             if not parallel:
                 results[mode] = quality_result(mode, *running.pop(mode))
         for mode, run in running.items():
@@ -184,18 +162,14 @@ def quality_result(mode: str, process, output_dir: Path) -> dict:
     return result
 
 
-def percent(stats: dict) -> str:
-    return spread(stats, ".1f", 100, "%")
-
-
 def render_run(key: str, run: dict) -> str:
     """One run's section of RESULTS.md."""
     machine = run["machine"]
     where = machine.get("gpu", f"{machine['cpu']}, {machine['cpu_cores']} cores")
 
-    def heading(section: str, title: str) -> list[str]:
+    def heading(section: str, title: str) -> str:
         kept = run.get("kept", {}).get(section)
-        return [f"### {title}", "", *([f"Kept from the run of {kept}.", ""] if kept else [])]
+        return paragraphs(f"### {title}", kept and f"Kept from the run of {kept}.")
 
     inputs = [
         {
@@ -209,16 +183,12 @@ def render_run(key: str, run: dict) -> str:
         }
         for name, row in run["inputs"].items()
     ]
-    lines = [
+    parts = [
         f"## {key}: {run['encoder_description']} on {where}",
-        "",
         f"Command: `{run['command']}` ({run['mode']} mode). Machine: {harness.machine_line(machine)}",
-        "",
-        *(f"Note: {note}\n" for note in run.get("notes", [])),
+        *(f"Note: {note}" for note in run.get("notes", [])),
         "### Inputs",
-        "",
         table(inputs),
-        "",
     ]
     if "training" in run:
         training, projection = run["training"], run["training"]["projection"]
@@ -233,40 +203,33 @@ def render_run(key: str, run: dict) -> str:
             step.update({"chunks/s": spread(row["chunks_per_s"]), "tokens/s": spread(row["tokens_per_s"], ".0f")})
             step.update({"MFU": percent(row["mfu"]), "HFU": percent(row["hfu"])})
             if gpu_peak:
-                step["MFU (bf16 dense peak)"] = percent(
-                    summary([f / gpu_peak for f in row["model_flops_per_s"]["runs"]])
-                )
+                step["MFU (bf16 dense peak)"] = percent(row["model_flops_per_s"], 1 / gpu_peak)
             step["warm-up s"] = f"{row['warmup_s']:.1f}" if "warmup_s" in row else ""
             step["ours / reference"] = spread(row["ratio"], suffix="×") if "ratio" in row else "1"
             steps.append(step)
-        lines += [
-            *heading("training", "1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)"),
+        parts += [
+            heading("training", "1. Training throughput (LoRA r=4 on query/value of the last 4 layers, batch 32)"),
             f"{training['chunks']} chunks ({training['real_tokens']:,} tokens) per pass; each round is one pass "
             "of each of our variants, interleaved step by step with a pass of the reference step over the same "
             "chunks. Median (min–max) over rounds; warm-up (first step, set-up, compilation) not timed. MFU: "
             "model FLOPs on real tokens against the measured fp32 GEMM peak; HFU: FLOPs of the padded shapes.",
-            "",
             table(steps),
-            "",
-            *(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items()),
-            "",
+            "\n".join(f"- {name} did not run: {error}" for name, error in training.get("failed", {}).items()),
             f"Projected training-step time of the reference run ({projection['songs']:,} songs, "
             f"{projection['epochs']} epochs): **{projection['ours_minutes']:.1f} min** with this package "
             f"({projection['variant']}), {projection['reference_minutes']:.1f} min with the reference step "
             f"(the notebook: {projection['notebook_minutes']} min on a Colab GPU).",
-            "",
             f"GEMM peak (fp32 `torch.mm`, {run['settings']['gemm_size']}², before each round): "
             f"{spread(training['gemm_peak_flops_per_s'], '.1f', 1e-9)} GFLOP/s"
             + (f"; data-sheet dense bf16 peak {gpu_peak / 1e12:.0f} TFLOP/s" if gpu_peak else "")
             + ".",
-            "",
         ]
     for section, title in (
         ("quality", "2. Quality of the fine-tuning modes"),
         ("precision", "3. Quality in mixed precision (lora, same seed and budget)"),
     ):
         if section in run:
-            quality, ridge = run[section], run[section]["ridge_reference"]
+            quality = run[section]
             rows = [
                 {
                     "mode": mode,
@@ -278,36 +241,28 @@ def render_run(key: str, run: dict) -> str:
                 }
                 for mode, row in quality["modes"].items()
             ]
+            ridge = quality["ridge_reference"]
             rows.append(
-                {
-                    "mode": "frozen mean-pooled MiniLM + ridge (reference)",
-                    "test Pearson": f"{ridge['pearson']:.3f}",
-                    "test MSE": f"{ridge['mse']:.5f}",
-                }
+                {"mode": RIDGE_NAME, "test Pearson": f"{ridge['pearson']:.3f}", "test MSE": f"{ridge['mse']:.5f}"}
             )
-            lines += [
-                *heading(section, title),
+            parts += [
+                heading(section, title),
                 f"EmoBank, its own split; budget: `{quality['budget_flags']}`, one seed (42).",
-                "",
                 table(rows),
-                "",
             ]
     profile = run.get("training", {}).get("profile")
     if profile:
-        rows = [
+        top = [
             {"operator or kernel": f"`{row['op'][:70]}`", "s": f"{row['s']:.3f}", "share": f"{row['share']:.1%}"}
             for row in profile["top"]
         ]
-        lines += [
+        parts += [
             "### Where the time goes: our training step, one batch of 32 chunks (torch.profiler)",
-            "",
             f"{profile['total_s']:.2f} s of {profile['counting']}; matrix products "
             f"{profile['matrix_product_share']:.0%}.",
-            "",
-            table(rows),
-            "",
+            table(top),
         ]
-    return "\n".join(lines)
+    return paragraphs(*parts) + "\n"
 
 
 def save(results_path: Path, markdown_path: Path, key: str, run: dict) -> None:

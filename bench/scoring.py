@@ -1,9 +1,7 @@
-"""
-Catalogue scoring: the torch backend in each precision and the onnxruntime backend against the naive per-chunk
+"""Catalogue scoring: the torch backend in each precision and the onnxruntime backend against the naive per-chunk
 `pipeline("text-classification")` loop, side by side; the host's share of the work; a sweep of `batch_tokens`; each
-mode's EmoBank quality against float32 of one trained model. Writes scoring_results.json and SCORING_RESULTS.md to
---out (bench/SCORING_RESULTS.md cites the runs kept in bench/scoring/*.json).
-"""
+mode's EmoBank quality against float32 of one trained model. Writes scoring_results.json and SCORING_RESULTS.md to --out
+(bench/SCORING_RESULTS.md cites the runs kept in bench/scoring/*.json)."""
 
 import argparse
 import importlib.util
@@ -15,11 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
+from transformers import AutoTokenizer
 
 from bench import harness
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
 from bench.models import add_model_arguments, build_model, load_tokenizer, save_model
-from bench.report import rates, spread, summary, table, write_json
+from bench.report import paragraphs, percent, rates, spread, summary, table, write_json
 from lyric_valence.loading import load_scoring_model
 from modeling_lyric_valence import (
     DEFAULT_BATCH_TOKENS,
@@ -33,12 +32,11 @@ SWEEP_BATCH_TOKENS = {"cpu": (1024, 2048, 4096, 8192, 16384, 32768), "cuda": (81
 log = harness.logger("scoring")
 HOST_WORK = "chunking and padding (`score_songs`' host work)"
 STAND_IN = "`score_songs` with a device stand-in as fast as the host"
-NAIVE_BATCH = 32
 
 
 class NaivePipeline:
     """The stock path: the same chunks as text, a `pipeline("text-classification")` called once per chunk, or over all
-    chunks with `batch_size=32` (what its docs suggest), float32; chunk scores averaged per song."""
+    chunks with `batch_size` (32: what its docs suggest), float32; chunk scores averaged per song."""
 
     def __init__(self, folder: str, device: str, batch_size: int | None = None):
         self.pipe = transformers.pipeline("text-classification", model=folder, trust_remote_code=True, device=device)
@@ -52,10 +50,9 @@ class NaivePipeline:
             outputs = [self.pipe(text, truncation=True)[0] for text in texts]
         else:
             outputs = [output[0] for output in self.pipe(texts, truncation=True, batch_size=self.batch_size, top_k=1)]
-        totals, counts = np.zeros(len(songs)), np.zeros(len(songs))
-        np.add.at(totals, encoded["overflow_to_sample_mapping"], [output["score"] for output in outputs])
-        np.add.at(counts, encoded["overflow_to_sample_mapping"], 1)
-        return (totals / counts).tolist()
+        song_of_chunk = encoded["overflow_to_sample_mapping"]
+        totals = np.bincount(song_of_chunk, [output["score"] for output in outputs], len(songs))
+        return (totals / np.bincount(song_of_chunk, minlength=len(songs))).tolist()
 
 
 class OurScorer:
@@ -68,19 +65,17 @@ class OurScorer:
             model, self.tokenizer = load_scoring_model(folder, device, **options)
         else:
             model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
-                folder, config=model.config, trust_remote_code=False
-            )
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, config=model.config, trust_remote_code=False)
         self.model, self.batch_tokens, self.songs_per_block = model, batch_tokens, songs_per_block
 
     def __call__(self, songs: list[str]) -> list[float]:
         return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
 
 
-# name: (description, OurScorer options; None for the naive loops)
+# name: (description, options of NaivePipeline for naive*, of OurScorer for the others)
 METHODS = {
-    "naive": ('naive: `pipeline("text-classification")` per chunk, float32', None),
-    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", None),
+    "naive": ('naive: `pipeline("text-classification")` per chunk, float32', {}),
+    "naive-batch32": ("naive pipeline with `batch_size=32`, float32", {"batch_size": 32}),
     "ours-float32": ("ours: token-budget batches + CLS-only last layer, float32", {}),
     "ours-float32-budget-only": ("ours: token-budget batches only (full last layer), float32", {"prepared": False}),
     "ours-bfloat16": ("ours, bfloat16", {"dtype": "bfloat16"}),
@@ -104,22 +99,17 @@ DEFAULT_METHODS = {  # besides naive
 
 def build_scorer(name: str, folder: str, device: torch.device):
     """The method `name` of METHODS on the model saved in `folder`."""
-    if METHODS[name][1] is None:
-        return NaivePipeline(folder, str(device), NAIVE_BATCH if name == "naive-batch32" else None)
-    return OurScorer(folder, str(device), **METHODS[name][1])
+    scorer = NaivePipeline if name.startswith("naive") else OurScorer
+    return scorer(folder, str(device), **METHODS[name][1])
 
 
 def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
     """What MFU is measured against: on a GPU the bf16 data-sheet peak (else a measured bf16 GEMM); on a CPU the
     measured fp32 GEMM, and with `int8` onnxruntime's int8 GEMM (`MatMulInteger`) for the int8 modes."""
-    if device.type == "cuda" and bf16_dense_peak(device):
-        name = torch.cuda.get_device_name(device)
-        return {"what": f"{name} bf16 dense peak (data sheet)", "flops_per_s": bf16_dense_peak(device)}
     if device.type == "cuda":
-        return {
-            "what": "measured bf16 GEMM",
-            "flops_per_s": gemm_flops_per_second(8192, seconds, device, torch.bfloat16),
-        }
+        peak = bf16_dense_peak(device)
+        what = f"{torch.cuda.get_device_name(device)} bf16 dense peak (data sheet)" if peak else "measured bf16 GEMM"
+        return {"what": what, "flops_per_s": peak or gemm_flops_per_second(8192, seconds, device, torch.bfloat16)}
     threads = torch.get_num_threads()
     peak = {"what": f"measured fp32 GEMM (2048², {threads} threads)"}
     peak["flops_per_s"] = gemm_flops_per_second(2048, seconds, device)
@@ -127,10 +117,6 @@ def peak_flops(device: torch.device, seconds: float, int8: bool) -> dict:
         peak["int8_what"] = f"measured onnxruntime int8 GEMM (`MatMulInteger`, 2048², {threads} threads)"
         peak["int8_ops_per_s"] = int8_gemm_ops_per_second(2048, seconds, threads)
     return peak
-
-
-def is_int8(options: dict | None) -> bool:
-    return bool(options) and options.get("quantize") == "int8"
 
 
 def measure_speed(folder: str, model, tokenizer, songs: list[str], device, methods: dict, rounds: int, end: float):
@@ -142,7 +128,7 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device, metho
     flops = sum(map(flops_per_length(model), lengths))
     log(f"loading {', '.join(methods)}")
     scorers = {name: build_scorer(name, folder, device) for name in methods}
-    int8 = any(is_int8(options) for _, options in methods.values())
+    int8 = any(options.get("quantize") == "int8" for _, options in methods.values())
     peaks = []
 
     def measure_peak(_round: int) -> None:
@@ -156,7 +142,8 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device, metho
     results = {"songs": len(songs), "chunks": len(lengths), "real_tokens": sum(lengths), "model_flops": flops}
     results.update(peak=peak, rounds=len(seconds["naive"]), methods={})
     for name, runs in seconds.items():
-        against = "int8_ops_per_s" if is_int8(methods[name][1]) and "int8_ops_per_s" in peak else "flops_per_s"
+        int8_method = methods[name][1].get("quantize") == "int8" and "int8_ops_per_s" in peak
+        against = "int8_ops_per_s" if int8_method else "flops_per_s"
         results["methods"][name] = {
             "description": methods[name][0],
             **rates(runs, songs=len(songs), tokens=sum(lengths)),
@@ -169,12 +156,10 @@ def measure_speed(folder: str, model, tokenizer, songs: list[str], device, metho
 
 
 def measure_host(tokenizer, songs: list[str], config, rounds: int = 5) -> dict:
-    """
-    The host's share of scoring, which a GPU waits for, interleaved `rounds` times: chunking; the engine at the GPU's
+    """The host's share of scoring, which a GPU waits for, interleaved `rounds` times: chunking; the engine at the GPU's
     token budget with a model that costs nothing; and the engine with a device stand-in as fast as the host (it sleeps,
     releasing the GIL as a GPU wait does, for that round's host-work time spread over the padded tokens), which takes
-    the two added unless the engine overlaps them.
-    """
+    the two added unless the engine overlaps them."""
     budget, block = DEFAULT_BATCH_TOKENS["cuda"], DEFAULT_SONGS_PER_BLOCK["cuda"]
     padded_tokens = []
 
@@ -262,11 +247,9 @@ def measure_quality(folder: str, emobank: str, device: torch.device) -> dict:
 
 def render(run: dict) -> str:
     """The run as markdown tables."""
-    lines = [
+    parts = [
         "# Catalogue scoring",
-        "",
         f"Command: `{run['command']}`. Machine: {harness.machine_line(run['machine'])} {run['note']}",
-        "",
     ]
     speed, host, sweep, quality = (run.get(part) for part in ("speed", "host", "sweep", "quality"))
     if speed:
@@ -280,42 +263,34 @@ def render(run: dict) -> str:
                 "method": method["description"],
                 "songs/s": spread(method["songs_per_s"], ".1f"),
                 "× naive (per round)": spread(method["ratio_vs_naive"], suffix="×"),
-                "MFU": spread(method["mfu"], ".1f", 100, "%")
-                + (" of int8" if method["mfu_against"] == "int8_ops_per_s" else ""),
+                "MFU": percent(method["mfu"]) + (" of int8" if method["mfu_against"] == "int8_ops_per_s" else ""),
                 "max \\|score − naive\\|": f"{method['max_difference_vs_naive']:.1e}",
             }
             for method in speed["methods"].values()
         ]
-        lines += [
+        parts += [
             f"## Speed: {run['encoder']}, {speed['songs']:,} synthetic songs (bench/harness.py mix)",
-            "",
             f"{speed['chunks']:,} chunks, {speed['real_tokens']:,} tokens (song tokens: mean {inputs['mean']:.0f}, "
             f"median {inputs['median']:.0f}, p99 {inputs['p99']:.0f}, max {inputs['max']}); {speed['rounds']} "
             f"rounds, median (min–max). MFU against the {peaks}. Default `batch_tokens`: "
             f"{DEFAULT_BATCH_TOKENS.get(run['device'].split(':')[0], '')}.",
-            "",
             table(rows),
-            "",
         ]
     if host:
-        lines += [
+        rows = [{"host work": name, "songs/s": spread(value, ".0f")} for name, value in host["songs_per_s"].items()]
+        parts += [
             f"## Host work: {host['songs']:,} songs, {host['rounds']} interleaved rounds, batches at the GPU's "
             f"{DEFAULT_BATCH_TOKENS['cuda']:,}-token budget",
-            "",
-            table(
-                [{"host work": name, "songs/s": spread(value, ".0f")} for name, value in host["songs_per_s"].items()]
-            ),
-            "",
+            table(rows),
             f"Overlap of host work with a device stand-in ({host['songs_per_block']}-song blocks): "
             f"{spread(host['overlap']['vs_serial'])}× as fast as the two one after the other; ideal "
             f"{host['overlap']['ideal']:.2f}×.",
-            "",
         ]
     if sweep:
         rows = [
             {"batch_tokens": budget, "songs/s": spread(value, ".1f")} for budget, value in sweep["songs_per_s"].items()
         ]
-        lines += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", "", table(rows), ""]
+        parts += [f"## `batch_tokens` sweep ({sweep['dtype']}, {sweep['songs']} songs, 2 rounds)", table(rows)]
     if quality:
         rows = [
             {
@@ -328,15 +303,12 @@ def render(run: dict) -> str:
             }
             for name, mode in quality["modes"].items()
         ]
-        lines += [
+        parts += [
             f"## Quality: EmoBank test ({quality['sentences']:,} sentences), model `{quality['model']}`",
-            "",
             "Against float32 of the same model on the same device; recommended: within 0.01 Pearson.",
-            "",
             table(rows),
-            "",
         ]
-    return "\n".join(lines)
+    return paragraphs(*parts) + "\n"
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -55,9 +55,8 @@ def epoch_sample(features: list[dict], batches: int, seed: int = 42) -> list[dic
     if len(features) < megabatch or not 1 <= batches <= MEGABATCH_BATCHES:
         raise ValueError(f"need {megabatch}+ chunks (got {len(features)}) and 1..{MEGABATCH_BATCHES} batches")
     lengths = [len(feature["input_ids"]) for feature in features]
-    order = get_length_grouped_indices(
-        lengths, BATCH_SIZE, mega_batch_mult=MEGABATCH_BATCHES, generator=torch.Generator().manual_seed(seed)
-    )[:megabatch]
+    generator = torch.Generator().manual_seed(seed)
+    order = get_length_grouped_indices(lengths, BATCH_SIZE, mega_batch_mult=MEGABATCH_BATCHES, generator=generator)
     picks = [int((index + 0.5) * MEGABATCH_BATCHES / batches) for index in range(batches)]
     return [features[i] for pick in picks for i in order[pick * BATCH_SIZE : (pick + 1) * BATCH_SIZE]]
 
@@ -82,31 +81,24 @@ def set_tf32(enabled: bool) -> None:
 
 def reference_loader(features: list[dict], tokenizer, seed: int = 42) -> DataLoader:
     """The reference notebook's data: every chunk padded to 512 tokens, shuffled batches of 32."""
-    padded = tokenizer.pad(
-        [{name: feature[name] for name in MODEL_INPUTS} for feature in features],
-        padding="max_length",
-        max_length=MAX_LENGTH,
-        return_tensors="pt",
-    )
+    inputs = [{name: feature[name] for name in MODEL_INPUTS} for feature in features]
+    padded = tokenizer.pad(inputs, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt")
     labels = torch.tensor([feature["labels"] for feature in features], dtype=torch.float32)
     dataset = TensorDataset(*(padded[name] for name in MODEL_INPUTS), labels)
     return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
 class InterleavedTimer(TrainerCallback):
-    """
-    Times each epoch of our training steps (data loading included) and, after each of our steps, runs one step of the
+    """Times each epoch of our training steps (data loading included) and, after each of our steps, runs one step of the
     reference notebook's with our clock paused, so the two alternate step by step and see the same load on a shared
     machine. The reference step: every chunk padded to 512 tokens, shuffled batches of 32 of the same chunks (so an
     epoch of each has the same number of steps), a plain fp32 PyTorch loop (zero_grad, forward with the MSE loss,
-    backward, AdamW at 2e-5 on the trainable weights; no schedule, no clipping) on its own copy of the model.
-    """
+    backward, AdamW at 2e-5 on the trainable weights; no schedule, no clipping) on its own copy of the model."""
 
     def __init__(self, model, features: list[dict], tokenizer, device: torch.device, seed: int = 42):
         self.model, self.device = model.to(device), device
-        self.optimizer = torch.optim.AdamW(
-            [weight for weight in model.parameters() if weight.requires_grad], lr=REFERENCE_LEARNING_RATE
-        )
+        trainable = [weight for weight in model.parameters() if weight.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=REFERENCE_LEARNING_RATE)
         self.loader, self.batches = reference_loader(features, tokenizer, seed), iter(())
         self.ours_s = self.reference_s = self.started = 0.0
 
@@ -149,14 +141,12 @@ def our_trainer(
     over `features` read in order (`epoch_sample` gives train.py's batch order); no evaluation, logging or
     checkpoints."""
     training = import_training_module()
-    args = TrainingArguments(
+    args = TrainingArguments(  # no evaluation and no reports: the defaults
         output_dir=output_dir,
         num_train_epochs=1,
         label_names=list(training.LABEL_NAMES),
-        eval_strategy="no",
         save_strategy="no",
         logging_strategy="no",
-        report_to="none",
         disable_tqdm=True,
         use_cpu=device.type == "cpu",
         **{**OUR_TRAINING_ARGUMENTS, "train_sampling_strategy": "sequential"},
@@ -186,16 +176,13 @@ def profile_top_operations(run, device: torch.device, top: int = 8) -> dict:
     aten operator's self device time repeats its kernels'), each with its share, and the matrix products' share."""
     with torch.profiler.profile() as profiler:  # CPU, and CUDA where there is one
         run()
-    if device.type == "cuda":
-        counting = "GPU kernel time (kernels only)"
-        events = [
-            (event.key, event.self_device_time_total)
-            for event in profiler.key_averages()
-            if event.device_type == torch.autograd.DeviceType.CUDA
-        ]
-    else:
-        counting = "self CPU time of operators"
-        events = [(event.key, event.self_cpu_time_total) for event in profiler.key_averages()]
+    cuda = device.type == "cuda"
+    counting = "GPU kernel time (kernels only)" if cuda else "self CPU time of operators"
+    events = [
+        (event.key, event.self_device_time_total if cuda else event.self_cpu_time_total)
+        for event in profiler.key_averages()
+        if not cuda or event.device_type == torch.autograd.DeviceType.CUDA
+    ]
     total = sum(time_us for _, time_us in events) or 1
     events.sort(key=lambda event: event[1], reverse=True)
     matrix = sum(time_us for name, time_us in events if is_matrix_product(name))
@@ -225,12 +212,10 @@ def throughput(seconds: list[float], peaks: list[float], executed_flops: int, **
 
 
 def measure_training(model_factory, tokenizer, features: list[dict], device, variants: dict, settings: dict, log=print):
-    """
-    Our training step in each variant (name: extra train.py flags) against the reference step. After a warm-up step of
-    each (timed: it holds `torch.compile`'s compilation), `settings["rounds"]` rounds of: the GEMM peak (`gemm_size`,
+    """Our training step in each variant (name: extra train.py flags) against the reference step. After a warm-up step
+    of each (timed: it holds `torch.compile`'s compilation), `settings["rounds"]` rounds of: the GEMM peak (`gemm_size`,
     `gemm_seconds`), then per variant one pass of our step over `features` interleaved with the reference step's. Each
-    trains its own copy of the same LoRA model (the reference's with the encoder's own dropouts).
-    """
+    trains its own copy of the same LoRA model (the reference's with the encoder's own dropouts)."""
     lengths = [len(feature["input_ids"]) for feature in features]
     shapes = batch_shapes(features)
     output_dir = tempfile.mkdtemp(prefix="bench-train-")
@@ -250,10 +235,9 @@ def measure_training(model_factory, tokenizer, features: list[dict], device, var
         warmup_s[name] = time.perf_counter() - start - timer.reference_s
         trainer.args.max_steps = -1
         trainers[name] = trainer
-    variants = {name: flags for name, flags in variants.items() if name in trainers}
-    if not variants:
+    if not trainers:
         raise RuntimeError(f"no variant of our training step could run here: {failed}")
-    peaks, epochs = [], {name: [] for name in variants}
+    peaks, epochs = [], {name: [] for name in trainers}
     for round_index in range(settings["rounds"]):
         set_tf32(False)  # the fp32 peak (the variant before may have turned TF32 on)
         peaks.append(gemm_flops_per_second(settings["gemm_size"], settings["gemm_seconds"], device))
@@ -264,11 +248,11 @@ def measure_training(model_factory, tokenizer, features: list[dict], device, var
             f"{name} {e[-1]['ours_s']:.2f} s (reference {e[-1]['reference_s']:.2f} s)" for name, e in epochs.items()
         )
         log(f"training round {round_index + 1}/{settings['rounds']}: GEMM {peaks[-1] / 1e9:.1f} GFLOP/s; {times}")
-    training_flops = flops_per_length(trainers[next(iter(variants))].model, training=True)
+    training_flops = flops_per_length(next(iter(trainers.values())).model, training=True)
     amounts = {"chunks": len(lengths), "tokens": sum(lengths), "model_flops": sum(map(training_flops, lengths))}
-    reference_seconds = [epoch["reference_s"] for name in variants for epoch in epochs[name]]
+    reference_seconds = [epoch["reference_s"] for name in trainers for epoch in epochs[name]]
     padded, executed = len(lengths) * MAX_LENGTH, len(lengths) * training_flops(MAX_LENGTH)
-    reference = throughput(reference_seconds, peaks * len(variants), executed, padded_tokens=padded, **amounts)
+    reference = throughput(reference_seconds, peaks * len(trainers), executed, padded_tokens=padded, **amounts)
     results = {
         "chunks": len(lengths),
         "steps_per_epoch": len(shapes),
@@ -282,15 +266,15 @@ def measure_training(model_factory, tokenizer, features: list[dict], device, var
     }
     executed_flops = sum(count * training_flops(length) for count, length in shapes)
     padded = sum(count * length for count, length in shapes)
-    for name, flags in variants.items():
+    for name in trainers:
         seconds = [epoch["ours_s"] for epoch in epochs[name]]
         results["variants"][name] = {
             **throughput(seconds, peaks, executed_flops, padded_tokens=padded, **amounts),
-            "flags": flags,
+            "flags": variants[name],
             "warmup_s": warmup_s[name],
             "ratio": summary([epoch["reference_s"] / epoch["ours_s"] for epoch in epochs[name]]),
         }
-    results["best"] = max(variants, key=lambda name: results["variants"][name]["ratio"]["median"])
+    results["best"] = max(trainers, key=lambda name: results["variants"][name]["ratio"]["median"])
     return results
 
 
