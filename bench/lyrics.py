@@ -30,6 +30,10 @@ TRIALS = {
     "songs_no_lexical": "--recipe songs --lexical_buckets 0",
     "lora_default": "",
     "lora_128_tokens": "--max_length 128 --stride 32 --num_train_epochs 6 --aggregation length_weighted",
+    # issue 38: fine-tuning from the songs fit, on whole songs
+    "songs_lora_warm": "--recipe songs --finetuning_mode lora --ridge_warm_start True --song_loss True "
+    "--lora_num_layers 2 --learning_rate 5e-4 --head_learning_rate 1e-4 --num_train_epochs 2 "
+    "--per_device_train_batch_size 16 --early_stopping_patience 1",
 }
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 SPLITS = ("validation", "test")
