@@ -351,3 +351,17 @@ def test_an_output_under_a_remote_input_is_refused_before_anything_is_read():
             ray_scoring.check_output_folder(output, inputs, files)
     ray_scoring.check_output_folder("s3://bucket/scores/", ["s3://bucket/lyrics/"], files)  # beside it: fine
     ray_scoring.check_output_folder("s3://bucket/lyrics-scores/", ["s3://bucket/lyrics/"], files)
+
+
+def test_a_scheme_whose_filesystem_is_not_installed_is_one_line_naming_the_package(
+    catalogue, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    import fsspec  # noqa: F401 (fsspec.registry, the module, is shadowed by its mapping of the same name)
+
+    registry = sys.modules["fsspec.registry"]._registry
+    monkeypatch.delitem(registry, "s3", raising=False)  # as if s3fs had never been imported
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # import s3fs raises ImportError
+    code, _, err = predict_in_process(
+        capsys, "--engine", "ray", "s3://bucket/lyrics/", "--model", tiny_model_dir, "--output", tmp_path / "scores"
+    )
+    assert_one_line_error(code, err, "s3://bucket/lyrics/", "pip install s3fs")
