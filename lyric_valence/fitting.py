@@ -1,7 +1,7 @@
 """
 How a model is fitted: the one home of the fine-tuning modes. Preparing a model for a mode, fitting it (the HF
-`Trainer` on chunk labels, or the closed-form ridge fit of `lyric_valence.ridge`), recording on its config how it was
-fitted, and scoring the fitted model's songs.
+`Trainer`, on chunk or song labels, or the closed-form ridge fit of `lyric_valence.ridge`, or the one then the other),
+recording on its config how it was fitted, and scoring the fitted model's songs.
 
     fitted = fit(model, tokenizer, splits, "lora", training_args, lora=LoraArguments())
     evaluation = fitted.evaluate(splits["test"], "test")
@@ -19,7 +19,6 @@ import numpy as np
 from peft import LoraConfig, PeftModel, get_peft_model
 
 FINETUNING_MODES = ("lora", "head_only", "full", "ridge")
-TRAINER_MODES = ("lora", "head_only", "full")
 # What `--lexical_bigrams` lets the ridge fit's cross-validation choose from.
 LEXICAL_BIGRAM_CHOICES = {"auto": (True, False), "on": (True,), "off": (False,)}
 
@@ -113,14 +112,12 @@ def describe_fit(config) -> dict[str, str]:
     model card shows; a config that recorded nothing says so.
     """
     mode, settings = config.finetuning_mode, dict(config.fit_settings or {})
-    lexical = (
-        f"{config.lexical_buckets:,} hashed TF-IDF features of token unigrams"
-        + (" and bigrams" if config.lexical_bigrams else "")
-        + f" (buckets seen in fewer than {config.lexical_min_df} training chunks do not count)"
-        * (config.lexical_min_df > 1)
-        if config.lexical_buckets
-        else "none"
-    )
+    lexical = "none"
+    if config.lexical_buckets:
+        lexical = f"{config.lexical_buckets:,} hashed TF-IDF features of token unigrams"
+        lexical += " and bigrams" if config.lexical_bigrams else ""
+        if config.lexical_min_df > 1:
+            lexical += f" (buckets seen in fewer than {config.lexical_min_df} training chunks do not count)"
     head = f"Linear({config.hidden_size}, {config.head_hidden_size}) -> ReLU -> Linear({config.head_hidden_size}, 1)"
     methods = {
         "lora": "LoRA adapters on the encoder's last layers and the full head, trained by the HF Trainer; the "
