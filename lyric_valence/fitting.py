@@ -224,7 +224,7 @@ def fit_closed_form(model, tokenizer, train, lexical_bigrams: str = "auto", show
     from lyric_valence.ridge import fit_ridge
 
     start = time.perf_counter()
-    model.requires_grad_(False)
+    prepare_for_finetuning(model, "ridge")
     groups = list(train["group" if "group" in train.column_names else "song_id"])
     ridge = fit_ridge(
         model,
