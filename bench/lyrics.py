@@ -88,15 +88,26 @@ def train_flags(args: argparse.Namespace, trial: str, seed: int) -> list[str]:
     return [*flags, *shlex.split(TRIALS[trial]), *args.extra, "--save_total_limit", "1"]
 
 
+def split_metrics(results: dict, prefix: str) -> dict:
+    return {key.removeprefix(prefix): value for key, value in results.items() if key.startswith(prefix)}
+
+
 def run_trial(flags: list[str], output_dir: Path) -> dict:
-    """Run train.py; its song-level validation and test metrics, and its training and wall seconds."""
+    """Run train.py; its song-level validation and test metrics, its training and wall seconds, and a warm start's
+    metrics before fine-tuning (`ridge_start`)."""
     results = harness.run_train_py(flags, output_dir)
-    return {
-        "validation": {key.removeprefix("eval_"): value for key, value in results.items() if key.startswith("eval_")},
-        "test": {key.removeprefix("test_"): value for key, value in results.items() if key.startswith("test_")},
+    trial = {
+        "validation": split_metrics(results, "eval_"),
+        "test": split_metrics(results, "test_"),
         "train_s": results.get("train_runtime"),
         "wall_s": results["wall_s"],
     }
+    if "ridge_start_test_mse" in results:
+        trial["ridge_start"] = {
+            "validation": split_metrics(results, "ridge_start_eval_"),
+            "test": split_metrics(results, "ridge_start_test_"),
+        }
+    return trial
 
 
 def summary(record: dict) -> pd.DataFrame:
@@ -204,6 +215,10 @@ def main(argv=None) -> None:
             flags = shlex.join(harness.portable_command([*shlex.split(TRIALS[trial]), *args.extra]))
             row = record["rows"].setdefault(name, {"flags": flags, "seeds": {}})
             row["seeds"][str(seed)] = run_trial(train_flags(args, trial, seed), work_dir / run_name)
+            start = row["seeds"][str(seed)].pop("ridge_start", None)
+            if start is not None:  # a warm start's frozen ridge fit, before fine-tuning, on the same split
+                record["rows"].setdefault(f"{name}: its ridge start", {"flags": flags, "seeds": {}})
+                record["rows"][f"{name}: its ridge start"]["seeds"][str(seed)] = start
             log(f"seed {seed}: {name}: test {row['seeds'][str(seed)]['test']}")
             write_json(records_path, records)
         write_json(records_path, records)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 FINETUNING_MODES = ("lora", "head_only", "full", "ridge")
@@ -148,6 +149,16 @@ def describe_fit(config) -> dict[str, str]:
                 f"the ridge fit first (alpha {warm_start['ridge_alpha']}, encoder scale "
                 f"{warm_start['ridge_encoder_scale']}); the lexical channel then stays as fitted"
             )
+            if "kept_start" in warm_start:
+                description["warm start"] += (
+                    f"; validation song MSE {warm_start['validation_mse']:.4f} at the start, "
+                    f"{warm_start['fine_tuned_validation_mse']:.4f} fine-tuned: "
+                    + (
+                        "fine-tuning did not lower it, so the model is the ridge start"
+                        if warm_start["kept_start"]
+                        else "the fine-tuned weights are kept"
+                    )
+                )
         description.update({name.replace("_", " "): str(value) for name, value in settings.items()})
     return description
 
@@ -238,6 +249,16 @@ def fit_closed_form(model, tokenizer, train, lexical_bigrams: str = "auto", show
     return {**ridge.metrics(), "train_runtime": round(time.perf_counter() - start, 2)}
 
 
+def best_validation_mse(trainer) -> float:
+    """The validation song MSE of the model `trainer` ends with: its best evaluation's when it loads the best model at
+    the end by MSE, else a new evaluation."""
+    args = trainer.args
+    if args.load_best_model_at_end and args.metric_for_best_model in ("mse", "eval_mse"):
+        if trainer.state.best_metric is not None:
+            return float(trainer.state.best_metric)
+    return float(trainer.evaluate()["eval_mse"])
+
+
 def fit(
     model,
     tokenizer,
@@ -275,13 +296,18 @@ def fit(
 
     from lyric_valence.trainer import ChunkedSongTrainer, chunk_split, make_compute_metrics
 
-    settings = {}
+    settings, start_metrics = {}, {}
     if ridge_warm_start:
         warm = fit_closed_form(model, tokenizer, train, lexical_bigrams, show_progress)
         settings["warm_start"] = {name: value for name, value in warm.items() if name != "train_runtime"}
+        ridge_fit = FittedModel(model, tokenizer, warm)
+        for name, prefix in (("validation", "ridge_start_eval"), ("test", "ridge_start_test")):
+            if name in splits:  # the test songs only report, beside the final model's test metrics
+                start_metrics |= ridge_fit.evaluate(splits[name], prefix).metrics
         model.requires_grad_(True)
     lora = lora or LoraArguments()
     trainable = prepare_for_finetuning(model, mode, **asdict(lora))
+    start_weights = {name: p.detach().clone() for name, p in trainable.named_parameters() if p.requires_grad}
     if model.lexical is not None:
         model.lexical.requires_grad_(False)  # fitted in closed form; the encoder and head learn what it leaves
     with training_args.main_process_first(desc="chunking songs"):
@@ -303,6 +329,20 @@ def fit(
         aggregation=model.config.aggregation,
     )
     metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
+    if ridge_warm_start:  # the start is a candidate too: fine-tuning must lower the validation song MSE to stay
+        start_mse, tuned_mse = start_metrics["ridge_start_eval_mse"], best_validation_mse(trainer)
+        kept_start = not tuned_mse < start_mse
+        if kept_start:
+            with torch.no_grad():
+                for name, parameter in trainable.named_parameters():
+                    if name in start_weights:
+                        parameter.copy_(start_weights[name])
+        settings["warm_start"] |= {
+            "validation_mse": start_mse,
+            "fine_tuned_validation_mse": tuned_mse,
+            "kept_start": kept_start,
+        }
+        metrics |= start_metrics | {"kept_ridge_start": kept_start}
     settings |= {
         "learning_rate": training_args.learning_rate,
         "head_learning_rate": head_learning_rate,

@@ -160,6 +160,8 @@ def test_lora_from_the_ridge_fit_on_the_song_loss_saves_loads_and_predicts_the_s
     settings = model.config.fit_settings
     assert model.config.finetuning_mode == "lora" and settings["loss"] == "song-level"
     assert settings["warm_start"]["ridge_alpha"] > 0
+    assert settings["warm_start"]["kept_start"] == fitted.metrics["kept_ridge_start"]
+    assert {"ridge_start_eval_mse", "ridge_start_test_mse"} <= fitted.metrics.keys()
     zebra = tokenizer.convert_tokens_to_ids("zebra")
     assert model.lexical.idf[zebra].item() == 0.0  # fitted on the training songs only
     lexical_weight = model.lexical.weight.detach().clone()
@@ -179,3 +181,29 @@ def test_lora_from_the_ridge_fit_on_the_song_loss_saves_loads_and_predicts_the_s
     assert code == 0
     predicted = pd.read_csv(io.StringIO(out))["valence"].tolist()
     assert predicted == pytest.approx(scores, abs=1e-5)
+
+
+def test_a_warm_start_that_fine_tuning_makes_worse_keeps_the_ridge_start(tokenizer, tmp_path, one_torch_thread):
+    splits = worded_splits(tokenizer)
+    model = lexical_model(tokenizer, head_hidden_size=8)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"), num_train_epochs=1, per_device_train_batch_size=8, learning_rate=5.0,
+        report_to="none", eval_strategy="epoch", save_strategy="no", disable_tqdm=True, use_cpu=True,
+        label_names=["labels", "song_index", "chunk_id", "length"],
+    )  # fmt: skip
+    fitted = fit(
+        model, tokenizer, splits, "lora", args, lora=LoraArguments(lora_num_layers=1), ridge_warm_start=True,
+        head_learning_rate=5.0,
+    )  # fmt: skip
+    warm_start = model.config.fit_settings["warm_start"]
+    assert fitted.metrics["kept_ridge_start"] and warm_start["kept_start"]
+    assert warm_start["fine_tuned_validation_mse"] > warm_start["validation_mse"]
+    assert "so the model is the ridge start" in describe_fit(model.config)["warm start"]
+    start_mse = fitted.metrics["ridge_start_eval_mse"]
+    assert fitted.metrics["ridge_start_test_mse"] > 0
+    assert fitted.evaluate(splits["validation"], "eval").metrics["eval_mse"] == pytest.approx(start_mse, rel=1e-4)
+    saved = fitted.save(tmp_path / "model")
+    lyrics = list(splits["validation"]["text"])
+    ridge_only = lexical_model(tokenizer, head_hidden_size=8)
+    fit(ridge_only, tokenizer, splits, "ridge", args)
+    assert saved.score_songs(lyrics, tokenizer) == pytest.approx(ridge_only.score_songs(lyrics, tokenizer), abs=1e-5)

@@ -254,7 +254,7 @@ def test_saved_lexical_model_loads_anywhere_with_identical_scores(fitted, tokeni
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
-def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, monkeypatch, songs):
+def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, monkeypatch, songs, capsys):
     lyrics, labels = songs["train"]
     data = tmp_path / "songs.csv"
     pd.DataFrame({"seq": lyrics, "label": labels, "artist": artists(len(lyrics))}).to_csv(data)
@@ -287,6 +287,7 @@ def test_train_py_songs_recipe_fits_in_closed_form(tmp_path, tiny_encoder_dir, m
         ],
     )
     train.main()
+    assert "/s]" not in capsys.readouterr().err  # --disable_tqdm: no bar reading, chunking or encoding the songs
     train_results = json.loads((output / "train_results.json").read_text())
     assert train_results["ridge_alpha"] in (0.3, 1.0, 3.0, 10.0, 30.0)
     # --lexical_bigrams auto: words in any order, so the training songs' cross-validation drops the bigrams

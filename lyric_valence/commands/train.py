@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pandas as pd
 import torch
@@ -326,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     # --push_to_hub: one complete push after save_results; the Trainer's own checkpoint pushes are switched off.
     hub_push = take_over_hub_push(training_args, base_model=model_args.model_name_or_path)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if training_args.disable_tqdm:  # every bar: lyric_valence.data draws its own with datasets' tqdm
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     set_seed(training_args.seed)
 
     loaded = load_data(data_args.data_file, data_args, training_args.seed)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from datasets.utils import tqdm
 
 from lyric_valence.errors import UserError
 

