@@ -228,7 +228,8 @@ class ChunkedSongTrainer(Trainer):
     A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids
     (set `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the
     regression head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in
-    a seeded order per epoch, so a resumed run ends exactly where an uninterrupted one does.
+    a seeded order per epoch, so a resumed run ends exactly where an uninterrupted one does. Evaluation takes the
+    chunks longest first, so its batches carry little padding.
 
     With `song_loss`, training batches hold whole songs ([`SongBatchSampler`], up to the batch size in chunks) and
     the loss is each song's error ([`song_loss`]: the mean of its chunk scores, length-weighted with
@@ -284,6 +285,13 @@ class ChunkedSongTrainer(Trainer):
             seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
             return SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
         return sampler
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Longest chunks first, so a batch pads to nearly its own length, as predict's token-budget batches do; the
+        # song metrics read song and chunk ids, never the order. Several processes keep the Trainer's sharding.
+        if self.args.world_size > 1 or CHUNK_LENGTH not in getattr(eval_dataset, "column_names", ()):
+            return super()._get_eval_sampler(eval_dataset)
+        return np.argsort(-np.asarray(eval_dataset[CHUNK_LENGTH]), kind="stable").tolist()
 
     def create_optimizer(self, model=None):
         if self.optimizer is None and self.head_learning_rate is not None:

@@ -207,3 +207,34 @@ def test_a_warm_start_that_fine_tuning_makes_worse_keeps_the_ridge_start(tokeniz
     ridge_only = lexical_model(tokenizer, head_hidden_size=8)
     fit(ridge_only, tokenizer, splits, "ridge", args)
     assert saved.score_songs(lyrics, tokenizer) == pytest.approx(ridge_only.score_songs(lyrics, tokenizer), abs=1e-5)
+
+
+def test_evaluation_batches_come_longest_first_and_score_every_song_as_predict_does(tokenizer, tmp_path):
+    from transformers import DataCollatorWithPadding
+
+    from lyric_valence.trainer import ChunkedSongTrainer, chunk_split, make_compute_metrics
+
+    splits = worded_splits(tokenizer)
+    model = lexical_model(tokenizer, head_hidden_size=8, lexical_buckets=0)
+    chunks = chunk_split(splits["validation"], tokenizer, model.config.max_length, model.config.stride)
+    widths, collate = [], DataCollatorWithPadding(tokenizer)
+
+    def recording_collator(features):
+        batch = collate(features)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to="none", use_cpu=True,
+        label_names=["labels", "song_index", "chunk_id", "length"],
+    )  # fmt: skip
+    trainer = ChunkedSongTrainer(
+        model=model, args=args, eval_dataset=chunks, data_collator=recording_collator,
+        compute_metrics=make_compute_metrics(),
+    )  # fmt: skip
+    metrics = trainer.evaluate()
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    predicted = model.score_songs(list(splits["validation"]["text"]), tokenizer)
+    labels = list(splits["validation"]["label"])
+    expected = sum((p - y) ** 2 for p, y in zip(predicted, labels, strict=True)) / len(labels)
+    assert metrics["eval_songs"] == len(labels) and metrics["eval_mse"] == pytest.approx(expected, rel=1e-4)
