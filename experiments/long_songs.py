@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from bench import harness
 from lyric_valence import default_encoder_path
-from lyric_valence.build_pretrained import read_songs, tfidf_ridge
+from lyric_valence.build_pretrained import holdout_split, read_songs, tfidf_ridge
 from lyric_valence.commands.train import RECIPES
 from lyric_valence.evaluation import song_metrics
 from lyric_valence.pretrained import SHIPPED_MODELS
@@ -79,14 +79,9 @@ def main(argv=None) -> int:
     chunks_per_song = np.bincount(chunk_tfidf.song_index, minlength=chunk_tfidf.songs)
     recipe = {key: value for key, value in RECIPES["songs"].items() if key != "finetuning_mode"}
     model = LyricValenceModel.from_encoder_pretrained(args.encoder_path or default_encoder_path(), **recipe)
-    position = {song_id: i for i, song_id in enumerate(rows["song_id"])}
     figures = {}
     for seed in args.seeds:
-        split = read_songs(Path(args.data_file), seed)
-        fit = np.array([position[s] for s in split.loc[split["split"] != "test", "song_id"]])
-        test = np.array([position[s] for s in split.loc[split["split"] == "test", "song_id"]])
-        groups = split.set_index("song_id")["group"]
-        all_groups = [groups[s] for s in rows["song_id"]]
+        fit, test, all_groups = holdout_split(Path(args.data_file), seed, list(rows["song_id"]))
         predictions = {"TF-IDF + ridge": tfidf_ridge(texts, labels, all_groups, fit, test)}
         for name, encoded in variants.items():
             ridge = fit_encoded(model, encoded.subset(fit), labels[fit], [all_groups[i] for i in fit])

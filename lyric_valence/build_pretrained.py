@@ -132,21 +132,26 @@ def tfidf_ridge(
     return ridge.predict(vectorizer.transform([texts[i] for i in test]))
 
 
+def holdout_split(data_file: Path, seed: int, song_ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """For split seed `seed`: the positions in `song_ids` of train.py's train + validation songs and of its test songs,
+    and the split group of every song."""
+    rows = read_songs(data_file, seed)
+    position = {song_id: i for i, song_id in enumerate(song_ids)}
+    fit = np.array([position[s] for s in rows.loc[rows["split"] != "test", "song_id"]])
+    test = np.array([position[s] for s in rows.loc[rows["split"] == "test", "song_id"]])
+    groups = rows.set_index("song_id")["group"]
+    return fit, test, [groups[s] for s in song_ids]
+
+
 def holdout_figures(model, encoded, data_file: Path, texts, labels, song_ids, seeds) -> dict:
     """Per seed and method: test-song metrics of the songs recipe fitted on train + validation, and the baselines."""
     from lyric_valence.evaluation import song_metrics
     from lyric_valence.ridge import fit_encoded
 
-    position = {song_id: i for i, song_id in enumerate(song_ids)}
     figures = {}
     for seed in seeds:
-        rows = read_songs(data_file, seed)
-        fit = np.array([position[s] for s in rows.loc[rows["split"] != "test", "song_id"]])
-        test = np.array([position[s] for s in rows.loc[rows["split"] == "test", "song_id"]])
-        groups = rows.set_index("song_id")["group"]
-        fit_groups = [groups[song_ids[i]] for i in fit]
-        ridge_fit = fit_encoded(model, encoded.subset(fit), labels[fit], fit_groups)
-        all_groups = [groups[s] for s in song_ids]
+        fit, test, all_groups = holdout_split(data_file, seed, song_ids)
+        ridge_fit = fit_encoded(model, encoded.subset(fit), labels[fit], [all_groups[i] for i in fit])
         predictions = {
             "songs recipe": ridge_fit.solution.predict(encoded.subset(test)),
             "TF-IDF + ridge": tfidf_ridge(texts, labels, all_groups, fit, test),
