@@ -41,7 +41,8 @@ log = harness.logger("lyrics")
 
 
 def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
-    """Validation and test predictions of the mean predictor, VADER + linear regression and TF-IDF + ridge."""
+    """Validation and test predictions of the mean predictor, VADER + linear regression, and ridge on word and on
+    character 2-5-gram TF-IDF."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LinearRegression, Ridge
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -61,15 +62,19 @@ def baselines(frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
     lexicon = LinearRegression().fit(lexicon_score(train["text"]), train["label"])
     rows["VADER lexicon + linear"] = {split: lexicon.predict(lexicon_score(frames[split]["text"])) for split in SPLITS}
 
-    # sublinear tf: the tenth "love" of a song says less than the first
-    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2)
-    features = {"train": vectorizer.fit_transform(train["text"])}
-    features.update({split: vectorizer.transform(frames[split]["text"]) for split in SPLITS})
-    fits = {alpha: Ridge(alpha=alpha).fit(features["train"], train["label"]) for alpha in RIDGE_ALPHAS}
-    alpha = min(
-        fits, key=lambda a: np.mean((fits[a].predict(features["validation"]) - frames["validation"]["label"]) ** 2)
-    )
-    rows["TF-IDF + ridge"] = {split: fits[alpha].predict(features[split]) for split in SPLITS}
+    # sublinear tf: the tenth "love" of a song says less than the first; characters: experiments/CHAR_NGRAMS.md
+    vectorizers = {
+        "TF-IDF + ridge": TfidfVectorizer(sublinear_tf=True, min_df=2),
+        "char TF-IDF + ridge": TfidfVectorizer(sublinear_tf=True, min_df=2, analyzer="char_wb", ngram_range=(2, 5)),
+    }
+    for name, vectorizer in vectorizers.items():
+        features = {"train": vectorizer.fit_transform(train["text"])}
+        features.update({split: vectorizer.transform(frames[split]["text"]) for split in SPLITS})
+        fits = {alpha: Ridge(alpha=alpha).fit(features["train"], train["label"]) for alpha in RIDGE_ALPHAS}
+        alpha = min(
+            fits, key=lambda a: np.mean((fits[a].predict(features["validation"]) - frames["validation"]["label"]) ** 2)
+        )
+        rows[name] = {split: fits[alpha].predict(features[split]) for split in SPLITS}
     return rows
 
 
@@ -112,7 +117,12 @@ def run_trial(flags: list[str], output_dir: Path) -> dict:
 
 def summary(record: dict) -> pd.DataFrame:
     """One line per row: mean ± standard deviation over its seeds of validation and test MSE and Pearson r."""
-    ridge_mse = np.mean([seed["test"]["mse"] for seed in record["rows"]["TF-IDF + ridge"]["seeds"].values()])
+    baselines = {"ridge": "TF-IDF + ridge", "char ridge": "char TF-IDF + ridge"}  # the second in newer records only
+    baseline_mse = {
+        column: np.mean([seed["test"]["mse"] for seed in record["rows"][name]["seeds"].values()])
+        for column, name in baselines.items()
+        if name in record["rows"]
+    }
     lines = []
     for name, row in record["rows"].items():
         seeds = row["seeds"].values()
@@ -122,7 +132,8 @@ def summary(record: dict) -> pd.DataFrame:
                 values = [seed[split][metric] for seed in seeds]
                 line[f"{split} {metric}"] = f"{np.mean(values):.4f} ± {np.std(values):.4f}"
         test_mse = np.mean([seed["test"]["mse"] for seed in seeds])
-        line["test MSE vs ridge"] = f"{100 * (test_mse / ridge_mse - 1):+.1f}%"
+        for column, mse in baseline_mse.items():
+            line[f"test MSE vs {column}"] = f"{100 * (test_mse / mse - 1):+.1f}%"
         for column, key in (("train s", "train_s"), ("train.py run s", "wall_s")):
             seconds = [seed[key] for seed in seeds if seed.get(key) is not None]
             line[column] = f"{np.mean(seconds):.0f}" if seconds else ""

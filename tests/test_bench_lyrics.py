@@ -49,6 +49,7 @@ def test_the_table_averages_seeds_and_compares_with_ridge():
     record = {
         "rows": {
             "TF-IDF + ridge": {"flags": "", "seeds": {"1": seed_metrics(0.05, 0.40), "2": seed_metrics(0.04, 0.50)}},
+            "char TF-IDF + ridge": {"flags": "", "seeds": {"1": seed_metrics(0.04, 0.4), "2": seed_metrics(0.05, 0.4)}},
             "songs": {
                 "flags": "--recipe songs",
                 "seeds": {
@@ -62,6 +63,10 @@ def test_the_table_averages_seeds_and_compares_with_ridge():
     assert table.loc["songs", "test mse"] == "0.0405 ± 0.0045"
     assert table.loc["songs", "test pearson"] == "0.5000 ± 0.0500"
     assert table.loc["songs", "test MSE vs ridge"] == "-10.0%"
+    assert (
+        table.loc["songs", "test MSE vs char ridge"] == "-10.0%"
+        and table.loc["TF-IDF + ridge", "test MSE vs char ridge"] == "+0.0%"
+    )
     assert table.loc["songs", "train s"] == "40" and table.loc["TF-IDF + ridge", "train s"] == ""
     assert table.loc["songs", "flags"] == "`--recipe songs`" and table.loc["songs", "seeds"] == 2
 
