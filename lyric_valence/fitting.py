@@ -307,7 +307,9 @@ def fit(
         model.requires_grad_(True)
     lora = lora or LoraArguments()
     trainable = prepare_for_finetuning(model, mode, **asdict(lora))
-    start_weights = {name: p.detach().clone() for name, p in trainable.named_parameters() if p.requires_grad}
+    start_weights = {}  # a warm start's trainable weights, to come back to: no copy of a whole encoder otherwise
+    if ridge_warm_start:
+        start_weights = {name: p.detach().clone() for name, p in trainable.named_parameters() if p.requires_grad}
     if model.lexical is not None:
         model.lexical.requires_grad_(False)  # fitted in closed form; the encoder and head learn what it leaves
     with training_args.main_process_first(desc="chunking songs"):
