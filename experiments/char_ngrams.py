@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench import harness
+from bench.report import write_json
 from experiments.long_songs import read_cache, song_level
 from lyric_valence.build_pretrained import BASELINE_ALPHAS, holdout_split, read_songs, tfidf_ridge
 from lyric_valence.evaluation import song_metrics
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
         "mean_test": summary,
         "seeds": figures,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.out), result)
     print(json.dumps(summary, indent=2))
     return 0
 

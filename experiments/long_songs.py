@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench import harness
+from bench.report import write_json
 from lyric_valence import default_encoder_path
 from lyric_valence.build_pretrained import holdout_split, read_songs, tfidf_ridge
 from lyric_valence.commands.train import RECIPES
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         "mean_test_mse": summary,
         "seeds": figures,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.out), result)
     print(json.dumps(summary, indent=2))
     return 0
 
