@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
 from bench import harness
 from bench.flops import bf16_dense_peak, flops_per_length, gemm_flops_per_second, int8_gemm_ops_per_second
-from bench.models import add_model_arguments, build_model, load_tokenizer, save_model
+from bench.models import add_model_arguments, build_model, import_training_module, load_tokenizer, save_model
 from bench.report import paragraphs, percent, rates, spread, summary, table, write_json
 from lyric_valence.loading import load_scoring_model
 from modeling_lyric_valence import (
@@ -72,7 +72,47 @@ class OurScorer:
         return self.model.score_songs(songs, self.tokenizer, self.batch_tokens, self.songs_per_block)
 
 
-# name: (description, options of NaivePipeline for naive*, of OurScorer for the others)
+class TrainerEvaluation:
+    """train.py's evaluation: `ChunkedSongTrainer.predict` over the songs' chunks (`chunk_split`, tokenized once, as
+    train.py does before training) in token-budget batches; with `fixed_batches`, in the Trainer's own batches of
+    train.py's 64 chunks in dataset order (train.py's evaluation before issue 38). The model as `from_pretrained`
+    gives it (full last layer), as training evaluates it; chunk scores averaged per song."""
+
+    def __init__(self, folder: str, device: str, fixed_batches: bool = False):
+        self.training = import_training_module()
+        model = LyricValenceModel.from_pretrained(folder, dtype=torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, config=model.config, trust_remote_code=False)
+        args = TrainingArguments(
+            output_dir=tempfile.mkdtemp(prefix="bench-trainer-eval-"),
+            per_device_eval_batch_size=64,
+            label_names=list(self.training.LABEL_NAMES),
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=torch.device(device).type == "cpu",
+        )
+        trainer_class = self.training.ChunkedSongTrainer
+        if fixed_batches:
+            trainer_class = type("FixedBatchTrainer", (trainer_class,), {"batches_by_token_budget": lambda *_: False})
+        self.trainer = trainer_class(model=model, args=args, data_collator=DataCollatorWithPadding(self.tokenizer))
+        self.songs, self.chunks = None, None
+
+    def __call__(self, songs: list[str]) -> list[float]:
+        if songs is not self.songs:
+            import datasets  # here, not at the top: the GPU machine has no `datasets`, and its methods need none
+
+            split = datasets.Dataset.from_dict({"text": songs, "label": [0.0] * len(songs)})
+            config = self.trainer.model.config
+            self.songs, self.chunks = (
+                songs,
+                self.training.chunk_split(split, self.tokenizer, config.max_length, config.stride),
+            )
+        output = self.trainer.predict(self.chunks)
+        _, predicted, *_ = self.training.song_predictions(output.predictions, output.label_ids)
+        return predicted.tolist()
+
+
+# name: (description, options of NaivePipeline for naive*, of TrainerEvaluation for trainer*, of OurScorer for the
+# others)
 METHODS = {
     "naive": ('naive: `pipeline("text-classification")` per chunk, float32', {}),
     "naive-batch32": ("naive pipeline with `batch_size=32`, float32", {"batch_size": 32}),
@@ -90,6 +130,11 @@ METHODS = {
         "ours, onnxruntime (fused graph), dynamic int8, weights per channel",
         {"backend": "onnxruntime", "quantize": "int8"},
     ),
+    "trainer-eval": ("train.py's Trainer evaluation: token-budget batches, float32", {}),
+    "trainer-eval-fixed-batches": (
+        "train.py's Trainer evaluation before issue 38: batches of 64 chunks in dataset order, float32",
+        {"fixed_batches": True},
+    ),
 }
 DEFAULT_METHODS = {  # besides naive
     "cpu": "ours-float32 ours-int8 ours-onnxruntime-float32 ours-onnxruntime-int8",
@@ -99,7 +144,9 @@ DEFAULT_METHODS = {  # besides naive
 
 def build_scorer(name: str, folder: str, device: torch.device):
     """The method `name` of METHODS on the model saved in `folder`."""
-    scorer = NaivePipeline if name.startswith("naive") else OurScorer
+    scorer = (
+        NaivePipeline if name.startswith("naive") else TrainerEvaluation if name.startswith("trainer") else OurScorer
+    )
     return scorer(folder, str(device), **METHODS[name][1])
 
 

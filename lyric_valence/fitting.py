@@ -272,6 +272,7 @@ def fit(
     ridge_warm_start: bool = False,
     song_loss: bool = False,
     early_stopping_patience: int | None = None,
+    eval_batch_tokens: int | None = None,
 ) -> FittedModel:
     """
     Fit `model` (a [`LyricValenceModel`]) on `splits["train"]` in `mode` and return it fitted, its config recording
@@ -283,7 +284,7 @@ def fit(
     A Trainer fit can start from the closed-form one (`ridge_warm_start`: the head and lexical channel fitted by
     ridge first, then the Trainer fine-tunes from there, the lexical channel frozen), train on the song-level loss
     (`song_loss`, see `ChunkedSongTrainer`) and stop after `early_stopping_patience` evaluations without a better
-    validation song MSE.
+    validation song MSE. Its evaluations batch chunks in `eval_batch_tokens` budgets (default: predict's).
     """
     check_fit_settings(mode, model.config.lexical_buckets, ridge_warm_start)
     train = splits["train"]
@@ -329,6 +330,7 @@ def fit(
         head_learning_rate=head_learning_rate,
         song_loss=song_loss,
         aggregation=model.config.aggregation,
+        eval_batch_tokens=eval_batch_tokens,
     )
     metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
     if ridge_warm_start:  # the start is a candidate too: fine-tuning must lower the validation song MSE to stay

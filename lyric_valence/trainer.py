@@ -14,7 +14,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from lyric_valence.errors import UserError
 from lyric_valence.evaluation import song_metrics
-from modeling_lyric_valence import aggregate_chunk_scores, chunk_lyrics
+from modeling_lyric_valence import DEFAULT_BATCH_TOKENS, aggregate_chunk_scores, chunk_lyrics, token_budget_batches
 
 # Carried next to `labels` through the Trainer (as label ids) so every chunk prediction keeps its song and its
 # length (for the length-weighted aggregation).
@@ -228,8 +228,12 @@ class ChunkedSongTrainer(Trainer):
     A `Trainer` for datasets of song chunks: `song_index`, `chunk_id` and `length` travel with each chunk as label ids
     (set `label_names` to `LABEL_NAMES`) but never reach the model; an optional `head_learning_rate` gives the
     regression head its own learning rate. Resuming skips half-written checkpoints, and length-grouped batches come in
-    a seeded order per epoch, so a resumed run ends exactly where an uninterrupted one does. Evaluation takes the
-    chunks longest first, so its batches carry little padding.
+    a seeded order per epoch, so a resumed run ends exactly where an uninterrupted one does.
+
+    On one process, evaluation and prediction batch as `predict` does ([`token_budget_batches`]): chunks longest
+    first, each batch padded to its longest chunk holding at most `eval_batch_tokens` tokens (default: predict's for
+    the device, `DEFAULT_BATCH_TOKENS`). Several processes keep the Trainer's sharded batches of
+    `per_device_eval_batch_size` chunks.
 
     With `song_loss`, training batches hold whole songs ([`SongBatchSampler`], up to the batch size in chunks) and
     the loss is each song's error ([`song_loss`]: the mean of its chunk scores, length-weighted with
@@ -243,12 +247,16 @@ class ChunkedSongTrainer(Trainer):
         head_learning_rate: float | None = None,
         song_loss: bool = False,
         aggregation: str = "mean",
+        eval_batch_tokens: int | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
         self.song_loss = song_loss
         self.aggregation = aggregation
+        self.eval_batch_tokens = eval_batch_tokens or DEFAULT_BATCH_TOKENS.get(
+            self.args.device.type, DEFAULT_BATCH_TOKENS["cuda"]
+        )
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from complete checkpoints (see `resolve_checkpoint`); "true" means True."""
@@ -286,12 +294,32 @@ class ChunkedSongTrainer(Trainer):
             return SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
         return sampler
 
-    def _get_eval_sampler(self, eval_dataset):
-        # Longest chunks first, so a batch pads to nearly its own length, as predict's token-budget batches do; the
-        # song metrics read song and chunk ids, never the order. Several processes keep the Trainer's sharding.
-        if self.args.world_size > 1 or CHUNK_LENGTH not in getattr(eval_dataset, "column_names", ()):
-            return super()._get_eval_sampler(eval_dataset)
-        return np.argsort(-np.asarray(eval_dataset[CHUNK_LENGTH]), kind="stable").tolist()
+    def get_eval_dataloader(self, eval_dataset=None):
+        dataset = self.eval_dataset[eval_dataset] if isinstance(eval_dataset, str) else eval_dataset
+        dataset = self.eval_dataset if dataset is None else dataset
+        if not self.batches_by_token_budget(dataset):
+            return super().get_eval_dataloader(eval_dataset)
+        return self.token_budget_dataloader(dataset, "Evaluation")
+
+    def get_test_dataloader(self, test_dataset):
+        if not self.batches_by_token_budget(test_dataset):
+            return super().get_test_dataloader(test_dataset)
+        return self.token_budget_dataloader(test_dataset, "test")
+
+    def batches_by_token_budget(self, dataset) -> bool:
+        return self.args.world_size == 1 and CHUNK_LENGTH in getattr(dataset, "column_names", ())
+
+    def token_budget_dataloader(self, dataset, description: str):
+        """`dataset`'s chunks in token-budget batches, longest first; the song metrics read ids, never the order."""
+        dataset = self._remove_unused_columns(dataset, description=description)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=token_budget_batches(list(dataset[CHUNK_LENGTH]), self.eval_batch_tokens),
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None and self.head_learning_rate is not None:

@@ -209,7 +209,7 @@ def test_a_warm_start_that_fine_tuning_makes_worse_keeps_the_ridge_start(tokeniz
     assert saved.score_songs(lyrics, tokenizer) == pytest.approx(ridge_only.score_songs(lyrics, tokenizer), abs=1e-5)
 
 
-def test_evaluation_batches_come_longest_first_and_score_every_song_as_predict_does(tokenizer, tmp_path):
+def test_evaluation_batches_by_token_budget_longest_first_and_scores_every_song_as_predict_does(tokenizer, tmp_path):
     from transformers import DataCollatorWithPadding
 
     from lyric_valence.trainer import ChunkedSongTrainer, chunk_split, make_compute_metrics
@@ -217,11 +217,12 @@ def test_evaluation_batches_come_longest_first_and_score_every_song_as_predict_d
     splits = worded_splits(tokenizer)
     model = lexical_model(tokenizer, head_hidden_size=8, lexical_buckets=0)
     chunks = chunk_split(splits["validation"], tokenizer, model.config.max_length, model.config.stride)
-    widths, collate = [], DataCollatorWithPadding(tokenizer)
+    budget = 3 * max(chunks["length"])
+    shapes, collate = [], DataCollatorWithPadding(tokenizer)
 
     def recording_collator(features):
         batch = collate(features)
-        widths.append(batch["input_ids"].shape[1])
+        shapes.append(tuple(batch["input_ids"].shape))
         return batch
 
     args = TrainingArguments(
@@ -230,10 +231,13 @@ def test_evaluation_batches_come_longest_first_and_score_every_song_as_predict_d
     )  # fmt: skip
     trainer = ChunkedSongTrainer(
         model=model, args=args, eval_dataset=chunks, data_collator=recording_collator,
-        compute_metrics=make_compute_metrics(),
+        compute_metrics=make_compute_metrics(), eval_batch_tokens=budget,
     )  # fmt: skip
     metrics = trainer.evaluate()
+    widths = [width for _, width in shapes]
     assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    assert all(rows * width <= budget for rows, width in shapes)
+    assert sum(rows for rows, _ in shapes) == chunks.num_rows and len({rows for rows, _ in shapes}) > 1
     predicted = model.score_songs(list(splits["validation"]["text"]), tokenizer)
     labels = list(splits["validation"]["label"])
     expected = sum((p - y) ** 2 for p, y in zip(predicted, labels, strict=True)) / len(labels)

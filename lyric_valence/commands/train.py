@@ -187,7 +187,17 @@ class LyricValenceTrainingArguments(TrainingArguments):
     )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Chunks per training batch and device."})
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Chunks per evaluation batch and device."})
+    per_device_eval_batch_size: int = field(
+        default=64,
+        metadata={"help": "Chunks per evaluation batch and device when several processes evaluate."},
+    )
+    eval_batch_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "One process evaluates as predict scores: chunks longest first, in batches of at most this many "
+            "tokens, padding included (default: predict's --batch_tokens for the device)."
+        },
+    )
     warmup_steps: float = field(default=0.06, metadata={"help": "Warmup: a fraction of the steps if < 1, else steps."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: 'no', 'steps' or 'epoch'."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint: 'no', 'steps' or 'epoch'."})
@@ -377,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         ridge_warm_start=model_args.ridge_warm_start,
         song_loss=model_args.song_loss,
         early_stopping_patience=model_args.early_stopping_patience,
+        eval_batch_tokens=training_args.eval_batch_tokens,
     )
     validation = fitted.evaluate(splits["validation"], "eval")
     test = fitted.evaluate(splits["test"], "test")
