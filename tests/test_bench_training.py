@@ -122,3 +122,16 @@ def test_the_reference_model_keeps_the_encoders_dropouts_and_ours_drops_attentio
     assert ours.config.encoder.attention_probs_dropout_prob == FINETUNING_ATTENTION_DROPOUT == 0
     assert reference.config.encoder.attention_probs_dropout_prob == 0.1
     assert ours.config.encoder.hidden_dropout_prob == reference.config.encoder.hidden_dropout_prob == 0.1
+
+
+def test_trainer_evaluation_scoring_methods_give_the_engines_song_scores(tmp_path):
+    import torch
+
+    from bench.models import load_tokenizer, save_model
+    from bench.scoring import OurScorer, build_scorer
+
+    tokenizer = load_tokenizer("minilm")
+    folder = save_model(tmp_path, build_model("tiny", tokenizer.vocab_size), tokenizer)
+    expected = OurScorer(folder, "cpu", prepared=False)(SONGS)
+    for name in ("trainer-eval", "trainer-eval-fixed-batches"):
+        assert build_scorer(name, folder, torch.device("cpu"))(SONGS) == pytest.approx(expected, abs=1e-5), name
