@@ -195,7 +195,7 @@ class LyricValenceTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "One process evaluates as predict scores: chunks longest first, in batches of at most this many "
-            "tokens, padding included (default: predict's --batch_tokens for the device)."
+            "tokens, padding included (default: predict's token budget for the device)."
         },
     )
     warmup_steps: float = field(default=0.06, metadata={"help": "Warmup: a fraction of the steps if < 1, else steps."})
