@@ -254,9 +254,9 @@ class ChunkedSongTrainer(Trainer):
         self.head_learning_rate = head_learning_rate
         self.song_loss = song_loss
         self.aggregation = aggregation
-        self.eval_batch_tokens = eval_batch_tokens or DEFAULT_BATCH_TOKENS.get(
-            self.args.device.type, DEFAULT_BATCH_TOKENS["cuda"]
-        )
+        if eval_batch_tokens is None:
+            eval_batch_tokens = DEFAULT_BATCH_TOKENS.get(self.args.device.type, DEFAULT_BATCH_TOKENS["cuda"])
+        self.eval_batch_tokens = eval_batch_tokens
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`, resuming only from complete checkpoints (see `resolve_checkpoint`); "true" means True."""

@@ -409,3 +409,12 @@ def test_lyric_valence_train_and_train_py_take_the_same_flags():
     )
     assert len(flags(by_script.stdout)) > 50  # the transformers TrainingArguments are there too
     assert flags(by_command.stdout) == flags(by_script.stdout)
+
+
+def test_eval_batch_tokens_takes_a_positive_budget_or_is_a_one_line_usage_error(tmp_path, capsys):
+    *_, training_args = train.parse_arguments(["--eval_batch_tokens", "4096", "--output_dir", str(tmp_path)])
+    assert training_args.eval_batch_tokens == 4096
+    with pytest.raises(SystemExit) as exit:
+        train.parse_arguments(["--eval_batch_tokens", "0", "--output_dir", str(tmp_path)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code == 2 and len(error) == 1 and "--eval_batch_tokens must be a positive" in error[0]

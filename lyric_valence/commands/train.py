@@ -217,6 +217,8 @@ class LyricValenceTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.eval_batch_tokens is not None and self.eval_batch_tokens < 1:
+            raise ValueError(f"--eval_batch_tokens must be a positive number of tokens, got {self.eval_batch_tokens}")
         # Without a GPU, --bf16 means bfloat16 autocast on the CPU; the stock arguments refuse it unless --use_cpu is
         # given too. (A GPU without bf16 still gets the stock error rather than a silent move to the CPU.)
         if (self.bf16 or self.bf16_full_eval) and not torch.cuda.is_available() and not is_torch_bf16_gpu_available():
