@@ -276,16 +276,9 @@ class ChunkedSongTrainer(Trainer):
     def get_train_dataloader(self):
         if not self.song_loss:
             return super().get_train_dataloader()
-        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
         seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=SongBatchSampler(dataset[SONG_INDEX], self._train_batch_size, seed),
-            collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory,
-        )
-        return self.accelerator.prepare(loader)
+        songs = SongBatchSampler(self.train_dataset[SONG_INDEX], self._train_batch_size, seed)
+        return self.batched_dataloader(self.train_dataset, songs, "Training")
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
@@ -299,22 +292,26 @@ class ChunkedSongTrainer(Trainer):
         dataset = self.eval_dataset if dataset is None else dataset
         if not self.batches_by_token_budget(dataset):
             return super().get_eval_dataloader(eval_dataset)
-        return self.token_budget_dataloader(dataset, "Evaluation")
+        return self.batched_dataloader(dataset, self.eval_batches(dataset), "Evaluation")
 
     def get_test_dataloader(self, test_dataset):
         if not self.batches_by_token_budget(test_dataset):
             return super().get_test_dataloader(test_dataset)
-        return self.token_budget_dataloader(test_dataset, "test")
+        return self.batched_dataloader(test_dataset, self.eval_batches(test_dataset), "test")
 
     def batches_by_token_budget(self, dataset) -> bool:
         return self.args.world_size == 1 and CHUNK_LENGTH in getattr(dataset, "column_names", ())
 
-    def token_budget_dataloader(self, dataset, description: str):
+    def eval_batches(self, dataset) -> list[list[int]]:
         """`dataset`'s chunks in token-budget batches, longest first; the song metrics read ids, never the order."""
-        dataset = self._remove_unused_columns(dataset, description=description)
+        return token_budget_batches(list(dataset[CHUNK_LENGTH]), self.eval_batch_tokens)
+
+    def batched_dataloader(self, dataset, batch_sampler, description: str):
+        """`dataset` in the batches of row indices `batch_sampler` gives, with the Trainer's collator and loader
+        settings, its unused columns removed as the Trainer's own loaders do."""
         loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=token_budget_batches(list(dataset[CHUNK_LENGTH]), self.eval_batch_tokens),
+            self._remove_unused_columns(dataset, description=description),
+            batch_sampler=batch_sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
